@@ -1,0 +1,39 @@
+# Every target sets itself up from a fresh clone: .venv is created and the
+# package installed on first use (and again whenever pyproject.toml changes).
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+export ASSETS_PKG_DATA_DIR ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(ASSETS_PKG_DATA_DIR)/.dagster
+
+.PHONY: demo test ui bench install install-dev clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev,torch]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed
+	@mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/assets-pkg demo
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -n 2 --timeout 600
+
+ui: $(VENV)/.installed
+	@mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) data bench/out

@@ -1,0 +1,76 @@
+"""`assets-pkg`: demo, check, generate, stream, plus each domain's own subcommands."""
+
+import argparse
+import importlib
+import sys
+
+from assets_pkg.definitions import DOMAINS
+
+
+def _cmd_demo(args) -> int:
+    from assets_pkg.demo.runner import DEMO_DOMAINS, run_demo
+
+    return run_demo(scale=args.scale, domains=args.only or DEMO_DOMAINS)
+
+
+def _cmd_generate(args) -> int:
+    from assets_pkg.demo.runner import DEMO_DOMAINS, generate_inputs
+    from assets_pkg.settings import get_settings
+
+    settings = get_settings()
+    made = generate_inputs(settings, args.domains or DEMO_DOMAINS, args.scale, force=args.force)
+    print(f"generated: {', '.join(made) or 'nothing (inboxes not empty; --force to overwrite)'}")
+    return 0
+
+
+def _cmd_check(args) -> int:
+    outcomes = []
+    for domain in DOMAINS:
+        if args.group and domain != args.group:
+            continue
+        module = importlib.import_module(f"assets_pkg.{domain}.checks")
+        outcomes.extend(module.evaluate_materialized())
+    for outcome in outcomes:
+        print(outcome.line())
+    failed = [o for o in outcomes if o.blocking_failure]
+    print(f"{len(outcomes)} checks, {len(failed)} ERROR failures")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="assets-pkg", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="generate sample inputs where missing and run the whole graph")
+    demo.add_argument("--scale", default="demo", choices=["demo", "test"], help="sample data size")
+    demo.add_argument("--only", nargs="*", choices=DOMAINS, help="run only these domains")
+    demo.set_defaults(func=_cmd_demo)
+
+    gen = sub.add_parser("generate", help="write deterministic sample inputs into data/inbox/")
+    gen.add_argument("domains", nargs="*", choices=DOMAINS)
+    gen.add_argument("--scale", default="demo", choices=["demo", "test"])
+    gen.add_argument("--force", action="store_true", help="generate even where the inbox has files")
+    gen.set_defaults(func=_cmd_generate)
+
+    check = sub.add_parser("check", help="run every asset check on what is materialized now")
+    check.add_argument("--group", choices=DOMAINS, help="only this group's checks")
+    check.set_defaults(func=_cmd_check)
+
+    for domain in DOMAINS:
+        try:
+            module = importlib.import_module(f"assets_pkg.{domain}.cli")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"assets_pkg.{domain}.cli":
+                raise
+            continue  # this domain has no subcommands of its own
+        module.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Small adapters between the pure modules and Dagster, shared by every domain."""
+
+import dagster as dg
+
+from assets_pkg.checking import ERROR, CheckOutcome
+
+# Run tags that make one run cover a partition range (with a single-run backfill policy).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def severity(outcome: CheckOutcome) -> dg.AssetCheckSeverity:
+    return dg.AssetCheckSeverity.ERROR if outcome.severity == ERROR else dg.AssetCheckSeverity.WARN
+
+
+def check_result(outcome: CheckOutcome, asset_key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
+    """Turn a pure :class:`CheckOutcome` into the result Dagster records."""
+    return dg.AssetCheckResult(
+        passed=bool(outcome.passed),
+        check_name=outcome.name,
+        asset_key=asset_key or dg.AssetKey(outcome.asset.split("/")),
+        severity=severity(outcome),
+        description=outcome.description or None,
+        metadata=_metadata(outcome.metadata),
+    )
+
+
+def _metadata(values: dict) -> dict:
+    clean = {}
+    for key, value in values.items():
+        if isinstance(value, (list, tuple, set)):
+            clean[key] = dg.MetadataValue.json(list(value))
+        elif isinstance(value, dict):
+            clean[key] = dg.MetadataValue.json(value)
+        else:
+            clean[key] = value
+    return clean
+
+
+def log_progress(context):
+    """A streaming-reader progress callback that logs into the Dagster event log."""
+    from assets_pkg.reader import format_progress
+
+    def _callback(event) -> None:
+        context.log.info(format_progress(event))
+
+    return _callback

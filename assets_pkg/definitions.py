@@ -1,0 +1,30 @@
+"""`defs`: every domain's Definitions merged, plus the resources they share.
+
+Each domain package exposes ``<domain>.definitions.defs``; this module only merges them and
+supplies the two shared resources (``io_manager`` and ``duckdb``). Runs execute in process:
+one run costs seconds of start-up, and DuckDB already uses both cores inside a step.
+"""
+
+import importlib
+
+import dagster as dg
+
+from assets_pkg.io.parquet_io_manager import ShardedParquetIOManager
+from assets_pkg.resources.duckdb import DuckDBResource
+
+DOMAINS = ("ingest", "splits", "summary", "logs", "timeseries")
+
+
+def domain_definitions() -> list[dg.Definitions]:
+    return [importlib.import_module(f"assets_pkg.{name}.definitions").defs for name in DOMAINS]
+
+
+def build_definitions() -> dg.Definitions:
+    shared = dg.Definitions(
+        resources={"io_manager": ShardedParquetIOManager(), "duckdb": DuckDBResource()},
+        executor=dg.in_process_executor,
+    )
+    return dg.Definitions.merge(shared, *domain_definitions())
+
+
+defs = build_definitions()

@@ -1,0 +1,138 @@
+"""The demo runner's plumbing: run assets and sensors on the real instance, and report.
+
+A domain's demo module (``assets_pkg/demo/<domain>.py``) gets a :class:`DemoContext` and
+uses it the way the daemon and the UI would: evaluate a sensor tick and launch what it
+asks for, or materialize a selection over a partition or a partition range.
+"""
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from assets_pkg.checking import ERROR, WARN, CheckOutcome
+from assets_pkg.dagster_layer import RANGE_END_TAG, RANGE_START_TAG
+from assets_pkg.settings import Settings
+
+
+@dataclass
+class DemoReport:
+    lines: list[str] = field(default_factory=list)
+    # (asset, check) -> [passed partitions, failed partitions, severity]
+    checks: dict = field(default_factory=lambda: defaultdict(lambda: [0, 0, WARN]))
+    errors: list[str] = field(default_factory=list)
+
+    def section(self, title: str) -> None:
+        self.lines.append("")
+        self.lines.append(f"== {title}")
+
+    def line(self, text: str) -> None:
+        self.lines.append(f"   {text}")
+
+    def record_check_evaluations(self, evaluations) -> None:
+        for ev in evaluations:
+            entry = self.checks[(ev.asset_key.to_user_string(), ev.check_name)]
+            entry[0 if ev.passed else 1] += 1
+            entry[2] = "ERROR" if ev.severity == dg.AssetCheckSeverity.ERROR else WARN
+
+    def record_outcomes(self, outcomes: list[CheckOutcome]) -> None:
+        for outcome in outcomes:
+            entry = self.checks[(outcome.asset, outcome.name)]
+            entry[0 if outcome.passed else 1] += 1
+            entry[2] = outcome.severity
+
+    @property
+    def failed_error_checks(self) -> list[str]:
+        return [f"{a}:{c}" for (a, c), (_, failed, sev) in self.checks.items() if failed and sev == ERROR]
+
+    def render(self) -> str:
+        out = list(self.lines)
+        out.append("")
+        out.append("== Checks (partitions passed / failed)")
+        for (asset, check), (passed, failed, sev) in sorted(self.checks.items()):
+            status = "PASS" if not failed else ("FAIL" if sev == ERROR else "WARN")
+            out.append(f"   {status:4}  {asset}:{check}  {passed} passed, {failed} failed  [{sev}]")
+        if self.errors:
+            out.append("")
+            out.append("== Errors")
+            out.extend(f"   {e}" for e in self.errors)
+        return "\n".join(out)
+
+
+@dataclass
+class DemoContext:
+    settings: Settings
+    instance: dg.DagsterInstance
+    defs: dg.Definitions
+    report: DemoReport
+    scale: str = "demo"
+
+    # -- running assets --------------------------------------------------------------------
+    def materialize(self, selection, partition_key: str | None = None,
+                    partition_range: tuple[str, str] | None = None, run_config=None, tags=None):
+        """One in-process run on the real instance; records its check evaluations."""
+        run_tags = dict(tags or {})
+        if partition_range is not None:
+            run_tags[RANGE_START_TAG], run_tags[RANGE_END_TAG] = partition_range
+        job = self.defs.resolve_implicit_global_asset_job_def()
+        asset_keys = list(dg.AssetSelection.from_coercible(selection).resolve(self.defs.resolve_asset_graph()))
+        result = job.execute_in_process(
+            instance=self.instance,
+            partition_key=partition_key,
+            run_config=run_config,
+            tags=run_tags,
+            asset_selection=asset_keys,
+        )
+        self.report.record_check_evaluations(result.get_asset_check_evaluations())
+        return result
+
+    def add_dynamic_partitions(self, name: str, keys) -> None:
+        self.instance.add_dynamic_partitions(name, list(keys))
+
+    # -- sensors ---------------------------------------------------------------------------
+    def evaluate_sensor(self, name: str) -> list:
+        """One tick, done the way the daemon does it: store the cursor, add the requested
+        dynamic partitions, then launch each run request. Returns the run results."""
+        sensor = self.defs.resolve_sensor_def(name)
+        cursors = self._cursor_file()
+        saved = json.loads(cursors.read_text()) if cursors.exists() else {}
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=saved.get(name), definitions=self.defs, sensor_name=name
+        )
+        data = sensor.evaluate_tick(context)
+        for request in data.dynamic_partitions_requests or []:
+            if isinstance(request, dg.AddDynamicPartitionsRequest):
+                self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            else:
+                for key in request.partition_keys:
+                    self.instance.delete_dynamic_partition(request.partitions_def_name, key)
+        results = []
+        for run_request in data.run_requests or []:
+            results.append(self._launch(sensor, run_request))
+        if data.cursor is not None:
+            saved[name] = data.cursor
+            cursors.write_text(json.dumps(saved))
+        if data.skip_message:
+            self.report.line(f"sensor {name}: {data.skip_message}")
+        return results
+
+    def _launch(self, sensor, run_request: dg.RunRequest):
+        job_name = run_request.job_name or (sensor.job_name if sensor.has_jobs else None)
+        job = self.defs.resolve_job_def(job_name) if job_name else self.defs.resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(
+            instance=self.instance,
+            partition_key=run_request.partition_key,
+            run_config=run_request.run_config or None,
+            tags=dict(run_request.tags or {}),
+            asset_selection=list(run_request.asset_selection) if run_request.asset_selection else None,
+        )
+        self.report.record_check_evaluations(result.get_asset_check_evaluations())
+        return result
+
+    def _cursor_file(self) -> Path:
+        # The demo plays the daemon's part, so it keeps the sensors' cursors beside the instance.
+        path = self.settings.dagster_home / "demo_sensor_cursors.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path

@@ -1,0 +1,45 @@
+"""In-memory DuckDB connections with bounded memory and a spill folder.
+
+Pure logic modules take a connection as an argument; the Dagster layer gets one from
+:class:`assets_pkg.resources.duckdb.DuckDBResource`, tests and the CLI from :func:`connect`.
+Storage stays in Parquet: a ``.duckdb`` file would lock out every other process.
+"""
+
+import re
+from pathlib import Path
+
+import duckdb
+
+from assets_pkg.settings import get_settings
+
+
+def connect(
+    memory_limit: str | None = None,
+    threads: int | None = None,
+    spill_dir: Path | str | None = None,
+) -> duckdb.DuckDBPyConnection:
+    settings = get_settings()
+    spill = Path(spill_dir) if spill_dir else settings.duckdb_spill_dir
+    spill.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(":memory:")
+    con.execute(f"SET memory_limit = '{_checked_size(memory_limit or settings.duckdb_memory_limit)}'")
+    con.execute(f"SET threads = {int(threads or settings.duckdb_threads)}")
+    # SET takes no bound parameters; the path is ours (data root), quoted as a literal.
+    con.execute(f"SET temp_directory = '{_escape(str(spill))}'")
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier that came from config or a file header."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _escape(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _checked_size(size: str) -> str:
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", size, re.I):
+        raise ValueError(f"DuckDB memory limit {size!r} is not a size like '2GB' (DUCKDB_MEMORY_LIMIT)")
+    return size.strip()

@@ -1,0 +1,102 @@
+"""`ingest/files`: one dynamic partition per inbox file, streamed into Parquet shards."""
+
+import dagster as dg
+from pydantic import Field
+
+from assets_pkg.dagster_layer import check_result, log_progress
+from assets_pkg.ingest.files import find_inbox_file, load_column_types
+from assets_pkg.ingest.quality import reject_rate_outcome
+from assets_pkg.ingest.stream import stream_file_to_shards
+from assets_pkg.settings import env_float, env_int, get_settings
+
+INGEST_KEY = dg.AssetKey(["ingest", "files"])
+ingest_partitions = dg.DynamicPartitionsDefinition(name="ingest_files")
+
+
+def inbox_dir():
+    return get_settings().inbox / "files"
+
+
+def output_root():
+    return get_settings().warehouse / "ingest" / "files"
+
+
+class IngestConfig(dg.Config):
+    shard_rows: int = Field(
+        default_factory=lambda: env_int("INGEST_SHARD_ROWS", 1_000_000),
+        description="Rows per output Parquet shard (env INGEST_SHARD_ROWS).",
+    )
+    chunk_size: int = Field(
+        default_factory=lambda: env_int("CHUNK_SIZE", 100_000),
+        description="Rows per streamed chunk (env CHUNK_SIZE).",
+    )
+    memory_limit_mb: int = Field(
+        default_factory=lambda: env_int("MEMORY_LIMIT_MB", 256),
+        description="Reader memory budget in MiB (env MEMORY_LIMIT_MB).",
+    )
+    error_threshold: float = Field(
+        default_factory=lambda: env_float("ERROR_THRESHOLD", 0.05),
+        description="Reject share above which a file's ingest fails (env ERROR_THRESHOLD).",
+    )
+    reject_warn_rate: float = Field(
+        default_factory=lambda: env_float("REJECT_WARN_RATE", 0.01),
+        description="Reject share above which the reject_rate check warns (env REJECT_WARN_RATE).",
+    )
+
+
+@dg.asset(
+    key=INGEST_KEY,
+    partitions_def=ingest_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="ingest",
+    kinds={"parquet", "csv"},
+    owners=["team:data-platform"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "reject_rate",
+            asset=INGEST_KEY,
+            description="WARN when a file's rejected rows exceed reject_warn_rate of its rows.",
+        )
+    ],
+)
+def ingest_files(context: dg.AssetExecutionContext, config: IngestConfig):
+    """Stream each inbox file (csv/tsv/jsonl, gzip too) into bounded Parquet shards.
+
+    Output: `data/warehouse/ingest/files/<file stem>/part-NNNNN.parquet` plus
+    `rejects.parquet` (line, error type, raw text) for rows that could not be read. The
+    folder is replaced only when the new one is complete. One run covers every file the
+    sensor found; per-file metadata: rows, rejects, rows/s, peak memory.
+    """
+    per_file = {}
+    for key in context.partition_keys:
+        source = find_inbox_file(inbox_dir(), key)
+        result = stream_file_to_shards(
+            source.path,
+            output_root() / source.stem,
+            shard_rows=config.shard_rows,
+            chunk_size=config.chunk_size,
+            memory_limit_mb=config.memory_limit_mb,
+            error_threshold=config.error_threshold,
+            column_types=load_column_types(source.path),
+            progress_callback=log_progress(context),
+        )
+        context.add_asset_metadata(_file_metadata(result, source.identity()), partition_key=key)
+        per_file[key] = (result.rows, result.rejects)
+    outcome = reject_rate_outcome(per_file, config.reject_warn_rate)
+    return dg.MaterializeResult(check_results=[check_result(outcome, INGEST_KEY)])
+
+
+def _file_metadata(result, identity: str) -> dict:
+    return {
+        "dagster/row_count": result.rows,
+        "rejects": result.rejects,
+        "reject_rate": round(result.reject_rate, 6),
+        "shards": result.shards,
+        "bytes": result.bytes,
+        "seconds": result.seconds,
+        "rows_per_second": result.rows_per_second,
+        "peak_rss_mb": result.peak_rss_mb,
+        "path": dg.MetadataValue.path(result.output_dir),
+        "source": dg.MetadataValue.path(result.source),
+        "source_identity": identity,
+    }

@@ -1,0 +1,9 @@
+"""Ingest checks over what is on disk (`assets-pkg check`); the run computes the same in-op."""
+
+from assets_pkg.checking import CheckOutcome
+from assets_pkg.ingest.assets import IngestConfig, output_root
+from assets_pkg.ingest.quality import counts_on_disk, reject_rate_outcome
+
+
+def evaluate_materialized() -> list[CheckOutcome]:
+    return [reject_rate_outcome(counts_on_disk(output_root()), IngestConfig().reject_warn_rate)]

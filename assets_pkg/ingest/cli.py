@@ -1,0 +1,74 @@
+"""`assets-pkg stream FILE --out DIR` and `assets-pkg ingest scan`."""
+
+import json
+import sys
+from pathlib import Path
+
+from assets_pkg.ingest.files import load_column_types, scan_inbox
+from assets_pkg.ingest.stream import stream_file_to_shards
+from assets_pkg.settings import get_settings
+
+
+def register(subparsers) -> None:
+    stream = subparsers.add_parser(
+        "stream", help="stream a csv/tsv/jsonl/parquet file (gzip too) into Parquet shards + rejects"
+    )
+    stream.add_argument("file")
+    stream.add_argument("--out", required=True, help="output folder (replaced when complete)")
+    stream.add_argument("--file-format", default="auto", choices=["auto", "csv", "tsv", "jsonl", "parquet"])
+    stream.add_argument("--encoding", default="utf-8")
+    stream.add_argument("--chunk-size", type=int, default=100_000)
+    stream.add_argument("--memory-limit-mb", type=int, default=256)
+    stream.add_argument("--columns", nargs="*", help="keep only these columns")
+    stream.add_argument("--skip-rows", type=int, default=0)
+    stream.add_argument("--max-rows", type=int)
+    stream.add_argument("--strip-whitespace", action="store_true")
+    stream.add_argument("--keep-empty", action="store_true", help="do not skip blank lines")
+    stream.add_argument("--stop-on-error", action="store_true", help="fail on the first bad row")
+    stream.add_argument("--error-threshold", type=float, default=0.05)
+    stream.add_argument("--shard-rows", type=int, default=1_000_000)
+    stream.add_argument("--no-progress", action="store_true")
+    stream.set_defaults(func=_cmd_stream)
+
+    ingest = subparsers.add_parser("ingest", help="file ingest helpers")
+    ingest_sub = ingest.add_subparsers(dest="ingest_command", required=True)
+    scan = ingest_sub.add_parser("scan", help="list the inbox files the sensor would ingest, and refusals")
+    scan.set_defaults(func=_cmd_scan)
+
+
+def _cmd_stream(args) -> int:
+    from assets_pkg.reader import ReaderError
+
+    try:
+        result = stream_file_to_shards(
+            args.file,
+            args.out,
+            shard_rows=args.shard_rows,
+            file_format=args.file_format,
+            encoding=args.encoding,
+            chunk_size=args.chunk_size,
+            memory_limit_mb=args.memory_limit_mb,
+            columns=args.columns or None,
+            column_types=load_column_types(Path(args.file)),
+            skip_rows=args.skip_rows,
+            max_rows=args.max_rows,
+            skip_empty=not args.keep_empty,
+            strip_whitespace=args.strip_whitespace,
+            continue_on_error=not args.stop_on_error,
+            error_threshold=args.error_threshold,
+            report_progress=not args.no_progress,
+        )
+    except (ReaderError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.as_dict(), indent=2))
+    return 0
+
+
+def _cmd_scan(args) -> int:
+    scan = scan_inbox(get_settings().inbox / "files")
+    for f in scan.files:
+        print(f"ok       {f.partition_key} -> {f.stem}/")
+    for problem in scan.refused:
+        print(f"refused  {problem}")
+    return 1 if scan.refused else 0

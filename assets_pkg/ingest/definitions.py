@@ -1,0 +1,6 @@
+import dagster as dg
+
+from assets_pkg.ingest.assets import ingest_files
+from assets_pkg.ingest.sensors import ingest_file_sensor
+
+defs = dg.Definitions(assets=[ingest_files], sensors=[ingest_file_sensor])

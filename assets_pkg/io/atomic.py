@@ -1,0 +1,96 @@
+"""Atomic file and folder publication.
+
+Every write goes to a hidden temp name in the destination folder and is published with
+one ``os.replace`` (files) or ``os.rename`` (folders). A reader never sees a half-written
+file, and a killed run leaves only ``.tmp-`` names, which nothing treats as complete.
+"""
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+TEMP_MARKER = ".tmp-"
+
+
+def _temp_sibling(final: Path) -> Path:
+    return final.with_name(f".{final.name}{TEMP_MARKER}{uuid.uuid4().hex[:12]}")
+
+
+def is_temp_name(name: str) -> bool:
+    return name.startswith(".") and TEMP_MARKER in name
+
+
+@contextmanager
+def atomic_path(final: Path | str) -> Iterator[Path]:
+    """Yield a temp path beside ``final``; publish it on success, remove it on error.
+
+    If the body leaves no file at the temp path, nothing is published and ``final`` is
+    left as it was.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_sibling(final)
+    try:
+        yield tmp
+        if tmp.exists():
+            os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextmanager
+def atomic_dir(final: Path | str) -> Iterator[Path]:
+    """Yield a temp folder beside ``final``; rename it to ``final`` when the body succeeds.
+
+    ``final`` must not exist yet (a published folder is immutable).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        raise FileExistsError(f"{final} already exists; refusing to overwrite a published folder")
+    tmp = _temp_sibling(final)
+    tmp.mkdir()
+    try:
+        yield tmp
+        os.rename(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return Path(path)
+
+
+def atomic_write_text(path: Path | str, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path | str, obj) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def remove_stale_temps(folder: Path | str) -> int:
+    """Delete temp files/folders a killed run left in ``folder``; return how many."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for entry in folder.iterdir():
+        if is_temp_name(entry.name):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -1,0 +1,263 @@
+"""Fetch a window through the cache: plan under the log's lock, fetch only the gaps, summarise.
+
+:func:`fetch_window` is the one function behind the ``logs/log_events`` asset, the
+``logs_fetch_window_job`` and ``assets-pkg logs fetch``.
+"""
+
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from assets_pkg.io.atomic import atomic_dir, atomic_write_json, is_temp_name
+from assets_pkg.logs.planner import (
+    CoveragePlan,
+    ranges_json,
+    plan_coverage,
+    split_at_horizon,
+    validate_window,
+)
+from assets_pkg.logs.sources import LogSource
+from assets_pkg.logs.store import (
+    CacheWriteError,
+    Segment,
+    SegmentStore,
+    segment_dir,
+    validate_log_id,
+    verify_segment,
+)
+from assets_pkg.logs.summary import SummaryAccumulator, summarize_window, segment_files
+from assets_pkg.logs.writer import PartWriter, flush_bytes_setting, flush_rows_setting
+from assets_pkg.obs import Stopwatch, log_event
+from assets_pkg.settings import SettingError, env_bool, env_int, get_settings
+
+BYPASS = "bypass"
+
+
+def freshness_minutes_setting(value: int | None = None) -> int:
+    minutes = env_int("FRESHNESS_MINUTES", 10) if value is None else int(value)
+    if minutes < 0:
+        raise SettingError(f"FRESHNESS_MINUTES={minutes} must be >= 0")
+    return minutes
+
+
+def exports_dir() -> Path:
+    return get_settings().exports / "logs"
+
+
+def summary_path(log_id: str, start_ms: int, end_ms: int) -> Path:
+    return exports_dir() / validate_log_id(log_id) / f"summary_{start_ms}_{end_ms}.json"
+
+
+def manifest_path(log_id: str, start_ms: int, end_ms: int) -> Path:
+    return exports_dir() / validate_log_id(log_id) / f"window_{start_ms}_{end_ms}.json"
+
+
+@dataclass
+class FetchResult:
+    log_id: str
+    start_ms: int
+    end_ms: int
+    decision: str  # hit | partial | miss | bypass
+    output_file: str | None
+    rows_processed: int  # events fetched from the source by this run
+    batches_processed: int  # batches received from the source by this run
+    duration_seconds: float
+    segments_used: list[str]  # segments already cached that intersect the window
+    segments_written: list[str]  # segments published by this run
+    cache_missing_ranges: list[list[int]]
+    cache_cached_ranges: list[list[int]]
+    uncached_ranges: list[list[int]]  # fetched but not cached (freshness horizon / bypass)
+    parts_written: int
+    bytes_written: int
+    summary_output: str | None
+    summary: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fetch_window(
+    log_id: str,
+    start_ms: int,
+    end_ms: int,
+    source: LogSource,
+    *,
+    store: SegmentStore | None = None,
+    bypass_cache: bool | None = None,
+    flush_rows: int | None = None,
+    flush_bytes: int | None = None,
+    freshness_minutes: int | None = None,
+    now_ms: int | None = None,
+    write_outputs: bool = True,
+    summarize: bool = True,
+    logger=None,
+) -> FetchResult:
+    """Make ``[start_ms, end_ms)`` of ``log_id`` available, fetching only what is missing."""
+    watch = Stopwatch()
+    validate_log_id(log_id)
+    start_ms, end_ms = validate_window(start_ms, end_ms)
+    bypass = env_bool("BYPASS_CACHE", False) if bypass_cache is None else bool(bypass_cache)
+    rows_cap = flush_rows_setting(flush_rows)
+    bytes_cap = flush_bytes_setting(flush_bytes)
+    now = int(time.time() * 1000) if now_ms is None else int(now_ms)
+    horizon = now - freshness_minutes_setting(freshness_minutes) * 60_000
+    base = {"log_id": log_id, "start_ms": start_ms, "end_ms": end_ms}
+
+    if bypass:
+        log_event("cache_bypassed", logger, **base, source=source.describe())
+        acc, batches = _fetch_uncached(source, log_id, [(start_ms, end_ms)], logger)
+        summary = summarize_window(log_id, start_ms, end_ms, [], extra=acc, logger=logger) if summarize else {}
+        return FetchResult(log_id, start_ms, end_ms, BYPASS, None, acc.rows, batches, watch.seconds, [], [],
+                           [[start_ms, end_ms]], [], [[start_ms, end_ms]], 0, 0, None, summary)
+
+    store = store or SegmentStore()
+    written: list[Segment] = []
+    parts = 0
+    size = 0
+    rows = 0
+    batches = 0
+    with store.lock(log_id) as log_dir:
+        removed = _remove_stale_temps(log_dir)
+        scan = Stopwatch()
+        log_event("cache_scan_started", logger, **base, cache_dir=str(log_dir))
+        segments = store.segments(log_id)
+        used = [s for s in segments if s.intersects(start_ms, end_ms)]
+        for seg in used:
+            try:
+                verify_segment(seg)
+            except Exception as exc:
+                log_event("cache_read_failed", logger, level="error", **base, segment=str(seg.path), error=str(exc)[:500])
+                raise
+        log_event("cache_scan_finished", logger, **base, segments=len(segments), intersecting=len(used),
+                  stale_temps_removed=removed, seconds=scan.seconds)
+        plan = plan_coverage(start_ms, end_ms, [s.window for s in segments])
+        cacheable, fresh = split_at_horizon(plan.missing, horizon)
+        log_event("cache_coverage_planned", logger, **base, decision=plan.decision,
+                  missing_ranges=ranges_json(plan.missing), cached_ranges=ranges_json(plan.cached),
+                  uncached_ranges=ranges_json(fresh), freshness_horizon_ms=horizon)
+        log_event(f"cache_{plan.decision}", logger, **base, missing_ms=plan.missing_ms, cached_ms=plan.cached_ms,
+                  segments_used=len(used))
+        for sub_start, sub_end in cacheable:
+            seg, stats = _fetch_segment(source, log_dir, log_id, sub_start, sub_end, rows_cap, bytes_cap, logger)
+            written.append(seg)
+            parts += stats["parts"]
+            size += stats["bytes"]
+            rows += stats["rows"]
+            batches += stats["batches"]
+    # Fresh sub-ranges are fetched but never cached: a live log would be cached incomplete.
+    acc, fresh_batches = _fetch_uncached(source, log_id, fresh, logger)
+    rows += acc.rows
+    batches += fresh_batches
+
+    summary, summary_out, manifest = {}, None, None
+    window_segments = sorted(used + written, key=lambda s: s.start_ms)
+    if summarize:
+        summary = summarize_window(log_id, start_ms, end_ms, window_segments, extra=acc, logger=logger)
+    if write_outputs:
+        manifest = str(write_manifest(log_id, start_ms, end_ms, window_segments, plan, ranges_json(fresh)))
+        if summarize:
+            summary_out = str(write_summary(summary))
+    return FetchResult(
+        log_id, start_ms, end_ms, plan.decision, manifest, rows, batches, watch.seconds,
+        [str(s.path) for s in used], [str(s.path) for s in written],
+        ranges_json(plan.missing), ranges_json(plan.cached), ranges_json(fresh), parts, size, summary_out, summary,
+    )
+
+
+def _remove_stale_temps(log_dir: Path) -> int:
+    """Under the lock, every temp folder is a dead run's leftover: remove it."""
+    removed = 0
+    if not log_dir.is_dir():
+        return 0
+    for from_dir in log_dir.iterdir():
+        if not from_dir.is_dir():
+            continue
+        if is_temp_name(from_dir.name):
+            shutil.rmtree(from_dir, ignore_errors=True)
+            removed += 1
+            continue
+        for entry in from_dir.iterdir():
+            if is_temp_name(entry.name):
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def _fetch_segment(source, log_dir, log_id, start_ms, end_ms, rows_cap, bytes_cap, logger):
+    fields = {"log_id": log_id, "start_ms": start_ms, "end_ms": end_ms}
+    watch = Stopwatch()
+    log_event("fetch_subrange_started", logger, **fields, cached=True, source=source.describe())
+    final = segment_dir(log_dir, start_ms, end_ms)
+    batches = 0
+    try:
+        with atomic_dir(final) as tmp:
+            writer = PartWriter(tmp, rows_cap, bytes_cap, logger, fields)
+            for batch in source.fetch(log_id, start_ms, end_ms):
+                batches += 1
+                writer.write(batch)
+            writer.close()
+    except OSError as exc:
+        log_event("cache_write_failed", logger, level="error", **fields, path=str(final), error=str(exc)[:500])
+        raise CacheWriteError(
+            f"cannot write the log segment {final}: {exc}; make the cache folder "
+            f"({log_dir.parent}, LOG_INGESTION_CACHE_DIR) writable, or set BYPASS_CACHE=true"
+        ) from exc
+    except Exception as exc:
+        log_event("fetch_subrange_failed", logger, level="error", **fields, error=str(exc)[:500])
+        raise
+    stats = {"rows": writer.rows, "parts": len(writer.parts), "bytes": writer.bytes, "batches": batches}
+    log_event("fetch_subrange_finished", logger, **fields, cached=True, **stats, seconds=watch.seconds,
+              segment=str(final))
+    return Segment(log_id, start_ms, end_ms, final), stats
+
+
+def _fetch_uncached(source, log_id, ranges, logger) -> tuple[SummaryAccumulator, int]:
+    acc = SummaryAccumulator()
+    batches = 0
+    for start_ms, end_ms in ranges:
+        fields = {"log_id": log_id, "start_ms": start_ms, "end_ms": end_ms}
+        watch = Stopwatch()
+        log_event("fetch_subrange_started", logger, **fields, cached=False, source=source.describe())
+        before = acc.rows
+        try:
+            for batch in source.fetch(log_id, start_ms, end_ms):
+                batches += 1
+                acc.add(batch)
+        except Exception as exc:
+            log_event("fetch_subrange_failed", logger, level="error", **fields, error=str(exc)[:500])
+            raise
+        log_event("fetch_subrange_finished", logger, **fields, cached=False, rows=acc.rows - before,
+                  seconds=watch.seconds)
+    return acc, batches
+
+
+def write_summary(summary: dict) -> Path:
+    return atomic_write_json(summary_path(summary["log_id"], summary["start_ms"], summary["end_ms"]), summary)
+
+
+def write_manifest(log_id, start_ms, end_ms, segments: list[Segment], plan: CoveragePlan, uncached) -> Path:
+    """A small JSON naming every part file of the window: the window as one dataset."""
+    files = segment_files(segments)
+    doc = {
+        "log_id": log_id,
+        "start_ms": start_ms,
+        "end_ms": end_ms,
+        "decision": plan.decision,
+        "segments": [s.as_dict() for s in segments],
+        "files": files,
+        "uncached_ranges": uncached,
+        "duckdb_sql": "SELECT * FROM read_parquet($files) WHERE timestamp >= $start_ms AND timestamp < $end_ms",
+    }
+    return atomic_write_json(manifest_path(log_id, start_ms, end_ms), doc)
+
+
+def window_relation(con, segments: list[Segment], start_ms: int, end_ms: int):
+    """The window as one DuckDB relation (every intersecting segment, filtered)."""
+    files = segment_files(segments)
+    if not files:
+        raise ValueError(f"no cached segment intersects [{start_ms}, {end_ms})")
+    return con.sql(
+        "SELECT * FROM read_parquet($files) WHERE timestamp >= $s AND timestamp < $e",
+        params={"files": files, "s": start_ms, "e": end_ms},
+    )

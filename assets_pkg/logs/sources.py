@@ -1,0 +1,274 @@
+"""Log sources: where events come from when the cache does not have them.
+
+Every source implements ``fetch(log_id, start_ms, end_ms)`` yielding ``pyarrow.RecordBatch``
+in :data:`assets_pkg.logs.store.PART_SCHEMA`, only events in ``[start_ms, end_ms)``.
+
+- :class:`LocalLogSource` reads ``<inbox>/<log_id>/*.jsonl[.gz]`` through the project's
+  streaming reader (files in name order; events of each batch ascending).
+- :class:`HttpLogSource` speaks the API of DESIGN.md 4.4 with paging, retries with backoff on
+  429/5xx/timeouts, a repeated-token guard and event_id de-duplication.
+"""
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assets_pkg.logs.store import validate_log_id
+from assets_pkg.logs.writer import BatchNormalizer, EventFormatError, events_to_batch
+from assets_pkg.obs import log_event
+
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
+
+
+class LogSourceError(RuntimeError):
+    """The source failed (after retries where they apply); the message says why."""
+
+
+class LogSource:
+    name = "abstract"
+
+    def fetch(self, log_id: str, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:  # pragma: no cover
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.name
+
+
+# --- local JSONL ---------------------------------------------------------------------------
+
+
+class LocalLogSource(LogSource):
+    name = "local"
+
+    def __init__(self, inbox_dir: Path | str, chunk_size: int = 100_000, logger=None):
+        self.inbox_dir = Path(inbox_dir)
+        self.chunk_size = int(chunk_size)
+        self.logger = logger
+        self.calls = 0
+
+    def describe(self) -> str:
+        return f"local:{self.inbox_dir}"
+
+    def files(self, log_id: str) -> list[Path]:
+        folder = self.inbox_dir / validate_log_id(log_id)
+        if not folder.is_dir():
+            raise LogSourceError(
+                f"local log source: no folder {folder} for log {log_id!r} (expected {folder}/*.jsonl[.gz]); "
+                "check LOG_IDS or drop the log's JSONL files there"
+            )
+        return sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(JSONL_SUFFIXES))
+
+    def fetch(self, log_id: str, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:
+        from assets_pkg.reader import StreamingReader  # the one way to read JSONL
+
+        self.calls += 1
+        normalizer = BatchNormalizer()
+        try:
+            for path in self.files(log_id):
+                reader = StreamingReader(path, file_format="jsonl", chunk_size=self.chunk_size)
+                for chunk in reader:
+                    batch = chunk.batch
+                    if batch.num_rows == 0:
+                        continue
+                    batch = _filter_raw(batch, start_ms, end_ms, path)
+                    if batch.num_rows == 0:
+                        continue
+                    out = normalizer.normalize(batch, source=str(path))
+                    ts = out.column("timestamp")
+                    if len(ts) > 1 and not _ascending(ts):
+                        out = out.take(pc.sort_indices(ts))
+                    yield out
+                rejects = reader.rejects
+                if rejects is not None and rejects.num_rows:
+                    log_event("log_source_rejects", self.logger, level="warning", log_id=log_id, file=str(path),
+                              rejects=rejects.num_rows)
+        finally:
+            normalizer.close()
+
+
+def _filter_raw(batch: pa.RecordBatch, start_ms: int, end_ms: int, path: Path) -> pa.RecordBatch:
+    if "timestamp" not in batch.schema.names:
+        raise EventFormatError(f"{path}: events have no 'timestamp' field (columns: {', '.join(batch.schema.names)})")
+    ts = batch.column("timestamp")
+    if not pa.types.is_integer(ts.type):
+        try:
+            ts = pc.cast(ts, pa.int64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise EventFormatError(f"{path}: 'timestamp' must be integer milliseconds ({ts.type}): {exc}") from None
+        batch = batch.set_column(batch.schema.get_field_index("timestamp"), "timestamp", ts)
+    mask = pc.and_(pc.greater_equal(ts, start_ms), pc.less(ts, end_ms))
+    return batch.filter(mask)
+
+
+def _ascending(ts: pa.Array) -> bool:
+    return bool(pc.all(pc.greater_equal(ts[1:], ts[:-1])).as_py())
+
+
+# --- HTTP API ------------------------------------------------------------------------------
+
+
+class HttpLogSource(LogSource):
+    name = "http"
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        page_limit: int = 10_000,
+        timeout_seconds: float = 30.0,
+        max_retries: int = 5,
+        backoff_seconds: float = 0.5,
+        max_backoff_seconds: float = 30.0,
+        max_pages: int = 1_000_000,
+        logger=None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if not base_url or not base_url.startswith(("http://", "https://")):
+            raise LogSourceError(f"LOG_API_URL={base_url!r} is not an http(s) URL (needed when LOG_SOURCE=http)")
+        self.base_url = base_url.rstrip("/")
+        self.token = token or None
+        self.page_limit = int(page_limit)
+        self.timeout_seconds = float(timeout_seconds)
+        self.max_retries = int(max_retries)
+        self.backoff_seconds = float(backoff_seconds)
+        self.max_backoff_seconds = float(max_backoff_seconds)
+        self.max_pages = int(max_pages)
+        self.logger = logger
+        self.sleep = sleep
+        self.requests = 0
+        self.calls = 0
+
+    def describe(self) -> str:
+        return f"http:{self.base_url}"
+
+    def fetch(self, log_id: str, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:
+        validate_log_id(log_id)
+        self.calls += 1
+        seen_ids: set[str] = set()
+        seen_tokens: set[str] = set()
+        token: str | None = None
+        pages = 0
+        duplicates = 0
+        while True:
+            pages += 1
+            if pages > self.max_pages:
+                raise LogSourceError(f"log API: more than {self.max_pages} pages for {log_id} [{start_ms}, {end_ms})")
+            body = self._get_page(log_id, start_ms, end_ms, token)
+            events = body.get("events")
+            if not isinstance(events, list):
+                raise LogSourceError(f"log API: page for {log_id} has no 'events' list")
+            keep = []
+            for event in events:
+                if not isinstance(event, dict):
+                    raise LogSourceError(f"log API: page for {log_id} has an event that is not an object")
+                stamp = event.get("timestamp")
+                if isinstance(stamp, int) and not isinstance(stamp, bool) and not (start_ms <= stamp < end_ms):
+                    continue  # outside the requested window: the API promised not to, ignore it
+                eid = event.get("event_id")
+                if eid is not None:
+                    if eid in seen_ids:
+                        duplicates += 1
+                        continue
+                    seen_ids.add(eid)
+                keep.append(event)
+            if keep:
+                yield events_to_batch(keep)
+            next_token = body.get("next_page_token")
+            if not next_token:
+                break
+            if next_token in seen_tokens:
+                raise LogSourceError(
+                    f"log API returned page token {next_token!r} twice for {log_id} [{start_ms}, {end_ms}): "
+                    "the paging never ends; refusing to loop"
+                )
+            seen_tokens.add(next_token)
+            token = next_token
+        if duplicates:
+            log_event("fetch_duplicates_dropped", self.logger, log_id=log_id, start_ms=start_ms, end_ms=end_ms,
+                      duplicates=duplicates)
+
+    def _url(self, log_id: str, start_ms: int, end_ms: int, token: str | None) -> str:
+        params = {"start_ms": start_ms, "end_ms": end_ms, "limit": self.page_limit}
+        if token:
+            params["page_token"] = token
+        return f"{self.base_url}/logs/{urllib.parse.quote(log_id, safe='')}/events?{urllib.parse.urlencode(params)}"
+
+    def _get_page(self, log_id: str, start_ms: int, end_ms: int, token: str | None) -> dict:
+        url = self._url(log_id, start_ms, end_ms, token)
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        attempt = 0
+        while True:
+            attempt += 1
+            self.requests += 1
+            retry_after = None
+            try:
+                request = urllib.request.Request(url, headers=headers, method="GET")
+                with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
+                    raw = response.read()
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    raise LogSourceError(f"log API: {self._safe(url)} answered 200 with a body that is not JSON") from None
+                if not isinstance(body, dict):
+                    raise LogSourceError(f"log API: {self._safe(url)} answered 200 with JSON that is not an object")
+                return body
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+                if status == 401:
+                    raise LogSourceError(
+                        f"log API refused the request (HTTP 401 Unauthorized) at {self._safe(url)}: "
+                        "set LOG_API_TOKEN to a valid bearer token"
+                    ) from None
+                if status == 403:
+                    raise LogSourceError(
+                        f"log API forbids access (HTTP 403) to log {log_id!r} at {self._safe(url)}: check LOG_API_TOKEN's rights"
+                    ) from None
+                if status != 429 and status < 500:
+                    raise LogSourceError(f"log API answered HTTP {status} for {self._safe(url)}; not retrying") from None
+                reason = f"HTTP {status}"
+                if status == 429:
+                    retry_after = _retry_after_seconds(exc.headers.get("Retry-After") if exc.headers else None)
+            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
+                inner = getattr(exc, "reason", exc)
+                kind = "timeout" if isinstance(inner, (socket.timeout, TimeoutError)) else "connection error"
+                reason = f"{kind}: {inner}"
+            if attempt > self.max_retries:
+                log_event("fetch_failed", self.logger, level="error", log_id=log_id, start_ms=start_ms, end_ms=end_ms,
+                          attempts=attempt, reason=reason)
+                raise LogSourceError(
+                    f"log API failed {attempt} time(s) for {self._safe(url)} (last: {reason}); giving up after "
+                    f"{self.max_retries} retries"
+                )
+            delay = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (attempt - 1))
+            if retry_after is not None:
+                delay = min(self.max_backoff_seconds, max(delay, retry_after))
+            log_event("fetch_retry", self.logger, level="warning", log_id=log_id, start_ms=start_ms, end_ms=end_ms,
+                      attempt=attempt, reason=reason, delay_seconds=round(delay, 3))
+            self.sleep(delay)
+
+    def _safe(self, url: str) -> str:
+        return url  # the token travels in a header, never in the URL
+
+
+def _retry_after_seconds(value) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None

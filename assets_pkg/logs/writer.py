@@ -1,0 +1,223 @@
+"""Event normalisation and the streaming part writer.
+
+Every source yields ``pyarrow.RecordBatch`` in :data:`PART_SCHEMA` (timestamp int64 ms,
+event_id, level, message, attributes = JSON text of every other field). The writer buffers
+batches and writes a new ``part-NNNNN.parquet`` whenever ``FLUSH_ROWS`` rows or
+``FLUSH_BYTES`` bytes are buffered, then clears the buffer: memory stays bounded by one
+part whatever the window size.
+"""
+
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from assets_pkg.logs.store import PART_SCHEMA, part_name
+from assets_pkg.obs import Stopwatch, log_event
+from assets_pkg.settings import SettingError, env_int
+
+CORE_FIELDS = ("timestamp", "event_id", "level", "message")
+DEFAULT_FLUSH_ROWS = 100_000
+DEFAULT_FLUSH_BYTES = 64 * 2**20
+
+
+def flush_rows_setting(value: int | None = None) -> int:
+    rows = env_int("FLUSH_ROWS", DEFAULT_FLUSH_ROWS) if value is None else int(value)
+    if rows < 1:
+        raise SettingError(f"FLUSH_ROWS={rows} must be at least 1")
+    return rows
+
+
+def flush_bytes_setting(value: int | None = None) -> int:
+    size = env_int("FLUSH_BYTES", DEFAULT_FLUSH_BYTES) if value is None else int(value)
+    if size < 1:
+        raise SettingError(f"FLUSH_BYTES={size} must be at least 1")
+    return size
+
+
+class EventFormatError(ValueError):
+    """An event that cannot be stored (no integer timestamp, ...)."""
+
+
+# --- normalisation ---------------------------------------------------------------------
+
+
+def events_to_batch(events: list[dict]) -> pa.RecordBatch:
+    """Python event dicts (the HTTP API's JSON) -> one batch in PART_SCHEMA."""
+    ts, ids, levels, messages, attrs = [], [], [], [], []
+    for event in events:
+        stamp = event.get("timestamp")
+        if isinstance(stamp, bool) or not isinstance(stamp, int):
+            raise EventFormatError(
+                f"event {event.get('event_id')!r} has timestamp {stamp!r}; expected integer milliseconds"
+            )
+        ts.append(stamp)
+        ids.append(_text(event.get("event_id")))
+        levels.append(_text(event.get("level")))
+        messages.append(_text(event.get("message")))
+        extra = {k: v for k, v in event.items() if k not in CORE_FIELDS}
+        attrs.append(json.dumps(extra, sort_keys=True, default=str) if extra else "{}")
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(ts, pa.int64()),
+            pa.array(ids, pa.string()),
+            pa.array(levels, pa.string()),
+            pa.array(messages, pa.string()),
+            pa.array(attrs, pa.string()),
+        ],
+        schema=PART_SCHEMA,
+    )
+
+
+def _text(value):
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
+
+
+class BatchNormalizer:
+    """Arrow batches with arbitrary columns (e.g. parsed JSONL) -> PART_SCHEMA batches.
+
+    Core columns are cast; every other column is packed into ``attributes`` as JSON text
+    by DuckDB (``to_json(struct_pack(...))``), which stays vectorised.
+    """
+
+    def __init__(self):
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def normalize(self, batch: pa.RecordBatch, source: str = "") -> pa.RecordBatch:
+        names = batch.schema.names
+        if "timestamp" not in names:
+            raise EventFormatError(f"{source or 'events'}: no 'timestamp' field (columns: {', '.join(names)})")
+        n = batch.num_rows
+        ts = batch.column("timestamp")
+        if not pa.types.is_integer(ts.type):
+            try:
+                ts = pc.cast(ts, pa.int64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise EventFormatError(
+                    f"{source or 'events'}: 'timestamp' must be integer milliseconds ({ts.type}): {exc}"
+                ) from None
+        elif ts.type != pa.int64():
+            ts = pc.cast(ts, pa.int64())
+        if ts.null_count:
+            raise EventFormatError(f"{source or 'events'}: {ts.null_count} event(s) without a timestamp")
+        arrays = [ts]
+        for name in ("event_id", "level", "message"):
+            if name in names:
+                col = batch.column(name)
+                arrays.append(col if col.type == pa.string() else pc.cast(col, pa.string()))
+            else:
+                arrays.append(pa.nulls(n, pa.string()))
+        extra = [c for c in names if c not in CORE_FIELDS]
+        if extra:
+            arrays.append(self._attributes(batch.select(extra)))
+        else:
+            arrays.append(pa.array(["{}"] * n, pa.string()) if n else pa.array([], pa.string()))
+        return pa.RecordBatch.from_arrays(arrays, schema=PART_SCHEMA)
+
+    def _attributes(self, extra: pa.RecordBatch) -> pa.Array:
+        if self._con is None:
+            self._con = duckdb.connect(":memory:")
+            self._con.execute("SET threads = 1")
+        fields = ", ".join(f'"{c.replace(chr(34), chr(34) * 2)}" := "{c.replace(chr(34), chr(34) * 2)}"' for c in extra.schema.names)
+        table = pa.Table.from_batches([extra])
+        self._con.register("extra_batch", table)
+        try:
+            result = self._con.execute(
+                f"SELECT CAST(to_json(struct_pack({fields})) AS VARCHAR) AS a FROM extra_batch"
+            ).fetch_arrow_table()
+        finally:
+            self._con.unregister("extra_batch")
+        col = result.column(0).combine_chunks()
+        return col if col.type == pa.string() else pc.cast(col, pa.string())
+
+    def close(self):
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+def filter_window(batch: pa.RecordBatch, start_ms: int, end_ms: int) -> pa.RecordBatch:
+    ts = batch.column("timestamp")
+    mask = pc.and_(pc.greater_equal(ts, start_ms), pc.less(ts, end_ms))
+    return batch.filter(mask)
+
+
+# --- the part writer -------------------------------------------------------------------
+
+
+class PartWriter:
+    """Buffer PART_SCHEMA batches; write ``part-NNNNN.parquet`` files into ``folder``."""
+
+    def __init__(
+        self,
+        folder: Path,
+        flush_rows: int,
+        flush_bytes: int,
+        logger=None,
+        log_fields: dict | None = None,
+        compression: str = "zstd",
+    ):
+        self.folder = Path(folder)
+        self.flush_rows = max(1, int(flush_rows))
+        self.flush_bytes = max(1, int(flush_bytes))
+        self.logger = logger
+        self.log_fields = dict(log_fields or {})
+        self.compression = compression
+        self._buffer: list[pa.RecordBatch] = []
+        self._buffer_rows = 0
+        self._buffer_bytes = 0
+        self.parts: list[Path] = []
+        self.rows = 0
+        self.bytes = 0
+        self.max_buffer_rows = 0  # the largest buffer ever held (tests assert the bound)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        offset = 0
+        while offset < batch.num_rows:
+            room = self.flush_rows - self._buffer_rows
+            piece = batch.slice(offset, room)
+            offset += piece.num_rows
+            self._buffer.append(piece)
+            self._buffer_rows += piece.num_rows
+            self._buffer_bytes += piece.nbytes
+            self.max_buffer_rows = max(self.max_buffer_rows, self._buffer_rows)
+            if self._buffer_rows >= self.flush_rows or self._buffer_bytes >= self.flush_bytes:
+                self.flush()
+
+    def flush(self, allow_empty: bool = False) -> Path | None:
+        if not self._buffer_rows and not allow_empty:
+            return None
+        index = len(self.parts)
+        path = self.folder / part_name(index)
+        watch = Stopwatch()
+        log_event("flush_started", self.logger, **self.log_fields, part=index, rows=self._buffer_rows,
+                  buffer_bytes=self._buffer_bytes)
+        table = pa.Table.from_batches(self._buffer, schema=PART_SCHEMA)
+        try:
+            pq.write_table(table, path, compression=self.compression)
+        except OSError as exc:
+            log_event("flush_failed", self.logger, level="error", **self.log_fields, part=index, path=str(path),
+                      error=str(exc)[:300])
+            raise
+        size = path.stat().st_size
+        self.parts.append(path)
+        self.rows += table.num_rows
+        self.bytes += size
+        log_event("flush_finished", self.logger, **self.log_fields, part=index, rows=table.num_rows, bytes=size,
+                  seconds=watch.seconds, path=str(path))
+        # Clear the buffer: nothing of this part stays in memory.
+        self._buffer = []
+        self._buffer_rows = 0
+        self._buffer_bytes = 0
+        del table
+        return path
+
+    def close(self) -> None:
+        """Flush what is left; a window without events still gets one zero-row part."""
+        if self._buffer_rows or not self.parts:
+            self.flush(allow_empty=True)

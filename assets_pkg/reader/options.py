@@ -1,0 +1,150 @@
+"""Reader options: one frozen dataclass, validated once, each error naming its parameter."""
+
+import codecs
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assets_pkg.reader.errors import ReaderOptionError
+
+FILE_FORMATS = ("auto", "csv", "tsv", "jsonl", "ndjson", "parquet")
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    file_path: Path
+    file_format: str = "auto"
+    encoding: str = "utf-8"
+    chunk_size: int = 100_000
+    memory_limit_mb: float = 256
+    columns: tuple[str, ...] | None = None
+    column_types: Mapping[str, pa.DataType] | None = None
+    skip_rows: int = 0
+    max_rows: int | None = None
+    skip_empty: bool = True
+    strip_whitespace: bool = False
+    continue_on_error: bool = True
+    error_threshold: float = 0.05
+    report_progress: bool = False
+    progress_interval: float = 5.0
+    progress_callback: Callable | None = None
+    delimiter: str | None = None
+
+    @property
+    def block_bytes(self) -> int:
+        """Bytes of text parsed at once. A parsed block costs a few times its size (raw
+        bytes, string buffers, typed columns, one block in flight per parser thread), so
+        an eighth of the memory budget keeps the total inside it; 64 MiB is where larger
+        blocks stop being faster."""
+        budget = int(self.memory_limit_mb * 2**20 / 8)
+        return max(256 * 1024, min(budget, 64 * 2**20))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ReaderOptionError(name, f"expected True or False, got {value!r}")
+
+
+def validate_options(
+    file_path,
+    file_format,
+    encoding,
+    chunk_size,
+    memory_limit_mb,
+    columns,
+    column_types,
+    skip_rows,
+    max_rows,
+    skip_empty,
+    strip_whitespace,
+    continue_on_error,
+    error_threshold,
+    report_progress,
+    progress_interval,
+    progress_callback,
+    delimiter,
+) -> ReaderOptions:
+    """Check every option and return them frozen; raise ReaderOptionError naming the first bad one."""
+    if not isinstance(file_path, (str, Path)) or str(file_path) == "":
+        raise ReaderOptionError("file_path", f"expected a path, got {file_path!r}")
+    if not isinstance(file_format, str):
+        raise ReaderOptionError("file_format", f"expected a string, got {file_format!r}")
+    fmt = file_format.lower().removesuffix(".gz")
+    if fmt not in FILE_FORMATS:
+        raise ReaderOptionError(
+            "file_format", f"{file_format!r} is not one of {', '.join(FILE_FORMATS)} (optionally with .gz)"
+        )
+    if not isinstance(encoding, str):
+        raise ReaderOptionError("encoding", f"expected a codec name, got {encoding!r}")
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ReaderOptionError("encoding", f"unknown encoding {encoding!r} (try 'utf-8' or 'latin-1')") from None
+    if not _is_int(chunk_size) or chunk_size <= 0:
+        raise ReaderOptionError("chunk_size", f"expected a positive integer number of rows, got {chunk_size!r}")
+    if isinstance(memory_limit_mb, bool) or not isinstance(memory_limit_mb, (int, float)) or not memory_limit_mb > 0:
+        raise ReaderOptionError("memory_limit_mb", f"expected a positive number of MiB, got {memory_limit_mb!r}")
+    if columns is not None:
+        if isinstance(columns, str) or not isinstance(columns, Sequence) or not columns:
+            raise ReaderOptionError("columns", f"expected a non-empty list of column names, got {columns!r}")
+        if not all(isinstance(c, str) for c in columns):
+            raise ReaderOptionError("columns", f"every column name must be a string, got {list(columns)!r}")
+        duplicates = sorted({c for c in columns if list(columns).count(c) > 1})
+        if duplicates:
+            raise ReaderOptionError("columns", f"column {duplicates[0]!r} is listed twice")
+        columns = tuple(columns)
+    if column_types is not None:
+        if not isinstance(column_types, Mapping):
+            raise ReaderOptionError("column_types", f"expected a dict of column name -> pyarrow type, got {column_types!r}")
+        for name, dtype in column_types.items():
+            if not isinstance(dtype, pa.DataType):
+                raise ReaderOptionError("column_types", f"type of column {name!r} must be a pyarrow DataType, got {dtype!r}")
+            try:
+                pc.cast(pa.array([], pa.string()), dtype)
+            except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+                raise ReaderOptionError(
+                    "column_types", f"column {name!r}: text cannot be converted to {dtype}"
+                ) from None
+        column_types = dict(column_types)
+    if not _is_int(skip_rows) or skip_rows < 0:
+        raise ReaderOptionError("skip_rows", f"expected an integer >= 0, got {skip_rows!r}")
+    if max_rows is not None and (not _is_int(max_rows) or max_rows < 0):
+        raise ReaderOptionError("max_rows", f"expected None or an integer >= 0, got {max_rows!r}")
+    _require_bool("skip_empty", skip_empty)
+    _require_bool("strip_whitespace", strip_whitespace)
+    _require_bool("continue_on_error", continue_on_error)
+    _require_bool("report_progress", report_progress)
+    if isinstance(error_threshold, bool) or not isinstance(error_threshold, (int, float)) or not 0 <= error_threshold <= 1:
+        raise ReaderOptionError("error_threshold", f"expected a share between 0 and 1, got {error_threshold!r}")
+    if isinstance(progress_interval, bool) or not isinstance(progress_interval, (int, float)) or not progress_interval > 0:
+        raise ReaderOptionError("progress_interval", f"expected a positive number of seconds, got {progress_interval!r}")
+    if progress_callback is not None and not callable(progress_callback):
+        raise ReaderOptionError("progress_callback", f"expected a callable, got {progress_callback!r}")
+    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\""):
+        raise ReaderOptionError("delimiter", f"expected one character (not a quote or line break), got {delimiter!r}")
+    return ReaderOptions(
+        file_path=Path(file_path),
+        file_format=file_format.lower(),
+        encoding=encoding,
+        chunk_size=chunk_size,
+        memory_limit_mb=memory_limit_mb,
+        columns=columns,
+        column_types=column_types,
+        skip_rows=skip_rows,
+        max_rows=max_rows,
+        skip_empty=skip_empty,
+        strip_whitespace=strip_whitespace,
+        continue_on_error=continue_on_error,
+        error_threshold=float(error_threshold),
+        report_progress=report_progress,
+        progress_interval=float(progress_interval),
+        progress_callback=progress_callback,
+        delimiter=delimiter,
+    )

@@ -1,0 +1,152 @@
+"""Detect a file's format from its name and confirm it from its first bytes.
+
+The name gives the expectation (``.csv``, ``.tsv``, ``.jsonl``/``.ndjson``, ``.parquet``,
+each optionally ``.gz``); the content decides compression (gzip magic bytes) and must
+agree with the format (``PAR1`` for parquet, ``{`` lines for JSONL, a delimiter for text).
+A disagreement is an error rather than a guess, so a mislabelled file never loads as
+garbage.
+"""
+
+import gzip
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from assets_pkg.reader.errors import ReaderError
+
+GZIP_MAGIC = b"\x1f\x8b"
+PARQUET_MAGIC = b"PAR1"
+_SAMPLE_BYTES = 64 * 1024
+_NAME_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+_DELIMITERS = {"csv": ",", "tsv": "\t"}
+
+
+@dataclass(frozen=True)
+class SniffedFormat:
+    format: str  # csv | tsv | jsonl | parquet
+    compression: str | None  # "gzip" or None
+    delimiter: str | None  # text formats only
+
+
+def format_from_name(path: Path) -> tuple[str | None, bool]:
+    """(format implied by the file name or None, whether the name ends in .gz)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    gz = bool(suffixes) and suffixes[-1] in (".gz", ".gzip")
+    if gz:
+        suffixes = suffixes[:-1]
+    fmt = _NAME_FORMATS.get(suffixes[-1]) if suffixes else None
+    return fmt, gz
+
+
+def check_readable_file(path: Path) -> int:
+    """Raise ReaderError for a missing path, a folder or an empty file; return the size."""
+    if not path.exists():
+        raise ReaderError(f"{path}: file not found (file_path)")
+    if path.is_dir():
+        raise ReaderError(f"{path}: is a directory, not a file (file_path)")
+    size = path.stat().st_size
+    if size == 0:
+        raise ReaderError(f"{path}: file is empty (0 bytes): no header and no rows")
+    return size
+
+
+def _read_sample(path: Path, gzipped: bool) -> bytes:
+    with open(path, "rb") as raw:
+        if not gzipped:
+            return raw.read(_SAMPLE_BYTES)
+        try:
+            with gzip.GzipFile(fileobj=raw) as stream:
+                return stream.read(_SAMPLE_BYTES)
+        except EOFError:
+            # A gzip file shorter than the sample that ends early: the reader reports the
+            # truncation with its position; for sniffing, what was decoded is enough.
+            raw.seek(0)
+            decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            return decomp.decompress(raw.read(_SAMPLE_BYTES * 4), _SAMPLE_BYTES)
+        except (OSError, zlib.error) as exc:
+            raise ReaderError(f"{path}: not a valid gzip file: {exc}") from None
+
+
+def looks_binary(sample: bytes) -> bool:
+    """True for content no text format produces: NUL bytes or many control characters."""
+    if not sample:
+        return False
+    if b"\x00" in sample:
+        return True
+    controls = sum(1 for b in sample[:4096] if b < 32 and b not in (9, 10, 13, 12))
+    return controls > len(sample[:4096]) * 0.05
+
+
+def _first_content_line(sample: bytes) -> bytes:
+    for line in sample.split(b"\n"):
+        if line.strip():
+            return line.lstrip(b"\xef\xbb\xbf").strip()
+    return b""
+
+
+def _text_format_from_content(first_line: bytes) -> str:
+    if first_line.startswith(b"{"):
+        return "jsonl"
+    return "tsv" if first_line.count(b"\t") > first_line.count(b",") else "csv"
+
+
+def sniff_format(file_path, file_format: str = "auto", encoding: str = "utf-8") -> SniffedFormat:
+    """Return the format, compression and delimiter of ``file_path``.
+
+    ``file_format="auto"`` takes the format from the name and checks it against the
+    content; an explicit format (``csv``, ``tsv``, ``jsonl``/``ndjson``, ``parquet``, with
+    or without ``.gz``) overrides the name but is still checked. Compression always comes
+    from the gzip magic bytes. Raises ReaderError naming the file for missing, empty,
+    binary or mislabelled input.
+    """
+    path = Path(file_path)
+    check_readable_file(path)
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    gzipped = head.startswith(GZIP_MAGIC)
+    name_fmt, _ = format_from_name(path)
+    wanted = file_format.lower().removesuffix(".gz")
+    wanted = {"ndjson": "jsonl"}.get(wanted, wanted)
+    expected = name_fmt if wanted == "auto" else wanted
+
+    sample = _read_sample(path, gzipped)
+    if sample.startswith(PARQUET_MAGIC):
+        if expected not in (None, "parquet"):
+            raise ReaderError(
+                f"{path}: content is a Parquet file (starts with PAR1) but file_format says {expected}; "
+                "rename it to .parquet or pass file_format='parquet'"
+            )
+        return SniffedFormat("parquet", "gzip" if gzipped else None, None)
+    if expected == "parquet":
+        raise ReaderError(f"{path}: expected a Parquet file (file_format / name) but it does not start with PAR1")
+    if not sample:
+        raise ReaderError(f"{path}: file is empty after decompression: no header and no rows")
+    # Multi-byte encodings (utf-16/32) contain NUL bytes; judge their decoded text instead.
+    text_sample = sample
+    if encoding.lower().replace("_", "-") not in ("utf-8", "utf8", "utf-8-sig", "latin-1", "latin1", "iso-8859-1", "cp1252", "ascii"):
+        try:
+            text_sample = sample.decode(encoding, errors="ignore").encode("utf-8")
+        except LookupError:
+            pass
+    if looks_binary(text_sample):
+        raise ReaderError(
+            f"{path}: looks like binary data, not CSV/TSV/JSONL text or Parquet "
+            "(NUL or control bytes in the first 64 KiB)"
+        )
+    first_line = _first_content_line(text_sample)
+    content_fmt = _text_format_from_content(first_line)
+    if expected is None:
+        fmt = content_fmt
+    elif expected == "jsonl" and content_fmt != "jsonl":
+        raise ReaderError(
+            f"{path}: expected JSON lines (file_format / name) but the first line does not start with '{{': "
+            f"{first_line[:80]!r}"
+        )
+    elif expected in ("csv", "tsv") and content_fmt == "jsonl":
+        raise ReaderError(
+            f"{path}: named/declared {expected} but the first line looks like JSON: {first_line[:80]!r}; "
+            "pass file_format='jsonl'"
+        )
+    else:
+        fmt = expected
+    return SniffedFormat(fmt, "gzip" if gzipped else None, _DELIMITERS.get(fmt))

@@ -1,0 +1,5 @@
+"""Dagster resources shared by every domain."""
+
+from assets_pkg.resources.duckdb import DuckDBResource
+
+__all__ = ["DuckDBResource"]

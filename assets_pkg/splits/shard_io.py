@@ -1,0 +1,119 @@
+"""Open one input shard as a DuckDB relation, streaming.
+
+Parquet shards are scanned by DuckDB directly; csv/tsv (and anything gzipped) go through
+the project's streaming reader, whose Arrow batches DuckDB consumes as they come. Column
+names containing ``__DOT__`` are renamed to ``.`` (as the original script did); header-less
+text shards take their names from the inbox's ``_signature.txt``.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from assets_pkg.duck import quote_ident
+from assets_pkg.splits.discovery import Shard
+from assets_pkg.splits.params import DOT_MARKER, SplitParams
+
+
+class ShardError(ValueError):
+    """A shard the split cannot use; the message names the file (and column)."""
+
+
+@dataclass
+class OpenedShard:
+    shard: Shard
+    relation: duckdb.DuckDBPyRelation | None  # None: the file holds no rows at all
+    reader: object | None = None  # StreamingReader for text shards (rejects, stats)
+    columns: list[str] = field(default_factory=list)
+
+    @property
+    def rejected_lines(self) -> int:
+        """Lines the streaming reader rejected (known once the relation was consumed)."""
+        if self.reader is None:
+            return 0
+        return int(self.reader.stats.total_errors)
+
+    def rejects_sample(self, limit: int = 5) -> list[dict]:
+        if self.reader is None or self.rejected_lines == 0:
+            return []
+        return self.reader.rejects.slice(0, limit).to_pylist()
+
+
+def renamed(name: str) -> str:
+    return name.replace(DOT_MARKER, ".")
+
+
+def open_shard(con: duckdb.DuckDBPyConnection, shard: Shard, params: SplitParams,
+               signature: list[str] | None = None, progress_callback=None) -> OpenedShard:
+    """A relation over the shard with the split's columns validated (names the file)."""
+    path = Path(shard.path)
+    if not path.exists():
+        raise ShardError(f"{path}: shard file disappeared")
+    if path.stat().st_size == 0:
+        return OpenedShard(shard, None)
+    reader = None
+    if shard.format == "parquet" and not shard.compressed:
+        try:
+            relation = con.read_parquet(str(path))
+        except duckdb.Error as exc:
+            raise ShardError(f"{path}: cannot read parquet shard: {exc}") from exc
+    else:
+        relation, reader = _text_relation(con, shard, signature, params, progress_callback)
+        if relation is None:
+            return OpenedShard(shard, None, reader)
+    columns = list(relation.columns)
+    if any(DOT_MARKER in c for c in columns):
+        relation = relation.project(", ".join(f"{quote_ident(c)} AS {quote_ident(renamed(c))}" for c in columns))
+        columns = [renamed(c) for c in columns]
+    required = [
+        ("DATE_COLUMN", params.date_column),
+        ("GROUP_ID_COLUMN", params.group_id_column),
+        ("TARGETS/LABEL_FIELD (main target)", params.main_target),
+    ]
+    for setting, column in required:
+        if column not in columns:
+            raise ShardError(
+                f"{path}: column {column!r} ({setting}) is missing; the shard has {', '.join(columns) or 'no columns'}"
+            )
+    return OpenedShard(shard, relation, reader, columns)
+
+
+def _text_relation(con, shard: Shard, signature, params: SplitParams, progress_callback):
+    from assets_pkg.reader import ReaderError, StreamingReader
+
+    fmt = shard.format
+    options = dict(
+        file_format=fmt,
+        error_threshold=params.error_threshold,
+        continue_on_error=True,
+    )
+    if progress_callback is not None:
+        options.update(report_progress=True, progress_callback=progress_callback)
+    if signature:
+        options["column_names"] = list(signature)
+    try:
+        reader = StreamingReader(shard.path, **options)
+        batches = reader.to_record_batch_reader()
+    except ReaderError as exc:
+        raise ShardError(f"{shard.path}: {exc}") from exc
+    except (OSError, EOFError) as exc:
+        raise ShardError(f"{shard.path}: cannot read shard: {exc}") from exc
+    if len(batches.schema) == 0:
+        return None, reader
+    return con.from_arrow(_guarded(batches, shard)), reader
+
+
+def _guarded(batches: pa.RecordBatchReader, shard: Shard) -> pa.RecordBatchReader:
+    """Re-raise read errors met while DuckDB pulls batches with the shard's name on them."""
+
+    def gen():
+        try:
+            yield from batches
+        except ShardError:
+            raise
+        except Exception as exc:  # reader errors, truncated gzip (EOFError), bad bytes
+            raise ShardError(f"{shard.path}: {type(exc).__name__}: {exc}") from exc
+
+    return pa.RecordBatchReader.from_batches(batches.schema, gen())

@@ -1,0 +1,267 @@
+"""Build monthly summary tables with history arrays (no dagster import).
+
+Each output month M is a pure function of the source: the winning record of every account
+at M, and for each history column C an array ``C_history`` of length L (36) whose ``[i]``
+is the winning value at month M - i, NULL where the account has no record (or a NULL
+value). Recomputing any set of months in any order gives the same files as a full rebuild.
+
+How it stays fast and bounded: the winners are streamed from DuckDB ordered by month, a
+chunk of months per query (bounded by ``max_rows_per_query``); a ring buffer of L month
+slots per account (numpy, ``accounts x L`` values + validity per history column) holds the
+last L months, so each month's arrays are a single gather. Memory depends on the number of
+accounts and L, not on how many months are built. Each finished month is handed to
+``write_month`` (in a background thread, so encoding Parquet overlaps the next month).
+"""
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assets_pkg.obs import log_event, peak_rss_mb
+from assets_pkg.summary.config import SummarySettings
+from assets_pkg.summary.months import month_index, month_str
+from assets_pkg.summary.source import Source, month_chunks
+
+_NUMPY_TYPES = {"DOUBLE": np.float64, "FLOAT": np.float32, "BIGINT": np.int64, "INTEGER": np.int32}
+_ARROW_TYPES = {"DOUBLE": pa.float64(), "FLOAT": pa.float32(), "BIGINT": pa.int64(), "INTEGER": pa.int32()}
+
+
+@dataclass
+class BuildStats:
+    months_written: list[str] = field(default_factory=list)
+    rows_per_month: dict[str, int] = field(default_factory=dict)
+    bytes_per_month: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+    source_rows_read: int = 0
+    queries: int = 0
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+
+    def metadata(self) -> dict:
+        rate = self.rows / self.seconds if self.seconds else 0.0
+        return {
+            "dagster/row_count": self.rows,
+            "months": len(self.rows_per_month),
+            "source_rows_read": self.source_rows_read,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(rate, 1),
+            "peak_rss_mb": self.peak_rss_mb,
+        }
+
+
+class HistoryRing:
+    """The last L months of every account, one slot per month (slot = month index % L)."""
+
+    def __init__(self, length: int, dtypes: list, capacity: int = 1024):
+        self.length = length
+        self.dtypes = dtypes
+        self.keys: pa.Array | None = None
+        self.n = 0
+        self.values = [np.zeros((capacity, length), dtype=t) for t in dtypes]
+        self.valid = [np.zeros((capacity, length), dtype=bool) for _ in dtypes]
+
+    def index(self, keys: pa.Array) -> np.ndarray:
+        """Row index of each key, adding keys seen for the first time."""
+        if self.keys is None or len(self.keys) == 0:
+            idx = pa.nulls(len(keys), pa.int32())
+        else:
+            idx = pc.index_in(keys, value_set=self.keys)
+        if idx.null_count:
+            new_keys = pc.unique(pc.filter(keys, pc.is_null(idx)))
+            self._grow(self.n + len(new_keys))
+            self.keys = new_keys if self.keys is None else pa.concat_arrays([self.keys, new_keys])
+            self.n = len(self.keys)
+            idx = pc.index_in(keys, value_set=self.keys)
+        return idx.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+    def _grow(self, need: int) -> None:
+        cap = self.values[0].shape[0]
+        if need <= cap:
+            return
+        new_cap = max(need, cap * 2)
+        for j in range(len(self.values)):
+            grown = np.zeros((new_cap, self.length), dtype=self.values[j].dtype)
+            grown[:cap] = self.values[j]
+            self.values[j] = grown
+            grown_valid = np.zeros((new_cap, self.length), dtype=bool)
+            grown_valid[:cap] = self.valid[j]
+            self.valid[j] = grown_valid
+
+    def put(self, month: int, idx: np.ndarray, columns: list[pa.Array]) -> None:
+        slot = month % self.length
+        for j, arr in enumerate(columns):
+            self.valid[j][: self.values[j].shape[0], slot] = False
+            if len(idx) == 0:
+                continue
+            vals = pc.fill_null(arr, 0).to_numpy(zero_copy_only=False)
+            self.values[j][idx, slot] = vals
+            self.valid[j][idx, slot] = arr.is_valid().to_numpy(zero_copy_only=False)
+
+    def clear(self, month: int) -> None:
+        slot = month % self.length
+        for j in range(len(self.values)):
+            self.valid[j][:, slot] = False
+
+    def gather(self, month: int, idx: np.ndarray, j: int, arrow_type: pa.DataType) -> pa.ListArray:
+        """History arrays for the accounts at rows ``idx``: [i] = month - i."""
+        order = (month - np.arange(self.length)) % self.length
+        vals = self.values[j][idx[:, None], order[None, :]].ravel()
+        valid = self.valid[j][idx[:, None], order[None, :]].ravel()
+        flat = pa.array(vals, type=arrow_type, mask=~valid)
+        offsets = pa.array(np.arange(0, (len(idx) + 1) * self.length, self.length, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, flat)
+
+
+def output_schema(cfg: SummarySettings, key_type: pa.DataType) -> pa.Schema:
+    fields = [
+        pa.field(cfg.key_column, key_type),
+        pa.field(cfg.month_column, pa.string()),
+        pa.field(cfg.timestamp_column, pa.timestamp("us")),
+    ]
+    for col in cfg.all_value_columns:
+        fields.append(pa.field(col, _ARROW_TYPES.get(cfg.value_type(col), pa.string())))
+    for col in cfg.history_columns:
+        fields.append(pa.field(cfg.history_name(col), pa.list_(_ARROW_TYPES[cfg.value_type(col)])))
+    return pa.schema(fields)
+
+
+def key_arrow_type(cfg: SummarySettings) -> pa.DataType:
+    return pa.int64() if cfg.key_type == "BIGINT" else pa.string()
+
+
+def build_months(
+    source: Source,
+    start: str,
+    end: str,
+    write_month: Callable[[str, pa.Table], object],
+    accounts: list | None = None,
+    logger=None,
+    progress_seconds: float = 10.0,
+) -> BuildStats:
+    """Compute months ``start..end`` from ``source`` and hand each to ``write_month(month,
+    table)`` in month order. Every month in the range is handed over, empty ones too (so the
+    writer can delete a stale file). ``accounts`` limits the rows to those accounts (the
+    caller merges them into the existing files).
+
+    ``write_month`` may return an object with ``rows`` and ``bytes`` (a ``WriteResult``).
+    """
+    cfg = source.cfg
+    for col in cfg.history_columns:
+        if cfg.value_type(col) not in _NUMPY_TYPES:
+            raise ValueError(f"history column {col!r} must be numeric, its type is {cfg.value_type(col)}")
+    started = time.perf_counter()
+    stats = BuildStats()
+    start_i, end_i = month_index(start), month_index(end)
+    if end_i < start_i:
+        return stats
+    L = cfg.history_length
+    profile = source.profile()
+    lo = max(start_i - (L - 1), cfg.first_month_index)
+    chunks = month_chunks(profile.rows_per_month, lo, end_i, cfg.max_rows_per_query)
+    value_cols = list(cfg.all_value_columns)
+    hist_pos = [value_cols.index(c) for c in cfg.history_columns]
+    hist_types = [_ARROW_TYPES[cfg.value_type(c)] for c in cfg.history_columns]
+    ring = HistoryRing(L, [_NUMPY_TYPES[cfg.value_type(c)] for c in cfg.history_columns])
+    schema = output_schema(cfg, key_arrow_type(cfg))
+    total_out_months = end_i - start_i + 1
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="summary-write")
+    pending: list[tuple[str, Future]] = []
+    last_progress = time.perf_counter()
+
+    def finish(month: str, fut: Future) -> None:
+        result = fut.result()
+        rows = int(getattr(result, "rows", 0) or 0)
+        stats.rows += rows
+        stats.rows_per_month[month] = rows
+        stats.bytes_per_month[month] = int(getattr(result, "bytes", 0) or 0)
+        if rows:
+            stats.months_written.append(month)
+
+    def _assemble(table: pa.Table, idx: np.ndarray, month_i: int, month: str) -> pa.Table:
+        arrays = [
+            table.column(0).combine_chunks().cast(schema.field(0).type),
+            pa.array([month], type=pa.string()).take(np.zeros(table.num_rows, dtype=np.int32)),
+            table.column(1).combine_chunks().cast(pa.timestamp("us")),
+        ]
+        for k in range(len(value_cols)):
+            arrays.append(table.column(2 + k).combine_chunks().cast(schema.field(3 + k).type))
+        for j, t in enumerate(hist_types):
+            arrays.append(ring.gather(month_i, idx, j, t))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def emit(month_i: int, table: pa.Table | None) -> None:
+        nonlocal last_progress
+        month = month_str(month_i)
+        if table is None or table.num_rows == 0:
+            ring.clear(month_i)
+            if month_i < start_i:
+                return
+            out = schema.empty_table()
+        else:
+            idx = ring.index(table.column(0).combine_chunks())
+            ring.put(month_i, idx, [table.column(2 + p).combine_chunks() for p in hist_pos])
+            if month_i < start_i:
+                return
+            out = _assemble(table, idx, month_i, month)
+        while len(pending) >= 2:
+XXX
+            finish(*pending.pop(0))
+        pending.append((month, pool.submit(write_month, month, out)))
+        now = time.perf_counter()
+        if logger is not None and now - last_progress >= progress_seconds:
+            last_progress = now
+            done = month_i - start_i + 1
+            elapsed = now - started
+            log_event(
+                "summary_build_progress", logger, month=month, months_done=done, months_total=total_out_months,
+                rows=stats.rows, rows_per_second=round(stats.rows / elapsed, 1) if elapsed else None,
+                eta_seconds=round(elapsed / done * (total_out_months - done), 1) if done else None,
+            )
+
+    try:
+        for c_lo, c_hi in chunks:
+            stats.queries += 1
+            rel = source.winners(c_lo, c_hi, accounts)
+            reader = rel.fetch_arrow_reader(batch_size=262_144) if hasattr(rel, "fetch_arrow_reader") else rel.fetch_record_batch(262_144)
+            current = c_lo
+            parts: list[pa.RecordBatch] = []
+            for batch in reader:
+                if batch.num_rows == 0:
+                    continue
+                stats.source_rows_read += batch.num_rows
+                months_col = batch.column(1)
+                # split the batch at month boundaries (rows are ordered by month)
+                uniq = pc.unique(months_col).to_pylist()
+                for m in sorted(uniq):
+                    while current < m:
+                        emit(current, _concat(parts, batch.schema))
+                        parts = []
+                        current += 1
+                    mask = pc.equal(months_col, m)
+                    parts.append(batch.filter(mask))
+            while current <= c_hi:
+                emit(current, _concat(parts, None))
+                parts = []
+                current += 1
+        while pending:
+            finish(*pending.pop(0))
+    finally:
+        for _, fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True)
+    stats.seconds = time.perf_counter() - started
+    stats.peak_rss_mb = peak_rss_mb()
+    return stats
+
+
+def _concat(parts: list[pa.RecordBatch], schema) -> pa.Table | None:
+    if not parts:
+        return None
+    table = pa.Table.from_batches(parts)
+    # drop the month index column: (key, month_idx, ts, values...) -> (key, ts, values...)
+    return table.remove_column(1)

@@ -1,0 +1,447 @@
+"""The account source: every batch file ever delivered to the accounts inbox.
+
+Parquet batches are read by DuckDB directly; CSV batches go through the project's
+streaming reader (:class:`assets_pkg.reader.StreamingReader`) into a temporary Parquet copy
+so that every later query can scan them again. One DuckDB view, ``summary_src``, unions the
+batches with normalized, typed columns plus the batch rank (position of the file name in
+sorted order) and the row number, which break ``base_ts`` ties: later file, then later row.
+
+No dagster import: this is used by the assets, the sensor, the CLI, tests and the bench.
+"""
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from assets_pkg.duck import quote_ident
+from assets_pkg.settings import get_settings
+from assets_pkg.summary.config import SummarySettings
+from assets_pkg.summary.months import MONTH_SQL_PATTERN, current_month, is_month, month_index, month_str
+
+PARQUET_SUFFIXES = (".parquet",)
+CSV_SUFFIXES = (".csv", ".csv.gz")
+VIEW = "summary_src"
+
+
+class SummarySourceError(ValueError):
+    """A batch file cannot be used; the message names the file (and row or column)."""
+
+
+@dataclass(frozen=True)
+class BatchFile:
+    path: Path
+    size: int
+    mtime_ns: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def kind(self) -> str:
+        return "parquet" if self.name.lower().endswith(PARQUET_SUFFIXES) else "csv"
+
+    @property
+    def identity(self) -> str:
+        """Name + size + mtime: a replaced or rewritten file counts as a new batch."""
+        return f"{self.size}:{self.mtime_ns}"
+
+    @classmethod
+    def of(cls, path: Path) -> "BatchFile":
+        st = path.stat()
+        return cls(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
+def list_batch_files(source_dir: Path) -> list[BatchFile]:
+    """Batch files directly in ``source_dir`` (sub-folders are not batches), sorted by name.
+
+    Hidden files (temp files of atomic writes) are ignored; any other file that is not
+    parquet or csv is refused so that nothing is skipped silently.
+    """
+    source_dir = Path(source_dir)
+    if not source_dir.is_dir():
+        return []
+    files, refused = [], []
+    for entry in sorted(source_dir.iterdir(), key=lambda p: p.name):
+        if entry.name.startswith(".") or not entry.is_file():
+            continue
+        lower = entry.name.lower()
+        if lower.endswith(PARQUET_SUFFIXES) or lower.endswith(CSV_SUFFIXES):
+            files.append(BatchFile.of(entry))
+        else:
+            refused.append(entry.name)
+    if refused:
+        raise SummarySourceError(
+            f"{source_dir}: files that are not account batches (.parquet, .csv, .csv.gz): {refused}"
+        )
+    return files
+
+
+@dataclass
+class SourceProfile:
+    """What one scan over the batches found: rows per valid month and every problem."""
+
+    rows: int = 0
+    rows_per_month: dict[int, int] = field(default_factory=dict)  # month index -> good rows
+    bad_rows: int = 0
+    problems: list[str] = field(default_factory=list)
+    max_base_ts: object = None
+
+    @property
+    def months(self) -> list[int]:
+        return sorted(m for m, n in self.rows_per_month.items() if n > 0)
+
+
+class Source:
+    """A DuckDB view over a set of batch files. Use as a context manager."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        cfg: SummarySettings,
+        files: list[BatchFile],
+        rank_names: list[str] | None = None,
+        now_month: str | None = None,
+        logger=None,
+    ):
+        self.con = con
+        self.cfg = cfg
+        self.files = list(files)
+        names = sorted(rank_names if rank_names is not None else [f.name for f in files])
+        self.rank = {name: i for i, name in enumerate(names)}
+        self.now_month = now_month or current_month()
+        self.logger = logger
+        self._tmp: Path | None = None
+        self._profile: SourceProfile | None = None
+        self._open()
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.con.execute(f"DROP VIEW IF EXISTS {VIEW}")
+        except duckdb.Error:
+            pass
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def _open(self) -> None:
+        parts = []
+        for batch in self.files:
+            if batch.name not in self.rank:
+                raise ValueError(f"{batch.name} is not among the ranked batch names")
+            path = batch.path
+            if batch.kind == "csv":
+                if batch.size == 0:
+                    continue  # an empty batch holds no records
+                path = self._csv_to_parquet(batch)
+                if path is None:
+                    continue
+            parts.append(self._select_for(batch, path))
+        cfg = self.cfg
+        if not parts:
+            cols = [
+                f"NULL::INTEGER AS _file",
+                "NULL::BIGINT AS _row",
+                f"NULL::VARCHAR AS _key_raw",
+                f"NULL::{cfg.key_type} AS key",
+                "NULL::VARCHAR AS _month_raw",
+                "NULL::INTEGER AS month_idx",
+                "NULL::TIMESTAMP AS _ts_raw",
+                "NULL::TIMESTAMP AS ts",
+            ]
+            for i, col in enumerate(cfg.all_value_columns):
+                cols += [f"NULL::VARCHAR AS _v{i}_raw", f"NULL::{cfg.value_type(col)} AS v{i}"]
+            parts = [f"SELECT {', '.join(cols)} WHERE false"]
+        sql = "\nUNION ALL\n".join(parts)
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {VIEW} AS {sql}")
+
+    def _schema_of(self, batch: BatchFile, path: Path) -> pa.Schema:
+        try:
+            return pq.read_schema(path)
+        except Exception as exc:  # noqa: BLE001 - any reader error means an unusable file
+            raise SummarySourceError(f"{batch.path}: not a readable parquet file ({exc})") from None
+
+    def _check_columns(self, batch: BatchFile, names) -> None:
+        cfg = self.cfg
+        needed = [
+            ("key_column", cfg.key_column),
+            ("month_column", cfg.month_column),
+            ("timestamp_column", cfg.timestamp_column),
+        ] + [("value column", c) for c in cfg.all_value_columns]
+        present = set(names)
+        for setting, col in needed:
+            if col not in present:
+                raise SummarySourceError(
+                    f"{batch.path}: missing column {col!r} (summary {setting}); columns present: {sorted(present)}"
+                )
+
+    def _select_for(self, batch: BatchFile, path: Path) -> str:
+        cfg = self.cfg
+        schema = self._schema_of(batch, path)
+        self._check_columns(batch, schema.names)
+        q = quote_ident
+        month_type = schema.field(cfg.month_column).type
+        if pa.types.is_date(month_type) or pa.types.is_timestamp(month_type):
+            month_expr = f"strftime({q(cfg.month_column)}, '%Y-%m')"
+        else:
+            month_expr = f"trim(CAST({q(cfg.month_column)} AS VARCHAR))"
+        ts_type = schema.field(cfg.timestamp_column).type
+        ts_col = q(cfg.timestamp_column)
+        if pa.types.is_timestamp(ts_type) or pa.types.is_date(ts_type):
+            ts_expr = f"CAST({ts_col} AS TIMESTAMP)"
+        else:
+            ts_expr = f"TRY_CAST(trim(CAST({ts_col} AS VARCHAR)) AS TIMESTAMP)"
+        key_col = q(cfg.key_column)
+        key_type = schema.field(cfg.key_column).type
+        if cfg.key_type == "BIGINT" and pa.types.is_integer(key_type):
+            key_expr = f"CAST({key_col} AS BIGINT)"
+        elif cfg.key_type == "VARCHAR":
+            key_expr = f"NULLIF(trim(CAST({key_col} AS VARCHAR)), '')"
+        else:
+            key_expr = f"TRY_CAST(trim(CAST({key_col} AS VARCHAR)) AS {cfg.key_type})"
+        rank = int(self.rank[batch.name])
+        cols = [
+            f"{rank}::INTEGER AS _file",
+            "file_row_number AS _row",
+            f"CAST({key_col} AS VARCHAR) AS _key_raw",
+            f"{key_expr} AS key",
+            f"{month_expr} AS _month_raw",
+            (
+                f"CASE WHEN regexp_full_match({month_expr}, '{MONTH_SQL_PATTERN}') "
+                f"THEN CAST(substr({month_expr}, 1, 4) AS INTEGER) * 12 + CAST(substr({month_expr}, 6, 2) AS INTEGER) - 1 "
+                "END AS month_idx"
+            ),
+            f"CAST({ts_col} AS VARCHAR) AS _ts_raw",
+            f"{ts_expr} AS ts",
+        ]
+        for i, col in enumerate(cfg.all_value_columns):
+            vtype = cfg.value_type(col)
+            ftype = schema.field(col).type
+            if pa.types.is_integer(ftype) or pa.types.is_floating(ftype) or vtype == "VARCHAR":
+                vexpr = f"CAST({q(col)} AS {vtype})"
+            else:
+                vexpr = f"TRY_CAST(NULLIF(trim(CAST({q(col)} AS VARCHAR)), '') AS {vtype})"
+            cols += [f"NULLIF(trim(CAST({q(col)} AS VARCHAR)), '') AS _v{i}_raw", f"{vexpr} AS v{i}"]
+        literal = str(path).replace("'", "''")
+        return f"SELECT {', '.join(cols)} FROM read_parquet('{literal}', file_row_number = true)"
+
+    def _csv_to_parquet(self, batch: BatchFile) -> Path | None:
+        """Stream a CSV batch through the project's reader into a temp Parquet copy."""
+        from assets_pkg.reader import ReaderError, StreamingReader
+
+        if self._tmp is None:
+            spill = get_settings().duckdb_spill_dir
+            spill.mkdir(parents=True, exist_ok=True)
+            self._tmp = Path(tempfile.mkdtemp(prefix="summary-src-", dir=spill))
+        out = self._tmp / f"{self.rank[batch.name]:06d}.parquet"
+        try:
+            reader = StreamingReader(
+                batch.path,
+                file_format="csv",
+                strip_whitespace=True,
+                continue_on_error=self.cfg.bad_rows == "skip",
+            )
+            rbr = reader.to_record_batch_reader()
+            self._check_columns(batch, rbr.schema.names)
+            # all text: the view casts with the configured types and reports what fails
+            writer = None
+            rows = 0
+            try:
+                for rb in rbr:
+                    rb = pa.RecordBatch.from_arrays(
+                        [col.cast(pa.string()) for col in rb.columns], names=rb.schema.names
+                    )
+                    if writer is None:
+                        writer = pq.ParquetWriter(out, rb.schema, compression="zstd")
+                    writer.write_batch(rb)
+                    rows += rb.num_rows
+            finally:
+                if writer is not None:
+                    writer.close()
+        except SummarySourceError:
+            raise
+        except ReaderError as exc:
+            raise SummarySourceError(f"{batch.path}: {exc}") from None
+        rejects = getattr(reader, "rejects", None)
+        if rejects is not None and rejects.num_rows:
+            first = rejects.slice(0, 3).to_pylist()
+            msg = f"{batch.path}: {rejects.num_rows} unreadable CSV lines, e.g. {first}"
+            if self.cfg.bad_rows == "error":
+                raise SummarySourceError(msg)
+            self._note(msg)
+        if rows == 0:
+            return None
+        return out
+
+    def _note(self, text: str) -> None:
+        if self.logger is not None:
+            self.logger.warning(text)
+
+    # ---- profile (one scan) ------------------------------------------------------------------
+    def profile(self) -> SourceProfile:
+        """Scan every batch once: good rows per month, bad rows, problems (with file/row).
+
+        With ``bad_rows="error"`` any problem raises :class:`SummarySourceError` naming the
+        file, the column and example rows; with ``"skip"`` the rows are counted and left out.
+        """
+        if self._profile is not None:
+            return self._profile
+        cfg = self.cfg
+        value_cols = cfg.all_value_columns
+        bad_value_terms = ", ".join(
+            f"count(*) FILTER (WHERE _v{i}_raw IS NOT NULL AND v{i} IS NULL) AS bad_v{i}" for i in range(len(value_cols))
+        )
+        rows = self.con.execute(
+            f"""
+            SELECT _file, _month_raw, month_idx, count(*) AS n,
+                   count(*) FILTER (WHERE _key_raw IS NULL) AS null_keys,
+                   count(*) FILTER (WHERE _key_raw IS NOT NULL AND key IS NULL) AS bad_keys,
+                   count(*) FILTER (WHERE ts IS NULL) AS bad_ts,
+                   count(*) FILTER (WHERE key IS NOT NULL AND ts IS NOT NULL {self._value_ok_sql()}) AS ok,
+                   max(ts) AS max_ts
+                   {', ' + bad_value_terms if bad_value_terms else ''}
+            FROM {VIEW} GROUP BY ALL
+            """
+        ).fetchall()
+        names = {rank: name for name, rank in self.rank.items()}
+        paths = {f.name: f.path for f in self.files}
+        first, last = cfg.first_month_index, month_index(self.now_month)
+        prof = SourceProfile()
+        problems: dict[tuple, int] = {}
+
+        def add(file_rank, what, count, where_sql, params=()):
+            problems[(file_rank, what, where_sql, params)] = problems.get((file_rank, what, where_sql, params), 0) + count
+
+        for rec in rows:
+            file_rank, month_raw, midx, n, null_keys, bad_keys, bad_ts, ok, max_ts = rec[:9]
+            bad_values = rec[9:]
+            prof.rows += n
+            if null_keys:
+                add(file_rank, f"null {cfg.key_column}", null_keys, "_key_raw IS NULL")
+            if bad_keys:
+                add(file_rank, f"{cfg.key_column} not a {cfg.key_type}", bad_keys, "_key_raw IS NOT NULL AND key IS NULL")
+            if bad_ts:
+                add(file_rank, f"null or unparsable {cfg.timestamp_column}", bad_ts, "ts IS NULL")
+            for i, count in enumerate(bad_values):
+                if count:
+                    add(file_rank, f"{value_cols[i]} not a {cfg.value_type(value_cols[i])}", count,
+                        f"_v{i}_raw IS NOT NULL AND v{i} IS NULL")
+            month_ok = False
+            if midx is None:
+                add(file_rank, f"malformed {cfg.month_column} {month_raw!r} (expected YYYY-MM)", n,
+                    "_month_raw IS NOT DISTINCT FROM ?", (month_raw,))
+            elif midx < first:
+                add(file_rank, f"{cfg.month_column} {month_raw} before first_month {cfg.first_month}", n,
+                    "_month_raw = ?", (month_raw,))
+            elif midx > last:
+                add(file_rank, f"{cfg.month_column} {month_raw} after the current month {self.now_month}", n,
+                    "_month_raw = ?", (month_raw,))
+            else:
+                month_ok = True
+            if month_ok:
+                prof.rows_per_month[midx] = prof.rows_per_month.get(midx, 0) + ok
+                if ok and max_ts is not None and (prof.max_base_ts is None or max_ts > prof.max_base_ts):
+                    prof.max_base_ts = max_ts
+        good = sum(prof.rows_per_month.values())
+        prof.bad_rows = prof.rows - good
+        for (file_rank, what, where_sql, params), count in sorted(problems.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+            examples = self.con.execute(
+                f"SELECT _row FROM {VIEW} WHERE _file = ? AND ({where_sql}) ORDER BY _row LIMIT 5",
+                [file_rank, *params],
+            ).fetchall()
+            rows_text = ", ".join(str(r[0] + 1) for r in examples)
+            prof.problems.append(f"{paths.get(names[file_rank], names[file_rank])}: {count} rows with {what} (rows {rows_text})")
+        if prof.problems and cfg.bad_rows == "error":
+            more = f" (and {len(prof.problems) - 10} more problems)" if len(prof.problems) > 10 else ""
+            raise SummarySourceError(
+                "bad account records (set bad_rows: skip to leave them out):\n  "
+                + "\n  ".join(prof.problems[:10]) + more
+            )
+        for text in prof.problems:
+            self._note(f"skipped: {text}")
+        self._profile = prof
+        return prof
+
+    def _value_ok_sql(self) -> str:
+        return "".join(
+            f" AND NOT (_v{i}_raw IS NOT NULL AND v{i} IS NULL)" for i in range(len(self.cfg.all_value_columns))
+        )
+
+    def good_rows_sql(self) -> str:
+        """WHERE terms selecting the rows the summary uses (valid key, month, base_ts, values)."""
+        cfg = self.cfg
+        return (
+            f"key IS NOT NULL AND ts IS NOT NULL AND month_idx BETWEEN {int(cfg.first_month_index)} "
+            f"AND {int(month_index(self.now_month))}{self._value_ok_sql()}"
+        )
+
+    # ---- winners -----------------------------------------------------------------------------
+    def winners(self, lo: int, hi: int, accounts: list | None = None) -> duckdb.DuckDBPyRelation:
+        """Winning record per (account, month) for months lo..hi (indexes), ordered by month
+        then account: greatest base_ts, then later batch file, then later row."""
+        cfg = self.cfg
+        values = ", ".join(f"v{i} AS {quote_ident(c)}" for i, c in enumerate(cfg.all_value_columns))
+        acc = ""
+        params: list = [int(lo), int(hi)]
+        if accounts is not None:
+            acc = " AND list_contains(?, key)"
+            params.append(list(accounts))
+        sql = f"""
+            SELECT key, month_idx, ts, {values}
+            FROM {VIEW}
+            WHERE month_idx BETWEEN ? AND ? AND {self.good_rows_sql()}{acc}
+            QUALIFY row_number() OVER (PARTITION BY key, month_idx ORDER BY ts DESC, _file DESC, _row DESC) = 1
+            ORDER BY month_idx, key
+        """
+        return self.con.sql(sql, params=params)
+
+    def records(self) -> duckdb.DuckDBPyRelation:
+        """Every good record (not de-duplicated): key, month_idx, ts. For planning."""
+        return self.con.sql(f"SELECT key, month_idx, ts FROM {VIEW} WHERE {self.good_rows_sql()}")
+
+
+def month_chunks(rows_per_month: dict[int, int], lo: int, hi: int, max_rows: int) -> list[tuple[int, int]]:
+    """Split months lo..hi into consecutive chunks of at most ``max_rows`` rows (a month
+    larger than that is a chunk of its own)."""
+    chunks: list[tuple[int, int]] = []
+    start, acc = lo, 0
+    for m in range(lo, hi + 1):
+        n = rows_per_month.get(m, 0)
+        if m > start and acc + n > max_rows:
+            chunks.append((start, m - 1))
+            start, acc = m, 0
+        acc += n
+    if hi >= lo:
+        chunks.append((start, hi))
+    return chunks
+
+
+def describe_months(indexes) -> str:
+    idx = sorted(indexes)
+    if not idx:
+        return "none"
+    return f"{month_str(idx[0])}..{month_str(idx[-1])} ({len(idx)} months)"
+
+
+__all__ = [
+    "BatchFile",
+    "Source",
+    "SourceProfile",
+    "SummarySourceError",
+    "describe_months",
+    "is_month",
+    "list_batch_files",
+    "month_chunks",
+]

@@ -1,0 +1,23 @@
+"""Shared fixtures: every test gets its own data root and a real Dagster instance."""
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+
+@pytest.fixture
+def data_root(tmp_path: Path, monkeypatch) -> Path:
+    """A fresh data root (ASSETS_PKG_DATA_DIR) with DAGSTER_HOME inside it."""
+    root = tmp_path / "data"
+    (root / ".dagster").mkdir(parents=True)
+    monkeypatch.setenv("ASSETS_PKG_DATA_DIR", str(root))
+    monkeypatch.setenv("DAGSTER_HOME", str(root / ".dagster"))
+    return root
+
+
+@pytest.fixture
+def instance(data_root: Path):
+    """A real, sqlite-backed Dagster instance stored under the test's data root."""
+    with dg.instance_for_test(temp_dir=str(data_root / ".dagster")) as inst:
+        yield inst

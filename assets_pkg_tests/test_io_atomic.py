@@ -1,0 +1,76 @@
+"""Atomic publication: a failure leaves the old file and no temp file behind."""
+
+import pyarrow as pa
+import pytest
+
+from assets_pkg.io import atomic_dir, atomic_path, atomic_write_text, remove_stale_temps, write_table
+
+
+def test_atomic_path_publishes_on_success(tmp_path):
+    target = tmp_path / "out.txt"
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+        assert not target.exists()
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_path_keeps_old_file_on_error(tmp_path):
+    target = tmp_path / "out.txt"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_dir_refuses_to_overwrite_and_cleans_up(tmp_path):
+    final = tmp_path / "segment"
+    with atomic_dir(final) as work:
+        (work / "part-00000.parquet").write_bytes(b"x")
+    assert (final / "part-00000.parquet").exists()
+    with pytest.raises(FileExistsError):
+        with atomic_dir(final):
+            pass
+    with pytest.raises(ValueError):
+        with atomic_dir(tmp_path / "other") as work:
+            (work / "a").write_text("partial")
+            raise ValueError("crash")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["segment"]
+
+
+def test_remove_stale_temps_only_touches_temp_names(tmp_path):
+    (tmp_path / ".a.parquet.tmp-123").write_text("x")
+    (tmp_path / ".b.tmp-456").mkdir()
+    (tmp_path / "keep.parquet").write_text("x")
+    assert remove_stale_temps(tmp_path) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.parquet"]
+
+
+def test_write_table_streams_and_removes_old_file_when_empty(tmp_path):
+    path = tmp_path / "t.parquet"
+    result = write_table(pa.table({"a": [1, 2, 3]}), path)
+    assert (result.rows, result.path) == (3, path) and result.bytes == path.stat().st_size
+    empty = write_table(pa.table({"a": pa.array([], pa.int64())}), path)
+    assert empty.path is None and empty.rows == 0
+    assert not path.exists()
+
+
+def test_write_table_accepts_duckdb_relation_pandas_and_reader(tmp_path):
+    import duckdb
+    import pandas as pd
+
+    con = duckdb.connect()
+    rel = con.sql("SELECT range AS i FROM range(1000)")
+    assert write_table(rel, tmp_path / "r.parquet").rows == 1000
+    assert write_table(pd.DataFrame({"x": [1, 2]}), tmp_path / "p.csv", "csv").rows == 2
+    assert (tmp_path / "p.csv").read_text().splitlines() == ['"x"', "1", "2"]
+    reader = pa.RecordBatchReader.from_batches(pa.schema([("a", pa.int64())]), [pa.record_batch([[1]], names=["a"])])
+    assert write_table(reader, tmp_path / "b.tsv", "tsv").rows == 1
+
+
+def test_write_table_rejects_unknown_format(tmp_path):
+    with pytest.raises(ValueError, match="unknown output format 'xlsx'"):
+        write_table(pa.table({"a": [1]}), tmp_path / "x.xlsx", "xlsx")
