@@ -4,7 +4,7 @@ import argparse
 import importlib
 import sys
 
-from assets_pkg.definitions import DOMAINS
+from assets_pkg.domains import DOMAINS
 
 
 def _cmd_demo(args) -> int:

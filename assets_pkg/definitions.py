@@ -9,14 +9,23 @@ import importlib
 
 import dagster as dg
 
+from assets_pkg.domains import DOMAINS
 from assets_pkg.io.parquet_io_manager import ShardedParquetIOManager
 from assets_pkg.resources.duckdb import DuckDBResource
 
-DOMAINS = ("ingest", "splits", "summary", "logs", "timeseries")
-
 
 def domain_definitions() -> list[dg.Definitions]:
-    return [importlib.import_module(f"assets_pkg.{name}.definitions").defs for name in DOMAINS]
+    found = []
+    for name in DOMAINS:
+        module_name = f"assets_pkg.{name}.definitions"
+        try:
+            found.append(importlib.import_module(module_name).defs)
+        except ModuleNotFoundError as exc:
+            # Only a domain without a definitions module is skipped (test_definitions
+            # requires all of them); an import error inside one still fails loudly.
+            if exc.name != module_name:
+                raise
+    return found
 
 
 def build_definitions() -> dg.Definitions:

@@ -17,6 +17,19 @@ from assets_pkg.dagster_layer import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.settings import Settings
 
 
+def with_console_level(run_config, level: str = "INFO") -> dict:
+    """Run config with the console logger at INFO: the demo's report should not drown in
+    Dagster's DEBUG engine events (progress and check lines are INFO and stay)."""
+    if run_config is None:
+        config = {}
+    elif hasattr(run_config, "to_config_dict"):
+        config = dict(run_config.to_config_dict())
+    else:
+        config = dict(run_config)
+    config.setdefault("loggers", {"console": {"config": {"log_level": level}}})
+    return config
+
+
 @dataclass
 class DemoReport:
     lines: list[str] = field(default_factory=list)
@@ -81,7 +94,7 @@ class DemoContext:
         result = job.execute_in_process(
             instance=self.instance,
             partition_key=partition_key,
-            run_config=run_config,
+            run_config=with_console_level(run_config),
             tags=run_tags,
             asset_selection=asset_keys,
         )
@@ -98,8 +111,9 @@ class DemoContext:
         sensor = self.defs.resolve_sensor_def(name)
         cursors = self._cursor_file()
         saved = json.loads(cursors.read_text()) if cursors.exists() else {}
+        # instance_ref (not instance): validating dynamic partition keys needs it threaded down.
         context = dg.build_sensor_context(
-            instance=self.instance, cursor=saved.get(name), definitions=self.defs, sensor_name=name
+            instance_ref=self.instance.get_ref(), cursor=saved.get(name), definitions=self.defs, sensor_name=name
         )
         data = sensor.evaluate_tick(context)
         for request in data.dynamic_partitions_requests or []:
@@ -124,7 +138,7 @@ class DemoContext:
         result = job.execute_in_process(
             instance=self.instance,
             partition_key=run_request.partition_key,
-            run_config=run_request.run_config or None,
+            run_config=with_console_level(run_request.run_config or None),
             tags=dict(run_request.tags or {}),
             asset_selection=list(run_request.asset_selection) if run_request.asset_selection else None,
         )

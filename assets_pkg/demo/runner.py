@@ -10,9 +10,8 @@ from pathlib import Path
 import dagster as dg
 
 from assets_pkg.demo.framework import DemoContext, DemoReport
+from assets_pkg.domains import DOMAINS as DEMO_DOMAINS
 from assets_pkg.settings import Settings, get_settings
-
-DEMO_DOMAINS = ("ingest", "splits", "summary", "logs", "timeseries")
 
 
 def demo_module(domain: str):

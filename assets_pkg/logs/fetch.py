@@ -261,3 +261,13 @@ def window_relation(con, segments: list[Segment], start_ms: int, end_ms: int):
         "SELECT * FROM read_parquet($files) WHERE timestamp >= $s AND timestamp < $e",
         params={"files": files, "s": start_ms, "e": end_ms},
     )
+
+
+def fetch_request(log_id: str, start, end, source: LogSource, bypass_cache: bool | None = None,
+                  logger=None, **kwargs) -> dict:
+    """The job's and the CLI's entry point: ISO (or epoch-ms) bounds -> the result as a dict."""
+    from assets_pkg.logs.planner import parse_time_ms
+
+    result = fetch_window(log_id, parse_time_ms(start), parse_time_ms(end), source,
+                          bypass_cache=bypass_cache, logger=logger, **kwargs)
+    return result.to_dict()

@@ -178,8 +178,11 @@ class PartWriter:
 
     def write(self, batch: pa.RecordBatch) -> None:
         offset = 0
+        row_bytes = batch.nbytes / batch.num_rows if batch.num_rows else 0
         while offset < batch.num_rows:
             room = self.flush_rows - self._buffer_rows
+            if row_bytes:  # also cut big batches at FLUSH_BYTES, not only between batches
+                room = min(room, max(1, int((self.flush_bytes - self._buffer_bytes) / row_bytes)))
             piece = batch.slice(offset, room)
             offset += piece.num_rows
             self._buffer.append(piece)

@@ -56,8 +56,8 @@ def normalize_strings(values: pa.Array, strip: bool) -> pa.Array:
     return values
 
 
-def convert_table(table: pa.Table, types: dict[str, pa.DataType]):
-    """Cast the string columns of ``table`` named in ``types``.
+def convert_table(table: pa.Table, types: dict[str, pa.DataType], drop_rows=()):
+    """Cast the columns of ``table`` named in ``types``; also remove rows ``drop_rows``.
 
     Returns ``(converted_table_without_bad_rows, failures)`` where ``failures`` maps a
     row position (in ``table``) to ``(column, value, target)`` for its first failing
@@ -72,9 +72,10 @@ def convert_table(table: pa.Table, types: dict[str, pa.DataType]):
             pos = int(pos)
             if pos not in failures:
                 failures[pos] = (name, column[pos].as_py(), target)
-    if failures:
+    if failures or len(drop_rows):
         keep = np.ones(table.num_rows, dtype=bool)
         keep[list(failures)] = False
+        keep[np.asarray(drop_rows, dtype=np.int64)] = False
         table = table.filter(pa.array(keep))
     columns = []
     for field in table.schema:

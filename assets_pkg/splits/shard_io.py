@@ -6,6 +6,7 @@ names containing ``__DOT__`` are renamed to ``.`` (as the original script did); 
 text shards take their names from the inbox's ``_signature.txt``.
 """
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,18 +84,14 @@ def open_shard(con: duckdb.DuckDBPyConnection, shard: Shard, params: SplitParams
 def _text_relation(con, shard: Shard, signature, params: SplitParams, progress_callback):
     from assets_pkg.reader import ReaderError, StreamingReader
 
-    fmt = shard.format
-    options = dict(
-        file_format=fmt,
-        error_threshold=params.error_threshold,
-        continue_on_error=True,
-    )
+    options = dict(file_format="auto", error_threshold=params.error_threshold, continue_on_error=True)
     if progress_callback is not None:
         options.update(report_progress=True, progress_callback=progress_callback)
-    if signature:
-        options["column_names"] = list(signature)
+    path = shard.path
+    if signature and shard.format in ("csv", "tsv"):
+        path = _with_header(shard, signature)
     try:
-        reader = StreamingReader(shard.path, **options)
+        reader = StreamingReader(path, **options)
         batches = reader.to_record_batch_reader()
     except ReaderError as exc:
         raise ShardError(f"{shard.path}: {exc}") from exc
@@ -117,3 +114,30 @@ def _guarded(batches: pa.RecordBatchReader, shard: Shard) -> pa.RecordBatchReade
             raise ShardError(f"{shard.path}: {type(exc).__name__}: {exc}") from exc
 
     return pa.RecordBatchReader.from_batches(batches.schema, gen())
+
+
+def _with_header(shard: Shard, signature: list[str]) -> Path:
+    """A header-less text shard, streamed (decompressed) into a temp copy that starts with
+    the signature's column names. The streaming reader has no header-less mode; the copy
+    goes to the data root's tmp folder and is removed when the process exits or the next
+    copy of the same shard is made."""
+    import atexit
+    import gzip
+    import shutil
+
+    from assets_pkg.settings import get_settings
+
+    delimiter = "\t" if shard.format == "tsv" else ","
+    folder = get_settings().data_root / "tmp" / "splits_headers"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{os.getpid()}-{shard.key}.{shard.format}"
+    opener = gzip.open if shard.compressed else open
+    try:
+        with opener(shard.path, "rb") as src, open(target, "wb") as dst:
+            dst.write((delimiter.join(signature) + "\n").encode("utf-8"))
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except (OSError, EOFError) as exc:
+        target.unlink(missing_ok=True)
+        raise ShardError(f"{shard.path}: cannot read shard: {exc}") from exc
+    atexit.register(lambda: target.unlink(missing_ok=True))
+    return target

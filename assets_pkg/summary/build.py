@@ -17,10 +17,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from assets_pkg.io import WriteResult, atomic_path
 
 from assets_pkg.obs import log_event, peak_rss_mb
 from assets_pkg.summary.config import SummarySettings
@@ -55,15 +59,22 @@ class BuildStats:
 
 
 class HistoryRing:
-    """The last L months of every account, one slot per month (slot = month index % L)."""
+    """The last L months of every account.
+
+    Month M lives in column ``p = (-M) mod L`` and again in ``p + L`` (2L columns), so the
+    window ``M, M-1, ..., M-L+1`` is the contiguous slice ``[p, p+L)``: the history arrays
+    of a month are one row gather, already in order ``[0] = M``.
+    """
 
     def __init__(self, length: int, dtypes: list, capacity: int = 1024):
         self.length = length
-        self.dtypes = dtypes
         self.keys: pa.Array | None = None
         self.n = 0
-        self.values = [np.zeros((capacity, length), dtype=t) for t in dtypes]
-        self.valid = [np.zeros((capacity, length), dtype=bool) for _ in dtypes]
+        self.values = [np.zeros((capacity, 2 * length), dtype=t) for t in dtypes]
+        self.valid = [np.zeros((capacity, 2 * length), dtype=bool) for _ in dtypes]
+
+    def _pos(self, month: int) -> int:
+        return (-month) % self.length
 
     def index(self, keys: pa.Array) -> np.ndarray:
         """Row index of each key, adding keys seen for the first time."""
@@ -85,35 +96,39 @@ class HistoryRing:
             return
         new_cap = max(need, cap * 2)
         for j in range(len(self.values)):
-            grown = np.zeros((new_cap, self.length), dtype=self.values[j].dtype)
-            grown[:cap] = self.values[j]
-            self.values[j] = grown
-            grown_valid = np.zeros((new_cap, self.length), dtype=bool)
-            grown_valid[:cap] = self.valid[j]
-            self.valid[j] = grown_valid
-
-    def put(self, month: int, idx: np.ndarray, columns: list[pa.Array]) -> None:
-        slot = month % self.length
-        for j, arr in enumerate(columns):
-            self.valid[j][: self.values[j].shape[0], slot] = False
-            if len(idx) == 0:
-                continue
-            vals = pc.fill_null(arr, 0).to_numpy(zero_copy_only=False)
-            self.values[j][idx, slot] = vals
-            self.valid[j][idx, slot] = arr.is_valid().to_numpy(zero_copy_only=False)
+            for arrays in (self.values, self.valid):
+                grown = np.zeros((new_cap, arrays[j].shape[1]), dtype=arrays[j].dtype)
+                grown[:cap] = arrays[j]
+                arrays[j] = grown
 
     def clear(self, month: int) -> None:
-        slot = month % self.length
-        for j in range(len(self.values)):
-            self.valid[j][:, slot] = False
+        p = self._pos(month)
+        for valid in self.valid:
+            valid[:, p] = False
+            valid[:, p + self.length] = False
+
+    def put(self, month: int, idx: np.ndarray, columns: list[pa.Array]) -> None:
+        """Forget month ``month - L`` (same slot) and store this month's values."""
+        self.clear(month)
+        p = self._pos(month)
+        for j, arr in enumerate(columns):
+            vals = pc.fill_null(arr, 0).to_numpy(zero_copy_only=False)
+            ok = arr.is_valid().to_numpy(zero_copy_only=False)
+            for col in (p, p + self.length):
+                self.values[j][idx, col] = vals
+                self.valid[j][idx, col] = ok
 
     def gather(self, month: int, idx: np.ndarray, j: int, arrow_type: pa.DataType) -> pa.ListArray:
-        """History arrays for the accounts at rows ``idx``: [i] = month - i."""
-        order = (month - np.arange(self.length)) % self.length
-        vals = self.values[j][idx[:, None], order[None, :]].ravel()
-        valid = self.valid[j][idx[:, None], order[None, :]].ravel()
-        flat = pa.array(vals, type=arrow_type, mask=~valid)
-        offsets = pa.array(np.arange(0, (len(idx) + 1) * self.length, self.length, dtype=np.int32))
+        """History arrays for the accounts at rows ``idx``: ``[i]`` is month - i."""
+        p = self._pos(month)
+        n = len(idx)
+        vals = np.ascontiguousarray(self.values[j][idx, p : p + self.length]).ravel()
+        valid = self.valid[j][idx, p : p + self.length].ravel()
+        bitmap = np.packbits(valid, bitorder="little")
+        flat = pa.Array.from_buffers(
+            arrow_type, n * self.length, [pa.py_buffer(bitmap), pa.py_buffer(vals)], null_count=-1
+        )
+        offsets = pa.array(np.arange(0, (n + 1) * self.length, self.length, dtype=np.int32))
         return pa.ListArray.from_arrays(offsets, flat)
 
 
@@ -130,6 +145,22 @@ def output_schema(cfg: SummarySettings, key_type: pa.DataType) -> pa.Schema:
     return pa.schema(fields)
 
 
+def write_month_file(table: pa.Table, path: Path) -> WriteResult:
+    """Publish one month atomically (empty: delete the old file).
+
+    Like :func:`assets_pkg.io.write_table`, but without dictionary encoding for the history
+    lists: dictionary attempts on 36 values per row cost ~30% of the build time.
+    """
+    path = Path(path)
+    if table.num_rows == 0:
+        path.unlink(missing_ok=True)
+        return WriteResult(path=None, rows=0, bytes=0)
+    dictionary = [f.name for f in table.schema if not pa.types.is_list(f.type)]
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary, row_group_size=262_144)
+    return WriteResult(path=path, rows=table.num_rows, bytes=path.stat().st_size)
+
+
 def key_arrow_type(cfg: SummarySettings) -> pa.DataType:
     return pa.int64() if cfg.key_type == "BIGINT" else pa.string()
 
@@ -142,6 +173,7 @@ def build_months(
     accounts: list | None = None,
     logger=None,
     progress_seconds: float = 10.0,
+    writers: int = 2,
 ) -> BuildStats:
     """Compute months ``start..end`` from ``source`` and hand each to ``write_month(month,
     table)`` in month order. Every month in the range is handed over, empty ones too (so the
@@ -169,7 +201,7 @@ def build_months(
     ring = HistoryRing(L, [_NUMPY_TYPES[cfg.value_type(c)] for c in cfg.history_columns])
     schema = output_schema(cfg, key_arrow_type(cfg))
     total_out_months = end_i - start_i + 1
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="summary-write")
+    pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="summary-write")
     pending: list[tuple[str, Future]] = []
     last_progress = time.perf_counter()
 
@@ -208,8 +240,7 @@ def build_months(
             if month_i < start_i:
                 return
             out = _assemble(table, idx, month_i, month)
-        while len(pending) >= 2:
-XXX
+        while len(pending) >= writers + 1:
             finish(*pending.pop(0))
         pending.append((month, pool.submit(write_month, month, out)))
         now = time.perf_counter()
@@ -227,7 +258,7 @@ XXX
         for c_lo, c_hi in chunks:
             stats.queries += 1
             rel = source.winners(c_lo, c_hi, accounts)
-            reader = rel.fetch_arrow_reader(batch_size=262_144) if hasattr(rel, "fetch_arrow_reader") else rel.fetch_record_batch(262_144)
+            reader = rel.to_arrow_reader(262_144)
             current = c_lo
             parts: list[pa.RecordBatch] = []
             for batch in reader:

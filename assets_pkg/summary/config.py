@@ -35,7 +35,7 @@ class SummarySettings:
     history_length: int = 36
     first_month: str = "2016-01"
     bad_rows: str = "error"  # error: refuse the batch; skip: leave bad rows out and count them
-    max_rows_per_query: int = 8_000_000  # bounds one DuckDB query (months are chunked by it)
+    max_rows_per_query: int = 3_000_000  # bounds one DuckDB query (months are chunked by it)
 
     def __post_init__(self):
         object.__setattr__(self, "history_columns", tuple(self.history_columns))

@@ -91,6 +91,8 @@ class SourceProfile:
     bad_rows: int = 0
     problems: list[str] = field(default_factory=list)
     max_base_ts: object = None
+    file_months: dict[str, set] = field(default_factory=dict)  # batch name -> months with good rows
+    pushdown: bool = True  # False when some month strings need trimming (no raw-column filter)
 
     @property
     def months(self) -> list[int]:
@@ -157,6 +159,7 @@ class Source:
                 f"NULL::VARCHAR AS _key_raw",
                 f"NULL::{cfg.key_type} AS key",
                 "NULL::VARCHAR AS _month_raw",
+                "NULL::VARCHAR AS _mo",
                 "NULL::INTEGER AS month_idx",
                 "NULL::TIMESTAMP AS _ts_raw",
                 "NULL::TIMESTAMP AS ts",
@@ -195,8 +198,13 @@ class Source:
         month_type = schema.field(cfg.month_column).type
         if pa.types.is_date(month_type) or pa.types.is_timestamp(month_type):
             month_expr = f"strftime({q(cfg.month_column)}, '%Y-%m')"
+            mo_expr = month_expr
+        elif pa.types.is_string(month_type) or pa.types.is_large_string(month_type):
+            month_expr = f"trim({q(cfg.month_column)})"
+            mo_expr = q(cfg.month_column)  # the raw column: range filters push down into the scan
         else:
             month_expr = f"trim(CAST({q(cfg.month_column)} AS VARCHAR))"
+            mo_expr = month_expr
         ts_type = schema.field(cfg.timestamp_column).type
         ts_col = q(cfg.timestamp_column)
         if pa.types.is_timestamp(ts_type) or pa.types.is_date(ts_type):
@@ -218,6 +226,7 @@ class Source:
             f"CAST({key_col} AS VARCHAR) AS _key_raw",
             f"{key_expr} AS key",
             f"{month_expr} AS _month_raw",
+            f"{mo_expr} AS _mo",
             (
                 f"CASE WHEN regexp_full_match({month_expr}, '{MONTH_SQL_PATTERN}') "
                 f"THEN CAST(substr({month_expr}, 1, 4) AS INTEGER) * 12 + CAST(substr({month_expr}, 6, 2) AS INTEGER) - 1 "
@@ -310,7 +319,8 @@ class Source:
                    count(*) FILTER (WHERE _key_raw IS NOT NULL AND key IS NULL) AS bad_keys,
                    count(*) FILTER (WHERE ts IS NULL) AS bad_ts,
                    count(*) FILTER (WHERE key IS NOT NULL AND ts IS NOT NULL {self._value_ok_sql()}) AS ok,
-                   max(ts) AS max_ts
+                   max(ts) AS max_ts,
+                   count(*) FILTER (WHERE _mo IS DISTINCT FROM _month_raw) AS untrimmed
                    {', ' + bad_value_terms if bad_value_terms else ''}
             FROM {VIEW} GROUP BY ALL
             """
@@ -325,8 +335,10 @@ class Source:
             problems[(file_rank, what, where_sql, params)] = problems.get((file_rank, what, where_sql, params), 0) + count
 
         for rec in rows:
-            file_rank, month_raw, midx, n, null_keys, bad_keys, bad_ts, ok, max_ts = rec[:9]
-            bad_values = rec[9:]
+            file_rank, month_raw, midx, n, null_keys, bad_keys, bad_ts, ok, max_ts, untrimmed = rec[:10]
+            bad_values = rec[10:]
+            if untrimmed:
+                prof.pushdown = False
             prof.rows += n
             if null_keys:
                 add(file_rank, f"null {cfg.key_column}", null_keys, "_key_raw IS NULL")
@@ -352,6 +364,8 @@ class Source:
                 month_ok = True
             if month_ok:
                 prof.rows_per_month[midx] = prof.rows_per_month.get(midx, 0) + ok
+                if ok:
+                    prof.file_months.setdefault(names[file_rank], set()).add(midx)
                 if ok and max_ts is not None and (prof.max_base_ts is None or max_ts > prof.max_base_ts):
                     prof.max_base_ts = max_ts
         good = sum(prof.rows_per_month.values())
@@ -394,17 +408,21 @@ class Source:
         cfg = self.cfg
         values = ", ".join(f"v{i} AS {quote_ident(c)}" for i, c in enumerate(cfg.all_value_columns))
         acc = ""
-        params: list = [int(lo), int(hi)]
+        # 'YYYY-MM' strings sort like months; a padded month (' 2024-01') is caught by month_idx
+        params: list = [month_str(lo), month_str(hi) + "~", int(lo), int(hi)]
         if accounts is not None:
             acc = " AND list_contains(?, key)"
             params.append(list(accounts))
+        packed = ", ".join(f"{quote_ident(c)} := v{i}" for i, c in enumerate(cfg.all_value_columns))
+        unpacked = ", ".join(f"w.{quote_ident(c)} AS {quote_ident(c)}" for c in cfg.all_value_columns)
         sql = f"""
-            SELECT key, month_idx, ts, {values}
+            SELECT key, month_idx, max(ts) AS ts,
+                   arg_max(struct_pack({packed}), struct_pack(t := ts, f := _file, r := _row)) AS w
             FROM {VIEW}
-            WHERE month_idx BETWEEN ? AND ? AND {self.good_rows_sql()}{acc}
-            QUALIFY row_number() OVER (PARTITION BY key, month_idx ORDER BY ts DESC, _file DESC, _row DESC) = 1
-            ORDER BY month_idx, key
+            WHERE {"_mo" if self.profile().pushdown else "_month_raw"} BETWEEN ? AND ? AND month_idx BETWEEN ? AND ? AND {self.good_rows_sql()}{acc}
+            GROUP BY key, month_idx
         """
+        sql = f"SELECT key, month_idx, ts, {unpacked} FROM ({sql}) ORDER BY month_idx, key"
         return self.con.sql(sql, params=params)
 
     def records(self) -> duckdb.DuckDBPyRelation:

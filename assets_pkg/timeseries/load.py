@@ -311,8 +311,8 @@ def _process_batch(con, spec: DatasetSpec, batch: pa.RecordBatch, start_us, end_
                   count(*) FILTER (WHERE ts IS NOT NULL AND NOT __bad_val AND __bad_key),
                   count(*) FILTER (WHERE ts IS NOT NULL AND __aware),
                   count(*) FILTER (WHERE ts IS NOT NULL AND NOT __aware),
-                  epoch_us(min(ts)) FILTER (WHERE NOT __bad_val AND NOT __bad_key),
-                  epoch_us(max(ts)) FILTER (WHERE NOT __bad_val AND NOT __bad_key)
+                  epoch_us(min(ts) FILTER (WHERE NOT __bad_val AND NOT __bad_key)),
+                  epoch_us(max(ts) FILTER (WHERE NOT __bad_val AND NOT __bad_key))
            FROM __ts_parsed"""
     ).fetchall()[0]
     n, bad_ts, bad_val, bad_key, aware, naive, lo, hi = agg

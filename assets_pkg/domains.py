@@ -1,0 +1,3 @@
+"""The domain packages, in the order the demo runs them."""
+
+DOMAINS = ("ingest", "splits", "summary", "logs", "timeseries")

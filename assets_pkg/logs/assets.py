@@ -1,0 +1,117 @@
+"""Logs assets: the cached events of a (log_id, day) and their summary.
+
+``logs/log_events`` manages its own storage (the segment cache), so it returns a
+``MaterializeResult`` and no IO manager is involved. ``logs/log_summary`` reads every
+segment intersecting the day through DuckDB and writes the summary JSON.
+"""
+
+from typing import Optional
+
+import dagster as dg
+from pydantic import Field
+
+from assets_pkg.dagster_layer import check_result
+from assets_pkg.logs.fetch import fetch_window, write_summary
+from assets_pkg.logs.partitions import LOG_PARTITIONS, split_key
+from assets_pkg.logs.planner import plan_coverage, ranges_json
+from assets_pkg.logs.quality import window_outcomes
+from assets_pkg.logs.resources import LogSourceResource
+from assets_pkg.logs.store import SegmentStore
+from assets_pkg.logs.summary import summarize_window
+from assets_pkg.obs import peak_rss_mb
+
+EVENT_CHECKS = ["no_overlapping_segments", "segments_readable", "window_covered", "unique_event_ids"]
+
+
+class LogFetchConfig(dg.Config):
+    bypass_cache: Optional[bool] = Field(
+        default=None, description="Read from the source and write nothing (default: env BYPASS_CACHE, else false)."
+    )
+    flush_rows: Optional[int] = Field(default=None, description="Rows per part file (default: env FLUSH_ROWS, else 100000).")
+    flush_bytes: Optional[int] = Field(
+        default=None, description="Buffered bytes that force a part file (default: env FLUSH_BYTES, else 64 MiB)."
+    )
+    freshness_minutes: Optional[int] = Field(
+        default=None, description="The last N minutes before now are fetched but not cached (default: env FRESHNESS_MINUTES, else 10)."
+    )
+
+
+def _level_metadata(summary: dict) -> dict:
+    return {f"level_{level}": count for level, count in summary.get("counts_by_level", {}).items()}
+
+
+@dg.asset(
+    key_prefix=["logs"],
+    group_name="logs",
+    partitions_def=LOG_PARTITIONS,
+    kinds={"duckdb", "parquet"},
+    owners=["team:data-eng"],
+    check_specs=[dg.AssetCheckSpec(name, asset=dg.AssetKey(["logs", "log_events"])) for name in EVENT_CHECKS],
+)
+def log_events(context: dg.AssetExecutionContext, config: LogFetchConfig, log_source: LogSourceResource):
+    """Events of one log for one UTC day, cached as Parquet segments under
+    ``data/cache/logs/<log_id>/from=<ms>/to=<ms>/``. Only the sub-ranges of the day that no
+    segment covers are fetched from the log source (LOG_SOURCE); the decision (hit / partial
+    / miss), the ranges and the segments used and written are recorded as metadata."""
+    log_id, day, start_ms, end_ms = split_key(context.partition_key)
+    result = fetch_window(
+        log_id, start_ms, end_ms, log_source.build(context.log),
+        bypass_cache=config.bypass_cache, flush_rows=config.flush_rows, flush_bytes=config.flush_bytes,
+        freshness_minutes=config.freshness_minutes, write_outputs=False, logger=context.log,
+    )
+    outcomes = window_outcomes(SegmentStore(), log_id, start_ms, end_ms)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": result.summary["row_count"],
+            "decision": result.decision,
+            "rows_fetched": result.rows_processed,
+            "batches_fetched": result.batches_processed,
+            "segments_used": len(result.segments_used),
+            "segments_written": len(result.segments_written),
+            "parts_written": result.parts_written,
+            "bytes": result.bytes_written,
+            "cache_missing_ranges": dg.MetadataValue.json(result.cache_missing_ranges),
+            "cache_cached_ranges": dg.MetadataValue.json(result.cache_cached_ranges),
+            "uncached_ranges": dg.MetadataValue.json(result.uncached_ranges),
+            "segment_paths": dg.MetadataValue.json(result.segments_used + result.segments_written),
+            "seconds": result.duration_seconds,
+            "peak_rss_mb": peak_rss_mb(),
+            **_level_metadata(result.summary),
+        },
+        check_results=[check_result(o) for o in outcomes],
+    )
+
+
+@dg.asset(
+    key_prefix=["logs"],
+    group_name="logs",
+    partitions_def=LOG_PARTITIONS,
+    deps=[log_events],
+    kinds={"duckdb", "parquet"},
+    owners=["team:data-eng"],
+)
+def log_summary(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    """Summary of one log's day over every cached segment intersecting it, read as one
+    DuckDB dataset: row_count, columns, schema, timestamp min/max and counts by level,
+    written to ``data/exports/logs/<log_id>/summary_<start_ms>_<end_ms>.json``."""
+    log_id, day, start_ms, end_ms = split_key(context.partition_key)
+    store = SegmentStore()
+    segments = store.intersecting(log_id, start_ms, end_ms)
+    summary = summarize_window(log_id, start_ms, end_ms, segments, logger=context.log)
+    missing = plan_coverage(start_ms, end_ms, [s.window for s in segments]).missing
+    summary["window_covered"] = not missing
+    path = write_summary(summary)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": summary["row_count"],
+            "path": dg.MetadataValue.path(str(path)),
+            "timestamp_min": summary["timestamp_min_iso"] or "",
+            "timestamp_max": summary["timestamp_max_iso"] or "",
+            "segments": summary["segments"],
+            "parts": summary["parts"],
+            "window_covered": summary["window_covered"],
+            "missing_ranges": dg.MetadataValue.json(ranges_json(missing)),
+            "schema": dg.MetadataValue.json(summary["schema"]),
+            **_level_metadata(summary),
+        }
+    )

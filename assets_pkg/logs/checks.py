@@ -1,0 +1,44 @@
+"""Logs checks.
+
+In a run, ``logs/log_events`` evaluates its four checks in its own op (a partitioned asset
+check would otherwise load every partition), through the pure functions of
+:mod:`assets_pkg.logs.quality`. :func:`evaluate_materialized` evaluates the same checks on
+what is cached now, for ``assets-pkg check``.
+"""
+
+from assets_pkg.checking import CheckOutcome
+from assets_pkg.logs.partitions import log_ids
+from assets_pkg.logs.quality import (
+    no_overlapping_segments,
+    segments_readable,
+    unique_event_ids,
+    window_covered,
+)
+from assets_pkg.logs.store import SegmentStore
+
+# The checks are declared as check_specs of logs/log_events (see assets.py) and evaluated there.
+asset_checks: list = []
+
+
+def evaluate_materialized(store: SegmentStore | None = None) -> list[CheckOutcome]:
+    """Every cached log: no overlaps, readable segments, unique ids, and coverage of the span
+    from its first to its last cached millisecond (a hole in between fails window_covered)."""
+    store = store or SegmentStore()
+    outcomes: list[CheckOutcome] = []
+    for log_id in sorted(set(store.log_ids()) | set(_configured_ids())):
+        segments = store.segments(log_id, check_overlaps=False)
+        outcomes.append(no_overlapping_segments(store, log_id))
+        if not segments:
+            continue
+        start_ms, end_ms = segments[0].start_ms, max(s.end_ms for s in segments)
+        outcomes.append(segments_readable(store, log_id, start_ms, end_ms))
+        outcomes.append(window_covered(store, log_id, start_ms, end_ms))
+        outcomes.append(unique_event_ids(store, log_id, start_ms, end_ms))
+    return outcomes
+
+
+def _configured_ids() -> list[str]:
+    try:
+        return log_ids()
+    except ValueError:
+        return []

@@ -1,0 +1,15 @@
+"""The logs domain's Definitions (merged into ``assets_pkg.definitions.defs``)."""
+
+import dagster as dg
+
+from assets_pkg.logs.assets import log_events, log_summary
+from assets_pkg.logs.jobs import RESULT_IO_MANAGER, logs_fetch_window_job
+from assets_pkg.logs.resources import LogSourceResource
+from assets_pkg.logs.schedules import logs_daily_job, logs_daily_schedule
+
+defs = dg.Definitions(
+    assets=[log_events, log_summary],
+    jobs=[logs_daily_job, logs_fetch_window_job],
+    schedules=[logs_daily_schedule],
+    resources={"log_source": LogSourceResource(), RESULT_IO_MANAGER: dg.mem_io_manager},
+)

@@ -1,0 +1,290 @@
+"""CSV/TSV blocks -> typed Arrow tables plus rejects with exact line numbers.
+
+Each line-aligned block is parsed by ``pyarrow.csv.read_csv`` in a worker thread (two
+blocks in flight, so both cores work while the consumer handles the previous block).
+Single-threaded parsing *inside* a block is deliberate: then Arrow reports the line
+number of every ragged row, and with blank lines kept as rows (``ignore_empty_lines=False``)
+every line of a block is either a parsed row or a ragged row, so rows map back to lines.
+
+Types: a block is first parsed straight into its final types (the fast path). Only if
+that fails is it parsed again as text and converted column by column with
+``casting.convert_table``, which finds exactly the rows whose values do not convert;
+those become ``type_error`` rejects. Invalid UTF-8 lines become ``encoding_error``
+rejects. Limit: a quoted value containing a line break is parsed correctly inside a
+block but shifts the line numbers reported after it in that block, and breaks the row
+if it falls on a block boundary.
+"""
+
+import csv
+import itertools
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from assets_pkg.reader import rejects as rj
+from assets_pkg.reader.casting import convert_table, normalize_strings
+from assets_pkg.reader.errors import ReaderError
+from assets_pkg.reader.options import ReaderOptions
+from assets_pkg.reader.parsed import ParsedBlock, merge_sorted
+from assets_pkg.reader.sniff import SniffedFormat
+from assets_pkg.reader.textblocks import TextBlock, TextBlocks
+
+PARSER_THREADS = 2
+_OTHER_DELIMITERS = (",", "\t", ";", "|")
+_DELIMITER_NAMES = {",": "','", "\t": "'\\t' (tab)", ";": "';'", "|": "'|'"}
+
+
+def newline_positions(data: bytes) -> np.ndarray:
+    return np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+
+
+def line_text(data: bytes, newlines: np.ndarray, rel_line: int) -> str:
+    """Text of the block's ``rel_line`` (1-based), without its line break."""
+    start = 0 if rel_line == 1 else int(newlines[rel_line - 2]) + 1
+    end = int(newlines[rel_line - 1]) if rel_line - 1 < len(newlines) else len(data)
+    return data[start:end].removesuffix(b"\r").decode("utf-8", errors="backslashreplace")
+
+
+def blank_lines(data: bytes) -> np.ndarray:
+    """1-based numbers of the block's empty lines ('' or a lone '\\r')."""
+    if not (data.startswith((b"\n", b"\r\n")) or b"\n\n" in data or b"\n\r\n" in data):
+        return np.empty(0, dtype=np.int64)
+    arr = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(arr == 10)
+    starts = np.concatenate([[0], newlines[:-1] + 1])
+    length = newlines - starts
+    is_blank = (length == 0) | ((length == 1) & (arr[np.minimum(starts, len(arr) - 1)] == 13))
+    return np.flatnonzero(is_blank).astype(np.int64) + 1
+
+
+def blank_out_invalid_utf8(data: bytes) -> tuple[bytes, list[tuple[int, str]]]:
+    """Replace each line holding invalid UTF-8 by an empty line (keeping line numbers);
+    return the new data and ``(line, raw text)`` of each replaced line."""
+    bad: list[tuple[int, str]] = []
+    parts: list[bytes] = []
+    pos = 0
+    while True:
+        try:
+            data[pos:].decode("utf-8")
+            parts.append(data[pos:])
+            break
+        except UnicodeDecodeError as exc:
+            at = pos + exc.start
+            start = data.rfind(b"\n", 0, at) + 1
+            end = data.find(b"\n", at)
+            end = len(data) if end < 0 else end
+            bad.append((data.count(b"\n", 0, start) + 1, data[start:end].decode("utf-8", errors="backslashreplace")))
+            parts.append(data[pos:start])
+            pos = end  # keep the newline itself: the line becomes empty
+    return b"".join(parts), bad
+
+
+class CsvSource:
+    """Header, schema and parsed blocks of one CSV/TSV file."""
+
+    def __init__(self, opts: ReaderOptions, sniffed: SniffedFormat):
+        self.opts = opts
+        self.path = opts.file_path
+        self.delimiter = opts.delimiter or sniffed.delimiter or ","
+        self.text = TextBlocks(self.path, sniffed.compression == "gzip", opts.encoding, opts.block_bytes)
+        try:
+            self.file_columns = self._read_header()
+            for _ in range(opts.skip_rows):
+                if self.text.read_line() is None:
+                    break
+            self.columns = self._select_columns()
+            self._blocks = self.text.blocks()
+            self._first = next(self._blocks, None)
+            self.schema = self._infer_schema()
+        except BaseException:
+            self.text.close()
+            raise
+        self.types = {f.name: f.type for f in self.schema}
+        self._text_types = {name: pa.string() for name in self.columns}
+        self._casts = {name: t for name, t in self.types.items() if t != pa.string()}
+
+    def close(self) -> None:
+        self.text.close()
+
+    def bytes_read(self) -> int:
+        return self.text.bytes_read()
+
+    # -- header and schema -------------------------------------------------------------
+    def _read_header(self) -> list[str]:
+        header = self.text.read_line()
+        if header is None or not header.strip():
+            raise ReaderError(f"{self.path}: line 1 (the header) is empty; expected column names")
+        try:
+            text = header.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ReaderError(
+                f"{self.path}: line 1 (the header) is not valid UTF-8; pass encoding= (e.g. 'latin-1')"
+            ) from None
+        names = next(csv.reader([text], delimiter=self.delimiter))
+        if self.opts.strip_whitespace:
+            names = [n.strip() for n in names]
+        if len(names) == 1:
+            for other in _OTHER_DELIMITERS:
+                if other != self.delimiter and other in names[0]:
+                    raise ReaderError(
+                        f"{self.path}: the header (line 1) is one column {names[0][:80]!r} containing "
+                        f"{_DELIMITER_NAMES[other]}: the delimiter is probably {_DELIMITER_NAMES[other]}, not "
+                        f"{_DELIMITER_NAMES.get(self.delimiter, repr(self.delimiter))}; pass delimiter={other!r}"
+                        + (" or file_format='tsv'" if other == "\t" else "")
+                    )
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise ReaderError(f"{self.path}: duplicate column name {name!r} in the header (line 1)")
+            seen.add(name)
+        return names
+
+    def _select_columns(self) -> list[str]:
+        available = self.file_columns
+        if self.opts.columns is not None:
+            missing = [c for c in self.opts.columns if c not in available]
+            if missing:
+                raise ReaderError(
+                    f"{self.path}: column {missing[0]!r} requested in columns does not exist; "
+                    f"available columns: {', '.join(available)}"
+                )
+        for name in self.opts.column_types or {}:
+            if name not in available:
+                raise ReaderError(
+                    f"{self.path}: column {name!r} named in column_types does not exist; "
+                    f"available columns: {', '.join(available)}"
+                )
+        return list(self.opts.columns) if self.opts.columns is not None else list(available)
+
+    def _infer_schema(self) -> pa.Schema:
+        """Declared types win; the rest are inferred by Arrow from the first block.
+
+        An all-empty column in the first block would infer as ``null`` and reject every
+        later value, and a column with invalid UTF-8 infers as binary: both become string
+        (bad UTF-8 lines are then rejected row by row)."""
+        declared = {n: t for n, t in (self.opts.column_types or {}).items() if n in self.columns}
+        inferred: dict[str, pa.DataType] = {}
+        undeclared = [c for c in self.columns if c not in declared]
+        if undeclared and self._first is not None and not self.opts.strip_whitespace:
+            try:
+                sample = pacsv.read_csv(
+                    pa.BufferReader(self._first.data),
+                    read_options=pacsv.ReadOptions(column_names=self.file_columns, use_threads=False, block_size=len(self._first.data) + 1),
+                    parse_options=pacsv.ParseOptions(delimiter=self.delimiter, invalid_row_handler=lambda row: "skip"),
+                    convert_options=pacsv.ConvertOptions(
+                        include_columns=undeclared, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True
+                    ),
+                )
+                inferred = {f.name: f.type for f in sample.schema}
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                inferred = {}  # unparseable sample (e.g. bad UTF-8): keep text, rejects follow
+        fields = []
+        for name in self.columns:
+            dtype = declared.get(name) or inferred.get(name, pa.string())
+            if pa.types.is_null(dtype) or (name not in declared and pa.types.is_binary(dtype)):
+                dtype = pa.string()
+            fields.append(pa.field(name, dtype))
+        return pa.schema(fields)
+
+    # -- blocks --------------------------------------------------------------------------
+    def parsed_blocks(self) -> Iterator[ParsedBlock]:
+        blocks = itertools.chain([self._first] if self._first is not None else [], self._blocks)
+        pool = ThreadPoolExecutor(max_workers=PARSER_THREADS, thread_name_prefix="csv-parse")
+        pending: deque = deque()
+        try:
+            for block in blocks:
+                pending.append(pool.submit(self.parse_block, block))
+                if len(pending) >= PARSER_THREADS:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=True)
+
+    def _read(self, data: bytes, types: dict) -> tuple[pa.Table, list]:
+        invalid: list[tuple[int, int, int, str]] = []
+
+        def on_invalid_row(row) -> str:
+            invalid.append((row.number, row.expected_columns, row.actual_columns, row.text))
+            return "skip"
+
+        table = pacsv.read_csv(
+            pa.BufferReader(data),
+            read_options=pacsv.ReadOptions(column_names=self.file_columns, use_threads=False, block_size=len(data) + 1),
+            parse_options=pacsv.ParseOptions(
+                delimiter=self.delimiter, invalid_row_handler=on_invalid_row, ignore_empty_lines=False
+            ),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=self.columns,
+                column_types=types,
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+        return table, invalid
+
+    def parse_block(self, block: TextBlock) -> ParsedBlock:
+        data = block.data
+        encoding_bad: list[tuple[int, str]] = []
+        typed_fast_path = not self.opts.strip_whitespace
+        while True:
+            try:
+                if typed_fast_path:
+                    table, invalid = self._read(data, self.types)
+                else:
+                    table, invalid = self._read(data, self._text_types)
+                break
+            except pa.ArrowInvalid as exc:
+                if "UTF8" in str(exc) and not encoding_bad:
+                    data, encoding_bad = blank_out_invalid_utf8(data)
+                    if encoding_bad:
+                        continue
+                if typed_fast_path:
+                    typed_fast_path = False  # a value failed its type: find which, as text
+                    continue
+                raise ReaderError(f"{self.path}: lines {block.first_line}-{block.first_line + block.line_count - 1}: {exc}") from None
+
+        invalid_rel = np.asarray(sorted(n for n, *_ in invalid), dtype=np.int64)
+        drop_rel = merge_sorted([line for line, _ in encoding_bad], blank_lines(data) if self.opts.skip_empty else [])
+        # Row position of a (non-ragged) line = line - 1 - ragged lines before it.
+        drop_rows = drop_rel - 1 - np.searchsorted(invalid_rel, drop_rel)
+        failures: dict = {}
+        if typed_fast_path:
+            if len(drop_rows):
+                keep = np.ones(table.num_rows, dtype=bool)
+                keep[drop_rows] = False
+                table = table.filter(pa.array(keep))
+        else:
+            if self.opts.strip_whitespace:
+                table = pa.Table.from_arrays(
+                    [normalize_strings(table.column(n).combine_chunks(), True) for n in table.column_names],
+                    names=table.column_names,
+                )
+            table, failures = convert_table(table, self._casts, drop_rows)
+
+        first = block.first_line
+        rejects = [rj.Reject(first + n - 1, rj.RAGGED_ROW, f"expected {exp} fields, found {act}", rj.truncate_raw(text)) for n, exp, act, text in invalid]
+        rejects += [rj.Reject(first + n - 1, rj.ENCODING_ERROR, "invalid UTF-8 (pass encoding= e.g. 'latin-1' if the file is not UTF-8)", rj.truncate_raw(raw)) for n, raw in encoding_bad]
+        failure_rel = np.empty(0, dtype=np.int64)
+        if failures:
+            rows = np.asarray(sorted(failures), dtype=np.int64)
+            # Parsed rows are the lines minus ragged lines.
+            d = invalid_rel - 1 - np.arange(len(invalid_rel))
+            failure_rel = 1 + rows + np.searchsorted(d, rows, side="right")
+            newlines = newline_positions(data)
+            for row, rel in zip(rows.tolist(), failure_rel.tolist()):
+                column, value, target = failures[row]
+                rejects.append(
+                    rj.Reject(first + rel - 1, rj.TYPE_ERROR, f"column {column!r}: cannot convert {value!r} to {target}",
+                              rj.truncate_raw(line_text(data, newlines, rel)))
+                )
+        rejects.sort(key=lambda r: r.line)
+        excluded = merge_sorted(invalid_rel, drop_rel, failure_rel) + (first - 1)
+        return ParsedBlock(table=table, rejects=rejects, first_line=first, bytes_read=block.bytes_read, excluded_lines=excluded)

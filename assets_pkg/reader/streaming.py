@@ -1,0 +1,235 @@
+"""StreamingReader: the one way the project reads CSV/TSV/JSONL/Parquet (+ gzip).
+
+It yields ``Chunk`` objects (an Arrow RecordBatch of at most ``chunk_size`` rows plus
+counts and timing), keeps bad rows in ``rejects`` instead of dropping them, stops when
+the reject share passes ``error_threshold``, and reports progress. Memory is bounded by
+``memory_limit_mb`` (which sets the parse block size) and ``chunk_size``, never by the
+file size. Each iteration is a fresh pass over the file (rejects and stats reset).
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from assets_pkg.io.atomic import atomic_path
+from assets_pkg.obs import peak_rss_mb
+from assets_pkg.reader.csv_source import CsvSource
+from assets_pkg.reader.errors import RejectedRowError, RejectThresholdExceeded
+from assets_pkg.reader.jsonl_source import JsonlSource
+from assets_pkg.reader.options import validate_options
+from assets_pkg.reader.parquet_source import ParquetSource
+from assets_pkg.reader.progress import ProgressTracker, default_sink
+from assets_pkg.reader.rejects import Reject, rejects_table
+from assets_pkg.reader.sniff import sniff_format
+from assets_pkg.reader.stats import Chunk, ReadStats
+
+# Below this many rows seen, one early reject would look like a huge rate: the threshold
+# is checked mid-read only after this many rows, and always at the end.
+MIN_ROWS_FOR_RATE = 1000
+_SOURCES = {"csv": CsvSource, "tsv": CsvSource, "jsonl": JsonlSource, "parquet": ParquetSource}
+
+
+class StreamingReader:
+    """Stream a tabular file as Arrow record batches with rejects, stats and progress.
+
+    >>> reader = StreamingReader("data.csv.gz", column_types={"amount": pa.float64()})
+    >>> for chunk in reader:
+    ...     handle(chunk.batch)
+    >>> reader.rejects, reader.stats
+    """
+
+    def __init__(
+        self,
+        file_path: str | Path,
+        file_format: str = "auto",
+        encoding: str = "utf-8",
+        chunk_size: int = 100_000,
+        memory_limit_mb: float = 256,
+        columns: Sequence[str] | None = None,
+        column_types: Mapping[str, pa.DataType] | None = None,
+        skip_rows: int = 0,
+        max_rows: int | None = None,
+        skip_empty: bool = True,
+        strip_whitespace: bool = False,
+        continue_on_error: bool = True,
+        error_threshold: float = 0.05,
+        report_progress: bool = False,
+        progress_interval: float = 5.0,
+        progress_callback: Callable | None = None,
+        delimiter: str | None = None,
+    ):
+        self.options = validate_options(
+            file_path, file_format, encoding, chunk_size, memory_limit_mb, columns, column_types, skip_rows,
+            max_rows, skip_empty, strip_whitespace, continue_on_error, error_threshold, report_progress,
+            progress_interval, progress_callback, delimiter,
+        )
+        self.path = self.options.file_path
+        self.format = sniff_format(self.path, self.options.file_format, self.options.encoding)
+        self.size_bytes = self.path.stat().st_size
+        self._schema: pa.Schema | None = None
+        self._rejects: list[Reject] = []
+        self._stats = ReadStats(file_metadata=self._file_metadata(None))
+
+    # -- public API ----------------------------------------------------------------------
+    @property
+    def schema(self) -> pa.Schema:
+        """Schema of every batch (reads the header / first block once to know it)."""
+        if self._schema is None:
+            source = self._open_source()
+            try:
+                self._schema = source.schema
+            finally:
+                source.close()
+        return self._schema
+
+    @property
+    def rejects(self) -> pa.Table:
+        """Rejected rows so far: line (int64), error_type, error, raw."""
+        return rejects_table(self._rejects)
+
+    @property
+    def stats(self) -> ReadStats:
+        return self._stats
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return self._read()
+
+    async def __aiter__(self) -> AsyncIterator[Chunk]:
+        """``async for chunk in reader``: each blocking step runs in a worker thread."""
+        done = object()
+        chunks = self._read()
+        try:
+            while True:
+                chunk = await asyncio.to_thread(next, chunks, done)
+                if chunk is done:
+                    return
+                yield chunk
+        finally:
+            await asyncio.to_thread(chunks.close)
+
+    def to_record_batch_reader(self) -> pa.RecordBatchReader:
+        """The chunks as a ``pyarrow.RecordBatchReader`` (feed DuckDB or ``write_table``)."""
+        return pa.RecordBatchReader.from_batches(self.schema, (chunk.batch for chunk in self._read()))
+
+    def write_rejects(self, path: str | Path) -> Path | None:
+        """Write the rejects table as Parquet, atomically; nothing (None) when there are none."""
+        if not self._rejects:
+            return None
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            pq.write_table(self.rejects, tmp)
+        return path
+
+    # -- the read loop -------------------------------------------------------------------
+    def _open_source(self):
+        return _SOURCES[self.format.format](self.options, self.format)
+
+    def _file_metadata(self, schema: pa.Schema | None) -> dict:
+        return {
+            "path": str(self.path),
+            "size_bytes": self.size_bytes,
+            "format": self.format.format,
+            "compression": self.format.compression,
+            "encoding": self.options.encoding,
+            "delimiter": self.options.delimiter or self.format.delimiter,
+            "columns": schema.names if schema is not None else None,
+        }
+
+    def _progress(self) -> ProgressTracker:
+        opts = self.options
+        sink = opts.progress_callback or (default_sink() if opts.report_progress else None)
+        return ProgressTracker(str(self.path), self.size_bytes, opts.progress_interval, sink)
+
+    def _read(self) -> Iterator[Chunk]:
+        opts = self.options
+        self._rejects = []
+        stats = self._stats = ReadStats()
+        started = time.perf_counter()
+        chunk_ms: list[float] = []
+        progress = self._progress()
+        source = self._open_source()
+        self._schema = source.schema
+        stats.file_metadata = self._file_metadata(source.schema)
+        rows = 0
+        carried_errors = 0  # rejects of blocks that had no good rows go to the next chunk
+        try:
+            if opts.max_rows == 0:
+                return
+            blocks = source.parsed_blocks()
+            while True:
+                block_started = time.perf_counter()
+                block = next(blocks, None)
+                if block is None:
+                    break
+                table, block_rejects = block.table, block.rejects
+                if opts.max_rows is not None and rows + table.num_rows >= opts.max_rows:
+                    table, block_rejects = self._cut_at_max_rows(block, opts.max_rows - rows)
+                if block_rejects and not opts.continue_on_error:
+                    first_bad = block_rejects[0]
+                    table = self._rows_before_line(block, table, first_bad.line)
+                    yield from self._chunks(table, 0, 0.0, stats, chunk_ms)
+                    self._rejects.append(first_bad)
+                    stats.total_errors += 1
+                    raise RejectedRowError(self.path, first_bad.line, first_bad.error_type, first_bad.error)
+                self._rejects.extend(block_rejects)
+                stats.total_errors += len(block_rejects)
+                carried_errors += len(block_rejects)
+                elapsed_ms = (time.perf_counter() - block_started) * 1000
+                rows += table.num_rows
+                if table.num_rows:
+                    for chunk in self._chunks(table, carried_errors, elapsed_ms, stats, chunk_ms):
+                        yield chunk
+                        progress.update(block.bytes_read, stats.total_rows)
+                    carried_errors = 0
+                self._check_threshold(rows, final=False)
+                if opts.max_rows is not None and rows >= opts.max_rows:
+                    break
+            self._check_threshold(rows, final=True)
+            progress.finish(source.bytes_read(), stats.total_rows)
+        finally:
+            source.close()
+            stats.seconds = time.perf_counter() - started
+            stats.avg_chunk_ms = sum(chunk_ms) / len(chunk_ms) if chunk_ms else 0.0
+            stats.peak_memory_mb = peak_rss_mb()
+            stats.rows_per_second = stats.total_rows / stats.seconds if stats.seconds > 0 else 0.0
+
+    def _chunks(self, table: pa.Table, errors: int, elapsed_ms: float, stats: ReadStats, chunk_ms: list) -> Iterator[Chunk]:
+        batches = [b for b in table.to_batches(max_chunksize=self.options.chunk_size) if b.num_rows]
+        for i, batch in enumerate(batches):
+            ms = elapsed_ms / len(batches)
+            chunk = Chunk(stats.total_chunks, batch.num_rows, errors if i == 0 else 0, round(ms, 3), batch)
+            stats.total_chunks += 1
+            stats.total_rows += batch.num_rows
+            stats.chunks_with_errors += 1 if chunk.errors else 0
+            chunk_ms.append(ms)
+            yield chunk
+
+    @staticmethod
+    def _rows_before_line(block, table: pa.Table, line: int) -> pa.Table:
+        import numpy as np
+
+        if table.num_rows == 0:
+            return table
+        lines = block.line_of_rows(np.arange(table.num_rows))
+        return table.slice(0, int(np.searchsorted(lines, line)))
+
+    @staticmethod
+    def _cut_at_max_rows(block, keep: int):
+        """Keep the first ``keep`` rows and only the rejects on lines before the last kept row."""
+        table = block.table.slice(0, keep)
+        if keep == 0:
+            return table, []
+        last_line = int(block.line_of_rows([keep - 1])[0])
+        return table, [r for r in block.rejects if r.line < last_line]
+
+    def _check_threshold(self, rows: int, final: bool) -> None:
+        rejected = len(self._rejects)
+        seen = rows + rejected
+        if not rejected or (not final and seen < MIN_ROWS_FOR_RATE):
+            return
+        if rejected / seen > self.options.error_threshold:
+            raise RejectThresholdExceeded(self.path, rejected, seen, self.options.error_threshold)

@@ -1,0 +1,299 @@
+"""Temporal split assets: profile (pass 1) -> allocation -> train/val/oot (pass 2) -> consolidated.
+
+Every shard asset is partitioned by ``splits_shards`` (one dynamic partition per input
+shard, key = 5-digit shard number) with a single-run backfill policy, so the sensor's ONE
+run covers all new shards. The work lives in ``assets_pkg.splits.logic`` / ``pipeline``.
+"""
+
+import time
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from assets_pkg.dagster_layer import check_result, log_progress
+from assets_pkg.obs import peak_rss_mb, stage
+from assets_pkg.resources.duckdb import DuckDBResource
+from assets_pkg.settings import env_bool, env_float, env_int, env_list, env_str, get_settings
+from assets_pkg.splits import invariants
+from assets_pkg.splits.discovery import Discovery, Shard, discover
+from assets_pkg.splits.logic import SPLITS, profile_shard, profile_stats
+from assets_pkg.splits.params import SplitParams, make_params
+from assets_pkg.splits.pipeline import (
+    allocation_file,
+    compute_allocation,
+    consolidate,
+    manifest_file,
+    read_json,
+    split_and_write,
+    stale_shards,
+)
+
+GROUP = "splits"
+KINDS = {"duckdb", "parquet"}
+PARTITIONS_NAME = "splits_shards"
+shard_partitions = dg.DynamicPartitionsDefinition(name=PARTITIONS_NAME)
+
+PROFILE_KEY = dg.AssetKey(["splits", "shard_profile"])
+ALLOCATION_KEY = dg.AssetKey(["splits", "customer_allocation"])
+SPLIT_KEYS = {name: dg.AssetKey(["splits", name]) for name in SPLITS}
+CONSOLIDATED_KEY = dg.AssetKey(["splits", "consolidated"])
+
+
+class SplitConfig(dg.ConfigurableResource):
+    """Settings of the temporal split. Each field defaults from the original script's env var.
+
+    A resource (``split_config``; a ``dg.Config`` subclass) rather than per-op config, so one
+    value set in the launchpad applies to every splits step of the run.
+    """
+
+    date_column: str = Field(default_factory=lambda: env_str("DATE_COLUMN", "date"),
+                             description="Column with the row's date (env DATE_COLUMN).")
+    group_id_column: str = Field(default_factory=lambda: env_str("GROUP_ID_COLUMN", "customer_id"),
+                                 description="Customer id column; a customer is never in two splits (env GROUP_ID_COLUMN).")
+    split_date: str = Field(default_factory=lambda: env_str("SPLIT_DATE", "2024-01-01"),
+                            description="YYYY-MM-DD: rows before it are pre-split (train/val), rows on or after are OOT (env SPLIT_DATE).")
+    train_ratio: float = Field(default_factory=lambda: env_float("TRAIN_RATIO", 0.9),
+                               description="Share of known customers in train, strictly between 0 and 1 (env TRAIN_RATIO).")
+    random_seed: int = Field(default_factory=lambda: env_int("RANDOM_SEED", 42),
+                             description="Salt of the customer hash md5(f'{seed}:{customer}') (env RANDOM_SEED).")
+    output_format: str = Field(default_factory=lambda: env_str("OUTPUT_FORMAT", "parquet"),
+                               description="parquet | csv | tsv for the split shards and consolidated files (env OUTPUT_FORMAT).")
+    targets: list[str] = Field(default_factory=lambda: env_list("TARGETS", []),
+                               description="Target columns (multi-task); empty = LABEL_FIELD (env TARGETS, comma separated).")
+    main_task_index: int = Field(default_factory=lambda: env_int("MAIN_TASK_INDEX", 0),
+                                 description="Index into TARGETS of the main label (env MAIN_TASK_INDEX).")
+    label_field: str = Field(default_factory=lambda: env_str("LABEL_FIELD", "label"),
+                             description="Output column of the main label; non-numeric labels are coded through the global label map (env LABEL_FIELD).")
+    consolidate_streaming_output: bool = Field(
+        default_factory=lambda: env_bool("CONSOLIDATE_STREAMING_OUTPUT", False),
+        description="Also write single files per split under exports/splits/ in the default run (env CONSOLIDATE_STREAMING_OUTPUT).")
+    oot_policy: str = Field(default_factory=lambda: env_str("OOT_POLICY", "exclude_train"),
+                            description="exclude_train (default): post-split rows of train customers are dropped; exclude_known: of any known customer.")
+    error_threshold: float = Field(default=0.05,
+                                   description="Share of rejected lines / unparseable dates that fails a shard.")
+
+    def params(self) -> SplitParams:
+        return make_params(
+            date_column=self.date_column,
+            group_id_column=self.group_id_column,
+            split_date=self.split_date,
+            train_ratio=self.train_ratio,
+            random_seed=self.random_seed,
+            output_format=self.output_format,
+            targets=self.targets,
+            main_task_index=self.main_task_index,
+            label_field=self.label_field,
+            consolidate=self.consolidate_streaming_output,
+            oot_policy=self.oot_policy,
+            error_threshold=self.error_threshold,
+        )
+
+
+def inbox_dir() -> Path:
+    return get_settings().inbox / "transactions"
+
+
+def shards_for(keys, found: Discovery) -> list[Shard]:
+    """The inbox shards of the run's partition keys; a key without its file is an error."""
+    by_key = found.by_key()
+    missing = [k for k in keys if k not in by_key]
+    if missing:
+        refused = "; ".join(str(p) for p in found.problems) or "none"
+        raise dg.Failure(
+            f"no usable input shard for partition(s) {missing[:10]} in {inbox_dir()} (refused files: {refused})"
+        )
+    return [by_key[k] for k in keys]
+
+
+@dg.asset(
+    key=PROFILE_KEY,
+    partitions_def=shard_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name=GROUP,
+    kinds=KINDS,
+    code_version="1",
+)
+def shard_profile(context: dg.AssetExecutionContext, split_config: SplitConfig, duckdb: DuckDBResource):
+    """Pass 1 of the temporal split, one input shard: customers with pre-split rows, label
+    values and row counts (rows in, null customers, bad dates, missing labels)."""
+    params = split_config.params()
+    found = discover(inbox_dir())
+    con = duckdb.connect()
+    profiles, rows_in = {}, 0
+    with stage("splits_profile", context.log, shards=len(context.partition_keys)) as stats:
+        for shard in shards_for(context.partition_keys, found):
+            profile = profile_shard(con, shard, params, found.signature, log_progress(context))
+            profiles[shard.key] = profile
+            rows_in += profile_stats(profile)["rows_in"]
+        stats["rows"] = rows_in
+    return dg.Output(
+        profiles,
+        metadata={"rows_in": rows_in, "shards": len(profiles), "seconds": stats["seconds"],
+                  "peak_rss_mb": peak_rss_mb()},
+    )
+
+
+@dg.asset(
+    key=ALLOCATION_KEY,
+    ins={"profiles": dg.AssetIn(key=PROFILE_KEY, metadata={"load_as": "paths"})},
+    group_name=GROUP,
+    kinds=KINDS,
+    check_specs=[dg.AssetCheckSpec("split_ratio", asset=ALLOCATION_KEY,
+                                   description="train share of known customers within 2 points of TRAIN_RATIO")],
+    code_version="1",
+)
+def customer_allocation(context: dg.AssetExecutionContext, profiles: list[Path], split_config: SplitConfig,
+                        duckdb: DuckDBResource):
+    """Known customers -> train | val by the salted hash md5(f"{RANDOM_SEED}:{customer}") vs
+    TRAIN_RATIO (stable: a customer never changes side as shards arrive), the global label
+    map, and the split manifest (warehouse/splits/split_manifest.json)."""
+    from assets_pkg.io import atomic_write_json
+
+    params = split_config.params()
+    warehouse = get_settings().warehouse
+    started = time.perf_counter()
+    allocation, manifest = compute_allocation(duckdb.connect(), profiles, params, warehouse)
+    atomic_write_json(manifest_file(warehouse), manifest)
+    ratio = invariants.split_ratio(manifest, params)
+    rows = manifest["rows"]
+    yield dg.Output(
+        allocation.customers,
+        metadata={
+            "dagster/row_count": allocation.customers.num_rows,
+            "known_customers": manifest["customers"]["known"],
+            "train_customers": manifest["customers"]["train"],
+            "val_customers": manifest["customers"]["val"],
+            "oot_customers": manifest["customers"]["oot"],
+            "shards": len(manifest["shards"]),
+            "labels": dg.MetadataValue.json(manifest["labels"]),
+            "expected_rows": dg.MetadataValue.json(rows),
+            "changed_shards": dg.MetadataValue.json(manifest["changed_shards"]),
+            "manifest": dg.MetadataValue.path(str(manifest_file(warehouse))),
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+    )
+    yield check_result(ratio, ALLOCATION_KEY)
+
+
+@dg.multi_asset(
+    name="split_shards",
+    specs=[
+        dg.AssetSpec(
+            SPLIT_KEYS[name],
+            deps=[ALLOCATION_KEY, PROFILE_KEY],
+            partitions_def=shard_partitions,
+            group_name=GROUP,
+            kinds=KINDS,
+            description=f"Pass 2: the {name} rows of each input shard, same shard number "
+                        f"(splits/{name}/part-NNNNN.<OUTPUT_FORMAT>; an empty split has no file).",
+        )
+        for name in SPLITS
+    ],
+    check_specs=[
+        dg.AssetCheckSpec("no_customer_leakage", asset=SPLIT_KEYS["oot"], blocking=True,
+                          description="train ∩ oot = ∅, train ∩ val = ∅ (known ∩ oot = ∅ when strict), over all shards"),
+        dg.AssetCheckSpec("shard_mapping", asset=SPLIT_KEYS["train"], blocking=True,
+                          description="every output shard number exists in the input; outputs current"),
+        dg.AssetCheckSpec("row_accounting", asset=SPLIT_KEYS["train"], blocking=True,
+                          description="rows in = train + val + oot + dropped, per shard and in total"),
+    ],
+    partitions_def=shard_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    code_version="1",
+)
+def split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, duckdb: DuckDBResource):
+    """Pass 2 of the temporal split: each shard joined with the allocation in DuckDB and
+    written as train/val/oot shards with the input's number. Shards that an allocation
+    change affects (a new customer became known, the label map changed) are re-split in
+    the same run and recorded as materializations of their partitions."""
+    params = split_config.params()
+    settings = get_settings()
+    warehouse = settings.warehouse
+    manifest = read_json(manifest_file(warehouse))
+    if manifest is None:
+        raise dg.Failure("splits/customer_allocation has not been materialized (no split manifest)")
+    found = discover(inbox_dir())
+    run_keys = list(context.partition_keys)
+    affected = [k for k in stale_shards(warehouse, manifest, exclude=run_keys) if k in found.by_key()]
+    if affected:
+        context.log.info(f"re-splitting {len(affected)} shard(s) the new allocation affects: {affected}")
+    con = duckdb.connect()
+    with stage("splits_pass2", context.log, shards=len(run_keys) + len(affected)) as stats:
+        results = split_and_write(
+            con, shards_for(run_keys + affected, found), params, warehouse, manifest, found.signature,
+            customers=allocation_file(warehouse), progress_callback=log_progress(context),
+        )
+        stats["rows"] = sum(r.counts["rows_in"] for r in results)
+    by_key = {r.key: r for r in results}
+    for key in affected:  # partitions outside the run's range: record what was rewritten
+        r = by_key[key]
+        for name in SPLITS:
+            context.log_event(dg.AssetMaterialization(
+                asset_key=SPLIT_KEYS[name], partition=key,
+                metadata={"dagster/row_count": r.counts[name], "bytes": r.bytes[name],
+                          "reason": "allocation change", "rows_in": r.counts["rows_in"]},
+            ))
+    outcomes = invariants.global_outcomes(con, warehouse, inbox_dir(), params)
+    run_results = [by_key[k] for k in run_keys]
+    for name in SPLITS:
+        rows = sum(r.counts[name] for r in run_results)
+        meta = {
+            # a range run records this metadata on every partition it covers: the run's
+            # total is only the partition's row count when the run has one partition
+            ("dagster/row_count" if len(run_results) == 1 else "rows_in_run"): rows,
+            "rows_by_shard": dg.MetadataValue.json({r.key: r.counts[name] for r in run_results}),
+            "bytes": sum(r.bytes[name] for r in run_results),
+            "files_written": sum(1 for r in run_results if r.files[name] is not None),
+            "shards": len(run_results),
+            "format": params.output_format,
+            "seconds": stats["seconds"],
+            "peak_rss_mb": stats["peak_rss_mb"],
+        }
+        if name == "train":
+            meta.update(_accounting_metadata(run_results))
+            meta["affected_shards_resplit"] = dg.MetadataValue.json(affected)
+        if len(run_results) == 1:
+            path = run_results[0].files[name]
+            meta["path"] = dg.MetadataValue.path(str(path)) if path else "(empty split: no file)"
+            meta["fingerprint"] = manifest["shards"].get(run_results[0].key, {}).get("fingerprint", "")
+        yield dg.MaterializeResult(
+            asset_key=SPLIT_KEYS[name],
+            metadata=meta,
+            check_results=[check_result(o) for o in outcomes if o.asset == f"splits/{name}"],
+        )
+
+
+def _accounting_metadata(results) -> dict:
+    keys = ("rows_in", *SPLITS, "dropped_policy", "dropped_label", "dropped_null_customer",
+            "dropped_bad_date", "rejected_lines")
+    return {f"rows_{k}" if not k.startswith("rows") else k: sum(r.counts.get(k, 0) for r in results) for k in keys}
+
+
+@dg.asset(
+    key=CONSOLIDATED_KEY,
+    deps=[SPLIT_KEYS[n] for n in SPLITS],
+    group_name=GROUP,
+    kinds=KINDS,
+    check_specs=[dg.AssetCheckSpec("consolidated_matches_shards", asset=CONSOLIDATED_KEY,
+                                   description="each consolidated file has exactly its split's shard rows")],
+    code_version="1",
+)
+def consolidated(context: dg.AssetExecutionContext, split_config: SplitConfig, duckdb: DuckDBResource):
+    """Single files per split for batch users: exports/splits/{train,val,oot}/<split>_processed_data.<ext>,
+    streamed from the shards (row counts equal the shards exactly) plus the split manifest."""
+    params = split_config.params()
+    settings = get_settings()
+    started = time.perf_counter()
+    out = consolidate(duckdb.connect(), settings.warehouse, settings.exports, params.output_format)
+    outcome = invariants.consolidated_matches(settings.warehouse, settings.exports, params.output_format)
+    meta = {"dagster/row_count": sum(v["rows"] for v in out.values()),
+            "bytes": sum(v["bytes"] for v in out.values()),
+            "seconds": round(time.perf_counter() - started, 3)}
+    for name, v in out.items():
+        meta[f"rows_{name}"] = v["rows"]
+        meta[f"path_{name}"] = v["path"] or "(no rows: no file)"
+    return dg.MaterializeResult(metadata=meta, check_results=[check_result(outcome, CONSOLIDATED_KEY)])
+
+
+SPLIT_ASSETS = [shard_profile, customer_allocation, split_shards, consolidated]

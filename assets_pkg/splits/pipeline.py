@@ -1,0 +1,244 @@
+"""The split steps as file-to-file functions (no dagster import).
+
+The Dagster assets call these one step at a time; :func:`run_all` chains them for the CLI,
+the tests and the benchmark's "logic called directly" variant. Paths follow the IO
+manager's layout (``<warehouse>/splits/<asset>/part-NNNNN.<ext>``), so files written here
+and by the assets are the same files.
+"""
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from assets_pkg.io import atomic_write_json, file_extension, write_table
+from assets_pkg.io.formats import FORMATS
+from assets_pkg.splits.discovery import Discovery, Shard, discover
+from assets_pkg.splits.logic import (
+    SPLITS,
+    Allocation,
+    ShardSplit,
+    build_allocation,
+    files_relation,
+    label_rates,
+    load_allocation,
+    profile_shard,
+    shard_output_files,
+    split_shard,
+)
+from assets_pkg.splits.params import SplitParams
+
+MANIFEST_NAME = "split_manifest.json"
+STATE_FOLDER = "_shard_state"
+
+
+# -- paths ----------------------------------------------------------------------------------
+def asset_dir(warehouse: Path, name: str) -> Path:
+    return Path(warehouse) / "splits" / name
+
+
+def shard_file(warehouse: Path, name: str, key: str, fmt: str = "parquet") -> Path:
+    return asset_dir(warehouse, name) / f"part-{int(key):05d}.{file_extension(fmt)}"
+
+
+def allocation_file(warehouse: Path) -> Path:
+    return Path(warehouse) / "splits" / "customer_allocation.parquet"
+
+
+def manifest_file(warehouse: Path) -> Path:
+    return Path(warehouse) / "splits" / MANIFEST_NAME
+
+
+def state_file(warehouse: Path, key: str) -> Path:
+    return asset_dir(warehouse, STATE_FOLDER) / f"part-{int(key):05d}.json"
+
+
+def consolidated_file(exports: Path, split: str, fmt: str) -> Path:
+    return Path(exports) / "splits" / split / f"{split}_processed_data.{file_extension(fmt)}"
+
+
+def read_json(path: Path) -> dict | None:
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+# -- pass 1 ---------------------------------------------------------------------------------
+def write_profile(con, shard: Shard, params: SplitParams, warehouse: Path, signature=None) -> pa.Table:
+    table = profile_shard(con, shard, params, signature)
+    write_table(table, shard_file(warehouse, "shard_profile", shard.key))
+    return table
+
+
+# -- allocation -----------------------------------------------------------------------------
+def manifest_for(allocation: Allocation, params: SplitParams, rates: dict) -> dict:
+    """The split manifest: settings, label map, per-shard rows per split, customers per
+    split, label rate per split, input files with size and mtime, fingerprints."""
+    state = allocation.state
+    shards = state["shards"]
+    totals = {}
+    for entry in shards.values():
+        for k, v in entry["rows"].items():
+            totals[k] = totals.get(k, 0) + v
+    totals["rows_in"] = sum(e["rows_in"] for e in shards.values())
+    return {
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "split_date": params.split_date,
+        "train_ratio": params.train_ratio,
+        "random_seed": params.random_seed,
+        "oot_policy": params.oot_policy,
+        "output_format": params.output_format,
+        "hash": "md5(f'{RANDOM_SEED}:{customer}')[:8] big-endian / 2**64 < TRAIN_RATIO -> train",
+        "label_field": params.label_field,
+        "main_target": params.main_target,
+        "targets": list(params.target_columns),
+        **state,
+        "rows": totals,
+        "label_rate": rates,
+        "input_files": {
+            k: {
+                "file": e["source"],
+                "bytes": e["stats"].get("file_bytes"),
+                "mtime": dt.datetime.fromtimestamp(e["stats"].get("file_mtime_ns", 0) / 1e9, dt.timezone.utc)
+                .isoformat(timespec="seconds"),
+            }
+            for k, e in sorted(shards.items())
+        },
+    }
+
+
+def compute_allocation(con, profile_paths, params: SplitParams, warehouse: Path) -> tuple[Allocation, dict]:
+    previous = read_json(manifest_file(warehouse))
+    allocation = build_allocation(con, list(profile_paths), params, previous)
+    manifest = manifest_for(allocation, params, label_rates(con, allocation.state["labels"], params))
+    return allocation, manifest
+
+
+def write_allocation(con, profile_paths, params: SplitParams, warehouse: Path) -> tuple[Allocation, dict]:
+    allocation, manifest = compute_allocation(con, profile_paths, params, warehouse)
+    write_table(allocation.customers, allocation_file(warehouse))
+    atomic_write_json(manifest_file(warehouse), manifest)
+    return allocation, manifest
+
+
+# -- pass 2 ---------------------------------------------------------------------------------
+@dataclass
+class ShardResult:
+    key: str
+    counts: dict
+    files: dict = field(default_factory=dict)  # split -> path or None
+    bytes: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def write_split(con, split: ShardSplit, params: SplitParams, warehouse: Path, fingerprint: str | None) -> ShardResult:
+    """Write one shard's train/val/oot files (empty split: no file, old one deleted) and its
+    state sidecar (fingerprint + counts) that marks the outputs as current."""
+    result = ShardResult(split.shard.key, dict(split.counts))
+    for name in SPLITS:
+        path = shard_file(warehouse, name, split.shard.key, params.output_format)
+        rel = split.relation(con, name)
+        if rel is None:
+            path.unlink(missing_ok=True)
+            written = None
+            size = 0
+        else:
+            res = write_table(rel, path, params.output_format)
+            written, size = res.path, res.bytes
+            if res.rows != split.counts.get(name, 0):
+                raise RuntimeError(f"{path}: wrote {res.rows} rows, expected {split.counts.get(name)}")
+        for other in FORMATS:
+            if other != params.output_format:
+                shard_file(warehouse, name, split.shard.key, other).unlink(missing_ok=True)
+        result.files[name] = written
+        result.bytes[name] = size
+    split.drop(con)
+    atomic_write_json(
+        state_file(warehouse, split.shard.key),
+        {"fingerprint": fingerprint, "counts": result.counts, "source": split.shard.name,
+         "format": params.output_format},
+    )
+    return result
+
+
+def split_and_write(con, shards: list[Shard], params: SplitParams, warehouse: Path, manifest: dict,
+                    signature=None, customers=None, progress_callback=None) -> list[ShardResult]:
+    load_allocation(con, customers if customers is not None else allocation_file(warehouse), manifest, params)
+    results = []
+    for shard in shards:
+        started = time.perf_counter()
+        split = split_shard(con, shard, params, manifest["labels"], signature, progress_callback)
+        fingerprint = manifest["shards"].get(shard.key, {}).get("fingerprint")
+        result = write_split(con, split, params, warehouse, fingerprint)
+        result.seconds = round(time.perf_counter() - started, 3)
+        results.append(result)
+    return results
+
+
+def stale_shards(warehouse: Path, manifest: dict, exclude=()) -> list[str]:
+    """Shards whose outputs were built under another fingerprint than the allocation's now
+    (a new shard made one of their customers known, or the label map changed)."""
+    out = []
+    for key, entry in sorted(manifest.get("shards", {}).items()):
+        if key in exclude:
+            continue
+        state = read_json(state_file(warehouse, key))
+        if state is not None and state.get("fingerprint") != entry.get("fingerprint"):
+            out.append(key)
+    return out
+
+
+# -- consolidation --------------------------------------------------------------------------
+def consolidate(con, warehouse: Path, exports: Path, fmt: str) -> dict:
+    """One file per split under exports/splits/<split>/, streamed from the shard files."""
+    out = {}
+    for name in SPLITS:
+        files = [p for k, p in sorted(shard_output_files(warehouse, name).items()) if k.isdigit()]
+        target = consolidated_file(exports, name, fmt)
+        rel = files_relation(con, files)
+        if rel is None:
+            target.unlink(missing_ok=True)
+            out[name] = {"rows": 0, "bytes": 0, "path": None, "shards": 0}
+        else:
+            res = write_table(rel, target, fmt)
+            out[name] = {"rows": res.rows, "bytes": res.bytes, "path": str(res.path) if res.path else None,
+                         "shards": len(files)}
+        for other in FORMATS:
+            if other != fmt:
+                consolidated_file(exports, name, other).unlink(missing_ok=True)
+    manifest = read_json(manifest_file(warehouse))
+    if manifest is not None:
+        manifest["consolidated"] = out
+        atomic_write_json(Path(exports) / "splits" / MANIFEST_NAME, manifest)
+    return out
+
+
+# -- everything -----------------------------------------------------------------------------
+def run_all(inbox: Path, warehouse: Path, exports: Path | None, params: SplitParams, con=None) -> dict:
+    """Discover, profile, allocate, split (and consolidate when ``exports`` is given)."""
+    from assets_pkg.duck import connect
+
+    con = con or connect()
+    found: Discovery = discover(inbox)
+    for shard in found.shards:
+        write_profile(con, shard, params, warehouse, found.signature)
+    profile_paths = [shard_file(warehouse, "shard_profile", s.key) for s in found.shards]
+    allocation, manifest = write_allocation(con, profile_paths, params, warehouse)
+    results = split_and_write(con, found.shards, params, warehouse, manifest, found.signature,
+                              customers=allocation.customers)
+    summary = {"shards": len(found.shards), "problems": [str(p) for p in found.problems],
+               "results": results, "manifest": manifest}
+    if exports is not None:
+        summary["consolidated"] = consolidate(con, warehouse, exports, params.output_format)
+    return summary
+
+
+def file_rows(path: Path) -> int:
+    if path.suffix == ".parquet":
+        return pq.ParquetFile(path).metadata.num_rows
+    from assets_pkg.splits.logic import count_file_rows
+
+    return count_file_rows(None, path)

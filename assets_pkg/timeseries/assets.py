@@ -1,0 +1,269 @@
+"""Time-series assets: resampled -> merged -> export -> analysis, one partition per UTC day.
+
+Thin Dagster layer over the pure modules of this package. Each asset runs over one day or,
+with the single-run backfill policy, over a range of days in one run (looping day by day,
+so memory stays one day's window). Checks are computed inside the ops (``check_specs``):
+an ``@asset_check`` without partitions would load every partition.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from assets_pkg.checking import CheckOutcome
+from assets_pkg.dagster_layer import check_result
+from assets_pkg.io.atomic import atomic_write_json
+from assets_pkg.obs import log_event, peak_rss_mb, stage
+from assets_pkg.resources.duckdb import DuckDBResource
+from assets_pkg.settings import env_float, env_str, get_settings
+from assets_pkg.timeseries import analysis as ana
+from assets_pkg.timeseries.catalog import Catalog, catalog_path, load_catalog
+from assets_pkg.timeseries.export import export_day
+from assets_pkg.timeseries.merge import merge_day
+from assets_pkg.timeseries.resample import resample_day
+
+GROUP = "timeseries"
+PREFIX = ["timeseries"]
+START_DATE_VAR = "TIMESERIES_START_DATE"
+DEFAULT_START_DATE = "2024-01-01"
+
+
+def daily_partitions() -> dg.DailyPartitionsDefinition:
+    """UTC days from ``TIMESERIES_START_DATE`` (default 2024-01-01, the demo's first day)."""
+    return dg.DailyPartitionsDefinition(start_date=env_str(START_DATE_VAR, DEFAULT_START_DATE), timezone="UTC")
+
+
+DAILY = daily_partitions()
+
+
+class TimeseriesConfig(dg.Config):
+    """Where the catalog is, and the settings a run may override."""
+
+    catalog: str = Field(
+        default_factory=lambda: env_str("TIMESERIES_CATALOG", ""),
+        description="Path of datasets.yaml (env TIMESERIES_CATALOG; default <data root>/inbox/timeseries/datasets.yaml).",
+    )
+    coverage_threshold: float = Field(
+        default_factory=lambda: env_float("TIMESERIES_COVERAGE_THRESHOLD", -1.0),
+        description="coverage check warns below this share of buckets; -1 = the catalog's coverage_threshold "
+        "(env TIMESERIES_COVERAGE_THRESHOLD).",
+    )
+
+    def load(self) -> Catalog:
+        return load_catalog(Path(self.catalog) if self.catalog else catalog_path(get_settings().inbox))
+
+    def threshold(self, catalog: Catalog) -> float:
+        return catalog.coverage_threshold if self.coverage_threshold < 0 else self.coverage_threshold
+
+
+def exports_dir() -> Path:
+    return get_settings().exports / "timeseries"
+
+
+def _day_of(path: Path) -> str:
+    return Path(path).name.split(".")[0]
+
+
+def _by_day(paths) -> dict:
+    return {_day_of(p): [p] for p in paths}
+
+
+def _combine(outcomes: list[CheckOutcome]) -> CheckOutcome:
+    """One check result for a run over several days: passes when every day passes."""
+    first = outcomes[0]
+    failed = [o for o in outcomes if not o.passed]
+    if len(outcomes) == 1:
+        return first
+    desc = "; ".join(o.description for o in failed[:5]) if failed else f"{len(outcomes)} days passed"
+    meta = {"days": len(outcomes), "failed_days": [o.metadata.get("day") for o in failed]}
+    meta["by_day"] = {o.metadata.get("day"): o.metadata for o in outcomes}
+    return CheckOutcome(first.asset, first.name, not failed, first.severity, desc, meta)
+
+
+def _numeric_sum(dicts: list[dict]) -> dict:
+    out: dict = {}
+    for d in dicts:
+        for k, v in d.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[k] = out.get(k, 0) + v
+    return out
+
+
+@dg.asset(
+    key_prefix=PREFIX,
+    group_name=GROUP,
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    kinds={"duckdb", "parquet"},
+)
+def resampled(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb: DuckDBResource):
+    """Every dataset of `datasets.yaml` at the target resolution, one UTC day per partition.
+
+    Stacked layout: `dataset`, `ts` (UTC), the key columns and one `<dataset>__<column>`
+    column per value (NULL outside its dataset). Down: aggregated per bucket; same:
+    passthrough (duplicates aggregated); up: forward fill / linear / none within a limit.
+    Only the day's rows (plus the fill margin) are read. Rejects and duplicates are counted.
+    """
+    catalog = config.load()
+    outputs, day_meta = {}, []
+    con = duckdb.connect()
+    for day in context.partition_keys:
+        with stage("timeseries_resampled", context.log, day=day) as st:
+            table, results = resample_day(con, catalog, day, logger=context.log)
+            st["rows"] = table.num_rows
+            for r in results:
+                for k, v in r.as_metadata().items():
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        st[f"{k}/{r.spec.name}"] = v
+                st["rejects"] = st.get("rejects", 0) + r.load.total_rejects
+                st["duplicates_aggregated"] = st.get("duplicates_aggregated", 0) + r.load.duplicates
+        outputs[day] = table
+        day_meta.append(st)
+    con.close()
+    meta = _numeric_sum(day_meta)
+    meta["peak_rss_mb"] = peak_rss_mb()
+    meta["days"] = len(day_meta)
+    meta["datasets"] = dg.MetadataValue.json(
+        {spec.name: {"mode": spec.mode(catalog.target_resolution_us), "file": str(spec.file)} for spec in catalog.datasets}
+    )
+    value = outputs if len(outputs) > 1 else next(iter(outputs.values()))
+    return dg.Output(value, metadata=meta)
+
+
+@dg.asset(
+    key_prefix=PREFIX,
+    group_name=GROUP,
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    kinds={"duckdb", "parquet"},
+    ins={"resampled": dg.AssetIn(key=dg.AssetKey([*PREFIX, "resampled"]), metadata={"load_as": "paths"})},
+    check_specs=[
+        dg.AssetCheckSpec("unique_buckets", asset=dg.AssetKey([*PREFIX, "merged"]),
+                          description="One row per (bucket, key)."),
+        dg.AssetCheckSpec("coverage", asset=dg.AssetKey([*PREFIX, "merged"]),
+                          description="Share of the day's buckets each dataset filled (WARN below the threshold)."),
+    ],
+)
+def merged(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb: DuckDBResource, resampled):
+    """All datasets of a day on one time axis: one row per `bucket` (and key), one column per
+    dataset value named `<dataset>__<column>`, rows aligned to the nearest bucket within the
+    tolerance; outer (default) or inner join. Returns data: the IO manager keeps it in the
+    warehouse; no user-facing file (that is `timeseries/export`)."""
+    catalog = config.load()
+    sources = _by_day(resampled)
+    outputs, day_meta, uniq, cov = {}, [], [], []
+    con = duckdb.connect()
+    for day in context.partition_keys:
+        with stage("timeseries_merged", context.log, day=day) as st:
+            table, stats = merge_day(con, catalog, sources.get(day, []), day)
+            st.update(stats.as_metadata())
+        outputs[day] = table
+        day_meta.append(st)
+        # checks on the merged rows, before they are stored
+        uniq.append(ana.unique_buckets_outcome(con, table, day, catalog.key_columns))
+        cov.append(ana.coverage_outcome(con, table, catalog, day, config.threshold(catalog)))
+    con.close()
+    meta = _numeric_sum(day_meta)
+    meta.pop("dagster/row_count", None)  # the IO manager reports what it wrote
+    meta["peak_rss_mb"] = peak_rss_mb()
+    for outcome in cov:  # the lowest coverage of the run's days, per dataset
+        for key, value in outcome.metadata.items():
+            if key.startswith("coverage/"):
+                meta[key] = min(value, meta.get(key, value))
+    yield dg.Output(outputs if len(outputs) > 1 else outputs[context.partition_keys[0]], metadata=meta)
+    yield check_result(_combine(uniq))
+    yield check_result(_combine(cov))
+
+
+@dg.asset(
+    key_prefix=PREFIX,
+    group_name=GROUP,
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    kinds={"duckdb", "parquet", "csv"},
+    ins={"merged": dg.AssetIn(key=dg.AssetKey([*PREFIX, "merged"]), metadata={"load_as": "paths"})},
+    check_specs=[
+        dg.AssetCheckSpec("export_matches_merged", asset=dg.AssetKey([*PREFIX, "export"]), blocking=True,
+                          description="Every exported file has the merged row count (blocks analysis)."),
+    ],
+)
+def export(context: dg.AssetExecutionContext, config: TimeseriesConfig, merged):
+    """The only writer of user-facing time-series files: `data/exports/timeseries/<day>.parquet`
+    (zstd) and `<day>.csv.gz` (or `.csv`), streamed in chunks with progress and ETA, published
+    atomically. A day without merged rows writes nothing and removes that day's old files."""
+    catalog = config.load()
+    sources = _by_day(merged)
+    out_dir = exports_dir()
+    checks, meta_days = [], []
+    for day in context.partition_keys:
+        with stage("timeseries_export", context.log, day=day) as st:
+            files = export_day(sources.get(day, []), out_dir, day, catalog.export_formats, catalog.csv_compression,
+                               logger=context.log)
+            merged_rows = sum(ana.count_file_rows(p) for p in sources.get(day, []))
+            st["rows"] = merged_rows
+            for f in files:
+                st[f"seconds/{f.format}"] = f.seconds
+                st[f"rows_per_second/{f.format}"] = f.rows_per_second
+                st[f"bytes/{f.format}"] = f.bytes
+            st["bytes"] = sum(f.bytes for f in files)
+        exported = {f.path: ana.count_file_rows(f.path) for f in files}
+        checks.append(ana.export_matches_outcome(merged_rows, exported, day))
+        meta_days.append(st)
+    meta = _numeric_sum(meta_days)
+    meta["dagster/row_count"] = meta.get("rows", 0)
+    meta["peak_rss_mb"] = peak_rss_mb()
+    meta["folder"] = dg.MetadataValue.path(str(out_dir))
+    return dg.MaterializeResult(metadata=meta, check_results=[check_result(_combine(checks))])
+
+
+@dg.asset(
+    key_prefix=PREFIX,
+    group_name=GROUP,
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    kinds={"duckdb", "parquet"},
+    deps=[export],
+)
+def analysis(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb: DuckDBResource):
+    """Statistics of the exported day: per column count, null share, mean, std, min, max;
+    correlations between value columns; per dataset the share of buckets it filled. Written
+    as `<day>.analysis.json` beside the export; a markdown table and plottable numbers in
+    the metadata."""
+    catalog = config.load()
+    out_dir = exports_dir()
+    con = duckdb.connect()
+    results = []
+    for day in context.partition_keys:
+        json_path = out_dir / f"{day}.analysis.json"
+        with stage("timeseries_analysis", context.log, day=day) as st:
+            source = out_dir / f"{day}.parquet"
+            result = ana.analyse(con, source, day, catalog.key_columns) if source.exists() else None
+            if result is None or result["rows"] == 0:
+                json_path.unlink(missing_ok=True)
+                st["rows"] = 0
+                if "parquet" not in catalog.export_formats:
+                    log_event("timeseries_analysis_skipped", context.log, level="warning", day=day,
+                              reason="analysis reads the Parquet export; add parquet to export.formats")
+            else:
+                atomic_write_json(json_path, result)
+                st["rows"] = result["rows"]
+        results.append((day, result, json_path, st))
+    con.close()
+    day, result, json_path, st = results[-1]
+    meta = {"days": len(results), "rows": sum(r[3]["rows"] for r in results), "peak_rss_mb": peak_rss_mb(),
+            "seconds": round(sum(r[3]["seconds"] for r in results), 3)}
+    if result:
+        meta["analysis"] = dg.MetadataValue.md(ana.markdown_table(result))
+        meta["json"] = dg.MetadataValue.path(str(json_path))
+        for col, s in result["columns"].items():
+            for stat in ("mean", "std", "min", "max", "null_share"):
+                if s[stat] is not None:
+                    meta[f"{stat}/{col}"] = s[stat]
+        for ds, share in result["fill_share"].items():
+            if share is not None:
+                meta[f"fill_share/{ds}"] = share
+    return dg.MaterializeResult(metadata=meta)
+
+
+ASSETS = [resampled, merged, export, analysis]

@@ -1,0 +1,48 @@
+"""Time-series checks against what is materialized now (``assets-pkg check``).
+
+The Dagster checks themselves are computed inside the asset ops (``check_specs`` on
+``timeseries/merged`` and ``timeseries/export``, see :mod:`assets_pkg.timeseries.assets`):
+a separate ``@asset_check`` on a daily-partitioned asset would load every partition.
+:func:`evaluate_materialized` evaluates the same pure outcomes per materialized day from
+the warehouse and export files, without materializing anything.
+"""
+
+from pathlib import Path
+
+from assets_pkg.checking import ERROR, CheckOutcome
+from assets_pkg.duck import connect
+from assets_pkg.settings import get_settings
+from assets_pkg.timeseries import analysis as ana
+from assets_pkg.timeseries.catalog import CatalogError, catalog_path, load_catalog
+from assets_pkg.timeseries.export import target_paths
+
+
+def merged_folder() -> Path:
+    return get_settings().warehouse / "timeseries" / "merged"
+
+
+def evaluate_materialized() -> list[CheckOutcome]:
+    """unique_buckets, coverage and export_matches_merged for every materialized day."""
+    settings = get_settings()
+    days = sorted(p for p in merged_folder().glob("????-??-??.parquet")) if merged_folder().is_dir() else []
+    if not days:
+        return []
+    try:
+        catalog = load_catalog(catalog_path(settings.inbox))
+    except CatalogError as exc:
+        return [CheckOutcome(ana.MERGED_ASSET, "catalog", False, ERROR, str(exc))]
+    out_dir = settings.exports / "timeseries"
+    outcomes = []
+    con = connect()
+    try:
+        for path in days:
+            day = path.name.split(".")[0]
+            outcomes.append(ana.unique_buckets_outcome(con, [path], day, catalog.key_columns))
+            outcomes.append(ana.coverage_outcome(con, [path], catalog, day))
+            merged_rows = ana.count_file_rows(path)
+            targets = target_paths(out_dir, day, catalog.export_formats, catalog.csv_compression)
+            exported = {p: (ana.count_file_rows(p) if p.exists() else -1) for p in targets.values()}
+            outcomes.append(ana.export_matches_outcome(merged_rows, exported, day))
+    finally:
+        con.close()
+    return outcomes

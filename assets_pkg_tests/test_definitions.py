@@ -1,0 +1,38 @@
+"""The code location loads, and every asset and check is documented for the UI."""
+
+import subprocess
+import sys
+
+import pytest
+
+from assets_pkg.definitions import defs
+from assets_pkg.domains import DOMAINS
+
+
+def test_every_domain_contributes_assets():
+    groups = {spec.group_name for spec in defs.resolve_all_asset_specs()}
+    assert set(DOMAINS) <= groups
+
+
+def test_every_asset_has_a_description_kinds_and_group():
+    for spec in defs.resolve_all_asset_specs():
+        assert spec.description, f"{spec.key.to_user_string()} has no description"
+        assert spec.kinds, f"{spec.key.to_user_string()} has no kinds"
+        assert spec.group_name in DOMAINS, f"{spec.key.to_user_string()} is in group {spec.group_name}"
+        assert spec.key.path[0] == spec.group_name, f"{spec.key.to_user_string()} is not prefixed by its group"
+
+
+def test_every_asset_check_has_a_description():
+    graph = defs.resolve_asset_graph()
+    for check_key in graph.asset_check_keys:
+        spec = graph.get_check_spec(check_key)
+        assert spec.description, f"check {check_key.name} on {check_key.asset_key.to_user_string()} has no description"
+
+
+@pytest.mark.slow
+def test_dagster_definitions_validate(data_root):
+    proc = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "assets_pkg.definitions"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
