@@ -86,7 +86,7 @@ def test_overlap_blocks_fetch(data_root):
         assert api.requests == []
 
 
-def test_corrupt_part_names_path_and_remedy(data_root):
+def test_corrupt_part_names_path_and_remedy(data_root, caplog):
     root = data_root / "cache" / "logs"
     folder = write_segment(root, "app", 0, 100)
     (folder / "part-00000.parquet").write_bytes(b"PAR1 this is not parquet")
@@ -95,9 +95,12 @@ def test_corrupt_part_names_path_and_remedy(data_root):
         verify_segment(seg)
     assert str(folder / "part-00000.parquet") in str(err.value)
     assert "BYPASS_CACHE" in str(err.value) and "delete" in str(err.value)
+    caplog.set_level("INFO", logger="assets_pkg")
     with FakeLogApi({"app": []}) as api:
         with pytest.raises(CorruptSegmentError, match="part-00000.parquet"):
             fetch_window("app", 0, 100, HttpLogSource(api.url), now_ms=FAR_FUTURE)
+        assert api.requests == []
+    assert any('"cache_read_failed"' in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
     with pytest.raises(SummaryError, match="BYPASS_CACHE"):
         scan_segments([seg], 0, 100)
 

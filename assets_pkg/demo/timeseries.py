@@ -139,14 +139,31 @@ def run(ctx) -> None:
     result = ctx.materialize(dg_selection(), partition_range=(first, last))
     if not result.success:
         raise RuntimeError("time-series run failed")
+    meta = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        meta[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
+    resampled = meta.get("timeseries/resampled", {})
+    ctx.report.line(
+        f"resampled: {resampled.get('dagster/row_count', 0)} rows; rejects {resampled.get('rejects', 0)}, "
+        f"duplicates aggregated {resampled.get('duplicates_aggregated', 0)}"
+    )
+    from assets_pkg.timeseries import analysis as ana
+
     out_dir = ctx.settings.exports / "timeseries"
-    for day in days:
-        files = target_paths(out_dir, day, catalog.export_formats, catalog.csv_compression)
-        analysis_path = out_dir / f"{day}.analysis.json"
-        summary = json.loads(analysis_path.read_text()) if analysis_path.exists() else {}
-        fill = ", ".join(f"{d} {s:.1%}" for d, s in (summary.get("fill_share") or {}).items() if s is not None)
-        names = ", ".join(p.name for p in files.values() if p.exists())
-        ctx.report.line(f"{day}: {summary.get('rows', 0)} rows -> {names}; bucket fill: {fill}")
+    merged_dir = ctx.settings.warehouse / "timeseries" / "merged"
+    con = connect()
+    try:
+        for day in days:
+            files = target_paths(out_dir, day, catalog.export_formats, catalog.csv_compression)
+            names = ", ".join(p.name for p in files.values() if p.exists())
+            analysis_path = out_dir / f"{day}.analysis.json"
+            summary = json.loads(analysis_path.read_text()) if analysis_path.exists() else {}
+            cover = ana.coverage(con, [merged_dir / f"{day}.parquet"], catalog)
+            cov = ", ".join(f"{d} {s:.1%}" for d, s in cover.items())
+            ctx.report.line(f"{day}: {summary.get('rows', 0)} merged rows -> {names or 'no files'}; coverage: {cov}")
+    finally:
+        con.close()
 
 
 def data_days(catalog, connect, scan_time_range) -> list[str]:

@@ -7,7 +7,6 @@ what is cached now, for ``assets-pkg check``.
 """
 
 from assets_pkg.checking import CheckOutcome
-from assets_pkg.logs.partitions import log_ids
 from assets_pkg.logs.quality import (
     no_overlapping_segments,
     segments_readable,
@@ -16,8 +15,6 @@ from assets_pkg.logs.quality import (
 )
 from assets_pkg.logs.store import SegmentStore
 
-# The checks are declared as check_specs of logs/log_events (see assets.py) and evaluated there.
-asset_checks: list = []
 
 
 def evaluate_materialized(store: SegmentStore | None = None) -> list[CheckOutcome]:
@@ -25,7 +22,7 @@ def evaluate_materialized(store: SegmentStore | None = None) -> list[CheckOutcom
     from its first to its last cached millisecond (a hole in between fails window_covered)."""
     store = store or SegmentStore()
     outcomes: list[CheckOutcome] = []
-    for log_id in sorted(set(store.log_ids()) | set(_configured_ids())):
+    for log_id in store.log_ids():
         segments = store.segments(log_id, check_overlaps=False)
         outcomes.append(no_overlapping_segments(store, log_id))
         if not segments:
@@ -36,9 +33,3 @@ def evaluate_materialized(store: SegmentStore | None = None) -> list[CheckOutcom
         outcomes.append(unique_event_ids(store, log_id, start_ms, end_ms))
     return outcomes
 
-
-def _configured_ids() -> list[str]:
-    try:
-        return log_ids()
-    except ValueError:
-        return []

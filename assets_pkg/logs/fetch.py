@@ -190,26 +190,47 @@ def _fetch_segment(source, log_dir, log_id, start_ms, end_ms, rows_cap, bytes_ca
     log_event("fetch_subrange_started", logger, **fields, cached=True, source=source.describe())
     final = segment_dir(log_dir, start_ms, end_ms)
     batches = 0
+
     try:
         with atomic_dir(final) as tmp:
             writer = PartWriter(tmp, rows_cap, bytes_cap, logger, fields)
-            for batch in source.fetch(log_id, start_ms, end_ms):
+            for batch in _source_batches(source, log_id, start_ms, end_ms):
                 batches += 1
                 writer.write(batch)
             writer.close()
-    except OSError as exc:
+    except _SourceFailure as failure:
+        log_event("fetch_subrange_failed", logger, level="error", **fields, error=str(failure.original)[:500])
+        raise failure.original
+    except OSError as exc:  # only the writer / the publishing rename get here
         log_event("cache_write_failed", logger, level="error", **fields, path=str(final), error=str(exc)[:500])
         raise CacheWriteError(
             f"cannot write the log segment {final}: {exc}; make the cache folder "
             f"({log_dir.parent}, LOG_INGESTION_CACHE_DIR) writable, or set BYPASS_CACHE=true"
         ) from exc
-    except Exception as exc:
-        log_event("fetch_subrange_failed", logger, level="error", **fields, error=str(exc)[:500])
-        raise
     stats = {"rows": writer.rows, "parts": len(writer.parts), "bytes": writer.bytes, "batches": batches}
     log_event("fetch_subrange_finished", logger, **fields, cached=True, **stats, seconds=watch.seconds,
               segment=str(final))
     return Segment(log_id, start_ms, end_ms, final), stats
+
+
+class _SourceFailure(Exception):
+    """Carries a source's exception past the cache-write handler (a ConnectionError is an OSError)."""
+
+    def __init__(self, original: BaseException):
+        super().__init__(str(original))
+        self.original = original
+
+
+def _source_batches(source, log_id, start_ms, end_ms):
+    iterator = iter(source.fetch(log_id, start_ms, end_ms))
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise _SourceFailure(exc) from exc
+        yield batch
 
 
 def _fetch_uncached(source, log_id, ranges, logger) -> tuple[SummaryAccumulator, int]:

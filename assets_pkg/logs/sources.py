@@ -73,7 +73,8 @@ class LocalLogSource(LogSource):
         normalizer = BatchNormalizer()
         try:
             for path in self.files(log_id):
-                reader = StreamingReader(path, file_format="jsonl", chunk_size=self.chunk_size)
+                reader = StreamingReader(path, file_format="jsonl", chunk_size=self.chunk_size,
+                                         column_types={"timestamp": pa.int64()})
                 for chunk in reader:
                     batch = chunk.batch
                     if batch.num_rows == 0:
@@ -88,8 +89,15 @@ class LocalLogSource(LogSource):
                     yield out
                 rejects = reader.rejects
                 if rejects is not None and rejects.num_rows:
-                    log_event("log_source_rejects", self.logger, level="warning", log_id=log_id, file=str(path),
-                              rejects=rejects.num_rows)
+                    # A rejected line is an event the cache would silently lack: fail, publish nothing.
+                    first = rejects.slice(0, 1).to_pylist()[0]
+                    log_event("log_source_rejects", self.logger, level="error", log_id=log_id, file=str(path),
+                              rejects=rejects.num_rows, first_line=first.get("line"), error_type=first.get("error_type"))
+                    raise LogSourceError(
+                        f"{path}: {rejects.num_rows} line(s) could not be read as events (first: line "
+                        f"{first.get('line')}, {first.get('error_type')}: {str(first.get('error'))[:200]}); "
+                        "fix or remove those lines, nothing of this range was cached"
+                    )
         finally:
             normalizer.close()
 

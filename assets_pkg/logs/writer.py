@@ -59,7 +59,7 @@ def events_to_batch(events: list[dict]) -> pa.RecordBatch:
         levels.append(_text(event.get("level")))
         messages.append(_text(event.get("message")))
         extra = {k: v for k, v in event.items() if k not in CORE_FIELDS}
-        attrs.append(json.dumps(extra, sort_keys=True, default=str) if extra else "{}")
+        attrs.append(json.dumps(extra, separators=(",", ":"), default=str) if extra else "{}")
     return pa.RecordBatch.from_arrays(
         [
             pa.array(ts, pa.int64()),
@@ -127,9 +127,9 @@ class BatchNormalizer:
         table = pa.Table.from_batches([extra])
         self._con.register("extra_batch", table)
         try:
-            result = self._con.execute(
+            result = self._con.sql(
                 f"SELECT CAST(to_json(struct_pack({fields})) AS VARCHAR) AS a FROM extra_batch"
-            ).fetch_arrow_table()
+            ).to_arrow_table()
         finally:
             self._con.unregister("extra_batch")
         col = result.column(0).combine_chunks()

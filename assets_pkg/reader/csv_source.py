@@ -1,7 +1,7 @@
 """CSV/TSV blocks -> typed Arrow tables plus rejects with exact line numbers.
 
-Each line-aligned block is parsed by ``pyarrow.csv.read_csv`` in a worker thread (two
-blocks in flight, so both cores work while the consumer handles the previous block).
+Each line-aligned block is parsed by ``pyarrow.csv.read_csv`` in a worker thread
+(``parsed.parse_in_order``: two parsing, so both cores work, while the next is read).
 Single-threaded parsing *inside* a block is deliberate: then Arrow reports the line
 number of every ragged row, and with blank lines kept as rows (``ignore_empty_lines=False``)
 every line of a block is either a parsed row or a ragged row, so rows map back to lines.
@@ -10,16 +10,14 @@ Types: a block is first parsed straight into its final types (the fast path). On
 that fails is it parsed again as text and converted column by column with
 ``casting.convert_table``, which finds exactly the rows whose values do not convert;
 those become ``type_error`` rejects. Invalid UTF-8 lines become ``encoding_error``
-rejects. Limit: a quoted value containing a line break is parsed correctly inside a
-block but shifts the line numbers reported after it in that block, and breaks the row
-if it falls on a block boundary.
+rejects. Quoted values may contain line breaks: blocks are never cut inside quotes, and
+``record_lines`` maps records (what Arrow numbers) back to physical lines; a reject's
+line is the line its record starts on.
 """
 
 import csv
 import itertools
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -29,11 +27,11 @@ from assets_pkg.reader import rejects as rj
 from assets_pkg.reader.casting import convert_table, normalize_strings
 from assets_pkg.reader.errors import ReaderError
 from assets_pkg.reader.options import ReaderOptions
-from assets_pkg.reader.parsed import ParsedBlock, merge_sorted
+from assets_pkg.reader.parsed import ParsedBlock, merge_sorted, parse_in_order, record_to_line
 from assets_pkg.reader.sniff import SniffedFormat
-from assets_pkg.reader.textblocks import TextBlock, TextBlocks
+from assets_pkg.reader.textblocks import TextBlock, TextBlocks, count_lines
 
-PARSER_THREADS = 2
+_INFER_BYTES = 1 << 20
 _OTHER_DELIMITERS = (",", "\t", ";", "|")
 _DELIMITER_NAMES = {",": "','", "\t": "'\\t' (tab)", ";": "';'", "|": "'|'"}
 
@@ -42,17 +40,47 @@ def newline_positions(data: bytes) -> np.ndarray:
     return np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
 
 
-def line_text(data: bytes, newlines: np.ndarray, rel_line: int) -> str:
-    """Text of the block's ``rel_line`` (1-based), without its line break."""
-    start = 0 if rel_line == 1 else int(newlines[rel_line - 2]) + 1
-    end = int(newlines[rel_line - 1]) if rel_line - 1 < len(newlines) else len(data)
-    return data[start:end].removesuffix(b"\r").decode("utf-8", errors="backslashreplace")
+def record_text(data: bytes, newlines: np.ndarray, record: int, records: np.ndarray | None) -> str:
+    """Text of the block's ``record`` (1-based; all its lines), without the final line break."""
+    first = int(record_to_line([record], records)[0])
+    last = int(records[record] - 1) if records is not None and record < len(records) else first
+    start = 0 if first == 1 else int(newlines[first - 2]) + 1
+    end = int(newlines[last - 1]) if last - 1 < len(newlines) else len(data)
+    return bytes(data[start:end]).removesuffix(b"\r").decode("utf-8", errors="backslashreplace")
+
+
+def record_lines(data) -> np.ndarray | None:
+    """Line (1-based) where each record starts, when a quoted value spans lines; else None.
+
+    A newline ends a record only outside quotes, i.e. after an even number of quote
+    characters (an escaped quote is two of them, so parity still holds)."""
+    if data.find(b'"') < 0:
+        return None
+    arr = np.frombuffer(data, dtype=np.uint8)
+    quotes = np.flatnonzero(arr == 34)
+    newlines = np.flatnonzero(arr == 10)
+    inside = (np.searchsorted(quotes, newlines) % 2) == 1
+    if not inside.any():
+        return None
+    ends = np.flatnonzero(~inside)  # indices of record-ending newlines
+    return np.concatenate([[1], ends + 2]).astype(np.int64)
+
+
+def lines_to_records(lines, records: np.ndarray | None, starts_only: bool) -> np.ndarray:
+    """Record numbers of physical ``lines``. ``starts_only``: ignore lines inside a
+    multi-line record (an empty line inside a quoted value is not a blank line)."""
+    lines = np.asarray(lines, dtype=np.int64)
+    if records is None or len(lines) == 0:
+        return lines
+    found = np.searchsorted(records, lines, side="right")  # records starting at or before
+    if starts_only:
+        keep = records[np.maximum(found - 1, 0)] == lines
+        return found[keep]
+    return np.unique(found)
 
 
 def blank_lines(data: bytes) -> np.ndarray:
     """1-based numbers of the block's empty lines ('' or a lone '\\r')."""
-    if not (data.startswith((b"\n", b"\r\n")) or b"\n\n" in data or b"\n\r\n" in data):
-        return np.empty(0, dtype=np.int64)
     arr = np.frombuffer(data, dtype=np.uint8)
     newlines = np.flatnonzero(arr == 10)
     starts = np.concatenate([[0], newlines[:-1] + 1])
@@ -90,7 +118,7 @@ class CsvSource:
         self.opts = opts
         self.path = opts.file_path
         self.delimiter = opts.delimiter or sniffed.delimiter or ","
-        self.text = TextBlocks(self.path, sniffed.compression == "gzip", opts.encoding, opts.block_bytes)
+        self.text = TextBlocks(self.path, sniffed.compression == "gzip", opts.encoding, opts.block_bytes, quote=b'"')
         try:
             self.file_columns = self._read_header()
             for _ in range(opts.skip_rows):
@@ -170,10 +198,13 @@ class CsvSource:
         inferred: dict[str, pa.DataType] = {}
         undeclared = [c for c in self.columns if c not in declared]
         if undeclared and self._first is not None and not self.opts.strip_whitespace:
+            data = self._first.data
+            # A 1 MiB sample is enough to infer types and keeps opening a file cheap.
+            cut = data.rfind(b"\n", 0, _INFER_BYTES) + 1 if len(data) > _INFER_BYTES else len(data)
             try:
                 sample = pacsv.read_csv(
-                    pa.BufferReader(self._first.data),
-                    read_options=pacsv.ReadOptions(column_names=self.file_columns, use_threads=False, block_size=len(self._first.data) + 1),
+                    pa.BufferReader(pa.py_buffer(data)[:cut] if cut else pa.py_buffer(data)),
+                    read_options=pacsv.ReadOptions(column_names=self.file_columns, use_threads=False, block_size=_INFER_BYTES + 1),
                     parse_options=pacsv.ParseOptions(delimiter=self.delimiter, invalid_row_handler=lambda row: "skip"),
                     convert_options=pacsv.ConvertOptions(
                         include_columns=undeclared, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True
@@ -193,19 +224,7 @@ class CsvSource:
     # -- blocks --------------------------------------------------------------------------
     def parsed_blocks(self) -> Iterator[ParsedBlock]:
         blocks = itertools.chain([self._first] if self._first is not None else [], self._blocks)
-        pool = ThreadPoolExecutor(max_workers=PARSER_THREADS, thread_name_prefix="csv-parse")
-        pending: deque = deque()
-        try:
-            for block in blocks:
-                pending.append(pool.submit(self.parse_block, block))
-                if len(pending) >= PARSER_THREADS:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=True)
+        return parse_in_order(blocks, self.parse_block, self.text.next_line)
 
     def _read(self, data: bytes, types: dict) -> tuple[pa.Table, list]:
         invalid: list[tuple[int, int, int, str]] = []
@@ -215,7 +234,7 @@ class CsvSource:
             return "skip"
 
         table = pacsv.read_csv(
-            pa.BufferReader(data),
+            pa.BufferReader(pa.py_buffer(data)),
             read_options=pacsv.ReadOptions(column_names=self.file_columns, use_threads=False, block_size=len(data) + 1),
             parse_options=pacsv.ParseOptions(
                 delimiter=self.delimiter, invalid_row_handler=on_invalid_row, ignore_empty_lines=False
@@ -229,6 +248,16 @@ class CsvSource:
             ),
         )
         return table, invalid
+
+    def _blank_lines(self, table: pa.Table, data) -> np.ndarray:
+        """Blank lines to skip. A blank line parses as a row of nulls in every column, so
+        a column without nulls (O(1) to ask) proves there is none: the common case costs
+        no scan of the text."""
+        if not self.opts.skip_empty or table.num_rows == 0:
+            return np.empty(0, dtype=np.int64)
+        if any(column.null_count == 0 for column in table.columns):
+            return np.empty(0, dtype=np.int64)
+        return blank_lines(data)
 
     def parse_block(self, block: TextBlock) -> ParsedBlock:
         data = block.data
@@ -249,12 +278,17 @@ class CsvSource:
                 if typed_fast_path:
                     typed_fast_path = False  # a value failed its type: find which, as text
                     continue
-                raise ReaderError(f"{self.path}: lines {block.first_line}-{block.first_line + block.line_count - 1}: {exc}") from None
+                raise ReaderError(f"{self.path}: cannot parse a block of {len(data):,} bytes: {exc}") from None
 
-        invalid_rel = np.asarray(sorted(n for n, *_ in invalid), dtype=np.int64)
-        drop_rel = merge_sorted([line for line, _ in encoding_bad], blank_lines(data) if self.opts.skip_empty else [])
-        # Row position of a (non-ragged) line = line - 1 - ragged lines before it.
-        drop_rows = drop_rel - 1 - np.searchsorted(invalid_rel, drop_rel)
+        # Everything below counts records (1-based in the block); ``records`` turns them
+        # into physical lines where a quoted value spans lines.
+        records = record_lines(data)
+        invalid_rec = np.asarray(sorted(n for n, *_ in invalid), dtype=np.int64)
+        blank_rec = lines_to_records(self._blank_lines(table, data), records, starts_only=True)
+        bad_text_rec = lines_to_records([line for line, _ in encoding_bad], records, starts_only=False)
+        drop_rec = merge_sorted(bad_text_rec, blank_rec)
+        # Row position of a (non-ragged) record = record - 1 - ragged records before it.
+        drop_rows = drop_rec - 1 - np.searchsorted(invalid_rec, drop_rec)
         failures: dict = {}
         if typed_fast_path:
             if len(drop_rows):
@@ -269,22 +303,28 @@ class CsvSource:
                 )
             table, failures = convert_table(table, self._casts, drop_rows)
 
-        first = block.first_line
-        rejects = [rj.Reject(first + n - 1, rj.RAGGED_ROW, f"expected {exp} fields, found {act}", rj.truncate_raw(text)) for n, exp, act, text in invalid]
-        rejects += [rj.Reject(first + n - 1, rj.ENCODING_ERROR, "invalid UTF-8 (pass encoding= e.g. 'latin-1' if the file is not UTF-8)", rj.truncate_raw(raw)) for n, raw in encoding_bad]
-        failure_rel = np.empty(0, dtype=np.int64)
+        # Lines are numbered from 1 here; parse_in_order shifts them to the file's lines.
+        def line_of(record: int) -> int:
+            return int(record_to_line([record], records)[0])
+
+        rejects = [rj.Reject(line_of(n), rj.RAGGED_ROW, f"expected {exp} fields, found {act}", rj.truncate_raw(text)) for n, exp, act, text in invalid]
+        rejects += [rj.Reject(n, rj.ENCODING_ERROR, "invalid UTF-8 (pass encoding= e.g. 'latin-1' if the file is not UTF-8)", rj.truncate_raw(raw)) for n, raw in encoding_bad]
+        failure_rec = np.empty(0, dtype=np.int64)
         if failures:
             rows = np.asarray(sorted(failures), dtype=np.int64)
-            # Parsed rows are the lines minus ragged lines.
-            d = invalid_rel - 1 - np.arange(len(invalid_rel))
-            failure_rel = 1 + rows + np.searchsorted(d, rows, side="right")
+            # Parsed rows are the records minus ragged records.
+            d = invalid_rec - 1 - np.arange(len(invalid_rec))
+            failure_rec = 1 + rows + np.searchsorted(d, rows, side="right")
             newlines = newline_positions(data)
-            for row, rel in zip(rows.tolist(), failure_rel.tolist()):
+            for row, rec in zip(rows.tolist(), failure_rec.tolist()):
                 column, value, target = failures[row]
                 rejects.append(
-                    rj.Reject(first + rel - 1, rj.TYPE_ERROR, f"column {column!r}: cannot convert {value!r} to {target}",
-                              rj.truncate_raw(line_text(data, newlines, rel)))
+                    rj.Reject(line_of(rec), rj.TYPE_ERROR, f"column {column!r}: cannot convert {value!r} to {target}",
+                              rj.truncate_raw(record_text(data, newlines, rec, records)))
                 )
         rejects.sort(key=lambda r: r.line)
-        excluded = merge_sorted(invalid_rel, drop_rel, failure_rel) + (first - 1)
-        return ParsedBlock(table=table, rejects=rejects, first_line=first, bytes_read=block.bytes_read, excluded_lines=excluded)
+        return ParsedBlock(
+            table=table, rejects=rejects, first_line=1, bytes_read=block.bytes_read,
+            excluded_records=merge_sorted(invalid_rec, drop_rec, failure_rec),
+            line_count=count_lines(block.data), record_lines=records,
+        )

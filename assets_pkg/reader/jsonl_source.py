@@ -11,9 +11,7 @@ type). Blank lines are always skipped.
 import itertools
 import json
 import re
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -24,11 +22,10 @@ from assets_pkg.reader import rejects as rj
 from assets_pkg.reader.casting import normalize_strings
 from assets_pkg.reader.errors import ReaderError
 from assets_pkg.reader.options import ReaderOptions
-from assets_pkg.reader.parsed import ParsedBlock, merge_sorted
+from assets_pkg.reader.parsed import ParsedBlock, merge_sorted, parse_in_order
 from assets_pkg.reader.sniff import SniffedFormat
-from assets_pkg.reader.textblocks import TextBlock, TextBlocks
+from assets_pkg.reader.textblocks import TextBlock, TextBlocks, count_lines
 
-PARSER_THREADS = 2
 _LEAF_LINES = 4
 _INFER_LINES = 10_000
 _BLANK_LINE = re.compile(rb"(?:^|\n)[ \t\r]*(?=\n|$)")
@@ -140,19 +137,7 @@ class JsonlSource:
 
     def parsed_blocks(self) -> Iterator[ParsedBlock]:
         blocks = itertools.chain([self._first] if self._first is not None else [], self._blocks)
-        pool = ThreadPoolExecutor(max_workers=PARSER_THREADS, thread_name_prefix="jsonl-parse")
-        pending: deque = deque()
-        try:
-            for block in blocks:
-                pending.append(pool.submit(self.parse_block, block))
-                if len(pending) >= PARSER_THREADS:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=True)
+        return parse_in_order(blocks, self.parse_block, self.text.next_line)
 
     def parse_block(self, block: TextBlock) -> ParsedBlock:
         data = block.data
@@ -165,12 +150,13 @@ class JsonlSource:
             if data.endswith(b"\n"):
                 lines = lines[:-1]
             good: list[int] = []
-            self._bisect(lines, 0, len(lines), good, bad_rel, rejects, block.first_line)
+            self._bisect(lines, 0, len(lines), good, bad_rel, rejects, 1)
             table = self._parse(b"\n".join(lines[i] for i in good), self.file_schema) if good else self.file_schema.empty_table()
         blanks = _blank_line_numbers(data) if _BLANK_LINE.search(data) else np.empty(0, dtype=np.int64)
         rejects.sort(key=lambda r: r.line)
-        excluded = merge_sorted(bad_rel, blanks) + (block.first_line - 1)
-        return ParsedBlock(self._finish(table), rejects, block.first_line, block.bytes_read, excluded)
+        # Numbered from line 1 here; parse_in_order shifts to the file's line numbers.
+        excluded = merge_sorted(bad_rel, blanks)
+        return ParsedBlock(self._finish(table), rejects, 1, block.bytes_read, excluded, count_lines(data))
 
     def _bisect(self, lines, lo, hi, good, bad_rel, rejects, first_line) -> None:
         """Append indices of parseable lines in [lo, hi) to ``good``, rejects for the others."""

@@ -35,12 +35,12 @@ class ReaderOptions:
 
     @property
     def block_bytes(self) -> int:
-        """Bytes of text parsed at once. A parsed block costs a few times its size (raw
-        bytes, string buffers, typed columns, one block in flight per parser thread), so
-        an eighth of the memory budget keeps the total inside it; 64 MiB is where larger
-        blocks stop being faster."""
-        budget = int(self.memory_limit_mb * 2**20 / 8)
-        return max(256 * 1024, min(budget, 64 * 2**20))
+        """Bytes of text parsed at once. In flight at any time: one block being read, two
+        being parsed (raw bytes plus Arrow columns, about 3x the text) and the chunk the
+        caller holds; a sixteenth of the budget per block keeps that inside it. Above 8 MiB
+        larger blocks stop paying off (and cost more memory per column)."""
+        budget = int(self.memory_limit_mb * 2**20 / 16)
+        return max(256 * 1024, min(budget, 8 * 2**20))
 
 
 def _is_int(value) -> bool:

@@ -116,5 +116,5 @@ class ParquetSource:
                     column, value, target = failures[pos]
                     raw = json.dumps(original.slice(pos, 1).to_pylist()[0], default=str)
                     rejects.append(rj.Reject(first_row + pos + 1, rj.TYPE_ERROR, f"column {column!r}: cannot convert {value!r} to {target}", rj.truncate_raw(raw)))
-                excluded = np.asarray(rows, dtype=np.int64) + first_row + 1
+                excluded = np.asarray(rows, dtype=np.int64) + 1  # 1-based rows within the batch
         return ParsedBlock(table, rejects, first_row + 1, self.bytes_read(), excluded)

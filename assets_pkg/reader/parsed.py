@@ -1,6 +1,9 @@
 """One parsed block: its good rows, its rejects, and the map from rows back to lines."""
 
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -10,21 +13,40 @@ from assets_pkg.reader.rejects import Reject
 
 @dataclass
 class ParsedBlock:
+    """Rows are numbered by *record*: a record is one physical line, except that a CSV
+    value in quotes may span lines. ``record_lines`` maps records to lines when it does."""
+
     table: pa.Table  # good rows, final types
-    rejects: list[Reject]  # sorted by line
+    rejects: list[Reject]  # sorted by line, lines absolute once placed by parse_in_order
     first_line: int  # physical line (or parquet row) of the block's first line
     bytes_read: int  # file bytes consumed when the block was read
-    # Lines of the block that produced no row (rejects, skipped blank lines), sorted,
-    # absolute. Every other line is one row, in order: that is how rows map to lines.
-    excluded_lines: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    # Records (1-based within the block) that produced no row: rejects, skipped blank
+    # lines. Every other record is one row, in order: that is how rows map to lines.
+    excluded_records: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    line_count: int = 0  # physical lines the block covered
+    # Line (1-based within the block) where record i+1 starts; None: record n is line n.
+    record_lines: np.ndarray | None = None
 
-    def line_of_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Physical line of each good-row position in ``table``."""
+    def shifted(self, first_line: int) -> "ParsedBlock":
+        """The same block numbered from ``first_line`` (parsers number blocks from 1)."""
+        offset = first_line - self.first_line
+        if offset == 0:
+            return self
+        return replace(self, rejects=[replace(r, line=r.line + offset) for r in self.rejects], first_line=first_line)
+
+    def line_of_rows(self, rows) -> np.ndarray:
+        """Physical line where each good row (position in ``table``) starts."""
         rows = np.asarray(rows, dtype=np.int64)
-        # Good lines before excluded line j: d_j = excluded_j - first_line - j. Row k sits
-        # after every excluded line with d_j <= k.
-        d = self.excluded_lines - self.first_line - np.arange(len(self.excluded_lines))
-        return self.first_line + rows + np.searchsorted(d, rows, side="right")
+        # Good records before excluded record j: d_j = excluded_j - 1 - j. Row k sits
+        # after every excluded record with d_j <= k.
+        d = self.excluded_records - 1 - np.arange(len(self.excluded_records))
+        records = 1 + rows + np.searchsorted(d, rows, side="right")
+        return self.first_line - 1 + record_to_line(records, self.record_lines)
+
+
+def record_to_line(records, record_lines: np.ndarray | None) -> np.ndarray:
+    records = np.asarray(records, dtype=np.int64)
+    return records if record_lines is None else record_lines[records - 1]
 
 
 def merge_sorted(*arrays) -> np.ndarray:
@@ -32,3 +54,33 @@ def merge_sorted(*arrays) -> np.ndarray:
     if not parts:
         return np.empty(0, dtype=np.int64)
     return np.unique(np.concatenate(parts))
+
+
+PARSER_THREADS = 2
+
+
+def parse_in_order(blocks: Iterable, parse: Callable, first_line: int, threads: int = PARSER_THREADS) -> Iterator[ParsedBlock]:
+    """Parse blocks in worker threads (Arrow releases the GIL), yield them in file order
+    with their line numbers. At most ``threads + 1`` blocks are in flight, which bounds
+    memory: the next block is read while ``threads`` are being parsed."""
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="reader-parse")
+    pending: deque = deque()
+    next_line = first_line
+
+    def placed(future) -> ParsedBlock:
+        nonlocal next_line
+        block = future.result().shifted(next_line)
+        next_line += block.line_count
+        return block
+
+    try:
+        for block in blocks:
+            pending.append(pool.submit(parse, block))
+            if len(pending) > threads:
+                yield placed(pending.popleft())
+        while pending:
+            yield placed(pending.popleft())
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)

@@ -23,17 +23,23 @@ _BOM = b"\xef\xbb\xbf"
 
 @dataclass(frozen=True)
 class TextBlock:
-    first_line: int  # physical line number (1-based) of the block's first line
-    data: bytes  # UTF-8, whole lines (the last line of the file may lack its newline)
+    data: bytearray  # UTF-8, whole lines (the last line of the file may lack its newline)
     bytes_read: int  # file bytes consumed when the block was cut, for progress
-    line_count: int  # lines in ``data``
+
+
+def count_lines(data) -> int:
+    return data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
 
 
 class TextBlocks:
-    """Sequential line-aligned reader. Use ``read_line`` for the header, then ``blocks``."""
+    """Sequential line-aligned reader. Use ``read_line`` for the header, then ``blocks``.
 
-    def __init__(self, path: Path, gzipped: bool, encoding: str, block_bytes: int):
+    Blocks do not count their lines here (that is a pass over every byte): the parser
+    threads do it, and ``parsed.parse_in_order`` numbers the blocks in file order."""
+
+    def __init__(self, path: Path, gzipped: bool, encoding: str, block_bytes: int, quote: bytes | None = None):
         self.path = path
+        self.quote = quote  # CSV: never cut a block inside a quoted value
         self.encoding = encoding
         self.block_bytes = block_bytes
         self._raw = open(path, "rb")
@@ -45,7 +51,8 @@ class TextBlocks:
         self._buffer = b""
         self._eof = False
         self._started = False
-        self.next_line = 1  # physical line number of the first line in the buffer
+        self.next_line = 1  # physical line number of the next line read_line returns
+        self.text_bytes = 0  # decompressed bytes read so far, for error messages
 
     def close(self) -> None:
         if self._stream is not self._raw:
@@ -61,12 +68,13 @@ class TextBlocks:
             raw = self._stream.read(size)
         except EOFError:
             raise ReaderError(
-                f"{self.path}: gzip data is truncated (ended after line ~{self.next_line}); the file is incomplete"
+                f"{self.path}: gzip data is truncated (ended after {self.text_bytes:,} decompressed bytes); the file is incomplete"
             ) from None
         except (gzip.BadGzipFile, zlib.error, OSError) as exc:
-            raise ReaderError(f"{self.path}: cannot decompress (near line {self.next_line}): {exc}") from None
+            raise ReaderError(f"{self.path}: cannot decompress (after {self.text_bytes:,} decompressed bytes): {exc}") from None
         if not raw:
             self._eof = True
+        self.text_bytes += len(raw)
         first = not self._started
         self._started = True
         if first and self._decoder is None and raw.startswith(_BOM):
@@ -76,7 +84,7 @@ class TextBlocks:
                 text = self._decoder.decode(raw, final=self._eof)
             except UnicodeDecodeError as exc:
                 raise ReaderError(
-                    f"{self.path}: bytes near line {self.next_line} are not valid {self.encoding} ({exc.reason}); "
+                    f"{self.path}: bytes after {self.text_bytes:,} decoded bytes are not valid {self.encoding} ({exc.reason}); "
                     "check the encoding option"
                 ) from None
             if first:
@@ -98,31 +106,75 @@ class TextBlocks:
         self.next_line += 1
         return line.removesuffix(b"\r")
 
+    def _fill(self, buf: bytearray, start: int) -> int:
+        """Read into ``buf[start:]`` until it is full or the file ends; return the end."""
+        view = memoryview(buf)
+        end = start
+        try:
+            while end < len(buf):
+                n = self._stream.readinto(view[end:])
+                if not n:
+                    self._eof = True
+                    break
+                end += n
+                self.text_bytes += n
+        except EOFError:
+            raise ReaderError(
+                f"{self.path}: gzip data is truncated (ended after {self.text_bytes:,} decompressed bytes); the file is incomplete"
+            ) from None
+        except (gzip.BadGzipFile, zlib.error, OSError) as exc:
+            raise ReaderError(f"{self.path}: cannot decompress (after {self.text_bytes:,} decompressed bytes): {exc}") from None
+        finally:
+            view.release()
+        return end
+
+    def _next_data(self, carry: bytes) -> bytearray:
+        """``carry`` followed by about ``block_bytes`` more bytes of UTF-8 text.
+
+        UTF-8 input is read straight into one fresh buffer per block (no concatenation
+        copies: the block goes to the parser thread as is); other encodings are decoded
+        and re-encoded first."""
+        if self._decoder is not None:
+            return bytearray(carry + self._read_more(self.block_bytes))
+        if not self._started:
+            # The BOM check lives in _read_more: let it handle the first bytes.
+            return bytearray(carry + self._read_more(self.block_bytes))
+        buf = bytearray(len(carry) + self.block_bytes)
+        buf[: len(carry)] = carry
+        end = self._fill(buf, len(carry))
+        del buf[end:]
+        return buf
+
+    def _cut(self, data: bytearray) -> int:
+        """End of the last whole record in ``data`` (0 if none): after the last newline
+        that is outside quotes. Blocks start at a record start, so a newline is outside
+        quotes when an even number of quote characters precede it in the block (an
+        escaped quote is two of them)."""
+        cut = data.rfind(b"\n") + 1
+        if not self.quote or cut == 0 or data.find(self.quote, 0, cut) < 0:
+            return cut
+        quotes = data.count(self.quote, 0, cut)
+        while quotes % 2 and cut > 0:
+            previous = data.rfind(b"\n", 0, cut - 1) + 1
+            quotes -= data.count(self.quote, previous, cut)
+            cut = previous
+        return cut
+
     def blocks(self) -> Iterator[TextBlock]:
         """Line-aligned blocks of about ``block_bytes`` each, until the end of the file."""
-        pending = [self._buffer] if self._buffer else []
-        pending_size = len(self._buffer)
+        carry = bytes(self._buffer)
         self._buffer = b""
         while True:
-            if not self._eof:
-                more = self._read_more(self.block_bytes)
-                if more:
-                    pending.append(more)
-                    pending_size += len(more)
-            if not pending:
+            data = self._next_data(carry) if not self._eof else bytearray(carry)
+            cut = len(data) if self._eof else self._cut(data)
+            while cut == 0 and not self._eof:
+                # One record longer than a block: keep reading until it ends.
+                data = self._next_data(bytes(data))
+                cut = len(data) if self._eof else self._cut(data)
+            if not data:
                 return
-            if pending_size < self.block_bytes and not self._eof:
-                continue
-            data = b"".join(pending) if len(pending) > 1 else pending[0]
-            cut = len(data) if self._eof else data.rfind(b"\n") + 1
-            if cut == 0:  # one line longer than a block: keep reading until it ends
-                pending, pending_size = [data], len(data)
-                continue
-            block, rest = data[:cut], data[cut:]
-            pending = [rest] if rest else []
-            pending_size = len(rest)
-            lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-            yield TextBlock(self.next_line, block, self.bytes_read(), lines)
-            self.next_line += lines
-            if self._eof and not pending:
+            carry = bytes(data[cut:])
+            del data[cut:]
+            yield TextBlock(data, self.bytes_read())
+            if self._eof and not carry:
                 return

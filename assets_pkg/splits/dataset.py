@@ -75,7 +75,7 @@ def to_tensors(batch: pa.RecordBatch) -> dict:
     out = {}
     for name, column in zip(batch.schema.names, batch.columns):
         if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type):
-            out[name] = torch.from_numpy(column.to_numpy(zero_copy_only=False))
+            out[name] = torch.from_numpy(column.to_numpy(zero_copy_only=False).copy())
         else:
             out[name] = column.to_pylist()
     return out

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from assets_pkg.duck import quote_ident
 from assets_pkg.splits.discovery import Shard
@@ -46,7 +47,7 @@ PROFILE_SCHEMA = pa.schema(
     [
         ("shard", pa.string()),
         ("source", pa.string()),
-        ("kind", pa.string()),  # pre | post | stat:<name>
+        ("kind", pa.string()),  # pre | post (per customer) | label_pre | label_post | column | stat:<name>
         ("customer", pa.string()),
         ("label", pa.string()),
         ("n", pa.int64()),
@@ -94,71 +95,127 @@ def _run(con, sql: str, shard: Shard, parameters=None):
         raise ShardError(text if str(shard.path) in text else f"{shard.path}: {text}") from exc
 
 
-def _bad_date_guard(con, table: str, shard: Shard, params: SplitParams, rows_in: int) -> int:
-    bad = con.execute(
-        f"SELECT count(*) FROM {table} WHERE __c IS NOT NULL AND __d IS NULL"
-    ).fetchall()[0][0]
-    if rows_in and bad / rows_in > params.error_threshold:
-        sample = [
-            r[0]
-            for r in con.execute(
-                f"SELECT DISTINCT __d_raw FROM {table} WHERE __c IS NOT NULL AND __d IS NULL LIMIT 5"
-            ).fetchall()
-        ]
-        raise ShardError(
-            f"{shard.path}: {bad} of {rows_in} rows have a missing or unparseable date in column "
-            f"{params.date_column!r} (DATE_COLUMN), more than error_threshold={params.error_threshold:.0%}; "
-            f"examples: {sample}"
-        )
-    return int(bad)
+def _bad_date_error(shard: Shard, params: SplitParams, bad: int, rows_in: int, example) -> ShardError:
+    return ShardError(
+        f"{shard.path}: {bad} of {rows_in} rows have a missing or unparseable date in column "
+        f"{params.date_column!r} (DATE_COLUMN), more than error_threshold={params.error_threshold:.0%}; "
+        f"e.g. {example!r}"
+    )
 
 
 def profile_shard(con, shard: Shard, params: SplitParams, signature=None, progress_callback=None) -> pa.Table:
     """Pass 1 for one shard: (customer, pre|post, label) -> rows, plus row statistics.
 
-    Only rows that survive the validity and label filters are profiled per customer, so
-    the allocation can predict exactly how many rows pass 2 will put in each split.
+    One scan, one aggregation, straight to Arrow. Only rows that survive the validity and
+    label filters are profiled per customer, so the allocation can predict exactly how many
+    rows pass 2 puts in each split.
     """
     opened = open_shard(con, shard, params, signature, progress_callback)
     stats = {"rows_in": 0, "dropped_null_customer": 0, "dropped_bad_date": 0, "dropped_label": 0}
-    rows: list[tuple] = []
+    groups = PROFILE_SCHEMA.empty_table().select(["kind", "customer", "label", "n"])
     if opened.relation is not None:
         d = quote_ident(params.date_column)
         opened.relation.create_view("__src", replace=True)
-        _run(con, f"CREATE OR REPLACE TEMP TABLE __p AS SELECT {_norm_sql(params)}, CAST({d} AS VARCHAR) AS __d_raw FROM __src", shard)
-        rows_in = con.execute("SELECT count(*) FROM __p").fetchall()[0][0]
-        stats["rows_in"] = int(rows_in)
-        stats["dropped_bad_date"] = _bad_date_guard(con, "__p", shard, params, rows_in + opened.rejected_lines)
-        (stats["dropped_null_customer"], stats["dropped_label"]) = con.execute(
-            "SELECT count(*) FILTER (WHERE __c IS NULL), "
-            "count(*) FILTER (WHERE __c IS NOT NULL AND __d IS NOT NULL AND __l IS NULL) FROM __p"
-        ).fetchall()[0]
-        rows = con.execute(
-            "SELECT CASE WHEN __d < CAST(? AS TIMESTAMP) THEN 'pre' ELSE 'post' END AS kind, "
-            "__c AS customer, __l AS label, count(*) AS n FROM __p "
-            "WHERE __c IS NOT NULL AND __d IS NOT NULL AND __l IS NOT NULL GROUP BY ALL ORDER BY ALL",
-            [params.split_date],
-        ).fetchall()
-        con.execute("DROP TABLE __p")
+        # one scan, two groupings: rows per (kind, customer) and per (kind, label)
+        sql = f"""
+            WITH t AS (SELECT {_norm_sql(params)}, {d} AS __d_raw FROM __src),
+            k AS (
+                SELECT CASE WHEN __c IS NULL THEN 'stat:dropped_null_customer'
+                            WHEN __d IS NULL THEN 'stat:dropped_bad_date'
+                            WHEN __l IS NULL THEN 'stat:dropped_label'
+                            WHEN __d < CAST(? AS TIMESTAMP) THEN 'pre' ELSE 'post' END AS kind,
+                       __c, __l, __d_raw FROM t),
+            v AS (
+                SELECT kind, CASE WHEN kind IN ('pre', 'post') THEN __c END AS customer,
+                       CASE WHEN kind IN ('pre', 'post') THEN __l END AS label, __d_raw FROM k)
+            SELECT CASE WHEN GROUPING(customer) = 1 THEN 'label_' || kind ELSE kind END AS kind,
+                   customer, label, count(*)::BIGINT AS n,
+                   CAST(any_value(__d_raw) AS VARCHAR) AS example
+            FROM v GROUP BY GROUPING SETS ((kind, customer), (kind, label))
+            HAVING GROUPING(customer) = 0 OR kind IN ('pre', 'post')
+        """
+        try:
+            result = con.sql(sql, params=[params.split_date]).to_arrow_table()
+        except duckdb.Error as exc:
+            text = str(exc)
+            raise ShardError(text if str(shard.path) in text else f"{shard.path}: {text}") from exc
         con.execute("DROP VIEW __src")
+        is_stat = pc.starts_with(result.column("kind"), STAT_PREFIX)
+        is_customer = pc.is_in(result.column("kind"), pa.array(["pre", "post"]))
+        stats["rows_in"] = int(pc.sum(result.filter(pc.or_(is_stat, is_customer)).column("n")).as_py() or 0)
+        example = None
+        for row in result.filter(is_stat).to_pylist():
+            stats[row["kind"][len(STAT_PREFIX):]] = int(row["n"])
+            if row["kind"] == "stat:dropped_bad_date":
+                example = row["example"]
+        total = stats["rows_in"] + opened.rejected_lines
+        if total and stats["dropped_bad_date"] / total > params.error_threshold:
+            raise _bad_date_error(shard, params, stats["dropped_bad_date"], total, example)
+        groups = result.filter(pc.invert(is_stat)).select(["kind", "customer", "label", "n"]).cast(groups.schema)
     stats["rows_in"] += opened.rejected_lines
     stats["rejected_lines"] = opened.rejected_lines
     st = Path(shard.path).stat()
     stats["file_bytes"] = st.st_size
     stats["file_mtime_ns"] = st.st_mtime_ns
-    kinds = [r[0] for r in rows] + [STAT_PREFIX + k for k in stats]
-    n = len(kinds)
+    # the shard's columns and types: the allocation derives ONE output schema from them
+    extra = {
+        "kind": ["column"] * len(opened.columns) + [STAT_PREFIX + k for k in stats],
+        "customer": list(opened.columns) + [None] * len(stats),
+        "label": list(opened.types) + [None] * len(stats),
+        "n": list(range(len(opened.columns))) + [int(v) for v in stats.values()],
+    }
+    tail = pa.table(extra, schema=groups.schema)
+    body = pa.concat_tables([groups, tail])
+    n = body.num_rows
     return pa.table(
         {
-            "shard": [shard.key] * n,
-            "source": [shard.name] * n,
-            "kind": kinds,
-            "customer": [r[1] for r in rows] + [None] * len(stats),
-            "label": [r[2] for r in rows] + [None] * len(stats),
-            "n": [int(r[3]) for r in rows] + [int(v) for v in stats.values()],
+            "shard": pa.array([shard.key] * n, pa.string()),
+            "source": pa.array([shard.name] * n, pa.string()),
+            "kind": body.column("kind"),
+            "customer": body.column("customer"),
+            "label": body.column("label"),
+            "n": body.column("n"),
         },
         schema=PROFILE_SCHEMA,
     )
+
+
+_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "BOOLEAN"}
+_TEMPORAL = {"DATE", "TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"}
+
+
+def common_type(types: list[str]) -> str:
+    """The one type a column gets in every output shard (shards may disagree: a csv
+    shard's date is inferred as DATE, a parquet shard may store text)."""
+    distinct = set(types)
+    if len(distinct) == 1:
+        return types[0]
+    if distinct <= _INTEGERS:
+        return "BIGINT"
+    if all(t in _INTEGERS or t in ("FLOAT", "DOUBLE") or t.startswith("DECIMAL") for t in distinct):
+        return "DOUBLE"
+    if distinct <= _TEMPORAL:
+        return "TIMESTAMP"
+    return "VARCHAR"
+
+
+def output_schema(con) -> list[list[str]]:
+    """[[column, type], ...] over all profiled shards, in first-seen order."""
+    # shards without rows (header-only: every column inferred as text) do not vote
+    rows = con.execute(
+        """SELECT customer, label, n, shard FROM __prof WHERE kind = 'column'
+           AND (shard IN (SELECT shard FROM __prof WHERE kind = 'stat:rows_in' AND n > 0)
+                OR NOT EXISTS (SELECT 1 FROM __prof WHERE kind = 'stat:rows_in' AND n > 0))
+           ORDER BY shard, n"""
+    ).fetchall()
+    order: list[str] = []
+    types: dict[str, list[str]] = {}
+    for name, dtype, _, _ in rows:
+        if name not in types:
+            order.append(name)
+            types[name] = []
+        types[name].append(dtype)
+    return [[name, common_type(types[name])] for name in order]
 
 
 def profile_stats(profile: pa.Table) -> dict:
@@ -211,13 +268,15 @@ def build_allocation(con, profile_paths: list[Path], params: SplitParams, previo
     customers = customers.cast(ALLOCATION_SCHEMA)
 
     labels = label_spec([r[0] for r in con.execute(
-        "SELECT DISTINCT label FROM __prof WHERE kind IN ('pre', 'post') AND label IS NOT NULL").fetchall()])
+        "SELECT DISTINCT label FROM __prof WHERE kind IN ('label_pre', 'label_post') AND label IS NOT NULL").fetchall()])
     _register_labels(con, labels)
-    shards = _expectations(con, params, labels)
+    schema = output_schema(con)
+    shards = _expectations(con, params, labels, schema)
     state = {
         "params": params.allocation_key(),
         "params_digest": params.digest(),
         "labels": labels,
+        "schema": schema,
         "shards": shards,
         "customers": {
             "known": customers.num_rows,
@@ -272,7 +331,7 @@ def _label_sql(labels: dict) -> str:
     return "__lm.code"
 
 
-def _expectations(con, params: SplitParams, labels: dict) -> dict:
+def _expectations(con, params: SplitParams, labels: dict, schema: list) -> dict:
     """Per shard: rows expected in each split and per drop reason, and a fingerprint."""
     strict = params.oot_policy == "exclude_known"
     rows = con.execute(
@@ -293,13 +352,16 @@ def _expectations(con, params: SplitParams, labels: dict) -> dict:
     stats = con.execute(
         "SELECT shard, any_value(source), kind, sum(n)::BIGINT FROM __prof WHERE kind LIKE 'stat:%' GROUP BY shard, kind ORDER BY ALL"
     ).fetchall()
+    # order-independent digest of (customer, side) and the labels present, per shard
     fingerprints = dict(
         con.execute(
             """
-            SELECT p.shard, md5(string_agg(p.kind || '|' || p.customer || '|' || coalesce(a.side, '-') || '|' || p.label,
-                                           ',' ORDER BY p.kind, p.customer, p.label))
-            FROM __prof p LEFT JOIN __alloc2 a USING (customer)
-            WHERE p.kind IN ('pre', 'post') GROUP BY p.shard
+            SELECT shard, CAST(sum(md5_number_lower(item)::HUGEINT) AS VARCHAR) FROM (
+                SELECT p.shard, p.kind || '|' || p.customer || '|' || coalesce(a.side, '-') AS item
+                FROM __prof p LEFT JOIN __alloc2 a USING (customer) WHERE p.kind IN ('pre', 'post')
+                UNION ALL
+                SELECT shard, kind || '|' || label FROM __prof WHERE kind IN ('label_pre', 'label_post'))
+            GROUP BY shard
             """
         ).fetchall()
     )
@@ -314,7 +376,7 @@ def _expectations(con, params: SplitParams, labels: dict) -> dict:
         entry["rows"][key] = int(n)
         if dest in SPLITS:
             entry["customers"][dest] = int(customers)
-    label_digest = hashlib.md5(json.dumps(labels, sort_keys=True).encode()).hexdigest()
+    label_digest = hashlib.md5(json.dumps([labels, schema], sort_keys=True).encode()).hexdigest()
     for shard, entry in shards.items():
         s = entry["stats"]
         entry["rows"]["dropped_null_customer"] = s.get("dropped_null_customer", 0)
@@ -402,8 +464,127 @@ def load_allocation(con, customers: pa.Table | Path | str, state: dict, params: 
     _register_labels(con, state["labels"])
 
 
+def _prepare_labelled(con, opened: OpenedShard, params: SplitParams, labels: dict, schema,
+                      fail_fast: bool) -> str:
+    """Register the shard (cast to the global output schema) as ``__src2`` and return the
+    SELECT that labels each row and assigns ``__split``. With ``fail_fast`` a label or a
+    pre-split customer the allocation never saw raises inside DuckDB (``error()``)."""
+    label_col = params.label_field
+    relation = opened.relation
+    if schema:
+        present = set(opened.columns)
+        relation = relation.project(", ".join(
+            (f"CAST({quote_ident(name)} AS {dtype})" if name in present else f"CAST(NULL AS {dtype})")
+            + f" AS {quote_ident(name)}"
+            for name, dtype in schema
+        ))
+        columns = [name for name, _ in schema]
+    else:
+        columns = opened.columns
+    relation.create_view("__src2", replace=True)
+    exclude = ["__c", "__d", "__d_given", "__l"]
+    if label_col in columns:
+        star = f"t.* EXCLUDE ({', '.join(exclude)}) REPLACE ({_label_sql(labels)} AS {quote_ident(label_col)})"
+    else:
+        star = f"t.* EXCLUDE ({', '.join(exclude)}), {_label_sql(labels)} AS {quote_ident(label_col)}"
+    label_join = "LEFT JOIN __labels __lm ON __lm.value = t.__l" if labels["mode"] == "map" else ""
+    unseen = "(__lm.code IS NULL)" if labels["mode"] == "map" else "(TRY_CAST(__l AS DOUBLE) IS NULL)"
+    stale = "The shard changed after splits/shard_profile ran; re-materialize its profile and splits/customer_allocation"
+    if fail_fast:
+        on_unseen = f"error('label value never seen in pass 1: ' || t.__l || '. {stale}')"
+        on_unallocated = f"coalesce(a.side, error('pre-split customer missing from the allocation: ' || t.__c || '. {stale}'))"
+    else:
+        on_unseen = "'unseen_label:' || t.__l"
+        on_unallocated = "coalesce(a.side, 'unallocated:' || t.__c)"
+    return f"""
+        WITH t AS (SELECT *, {_norm_sql(params)} FROM __src2)
+        SELECT {star},
+            CASE WHEN t.__c IS NULL THEN 'dropped_null_customer'
+                 WHEN t.__d IS NULL THEN 'dropped_bad_date'
+                 WHEN t.__l IS NULL THEN 'dropped_label'
+                 WHEN {unseen} THEN {on_unseen}
+                 WHEN t.__d < CAST($split AS TIMESTAMP) THEN {on_unallocated}
+                 WHEN a.side = 'train' OR ($strict AND a.side IS NOT NULL) THEN 'dropped_policy'
+                 ELSE 'oot' END AS __split
+        FROM t LEFT JOIN __alloc2 a ON a.customer = t.__c {label_join}
+    """
+
+
+def split_shard_to_parquet(con, shard: Shard, params: SplitParams, labels: dict, targets: dict,
+                           expected: dict | None, signature=None, progress_callback=None,
+                           schema: list | None = None) -> dict:
+    """Pass 2 for one shard, parquet output, in ONE streaming scan: DuckDB writes the three
+    splits at once (``COPY ... PARTITION_BY``) into a temp folder beside the outputs; each
+    file is then published with ``os.replace``; a split without rows deletes its old file.
+
+    Returns the counts; rows per split come from the written files, the drop counts from
+    pass 1 (``expected``), and written rows must equal pass 1's prediction.
+    """
+    import shutil
+    import uuid
+
+    opened: OpenedShard = open_shard(con, shard, params, signature, progress_callback)
+    written = {k: 0 for k in SPLITS}
+    sizes = {k: 0 for k in SPLITS}
+    parent = Path(targets["train"]).parent.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".{shard.key}.tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        if opened.relation is not None:
+            select = _prepare_labelled(con, opened, params, labels, schema, fail_fast=True)
+            sql = f"""
+                COPY (SELECT * FROM ({select}) WHERE __split IN ('train', 'val', 'oot'))
+                TO '{_escape(str(tmp))}'
+                (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (__split), WRITE_PARTITION_COLUMNS false,
+                 RETURN_STATS)
+            """
+            stats = _run(con, sql, shard, {"split": params.split_date,
+                                           "strict": params.oot_policy == "exclude_known"}).fetchall()
+            con.execute("DROP VIEW IF EXISTS __src2")
+            by_split: dict[str, list[Path]] = {}
+            for filename, count, size, *_rest, keys, _info in stats:
+                split = keys["__split"]
+                by_split.setdefault(split, []).append(Path(filename))
+                written[split] += int(count)
+                sizes[split] += int(size)
+            if any(len(v) > 1 for v in by_split.values()):
+                raise RuntimeError(f"{shard.path}: DuckDB wrote several files for one split: {by_split}")
+        counts = _pass2_counts(shard, written, expected, opened.rejected_lines)
+        for split in SPLITS:
+            final = Path(targets[split])
+            final.parent.mkdir(parents=True, exist_ok=True)
+            files = list((tmp / f"__split={split}").glob("*.parquet")) if tmp.exists() else []
+            if files and written[split]:
+                os.replace(files[0], final)
+            else:
+                final.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    counts["bytes"] = sizes
+    return counts
+
+
+def _pass2_counts(shard: Shard, written: dict, expected: dict | None, rejected: int) -> dict:
+    counts = {**{k: 0 for k in SPLITS}, **{k: 0 for k in DROP_REASONS}, **written, "rejected_lines": rejected}
+    if expected is not None:
+        mismatch = {k: (written[k], expected.get(k, 0)) for k in SPLITS if written[k] != expected.get(k, 0)}
+        if mismatch:
+            raise ShardError(
+                f"{shard.path}: rows per split {mismatch} (written, predicted by pass 1) differ: the shard "
+                "changed after splits/shard_profile ran; re-materialize its profile and splits/customer_allocation"
+            )
+        for k in DROP_REASONS:
+            counts[k] = int(expected.get(k, 0))
+    counts["rows_in"] = sum(counts[k] for k in (*SPLITS, *DROP_REASONS)) + rejected
+    return counts
+
+
+def _escape(text: str) -> str:
+    return text.replace("'", "''")
+
+
 def split_shard(con, shard: Shard, params: SplitParams, labels: dict, signature=None,
-                progress_callback=None) -> ShardSplit:
+                progress_callback=None, schema: list | None = None) -> ShardSplit:
     """Pass 2 for one shard: label, assign, and keep the rows in a temp table.
 
     Needs :func:`load_allocation` first. Raises ShardError when the shard holds a label or a
@@ -416,30 +597,9 @@ def split_shard(con, shard: Shard, params: SplitParams, labels: dict, signature=
         counts["rejected_lines"] = opened.rejected_lines
         counts["rows_in"] = opened.rejected_lines
         return ShardSplit(shard, counts)
-    label_col = params.label_field
-    opened.relation.create_view("__src2", replace=True)
-    exclude = ["__c", "__d", "__d_given", "__l"]
-    if label_col in opened.columns:
-        star = f"t.* EXCLUDE ({', '.join(exclude)}) REPLACE ({_label_sql(labels)} AS {quote_ident(label_col)})"
-    else:
-        star = f"t.* EXCLUDE ({', '.join(exclude)}), {_label_sql(labels)} AS {quote_ident(label_col)}"
-    strict = params.oot_policy == "exclude_known"
-    label_join = "LEFT JOIN __labels __lm ON __lm.value = t.__l" if labels["mode"] == "map" else ""
-    unseen = "(__lm.code IS NULL)" if labels["mode"] == "map" else "(TRY_CAST(__l AS DOUBLE) IS NULL)"
-    sql = f"""
-        CREATE OR REPLACE TEMP TABLE {table} AS
-        WITH t AS (SELECT *, {_norm_sql(params)} FROM __src2)
-        SELECT {star},
-            CASE WHEN t.__c IS NULL THEN 'dropped_null_customer'
-                 WHEN t.__d IS NULL THEN 'dropped_bad_date'
-                 WHEN t.__l IS NULL THEN 'dropped_label'
-                 WHEN {unseen} THEN 'unseen_label:' || t.__l
-                 WHEN t.__d < CAST($split AS TIMESTAMP) THEN coalesce(a.side, 'unallocated:' || t.__c)
-                 WHEN a.side = 'train' OR ($strict AND a.side IS NOT NULL) THEN 'dropped_policy'
-                 ELSE 'oot' END AS __split
-        FROM t LEFT JOIN __alloc2 a ON a.customer = t.__c {label_join}
-    """
-    _run(con, sql, shard, {"split": params.split_date, "strict": strict})
+    select = _prepare_labelled(con, opened, params, labels, schema, fail_fast=False)
+    sql = f"CREATE OR REPLACE TEMP TABLE {table} AS {select}"
+    _run(con, sql, shard, {"split": params.split_date, "strict": params.oot_policy == "exclude_known"})
     con.execute("DROP VIEW __src2")
     found = dict(con.execute(f"SELECT __split, count(*) FROM {table} GROUP BY 1").fetchall())
     unseen_labels = sorted(k.split(":", 1)[1] for k in found if k.startswith("unseen_label:"))

@@ -29,6 +29,7 @@ from assets_pkg.splits.logic import (
     profile_shard,
     shard_output_files,
     split_shard,
+    split_shard_to_parquet,
 )
 from assets_pkg.splits.params import SplitParams
 
@@ -150,32 +151,49 @@ def write_split(con, split: ShardSplit, params: SplitParams, warehouse: Path, fi
             written, size = res.path, res.bytes
             if res.rows != split.counts.get(name, 0):
                 raise RuntimeError(f"{path}: wrote {res.rows} rows, expected {split.counts.get(name)}")
-        for other in FORMATS:
-            if other != params.output_format:
-                shard_file(warehouse, name, split.shard.key, other).unlink(missing_ok=True)
         result.files[name] = written
         result.bytes[name] = size
     split.drop(con)
-    atomic_write_json(
-        state_file(warehouse, split.shard.key),
-        {"fingerprint": fingerprint, "counts": result.counts, "source": split.shard.name,
-         "format": params.output_format},
-    )
+    _finish_shard(warehouse, split.shard, params, result, fingerprint)
     return result
 
 
 def split_and_write(con, shards: list[Shard], params: SplitParams, warehouse: Path, manifest: dict,
                     signature=None, customers=None, progress_callback=None) -> list[ShardResult]:
     load_allocation(con, customers if customers is not None else allocation_file(warehouse), manifest, params)
+    con.execute("SET preserve_insertion_order = true")  # deterministic output files
     results = []
     for shard in shards:
         started = time.perf_counter()
-        split = split_shard(con, shard, params, manifest["labels"], signature, progress_callback)
-        fingerprint = manifest["shards"].get(shard.key, {}).get("fingerprint")
-        result = write_split(con, split, params, warehouse, fingerprint)
+        entry = manifest["shards"].get(shard.key, {})
+        fingerprint = entry.get("fingerprint")
+        if params.output_format == "parquet":
+            targets = {name: shard_file(warehouse, name, shard.key, "parquet") for name in SPLITS}
+            counts = split_shard_to_parquet(con, shard, params, manifest["labels"], targets, entry.get("rows"),
+                                            signature, progress_callback, manifest.get("schema"))
+            sizes = counts.pop("bytes")
+            result = ShardResult(shard.key, counts,
+                                 {n: (targets[n] if counts[n] else None) for n in SPLITS}, sizes)
+            _finish_shard(warehouse, shard, params, result, fingerprint)
+        else:
+            split = split_shard(con, shard, params, manifest["labels"], signature, progress_callback,
+                                manifest.get("schema"))
+            result = write_split(con, split, params, warehouse, fingerprint)
         result.seconds = round(time.perf_counter() - started, 3)
         results.append(result)
     return results
+
+
+def _finish_shard(warehouse: Path, shard: Shard, params: SplitParams, result: ShardResult, fingerprint) -> None:
+    """Drop copies in other formats and record the state that marks the outputs current."""
+    for name in SPLITS:
+        for other in FORMATS:
+            if other != params.output_format:
+                shard_file(warehouse, name, shard.key, other).unlink(missing_ok=True)
+    atomic_write_json(
+        state_file(warehouse, shard.key),
+        {"fingerprint": fingerprint, "counts": result.counts, "source": shard.name, "format": params.output_format},
+    )
 
 
 def stale_shards(warehouse: Path, manifest: dict, exclude=()) -> list[str]:
@@ -193,7 +211,9 @@ def stale_shards(warehouse: Path, manifest: dict, exclude=()) -> list[str]:
 
 # -- consolidation --------------------------------------------------------------------------
 def consolidate(con, warehouse: Path, exports: Path, fmt: str) -> dict:
-    """One file per split under exports/splits/<split>/, streamed from the shard files."""
+    """One file per split under exports/splits/<split>/, streamed from the shard files
+    (in shard-number order: the same inputs give byte-identical files)."""
+    con.execute("SET preserve_insertion_order = true")
     out = {}
     for name in SPLITS:
         files = [p for k, p in sorted(shard_output_files(warehouse, name).items()) if k.isdigit()]

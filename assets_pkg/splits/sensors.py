@@ -34,11 +34,11 @@ def file_signature(shard) -> str:
 
 
 def range_tags(keys: list[str], order: list[str]) -> tuple[str | None, dict]:
-    """(partition_key, tags) for one run over ``keys``: a single key, or the range
-    first..last in the partitions' order."""
+    """(partition_key, tags) for one run over ``keys``: the range first..last in the
+    partitions' order, also for a single key (start == end). A range is not checked
+    against the instance's partitions while the tick is evaluated, so a key registered by
+    this very tick is fine even where the sensor context has no instance to look it up."""
     ordered = sorted(keys, key=order.index)
-    if len(ordered) == 1:
-        return ordered[0], {}
     return None, {RANGE_START_TAG: ordered[0], RANGE_END_TAG: ordered[-1]}
 
 

@@ -28,6 +28,7 @@ class OpenedShard:
     relation: duckdb.DuckDBPyRelation | None  # None: the file holds no rows at all
     reader: object | None = None  # StreamingReader for text shards (rejects, stats)
     columns: list[str] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)  # DuckDB type names, same order
 
     @property
     def rejected_lines(self) -> int:
@@ -78,7 +79,7 @@ def open_shard(con: duckdb.DuckDBPyConnection, shard: Shard, params: SplitParams
             raise ShardError(
                 f"{path}: column {column!r} ({setting}) is missing; the shard has {', '.join(columns) or 'no columns'}"
             )
-    return OpenedShard(shard, relation, reader, columns)
+    return OpenedShard(shard, relation, reader, columns, [str(t) for t in relation.types])
 
 
 def _text_relation(con, shard: Shard, signature, params: SplitParams, progress_callback):

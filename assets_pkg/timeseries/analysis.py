@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from assets_pkg.checking import ERROR, WARN, CheckOutcome, limited
@@ -35,7 +36,6 @@ def _view(con: duckdb.DuckDBPyConnection, name: str, source) -> bool:
     if isinstance(source, pa.Table):
         if source.num_rows == 0:
             return False
-        con.execute(f"DROP VIEW IF EXISTS {quote_ident(name)}")
         con.register(name, source)
         return True
     if isinstance(source, (str, Path)):
@@ -43,11 +43,8 @@ def _view(con: duckdb.DuckDBPyConnection, name: str, source) -> bool:
     paths = [str(p) for p in source if Path(p).exists()]
     if not paths:
         return False
-    try:
-        con.unregister(name)
-    except Exception:
-        pass
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS SELECT * FROM read_parquet($p)", {"p": paths})
+    # A pyarrow dataset scans lazily (projection and filters pushed down) and needs no SQL text.
+    con.register(name, pads.dataset(paths, format="parquet"))
     return True
 
 
@@ -98,7 +95,7 @@ def analyse(con: duckdb.DuckDBPyConnection, export_parquet: Path, day: str, key_
     for a, b in pairs:
         correlations[f"{a}|{b}"] = _num(row[i])
         i += 1
-    con.execute("DROP VIEW IF EXISTS __export")
+    con.unregister("__export")
     return {
         "day": day, "rows": rows, "buckets": buckets, "key_columns": list(key_columns),
         "columns": columns, "correlations": correlations, "fill_share": fill_share,
@@ -159,10 +156,10 @@ def coverage(con, merged_paths, catalog: Catalog) -> dict:
         cond = " OR ".join(f"{quote_ident(c)} IS NOT NULL" for c in cols)
         keys = [quote_ident(k) for k in spec.key_columns]
         group = ", ".join([BUCKET, *keys])
-        nkeys = f"count(DISTINCT ({', '.join(keys)}))" if keys else "1"
+        nkeys = f"count(DISTINCT ({', '.join(keys)}))" if keys else "1::BIGINT"
         row = con.execute(
             f"SELECT (SELECT count(*) FROM (SELECT DISTINCT {group} FROM __merged WHERE {cond})), "
-            f"(SELECT {nkeys} FROM __merged WHERE {cond})"
+            f"(SELECT {nkeys} FROM __merged WHERE {cond} LIMIT 1)"
         ).fetchall()[0]
         filled, n_keys = int(row[0]), int(row[1] or 0)
         expected = catalog.buckets_per_day * max(n_keys, 1)

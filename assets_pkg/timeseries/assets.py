@@ -6,6 +6,7 @@ so memory stays one day's window). Checks are computed inside the ops (``check_s
 an ``@asset_check`` without partitions would load every partition.
 """
 
+from contextlib import closing
 from pathlib import Path
 
 import dagster as dg
@@ -106,24 +107,30 @@ def resampled(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckd
     Only the day's rows (plus the fill margin) are read. Rejects and duplicates are counted.
     """
     catalog = config.load()
-    outputs, day_meta = {}, []
-    con = duckdb.connect()
-    for day in context.partition_keys:
-        with stage("timeseries_resampled", context.log, day=day) as st:
-            table, results = resample_day(con, catalog, day, logger=context.log)
-            st["rows"] = table.num_rows
-            for r in results:
-                for k, v in r.as_metadata().items():
-                    if isinstance(v, (int, float)) and not isinstance(v, bool):
-                        st[f"{k}/{r.spec.name}"] = v
-                st["rejects"] = st.get("rejects", 0) + r.load.total_rejects
-                st["duplicates_aggregated"] = st.get("duplicates_aggregated", 0) + r.load.duplicates
-        outputs[day] = table
-        day_meta.append(st)
-    con.close()
+    outputs, day_meta, reject_samples = {}, [], {}
+    with closing(duckdb.connect()) as con:
+        for day in context.partition_keys:
+            with stage("timeseries_resampled", context.log, day=day) as st:
+                table, results = resample_day(con, catalog, day, logger=context.log)
+                st["rows"] = table.num_rows
+                st["rejects"] = sum(r.load.total_rejects for r in results)
+                st["duplicates_aggregated"] = sum(r.load.duplicates for r in results)
+                for r in results:
+                    for k, v in r.as_metadata().items():
+                        if isinstance(v, (int, float)) and not isinstance(v, bool):
+                            st[f"{k}/{r.spec.name}"] = v
+                    if r.load.total_rejects:
+                        sample = r.load.rejects_table().slice(0, 20).to_pylist()
+                        reject_samples[r.spec.name] = sample
+                        log_event("timeseries_rejects", context.log, level="warning", day=day, dataset=r.spec.name,
+                                  rejects=r.load.total_rejects, first=sample[:5])
+            outputs[day] = table
+            day_meta.append(st)
     meta = _numeric_sum(day_meta)
     meta["peak_rss_mb"] = peak_rss_mb()
     meta["days"] = len(day_meta)
+    if reject_samples:
+        meta["rejects_sample"] = dg.MetadataValue.json(reject_samples)
     meta["datasets"] = dg.MetadataValue.json(
         {spec.name: {"mode": spec.mode(catalog.target_resolution_us), "file": str(spec.file)} for spec in catalog.datasets}
     )
@@ -153,17 +160,16 @@ def merged(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb: 
     catalog = config.load()
     sources = _by_day(resampled)
     outputs, day_meta, uniq, cov = {}, [], [], []
-    con = duckdb.connect()
-    for day in context.partition_keys:
-        with stage("timeseries_merged", context.log, day=day) as st:
-            table, stats = merge_day(con, catalog, sources.get(day, []), day)
-            st.update(stats.as_metadata())
-        outputs[day] = table
-        day_meta.append(st)
-        # checks on the merged rows, before they are stored
-        uniq.append(ana.unique_buckets_outcome(con, table, day, catalog.key_columns))
-        cov.append(ana.coverage_outcome(con, table, catalog, day, config.threshold(catalog)))
-    con.close()
+    with closing(duckdb.connect()) as con:
+        for day in context.partition_keys:
+            with stage("timeseries_merged", context.log, day=day) as st:
+                table, stats = merge_day(con, catalog, sources.get(day, []), day)
+                st.update(stats.as_metadata())
+            outputs[day] = table
+            day_meta.append(st)
+            # checks on the merged rows, before they are stored
+            uniq.append(ana.unique_buckets_outcome(con, table, day, catalog.key_columns))
+            cov.append(ana.coverage_outcome(con, table, catalog, day, config.threshold(catalog)))
     meta = _numeric_sum(day_meta)
     meta.pop("dagster/row_count", None)  # the IO manager reports what it wrote
     meta["peak_rss_mb"] = peak_rss_mb()
@@ -232,10 +238,12 @@ def analysis(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb
     the metadata."""
     catalog = config.load()
     out_dir = exports_dir()
-    con = duckdb.connect()
     results = []
-    for day in context.partition_keys:
-        json_path = out_dir / f"{day}.analysis.json"
+    con = duckdb.connect()
+    try:
+        _analyse_days(context, catalog, con, out_dir, results)
+    finally:
+            json_path = out_dir / f"{day}.analysis.json"
         with stage("timeseries_analysis", context.log, day=day) as st:
             source = out_dir / f"{day}.parquet"
             result = ana.analyse(con, source, day, catalog.key_columns) if source.exists() else None
@@ -264,6 +272,11 @@ def analysis(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb
             if share is not None:
                 meta[f"fill_share/{ds}"] = share
     return dg.MaterializeResult(metadata=meta)
+
+
+def _analyse_days(context, catalog: Catalog, con, out_dir: Path, results: list) -> None:
+    for day in context.partition_keys:
+
 
 
 ASSETS = [resampled, merged, export, analysis]

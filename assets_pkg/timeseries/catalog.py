@@ -227,14 +227,14 @@ def parse_catalog(text: str, path: Path | str = CATALOG_NAME) -> Catalog:
             ctx.fail(key_node, f"dataset name {name!r} must be an identifier (letters, digits, _)")
         if any(d.name == name for d in datasets):
             ctx.fail(key_node, f"dataset {name!r} is declared twice")
-        datasets.append(_dataset(ctx, name, value_node, path.parent))
+        datasets.append(_dataset(ctx, name, value_node, path.parent, key_node.start_mark.line + 1))
     keyed = {spec.key_columns for spec in datasets if spec.key_columns}
     if len(keyed) > 1:
         ctx.fail(ds_node, f"datasets with key columns must share the same key columns, got {sorted(keyed)}")
     return Catalog(path=path, datasets=tuple(datasets), **kwargs)
 
 
-def _dataset(ctx: _Ctx, name: str, node, base: Path) -> DatasetSpec:
+def _dataset(ctx: _Ctx, name: str, node, base: Path, line: int) -> DatasetSpec:
     where = f"datasets.{name}"
     fields = _mapping(ctx, node, _DATASET_FIELDS, where)
     for required in ("file", "time_column", "value_columns", "resolution"):
@@ -296,7 +296,7 @@ def _dataset(ctx: _Ctx, name: str, node, base: Path) -> DatasetSpec:
     return DatasetSpec(
         name=name, file=file, time_column=time_column, value_columns=tuple(values), resolution_us=resolution,
         aggregation=aggregation, upsampling=upsampling, timezone=tz, key_columns=tuple(keys),
-        line=node.start_mark.line + 1,
+        line=line,
     )
 
 

@@ -15,7 +15,6 @@ Timestamps: the output column ``ts`` is a naive TIMESTAMP in UTC.
   are rejects (kept in a rejects table); more than ``max_reject_share`` of a file aborts.
 """
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -254,16 +253,39 @@ def _parquet_batches(spec, path, start_us, end_us):
     time_type = schema.field(spec.time_column).type
     flt = None
     if start_us is not None and pa.types.is_timestamp(time_type):
-        # Superset of the window in the column's own type (+-1 day covers any zone offset).
-        lo = pa.scalar(start_us - DAY_US, pa.timestamp("us")).cast(pa.timestamp(time_type.unit, time_type.tz))
-        hi = pa.scalar(end_us + DAY_US, pa.timestamp("us")).cast(pa.timestamp(time_type.unit, time_type.tz))
+        lo_us, hi_us = start_us, end_us
+        if not time_type.tz:  # naive wall time in the dataset's zone: the window in local time
+            lo_us, hi_us = _local_bounds(spec.timezone, start_us, end_us)
+        unit = pa.timestamp(time_type.unit, time_type.tz)
+        lo = pa.scalar(lo_us, pa.timestamp("us", time_type.tz)).cast(unit, safe=False)
+        hi = pa.scalar(hi_us + 1, pa.timestamp("us", time_type.tz)).cast(unit, safe=False)
         field_ref = pc.field(spec.time_column)
-        flt = (field_ref >= lo) & (field_ref < hi)
+        flt = (field_ref >= lo) & (field_ref <= hi)
     dataset = pads.dataset(path, format="parquet")
     return dataset.to_batches(columns=wanted, filter=flt, batch_size=BATCH_ROWS)
 
 
-def _ts_expr(time_type: pa.DataType, col: str) -> tuple[str, str, str]:
+def _local_bounds(tz: str, start_us: int, end_us: int) -> tuple[int, int]:
+    """The wall-clock span (as naive epoch us) that ``[start_us, end_us)`` UTC covers in ``tz``,
+    widened by an hour each side for DST folds (filters only select candidates; the exact
+    UTC window is applied after conversion)."""
+    import datetime as dt
+    import zoneinfo
+
+    zone = zoneinfo.ZoneInfo(tz)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    hour = 3_600_000_000
+
+    def local(us):
+        wall = (epoch + dt.timedelta(microseconds=us)).astimezone(zone).replace(tzinfo=dt.timezone.utc)
+        return int((wall - epoch) / dt.timedelta(microseconds=1))
+
+    if tz in ("UTC", "Etc/UTC"):
+        return start_us, end_us
+    return local(start_us) - hour, local(end_us) + hour
+
+
+def _ts_expr(time_type: pa.DataType, col: str, utc: bool = False) -> tuple[str, str, str]:
     """(utc naive timestamp expr, aware flag expr, raw text expr) for the time column."""
     t = quote_ident(col)
     if pa.types.is_string(time_type) or pa.types.is_large_string(time_type):
@@ -276,6 +298,8 @@ def _ts_expr(time_type: pa.DataType, col: str) -> tuple[str, str, str]:
     if pa.types.is_timestamp(time_type):
         if time_type.tz:
             return f"timezone('UTC', {t})", "true", f"CAST({t} AS VARCHAR)"
+        if utc:  # naive and the dataset is in UTC: already UTC wall time
+            return f"CAST({t} AS TIMESTAMP)", "false", f"CAST({t} AS VARCHAR)"
         return f"timezone('UTC', timezone($tz, CAST({t} AS TIMESTAMP)))", "false", f"CAST({t} AS VARCHAR)"
     if pa.types.is_date(time_type):
         return f"timezone('UTC', timezone($tz, CAST({t} AS TIMESTAMP)))", "false", f"CAST({t} AS VARCHAR)"
@@ -284,7 +308,9 @@ def _ts_expr(time_type: pa.DataType, col: str) -> tuple[str, str, str]:
 
 def _process_batch(con, spec: DatasetSpec, batch: pa.RecordBatch, start_us, end_us, table, stats: LoadStats):
     try:
-        ts_expr, aware_expr, raw_expr = _ts_expr(batch.schema.field(spec.time_column).type, spec.time_column)
+        ts_expr, aware_expr, raw_expr = _ts_expr(
+            batch.schema.field(spec.time_column).type, spec.time_column, spec.timezone in ("UTC", "Etc/UTC")
+        )
     except TimeseriesInputError as exc:
         raise TimeseriesInputError(f"dataset {spec.name!r} ({spec.file}): {exc}") from None
     con.register("__ts_batch", batch)
@@ -326,7 +352,7 @@ def _process_batch(con, spec: DatasetSpec, batch: pa.RecordBatch, start_us, end_
         stats.min_ts_us = lo if stats.min_ts_us is None else min(stats.min_ts_us, lo)
         stats.max_ts_us = hi if stats.max_ts_us is None else max(stats.max_ts_us, hi)
     if (bad_ts or bad_val or bad_key) and sum(t.num_rows for t in stats.rejects) < MAX_KEPT_REJECTS:
-        rej = con.execute(
+        rej = con.sql(
             """SELECT $ds AS dataset, $file AS file, NULL::BIGINT AS line, __row AS record,
                       CASE WHEN ts IS NULL THEN 'timestamp' WHEN __bad_val THEN 'value' ELSE 'key' END AS error_type,
                       CASE WHEN ts IS NULL AND __raw IS NULL THEN 'empty timestamp'
@@ -335,7 +361,7 @@ def _process_batch(con, spec: DatasetSpec, batch: pa.RecordBatch, start_us, end_
                            ELSE 'missing key' END AS error,
                       __raw AS raw
                FROM __ts_parsed WHERE ts IS NULL OR __bad_val OR __bad_key ORDER BY __row LIMIT $lim""",
-            {"ds": spec.name, "file": str(spec.file), "lim": MAX_KEPT_REJECTS},
+            params={"ds": spec.name, "file": str(spec.file), "lim": MAX_KEPT_REJECTS},
         ).to_arrow_table()
         stats.rejects.append(rej.cast(REJECTS_SCHEMA))
     if table is not None:
@@ -347,7 +373,3 @@ def _process_batch(con, spec: DatasetSpec, batch: pa.RecordBatch, start_us, end_
         ).fetchall()
         stats.rows_in_window += int(res[0][0]) if res else 0
     con.execute("DROP TABLE IF EXISTS __ts_parsed")
-
-
-def logger_or_default(logger):
-    return logger or logging.getLogger("assets_pkg.timeseries")

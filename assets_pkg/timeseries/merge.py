@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 
 from assets_pkg.duck import quote_ident
 from assets_pkg.timeseries.catalog import Catalog
@@ -57,7 +58,7 @@ def register_source(con: duckdb.DuckDBPyConnection, name: str, source) -> bool:
         paths = [str(Path(p)) for p in source]
         if not paths:
             return False
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS SELECT * FROM read_parquet($p, union_by_name = true)", {"p": paths})
+        con.register(name, pads.dataset(paths, format="parquet"))
         return True
     if isinstance(source, (pa.Table, pa.RecordBatchReader)):
         con.register(name, source)
@@ -97,6 +98,15 @@ def merge_day(con: duckdb.DuckDBPyConnection, catalog: Catalog, stacked, day: st
             null_cols = "".join(f", NULL::DOUBLE AS {c}" for c in cols)
             null_keys = "".join(f", NULL::VARCHAR AS {k}" for k in own_keys)
             ctes.append(f"{alias} AS (SELECT NULL::BIGINT AS b {null_keys} {null_cols} WHERE false)")
+        elif spec.mode(T) != "same":
+            # resample put these rows on the grid, one per (bucket, keys): they align to themselves
+            ctes.append(
+                f"""{alias} AS (
+                SELECT epoch_us(ts) AS b {key_sel} {''.join(f', {c}' for c in cols)}
+                FROM __stacked WHERE dataset = $d{i} AND epoch_us(ts) >= $start AND epoch_us(ts) < $end
+                                     AND epoch_us(ts) % $T = 0)"""
+            )
+            stats.unaligned_rows[spec.name] = 0
         else:
             rk = "abs(us - b) * 2 + CASE WHEN us > b THEN 1 ELSE 0 END"
             aggs = "".join(f", arg_min({c}, {rk}) AS {c}" for c in cols)
@@ -149,7 +159,7 @@ def merge_day(con: duckdb.DuckDBPyConnection, catalog: Catalog, stacked, day: st
               FROM x {' '.join(joins)}
               ORDER BY x.b {''.join(f', x.{k}' for k in qk)}"""
     table = arrow(con, sql, params).cast(schema)
-    con.execute("DROP VIEW IF EXISTS __stacked") if isinstance(stacked, (list, tuple, str, Path)) else con.unregister("__stacked")
+    con.unregister("__stacked")
     stats.rows = table.num_rows
     for spec in catalog.datasets:
         cols = spec.output_columns()

@@ -48,7 +48,7 @@ def load_margins(spec: DatasetSpec, target_us: int, tolerance_us: int) -> tuple[
 
 def _agg(func: str, col: str) -> str:
     v = quote_ident(col)
-    order = "{'t': epoch_us(ts), 'r': __row}"
+    order = "(CAST(epoch_us(ts) AS HUGEINT) * 4294967296 + __row)"
     return {
         "mean": f"avg({v})",
         "sum": f"sum({v})",
@@ -60,8 +60,10 @@ def _agg(func: str, col: str) -> str:
     }[func]
 
 
-def resample_sql(spec: DatasetSpec, source: str, target_us: int, tolerance_us: int, start_us: int, end_us: int):
-    """(SQL, params) selecting ``b`` (epoch us), keys, values for one dataset and day."""
+def resample_sql(spec: DatasetSpec, source: str, target_us: int, tolerance_us: int, start_us: int, end_us: int,
+                 duplicates: bool = True):
+    """(SQL, params) selecting ``b`` (epoch us), keys, values for one dataset and day.
+    ``duplicates=False`` (the loader found none) lets passthrough skip its GROUP BY."""
     T = int(target_us)
     keys = [quote_ident(k) for k in spec.key_columns]
     key_list = "".join(f", {k}" for k in keys)
@@ -73,6 +75,11 @@ def resample_sql(spec: DatasetSpec, source: str, target_us: int, tolerance_us: i
         sql = f"""SELECT (epoch_us(ts) // $T) * $T AS b {key_list} {aggs}
                   FROM {src} WHERE ts >= make_timestamp($start) AND ts < make_timestamp($end)
                   GROUP BY ALL"""
+        return sql, params
+    if mode == "same" and not duplicates:
+        plain = "".join(f", {quote_ident(c)}" for c in spec.value_columns)
+        sql = f"""SELECT epoch_us(ts) AS b {key_list} {plain}
+                  FROM {src} WHERE ts >= make_timestamp($start - $tol) AND ts < make_timestamp($end + $tol)"""
         return sql, params
     if mode == "same":
         sql = f"""SELECT epoch_us(ts) AS b {key_list} {aggs}
@@ -126,11 +133,12 @@ def resample_table(
     tolerance_us: int,
     start_us: int,
     end_us: int,
+    duplicates: bool = True,
 ) -> pa.Table:
     """One dataset's rows for ``[start_us, end_us)`` at the target resolution:
     ``ts`` (timestamp[us, tz=UTC]), key columns, value columns; sorted by keys, ts."""
     set_utc(con)
-    sql, params = resample_sql(spec, source, target_us, tolerance_us, start_us, end_us)
+    sql, params = resample_sql(spec, source, target_us, tolerance_us, start_us, end_us, duplicates)
     keys = "".join(f", {quote_ident(k)}" for k in spec.key_columns)
     vals = "".join(f", {quote_ident(v)}" for v in spec.value_columns)
     order = ", ".join([*(quote_ident(k) for k in spec.key_columns), "b"])
@@ -202,7 +210,8 @@ def resample_day(
                       duplicates=load.duplicates)
         with stage("timeseries_resample", logger, dataset=spec.name, day=day,
                    mode=spec.mode(catalog.target_resolution_us)) as st:
-            out = resample_table(con, table, spec, catalog.target_resolution_us, catalog.tolerance_us, start_us, end_us)
+            out = resample_table(con, table, spec, catalog.target_resolution_us, catalog.tolerance_us, start_us, end_us,
+                                 duplicates=load.duplicates > 0)
             st["rows"] = out.num_rows
         con.execute(f"DROP TABLE IF EXISTS {quote_ident(table)}")
         results.append(DatasetDay(spec=spec, load=load, rows_out=out.num_rows, mode=spec.mode(catalog.target_resolution_us)))

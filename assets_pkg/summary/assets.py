@@ -1,0 +1,169 @@
+"""`summary/account_summary` (monthly) and `summary/latest_summary`: the Dagster layer.
+
+The work lives in the pure modules (engine, build, latest, validate); these assets resolve
+settings and paths, call them, and attach metadata and check results.
+"""
+
+import dagster as dg
+from pydantic import Field
+
+from assets_pkg.dagster_layer import check_result
+from assets_pkg.io.parquet_io_manager import partition_path
+from assets_pkg.io import write_table
+from assets_pkg.obs import Stopwatch, peak_rss_mb
+from assets_pkg.resources.duckdb import DuckDBResource
+from assets_pkg.summary.config import SummarySettings, load_summary_settings
+from assets_pkg.summary.engine import rebuild_months
+from assets_pkg.summary.latest import latest_relation
+from assets_pkg.summary.validate import CHECK_NAMES, check_one_row_per_account
+
+ACCOUNT_SUMMARY = dg.AssetKey(["summary", "account_summary"])
+LATEST_SUMMARY = dg.AssetKey(["summary", "latest_summary"])
+
+CHECK_DESCRIPTIONS = {
+    "unique_account_month": "One row per (account, month); each row sits in its month's file.",
+    "history_length": "Every <col>_history array has exactly history_length elements.",
+    "history_matches_source": "Rows, base_ts, values and history[0] equal the winning source records.",
+    "history_consistency": "For consecutive months m-1, m of an account: hist_m[1:] == hist_(m-1)[:-1].",
+}
+
+_DEFAULTS = load_summary_settings()
+
+monthly_partitions = dg.MonthlyPartitionsDefinition(
+    start_date=_DEFAULTS.first_month, fmt="%Y-%m", end_offset=1
+)
+
+
+def _default(name):
+    return lambda: getattr(load_summary_settings(), name)
+
+
+class SummaryConfig(dg.Config):
+    """Summary settings; defaults come from the SUMMARY_CONFIG file (or the built-in ones)."""
+
+    source_dir: str = Field(default_factory=_default("source_dir"),
+                            description="Folder of account batch files; empty = <data root>/inbox/accounts.")
+    key_column: str = Field(default_factory=_default("key_column"), description="Account key column.")
+    month_column: str = Field(default_factory=_default("month_column"), description="Month column, 'YYYY-MM'.")
+    timestamp_column: str = Field(default_factory=_default("timestamp_column"),
+                                  description="Load timestamp column; the greatest wins per (account, month).")
+    history_columns: list[str] = Field(default_factory=lambda: list(load_summary_settings().history_columns),
+                                       description="Columns that get a <col>_history array.")
+    value_columns: list[str] = Field(default_factory=lambda: list(load_summary_settings().value_columns),
+                                     description="Current-value columns carried to the summary (empty = history columns).")
+    key_type: str = Field(default_factory=_default("key_type"), description="BIGINT or VARCHAR.")
+    history_length: int = Field(default_factory=_default("history_length"), description="Length of every history array.")
+    first_month: str = Field(default_factory=_default("first_month"),
+                             description="First month of the partitions; earlier records are bad input.")
+    bad_rows: str = Field(default_factory=_default("bad_rows"),
+                          description="error: refuse bad records (naming file/row); skip: leave them out and count them.")
+    max_rows_per_query: int = Field(default_factory=_default("max_rows_per_query"),
+                                    description="Rows per DuckDB query; months are chunked to stay below it (memory bound).")
+    accounts: list[str] | None = Field(
+        default=None, description="account_summary only: recompute just these accounts, merged into the month files."
+    )
+
+    def settings(self) -> SummarySettings:
+        base = load_summary_settings()
+        return SummarySettings(
+            source_dir=self.source_dir,
+            key_column=self.key_column,
+            month_column=self.month_column,
+            timestamp_column=self.timestamp_column,
+            history_columns=tuple(self.history_columns),
+            value_columns=tuple(self.value_columns),
+            value_types=base.value_types,
+            key_type=self.key_type.upper(),
+            history_length=self.history_length,
+            first_month=self.first_month,
+            bad_rows=self.bad_rows,
+            max_rows_per_query=self.max_rows_per_query,
+        )
+
+
+def month_file(month: str):
+    return partition_path(ACCOUNT_SUMMARY.path, month, "parquet", monthly_partitions)
+
+
+def _case_metadata(tags: dict) -> dict:
+    return {k.split("/", 1)[1]: int(v) for k, v in tags.items() if k.startswith("summary/") and v.lstrip("-").isdigit()}
+
+
+@dg.asset(
+    key=ACCOUNT_SUMMARY,
+    partitions_def=monthly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="summary",
+    kinds={"duckdb", "parquet"},
+    owners=["team:data-platform"],
+    check_specs=[dg.AssetCheckSpec(name, asset=ACCOUNT_SUMMARY, description=CHECK_DESCRIPTIONS[name]) for name in CHECK_NAMES],
+    metadata={"partition_file": "data/warehouse/summary/account_summary/YYYY-MM.parquet"},
+)
+def account_summary(context: dg.AssetExecutionContext, config: SummaryConfig, duckdb: DuckDBResource):
+    """One row per (account, month): the winning record (greatest base_ts; ties: later batch
+    file, then later row) with a `<col>_history` array per history column, `[i]` = the value
+    i months earlier, NULL where the account has no record.
+
+    Every month is a pure function of all batch files in `data/inbox/accounts/`, so a run
+    over any range of months (one run, one pass over the source, months in order) gives the
+    same files as a full rebuild. Checks are computed in-op for the months of the run.
+    """
+    months = context.partition_keys
+    cfg = config.settings()
+    result = rebuild_months(
+        cfg, months[0], months[-1], month_file, accounts=config.accounts, con=duckdb.connect(), logger=context.log
+    )
+    for outcome in result.outcomes:
+        yield check_result(outcome, ACCOUNT_SUMMARY)
+    metadata = {
+        **result.metadata(),
+        **_case_metadata(context.run.tags),
+        "rows_per_month": dg.MetadataValue.json(result.stats.rows_per_month),
+    }
+    if config.accounts:
+        metadata["accounts_recomputed"] = len(config.accounts)
+    yield dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    key=LATEST_SUMMARY,
+    ins={"months": dg.AssetIn(key=ACCOUNT_SUMMARY, metadata={"load_as": "paths"})},
+    group_name="summary",
+    kinds={"duckdb", "parquet"},
+    owners=["team:data-platform"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "one_row_per_account", asset=LATEST_SUMMARY,
+            description="One row per account, each at the account's greatest summarized month.",
+        )
+    ],
+)
+def latest_summary(context: dg.AssetExecutionContext, config: SummaryConfig, duckdb: DuckDBResource, months: list):
+    """One row per account: its row of account_summary at its greatest month (history
+    arrays included). Reads only key and month of every month file, then the full rows
+    from the files that hold an account's latest month."""
+    watch = Stopwatch()
+    cfg = config.settings()
+    con = duckdb.connect()
+    path = partition_path(LATEST_SUMMARY.path, None)
+    relation = latest_relation(con, cfg, months)
+    written = write_table(relation, path) if relation is not None else write_table(_empty(cfg), path)
+    by_month = {p.stem: p for p in months}
+    yield check_result(check_one_row_per_account(con, cfg, written.path, by_month), LATEST_SUMMARY)
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": written.rows,
+            "bytes": written.bytes,
+            "path": dg.MetadataValue.path(str(path)),
+            "months_read": len(months),
+            "seconds": watch.seconds,
+            "peak_rss_mb": peak_rss_mb(),
+            **_case_metadata(context.run.tags),
+        }
+    )
+
+
+def _empty(cfg: SummarySettings):
+    from assets_pkg.summary.build import key_arrow_type, output_schema
+
+    return output_schema(cfg, key_arrow_type(cfg)).empty_table()

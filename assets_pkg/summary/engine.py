@@ -1,0 +1,136 @@
+"""One call that rebuilds a range of summary months from the inbox (no dagster import).
+
+Used by the ``account_summary`` asset, the CLI, the bench and the tests:
+list batches -> one DuckDB view over them -> profile (refuse bad input before writing
+anything) -> build months in order -> write each month file atomically -> evaluate the
+checks for the months written -> record which batches the summary now reflects.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from assets_pkg.checking import CheckOutcome
+from assets_pkg.duck import connect
+from assets_pkg.summary import state as summary_state
+from assets_pkg.summary.build import BuildStats, build_months, write_month_file
+from assets_pkg.summary.config import SummarySettings
+from assets_pkg.summary.months import add_months, month_index, month_str
+from assets_pkg.summary.plan import reflected_files
+from assets_pkg.summary.source import Source, SourceProfile, list_batch_files
+from assets_pkg.summary.validate import summary_outcomes
+
+
+@dataclass
+class RebuildResult:
+    start: str
+    end: str
+    stats: BuildStats
+    profile: SourceProfile
+    batches: int
+    outcomes: list[CheckOutcome] = field(default_factory=list)
+    newly_processed: list[str] = field(default_factory=list)
+
+    def metadata(self) -> dict:
+        meta = self.stats.metadata()
+        meta.update(
+            {
+                "range_start": self.start,
+                "range_end": self.end,
+                "batches": self.batches,
+                "source_rows": self.profile.rows,
+                "skipped_rows": self.profile.bad_rows,
+                "newly_processed_batches": len(self.newly_processed),
+            }
+        )
+        return meta
+
+
+def parse_accounts(cfg: SummarySettings, accounts) -> list | None:
+    if accounts is None:
+        return None
+    out = []
+    for a in accounts:
+        if cfg.key_type == "BIGINT":
+            try:
+                out.append(int(a))
+            except (TypeError, ValueError):
+                raise ValueError(f"account {a!r} is not an integer (summary key_type BIGINT)") from None
+        else:
+            out.append(str(a))
+    return out
+
+
+def rebuild_months(
+    cfg: SummarySettings,
+    start: str,
+    end: str,
+    month_path: Callable[[str], Path],
+    accounts: list | None = None,
+    con=None,
+    logger=None,
+    run_checks: bool = True,
+    update_state: bool = True,
+    now_month: str | None = None,
+    state_file: Path | None = None,
+    on_month: Callable[[str, int], None] | None = None,
+) -> RebuildResult:
+    """Recompute months ``start..end`` (inclusive) from every batch in the inbox.
+
+    ``accounts``: recompute only these accounts and merge them into the existing month
+    files (other accounts' rows are kept as they are).
+    """
+    con = con or connect()
+    accounts = parse_accounts(cfg, accounts)
+    files = list_batch_files(cfg.source_path)
+    with Source(con, cfg, files, now_month=now_month, logger=logger) as source:
+        profile = source.profile()  # raises on bad input: nothing written yet
+
+        def write(month: str, table: pa.Table):
+            path = month_path(month)
+            if accounts is not None:
+                table = _merge_accounts(table, path, cfg, accounts)
+            result = write_month_file(table, path)
+            if on_month is not None:
+                on_month(month, result.rows)
+            return result
+
+        stats = build_months(source, start, end, write, accounts=accounts, logger=logger)
+        outcomes: list[CheckOutcome] = []
+        if run_checks:
+            months = [month_str(i) for i in range(month_index(start), month_index(end) + 1)]
+            existing = {m: month_path(m) for m in months if month_path(m).is_file()}
+            before = add_months(start, -1)
+            previous = {before: month_path(before)} if month_path(before).is_file() else {}
+            outcomes = summary_outcomes(con, cfg, existing, source, previous)
+    newly: list[str] = []
+    if update_state and accounts is None:
+        processed = summary_state.load_processed(state_file)
+        last_idx = max(profile.months) if profile.months else month_index(end)
+        updated = reflected_files(files, processed, profile.file_months, start, end, cfg, last_idx)
+        newly = sorted(n for n, e in updated.items() if processed.get(n) != e)
+        if updated != processed:
+            summary_state.save_processed(updated, state_file)
+    return RebuildResult(start, end, stats, profile, len(files), outcomes, newly)
+
+
+def _merge_accounts(table: pa.Table, path: Path, cfg: SummarySettings, accounts: list) -> pa.Table:
+    if not path.is_file():
+        return table
+    old = pq.read_table(path)
+    key = cfg.key_column
+    keep = pc.invert(pc.is_in(old.column(key), value_set=pa.array(accounts, type=old.schema.field(key).type)))
+    merged = pa.concat_tables([old.filter(keep), table.cast(old.schema)])
+    return merged.sort_by(key)
+
+
+def source_months(cfg: SummarySettings, con=None, now_month: str | None = None) -> list[str]:
+    """Months that hold good records in the inbox (profiles every batch)."""
+    con = con or connect()
+    files = list_batch_files(cfg.source_path)
+    with Source(con, cfg, files, now_month=now_month) as source:
+        return [month_str(m) for m in source.profile().months]

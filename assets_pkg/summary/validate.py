@@ -1,0 +1,209 @@
+"""The summary's ERROR checks as pure functions returning CheckOutcome (no dagster import).
+
+Each takes month files (``{month: path}``) and optionally the source, computes with DuckDB
+and puts the offending keys (first 20) and their count in the metadata.
+
+- unique_account_month: one row per (account, month) and the month column = the file month
+- history_length: every ``<col>_history`` has exactly ``history_length`` elements
+- history_matches_source: the rows are exactly the source winners; ``[0]`` and the current
+  value equal the winning source value, base_ts equals the winning base_ts
+- history_consistency: for an account's consecutive months m-1 and m,
+  ``hist_m[1:] == hist_{m-1}[:-1]`` (catches a month left stale after a backfill)
+- one_row_per_account (latest_summary): one row per account, at its greatest month
+"""
+
+from pathlib import Path
+
+import duckdb
+
+from assets_pkg.checking import ERROR, CheckOutcome, limited
+from assets_pkg.duck import quote_ident
+from assets_pkg.summary.config import SummarySettings
+from assets_pkg.summary.months import add_months, month_index
+from assets_pkg.summary.source import Source
+
+ASSET = "summary/account_summary"
+LATEST_ASSET = "summary/latest_summary"
+CHECK_NAMES = ("unique_account_month", "history_length", "history_matches_source", "history_consistency")
+
+
+def _files(month_files: dict[str, Path]) -> list[str]:
+    return [str(month_files[m]) for m in sorted(month_files)]
+
+
+def _outcome(name, asset, bad_rows, count, ok_text, bad_text, **meta) -> CheckOutcome:
+    passed = count == 0
+    return CheckOutcome(
+        asset=asset,
+        name=name,
+        passed=passed,
+        severity=ERROR,
+        description=ok_text if passed else bad_text.format(count=count),
+        metadata={"offending_count": int(count), "offending_keys": limited(bad_rows), **meta},
+    )
+
+
+def check_unique_account_month(con, cfg: SummarySettings, month_files: dict[str, Path]) -> CheckOutcome:
+    name = "unique_account_month"
+    if not month_files:
+        return _outcome(name, ASSET, [], 0, "no months materialized", "", months_checked=0)
+    k, m = quote_ident(cfg.key_column), quote_ident(cfg.month_column)
+    rows = con.execute(
+        f"""SELECT {k}, {m}, count(*) AS n, any_value(filename) AS f FROM read_parquet(?, filename = true)
+            GROUP BY 1, 2 HAVING count(*) > 1 OR NOT bool_and(filename LIKE '%/' || {m} || '.parquet')
+            ORDER BY 1, 2""",
+        [_files(month_files)],
+    ).fetchall()
+    return _outcome(
+        name, ASSET, [f"{r[0]}@{r[1]}" for r in rows], len(rows),
+        f"one row per (account, month) in {len(month_files)} months",
+        "{count} (account, month) pairs duplicated or in the wrong month file",
+        months_checked=len(month_files),
+    )
+
+
+def check_history_length(con, cfg: SummarySettings, month_files: dict[str, Path]) -> CheckOutcome:
+    name = "history_length"
+    if not month_files:
+        return _outcome(name, ASSET, [], 0, "no months materialized", "", months_checked=0)
+    k, m = quote_ident(cfg.key_column), quote_ident(cfg.month_column)
+    L = int(cfg.history_length)
+    cond = " OR ".join(
+        f"{quote_ident(cfg.history_name(c))} IS NULL OR len({quote_ident(cfg.history_name(c))}) <> {L}"
+        for c in cfg.history_columns
+    )
+    rows = con.execute(
+        f"SELECT {k}, {m} FROM read_parquet(?, union_by_name = true) WHERE {cond} ORDER BY 2, 1 LIMIT 1000",
+        [_files(month_files)],
+    ).fetchall()
+    count = con.execute(
+        f"SELECT count(*) FROM read_parquet(?, union_by_name = true) WHERE {cond}", [_files(month_files)]
+    ).fetchall()[0][0]
+    return _outcome(
+        name, ASSET, [f"{r[0]}@{r[1]}" for r in rows], count,
+        f"every history array has length {L}", "{count} rows with a history array not of length " + str(L),
+        history_length=L,
+    )
+
+
+def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[str, Path], source: Source) -> CheckOutcome:
+    """Rows = source winners (independent SQL: a window over the source, not the build code)."""
+    name = "history_matches_source"
+    months = sorted(month_files)
+    if not months:
+        return _outcome(name, ASSET, [], 0, "no months materialized", "", months_checked=0)
+    k, m, t = quote_ident(cfg.key_column), quote_ident(cfg.month_column), quote_ident(cfg.timestamp_column)
+    lo, hi = month_index(months[0]), month_index(months[-1])
+    vals = list(cfg.all_value_columns)
+    win_vals = ", ".join(f"v{i}" for i in range(len(vals)))
+    src_sql = f"""
+        SELECT key, month_idx, ts, {win_vals} FROM summary_src
+        WHERE month_idx BETWEEN {lo} AND {hi} AND list_contains(?, month_idx) AND {source.good_rows_sql()}
+        QUALIFY row_number() OVER (PARTITION BY key, month_idx ORDER BY ts DESC, _file DESC, _row DESC) = 1"""
+    month_idx_sql = f"CAST(substr(s.{m}, 1, 4) AS INTEGER) * 12 + CAST(substr(s.{m}, 6, 2) AS INTEGER) - 1"
+    diffs = [f"s.{t} IS DISTINCT FROM w.ts"]
+    for i, c in enumerate(vals):
+        diffs.append(f"s.{quote_ident(c)} IS DISTINCT FROM w.v{i}")
+    for c in cfg.history_columns:
+        i = vals.index(c)
+        diffs.append(f"s.{quote_ident(cfg.history_name(c))}[1] IS DISTINCT FROM w.v{i}")
+    sql = f"""
+        WITH w AS ({src_sql}),
+             s AS (SELECT * FROM read_parquet(?, union_by_name = true))
+        SELECT coalesce(s.{k}, w.key) AS key, coalesce(s.{m}, printf('%04d-%02d', w.month_idx // 12, w.month_idx % 12 + 1)) AS month,
+               CASE WHEN s.{k} IS NULL THEN 'missing' WHEN w.key IS NULL THEN 'not in source' ELSE 'differs' END AS why
+        FROM s FULL OUTER JOIN w ON s.{k} = w.key AND {month_idx_sql} = w.month_idx
+        WHERE s.{k} IS NULL OR w.key IS NULL OR {' OR '.join(diffs)}
+    """
+    idx = [month_index(x) for x in months]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE summary_check_src AS {sql}", [idx, _files(month_files)])
+    count = con.execute("SELECT count(*) FROM summary_check_src").fetchall()[0][0]
+    rows = con.execute("SELECT key, month, why FROM summary_check_src ORDER BY month, key LIMIT 20").fetchall()
+    con.execute("DROP TABLE summary_check_src")
+    return _outcome(
+        name, ASSET, [f"{r[0]}@{r[1]} ({r[2]})" for r in rows], count,
+        f"rows, base_ts, values and [0] equal the source winners in {len(months)} months",
+        "{count} (account, month) rows differ from the winning source record",
+        months_checked=len(months),
+    )
+
+
+def check_history_consistency(
+    con, cfg: SummarySettings, month_files: dict[str, Path], previous: dict[str, Path] | None = None
+) -> CheckOutcome:
+    """Consecutive months m-1, m of one account: hist_m[2:L] == hist_{m-1}[1:L-1] (1-based).
+
+    ``previous`` adds neighbour files (e.g. the month before a run's first month) that are
+    read but not reported on their own."""
+    name = "history_consistency"
+    allf = dict(previous or {})
+    allf.update(month_files)
+    if not month_files:
+        return _outcome(name, ASSET, [], 0, "no months materialized", "", pairs_checked=0)
+    k, m = quote_ident(cfg.key_column), quote_ident(cfg.month_column)
+    L = int(cfg.history_length)
+    conds = []
+    for c in cfg.history_columns:
+        h = quote_ident(cfg.history_name(c))
+        conds.append(f"cur.{h}[2:{L}] IS DISTINCT FROM prev.{h}[1:{L - 1}]")
+    pairs = [(add_months(mo, -1), mo) for mo in sorted(month_files) if add_months(mo, -1) in allf]
+    count, bad, checked = 0, [], 0
+    cols = ", ".join([k, m] + [quote_ident(cfg.history_name(c)) for c in cfg.history_columns])
+    for prev_m, cur_m in pairs:
+        res = con.execute(
+            f"""SELECT cur.{k}, count(*) OVER () FROM (SELECT {cols} FROM read_parquet(?)) cur
+                JOIN (SELECT {cols} FROM read_parquet(?)) prev ON cur.{k} = prev.{k}
+                WHERE {' OR '.join(conds)} ORDER BY 1 LIMIT 20""",
+            [str(allf[cur_m]), str(allf[prev_m])],
+        ).fetchall()
+        checked += 1
+        if res:
+            count += res[0][1]
+            bad.extend(f"{r[0]}@{cur_m}" for r in res)
+    return _outcome(
+        name, ASSET, bad, count,
+        f"histories of consecutive months agree ({checked} month pairs)",
+        "{count} account-months whose history disagrees with the previous month (stale after a backfill?)",
+        pairs_checked=checked,
+    )
+
+
+def check_one_row_per_account(con, cfg: SummarySettings, latest_path: Path | None, month_files: dict[str, Path]) -> CheckOutcome:
+    """latest_summary: one row per account, at the account's greatest month."""
+    name = "one_row_per_account"
+    k, m = quote_ident(cfg.key_column), quote_ident(cfg.month_column)
+    if latest_path is None or not Path(latest_path).is_file():
+        if month_files:
+            return CheckOutcome(LATEST_ASSET, name, False, ERROR, "latest_summary is not materialized but account_summary is",
+                                {"offending_count": 0, "offending_keys": []})
+        return _outcome(name, LATEST_ASSET, [], 0, "nothing materialized", "")
+    dup = con.execute(
+        f"SELECT {k} FROM read_parquet(?) GROUP BY 1 HAVING count(*) > 1 ORDER BY 1", [str(latest_path)]
+    ).fetchall()
+    wrong = []
+    if month_files:
+        wrong = con.execute(
+            f"""WITH truth AS (SELECT {k} AS key, max({m}) AS month FROM read_parquet(?) GROUP BY 1),
+                     got AS (SELECT {k} AS key, {m} AS month FROM read_parquet(?))
+                SELECT coalesce(truth.key, got.key) FROM truth FULL OUTER JOIN got ON truth.key = got.key
+                WHERE truth.key IS NULL OR got.key IS NULL OR truth.month <> got.month ORDER BY 1""",
+            [_files(month_files), str(latest_path)],
+        ).fetchall()
+    bad = [f"{r[0]} (duplicate)" for r in dup] + [f"{r[0]} (not at its greatest month)" for r in wrong]
+    return _outcome(
+        name, LATEST_ASSET, bad, len(dup) + len(wrong),
+        "one row per account, each at its greatest month",
+        "{count} accounts duplicated, missing or not at their greatest month",
+        duplicates=len(dup), wrong_month=len(wrong),
+    )
+
+
+def summary_outcomes(con, cfg, month_files, source: Source | None, previous=None) -> list[CheckOutcome]:
+    out = [
+        check_unique_account_month(con, cfg, month_files),
+        check_history_length(con, cfg, month_files),
+    ]
+    if source is not None:
+        out.append(check_history_matches_source(con, cfg, month_files, source))
+    out.append(check_history_consistency(con, cfg, month_files, previous))
+    return out

@@ -1,0 +1,394 @@
+"""Pure split logic: discovery, settings, hashing, pass 1/2 over real files, bad inputs."""
+
+import gzip
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from assets_pkg.demo.splits import make_rows, write_shard
+from assets_pkg.duck import connect
+from assets_pkg.settings import SettingError
+from assets_pkg.splits import invariants
+from assets_pkg.splits.discovery import classify, discover, parse_shard_name
+from assets_pkg.splits.logic import hash_fraction, side_of
+from assets_pkg.splits.params import make_params, params_from_env
+from assets_pkg.splits.pipeline import (
+    consolidated_file,
+    file_rows,
+    manifest_file,
+    read_json,
+    run_all,
+    shard_file,
+)
+from assets_pkg.splits.shard_io import ShardError
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def rows(records) -> pa.Table:
+    """records: (customer, date, label) tuples -> a shard table."""
+    return pa.table(
+        {
+            "customer_id": [r[0] for r in records],
+            "date": [r[1] for r in records],
+            "amount": [float(i) for i in range(len(records))],
+            "label": [r[2] for r in records],
+        }
+    )
+
+
+def run(root: Path, params=None, exports=True):
+    params = params or make_params()
+    return run_all(root / "inbox" / "transactions", root / "warehouse", root / "exports" if exports else None, params)
+
+
+def read_split(root: Path, split: str) -> pa.Table | None:
+    files = sorted((root / "warehouse" / "splits" / split).glob("part-*.parquet"))
+    if not files:
+        return None
+    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+
+
+def customers(root: Path, split: str) -> set:
+    t = read_split(root, split)
+    return set() if t is None else set(t.column("customer_id").to_pylist())
+
+
+@pytest.fixture
+def inbox(data_root) -> Path:
+    folder = data_root / "inbox" / "transactions"
+    folder.mkdir(parents=True)
+    return folder
+
+
+# -- discovery -------------------------------------------------------------------------------
+def test_shard_number_extraction():
+    assert parse_shard_name("part-00042.csv.gz") == (42, "csv", True)
+    assert parse_shard_name("part-00001.snappy.parquet") == (1, "parquet", False)
+    assert parse_shard_name("part-7.tsv") == (7, "tsv", False)
+    assert parse_shard_name("part-00003.parquet.gz") == (3, "parquet", True)
+    for bad in ("invalid.csv", "part.csv", "part-.csv", "part-0001.json", "part-00001.csv.bz2", "xpart-00001.csv"):
+        assert isinstance(parse_shard_name(bad), str), bad
+    assert "5 digits" in parse_shard_name("part-123456.csv")
+
+
+def test_discovery_refuses_bad_and_duplicate_names_but_keeps_the_rest(tmp_path):
+    for name in ("part-00001.csv", "part-1.parquet", "part-00002.tsv", "invalid.csv", "part.csv", ".hidden.csv"):
+        (tmp_path / name).write_text("x\n")
+    found = discover(tmp_path)
+    assert [s.key for s in found.shards] == ["00002"]
+    messages = [str(p) for p in found.problems]
+    assert any("invalid.csv" in m for m in messages)
+    assert any(m.startswith("part.csv") for m in messages)
+    duplicate = [m for m in messages if "shard number 00001" in m]
+    assert len(duplicate) == 1 and "part-00001.csv" in duplicate[0] and "part-1.parquet" in duplicate[0]
+    assert not any(".hidden" in m for m in messages)
+
+
+def test_classify_keys_are_five_digits():
+    shards, problems = classify([Path("part-99.csv"), Path("part-00100.parquet")])
+    assert [s.key for s in shards] == ["00099", "00100"] and not problems
+
+
+# -- settings --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "var,value,needle",
+    [
+        ("SPLIT_DATE", "2024-13-45", "SPLIT_DATE"),
+        ("SPLIT_DATE", "yesterday", "SPLIT_DATE"),
+        ("TRAIN_RATIO", "0", "TRAIN_RATIO"),
+        ("TRAIN_RATIO", "1", "TRAIN_RATIO"),
+        ("TRAIN_RATIO", "1.5", "TRAIN_RATIO"),
+        ("TRAIN_RATIO", "abc", "TRAIN_RATIO"),
+        ("OUTPUT_FORMAT", "xlsx", "OUTPUT_FORMAT"),
+        ("MAIN_TASK_INDEX", "3", "MAIN_TASK_INDEX"),
+    ],
+)
+def test_invalid_settings_name_the_variable(monkeypatch, var, value, needle):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SettingError, match=needle):
+        params_from_env()
+
+
+def test_settings_from_env(monkeypatch):
+    monkeypatch.setenv("SPLIT_DATE", "2023-06-01")
+    monkeypatch.setenv("TRAIN_RATIO", "0.8")
+    monkeypatch.setenv("TARGETS", "label,other")
+    monkeypatch.setenv("MAIN_TASK_INDEX", "1")
+    monkeypatch.setenv("OUTPUT_FORMAT", "CSV")
+    p = params_from_env()
+    assert (p.split_date, p.train_ratio, p.main_target, p.output_format) == ("2023-06-01", 0.8, "other", "csv")
+
+
+# -- hashing ---------------------------------------------------------------------------------
+def test_hash_is_md5_of_seed_and_customer():
+    # md5("42:abc") = 7461d5e05f06c326..., first 8 bytes big endian / 2**64
+    assert hash_fraction(42, "abc") == 0x7461D5E05F06C326 / 2**64
+    assert side_of(42, 0.9, "abc") == "train"
+
+
+def test_sql_hash_agrees_with_reference(data_root, inbox):
+    ids = [f"C{i}" for i in range(300)] + ["ümlaut", "a b", "x'y"]
+    write_shard(rows([(c, "2023-05-01", "0") for c in ids]), inbox / "part-00001.parquet")
+    run(data_root, exports=False)
+    alloc = pq.read_table(data_root / "warehouse" / "splits" / "customer_allocation.parquet").to_pylist()
+    assert len(alloc) == len(ids)
+    for row in alloc:
+        assert row["side"] == side_of(42, 0.9, row["customer"]), row
+
+
+# -- pass 1 + 2 ------------------------------------------------------------------------------
+def test_one_to_one_mapping_and_consolidated_counts(data_root, inbox):
+    numbers = [1, 5, 10, 42, 99]
+    fmts = ["parquet", "csv", "tsv", "csv.gz", "parquet"]
+    for number, fmt in zip(numbers, fmts):
+        write_shard(make_rows(300, seed=number, n_customers=60), inbox / f"part-{number:05d}.{fmt}")
+    summary = run(data_root)
+    assert summary["shards"] == 5
+    for split in ("train", "val", "oot"):
+        names = sorted(p.name for p in (data_root / "warehouse" / "splits" / split).iterdir())
+        assert set(names) <= {f"part-{n:05d}.parquet" for n in numbers}
+        shard_rows = sum(file_rows(data_root / "warehouse" / "splits" / split / n) for n in names)
+        assert file_rows(consolidated_file(data_root / "exports", split, "parquet")) == shard_rows
+    assert {p.name for p in (data_root / "warehouse" / "splits" / "train").iterdir()} == {
+        f"part-{n:05d}.parquet" for n in numbers
+    }
+    manifest = read_json(manifest_file(data_root / "warehouse"))
+    total = manifest["rows"]
+    assert total["rows_in"] == 1500
+    assert total["rows_in"] == sum(total[k] for k in total if k != "rows_in")
+    # __DOT__ columns come out with a dot, the label coded through the global map
+    train = read_split(data_root, "train")
+    assert "merchant.category" in train.column_names
+    assert set(train.column("label").to_pylist()) <= {0, 1, 2}
+    assert manifest["labels"]["map"] == {"chargeback": 0, "fraud": 1, "legit": 2}
+    outcomes = invariants.global_outcomes(connect(), data_root / "warehouse", inbox, make_params())
+    assert all(o.passed for o in outcomes), [o.line() for o in outcomes]
+
+
+def _leaky_inbox(inbox: Path) -> list[str]:
+    """Customers with rows on both sides of the split date, and post-only customers."""
+    records = []
+    ids = [f"K{i}" for i in range(40)]
+    for c in ids:
+        records += [(c, "2023-03-01", "0"), (c, "2024-03-01", "1")]
+    records += [(f"N{i}", "2024-02-01", "1") for i in range(10)]
+    write_shard(rows(records), inbox / "part-00003.parquet")
+    return ids
+
+
+@pytest.mark.parametrize("policy", ["exclude_train", "exclude_known"])
+def test_no_leakage_under_both_policies(data_root, inbox, policy):
+    ids = _leaky_inbox(inbox)
+    params = make_params(oot_policy=policy)
+    run(data_root, params)
+    train, val, oot = (customers(data_root, s) for s in ("train", "val", "oot"))
+    assert train and val and oot
+    assert not train & oot and not train & val
+    new = {f"N{i}" for i in range(10)}
+    if policy == "exclude_known":
+        assert oot == new
+    else:
+        assert oot == new | {c for c in ids if side_of(42, 0.9, c) == "val"}
+    outcome = invariants.no_customer_leakage(connect(), data_root / "warehouse", params)
+    assert outcome.passed
+
+
+def test_leakage_check_fails_and_names_the_customer(data_root, inbox):
+    _leaky_inbox(inbox)
+    run(data_root)
+    train = read_split(data_root, "train")
+    leaked = train.slice(0, 1)
+    path = data_root / "warehouse" / "splits" / "oot" / "part-00007.parquet"
+    pq.write_table(leaked.select(read_split(data_root, "oot").column_names), path)
+    outcome = invariants.no_customer_leakage(connect(), data_root / "warehouse", make_params())
+    assert not outcome.passed
+    assert outcome.metadata["offending_train_oot"] == [leaked.column("customer_id")[0].as_py()]
+    mapping = invariants.shard_mapping(data_root / "warehouse", inbox, read_json(manifest_file(data_root / "warehouse")))
+    assert not mapping.passed and "oot/part-00007.parquet" in mapping.metadata["orphans"]
+    accounting = invariants.row_accounting(data_root / "warehouse", read_json(manifest_file(data_root / "warehouse")))
+    assert not accounting.passed
+
+
+def test_empty_split_writes_no_file_and_deletes_the_old_one(data_root, inbox):
+    # shard 2: only post-split rows of customers that shard 1 makes known
+    known = [c for c in (f"K{i}" for i in range(50)) if side_of(42, 0.9, c) == "train"][:5]
+    write_shard(rows([(c, "2023-01-01", "0") for c in known]), inbox / "part-00001.parquet")
+    write_shard(rows([(c, "2024-05-01", "1") for c in known] + [("NEW", "2023-01-05", "1")]),
+                inbox / "part-00002.parquet")
+    run(data_root)
+    wh = data_root / "warehouse"
+    assert not shard_file(wh, "oot", "00002").exists()  # all post rows belong to train customers
+    assert not shard_file(wh, "val", "00001").exists()
+    assert shard_file(wh, "train", "00001").exists()
+    new_side = side_of(42, 0.9, "NEW")
+    assert shard_file(wh, new_side, "00002").exists()
+    # shard 2 now has only post rows of train customers: its old pre-split file must go
+    write_shard(rows([(c, "2024-05-01", "1") for c in known]), inbox / "part-00002.parquet")
+    run(data_root)
+    for split in ("train", "val", "oot"):
+        assert not shard_file(wh, split, "00002").exists()
+    assert invariants.row_accounting(wh, read_json(manifest_file(wh))).passed
+
+
+def test_determinism_same_inputs_identical_outputs(tmp_path, monkeypatch):
+    outputs = []
+    for attempt in ("a", "b"):
+        root = tmp_path / attempt
+        monkeypatch.setenv("ASSETS_PKG_DATA_DIR", str(root))
+        inbox = root / "inbox" / "transactions"
+        for number, fmt in ((1, "parquet"), (4, "csv"), (9, "tsv")):
+            write_shard(make_rows(500, seed=number, n_customers=80), inbox / f"part-{number:05d}.{fmt}")
+        run(root)
+        # (shard_profile records input mtimes, so only the split outputs are compared)
+        files = sorted(f for s in ("train", "val", "oot") for f in (root / "warehouse" / "splits" / s).glob("part-*"))
+        files += sorted((root / "exports" / "splits").glob("*/*.parquet"))
+        outputs.append({str(f.relative_to(root)): f.read_bytes() for f in files})
+    assert outputs[0].keys() == outputs[1].keys() and len(outputs[0]) > 10
+    assert outputs[0] == outputs[1]
+
+
+def test_stability_adding_a_shard_moves_no_customer(data_root, inbox):
+    write_shard(make_rows(400, seed=1, n_customers=100), inbox / "part-00001.parquet")
+    run(data_root)
+    before = {r["customer"]: r["side"] for r in pq.read_table(data_root / "warehouse/splits/customer_allocation.parquet").to_pylist()}
+    write_shard(make_rows(400, seed=2, n_customers=200), inbox / "part-00002.parquet")
+    run(data_root)
+    after = {r["customer"]: r["side"] for r in pq.read_table(data_root / "warehouse/splits/customer_allocation.parquet").to_pylist()}
+    assert len(after) > len(before)
+    assert all(after[c] == side for c, side in before.items())
+
+
+def test_global_label_map_is_shared_by_all_shards(data_root, inbox):
+    write_shard(rows([("A", "2023-01-01", "zeta")]), inbox / "part-00001.parquet")
+    write_shard(rows([("B", "2023-01-01", "alpha"), ("C", "2023-01-02", "zeta")]), inbox / "part-00002.csv")
+    run(data_root)
+    manifest = read_json(manifest_file(data_root / "warehouse"))
+    assert manifest["labels"] == {"mode": "map", "type": "INTEGER", "map": {"alpha": 0, "zeta": 1}}
+    codes = {}
+    for split in ("train", "val"):
+        t = read_split(data_root, split)
+        if t is not None:
+            codes.update(dict(zip(t.column("customer_id").to_pylist(), t.column("label").to_pylist())))
+    assert codes == {"A": 1, "B": 0, "C": 1}
+
+
+def test_numeric_labels_stay_numbers_and_missing_labels_are_dropped(data_root, inbox):
+    write_shard(rows([("A", "2023-01-01", "1"), ("B", "2023-01-01", "0"), ("C", "2023-01-01", None),
+                      ("D", "2023-01-01", " ")]), inbox / "part-00001.csv")
+    run(data_root)
+    manifest = read_json(manifest_file(data_root / "warehouse"))
+    assert manifest["labels"]["mode"] == "numeric"
+    assert manifest["rows"]["dropped_label"] == 2
+    kept = pa.concat_tables([t for t in (read_split(data_root, "train"), read_split(data_root, "val")) if t is not None])
+    assert sorted(kept.column("label").to_pylist()) == [0, 1]
+
+
+def test_targets_and_main_task_index_pick_the_label(data_root, inbox):
+    table = rows([("A", "2023-01-01", "x"), ("B", "2023-01-01", "y")]).append_column("risk", pa.array(["hi", "lo"]))
+    write_shard(table, inbox / "part-00001.parquet")
+    run(data_root, make_params(targets="label,risk", main_task_index=1, label_field="main_label"))
+    kept = pa.concat_tables([t for t in (read_split(data_root, "train"), read_split(data_root, "val")) if t is not None])
+    got = dict(zip(kept.column("customer_id").to_pylist(), kept.column("main_label").to_pylist()))
+    assert got == {"A": 0, "B": 1}
+    assert "label" in kept.column_names  # the other target is carried unchanged
+
+
+# -- bad inputs ------------------------------------------------------------------------------
+def test_missing_customer_column_names_file_and_column(data_root, inbox):
+    write_shard(pa.table({"client": ["a"], "date": ["2023-01-01"], "label": ["0"]}), inbox / "part-00001.csv")
+    with pytest.raises(ShardError, match=r"part-00001\.csv.*'customer_id'.*GROUP_ID_COLUMN"):
+        run(data_root)
+
+
+def test_missing_date_column_names_file_and_column(data_root, inbox):
+    write_shard(pa.table({"customer_id": ["a"], "day": ["2023-01-01"], "label": ["0"]}), inbox / "part-00004.parquet")
+    with pytest.raises(ShardError, match=r"part-00004\.parquet.*'date'.*DATE_COLUMN"):
+        run(data_root)
+
+
+def test_unparseable_dates_below_threshold_are_dropped_and_counted(data_root, inbox):
+    records = [(f"C{i}", "2023-02-01", "0") for i in range(99)] + [("X", "not a date", "0")]
+    write_shard(rows(records), inbox / "part-00001.csv")
+    run(data_root)
+    manifest = read_json(manifest_file(data_root / "warehouse"))
+    assert manifest["rows"]["dropped_bad_date"] == 1
+    assert invariants.row_accounting(data_root / "warehouse", manifest).passed
+
+
+def test_unparseable_dates_above_threshold_fail_naming_the_column(data_root, inbox):
+    records = [(f"C{i}", "2023-02-01", "0") for i in range(10)] + [("X", "31/31/2023", "0")] * 5
+    write_shard(rows(records), inbox / "part-00002.tsv")
+    with pytest.raises(ShardError, match=r"part-00002\.tsv.*'date'.*error_threshold"):
+        run(data_root)
+
+
+def test_null_customer_ids_are_dropped_and_counted(data_root, inbox):
+    write_shard(rows([(None, "2023-01-01", "0"), ("", "2023-01-01", "0"), ("A", "2023-01-01", "0")]),
+                inbox / "part-00001.parquet")
+    run(data_root)
+    manifest = read_json(manifest_file(data_root / "warehouse"))
+    assert manifest["rows"]["dropped_null_customer"] == 2
+    assert manifest["rows"]["rows_in"] == 3
+
+
+def test_empty_and_header_only_shards(data_root, inbox):
+    (inbox / "part-00001.csv").write_bytes(b"")
+    (inbox / "part-00002.csv").write_text("customer_id,date,amount,label\n")
+    write_shard(rows([("A", "2023-01-01", "0")]), inbox / "part-00003.parquet")
+    run(data_root)
+    manifest = read_json(manifest_file(data_root / "warehouse"))
+    assert manifest["shards"]["00001"]["rows_in"] == 0
+    assert manifest["shards"]["00002"]["rows_in"] == 0
+    for split in ("train", "val", "oot"):
+        assert not any((data_root / "warehouse" / "splits" / split).glob("part-0000[12].*"))
+    assert invariants.row_accounting(data_root / "warehouse", manifest).passed
+
+
+def test_truncated_gzip_shard_fails_naming_the_file(data_root, inbox):
+    data = gzip.compress(("customer_id,date,label\n" + "A,2023-01-01,0\n" * 20000).encode())
+    (inbox / "part-00005.csv.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ShardError, match=r"part-00005\.csv\.gz"):
+        run(data_root)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_label_never_seen_in_pass_1_fails_pass_2(data_root, inbox, fmt):
+    from assets_pkg.splits.discovery import discover as disc
+    from assets_pkg.splits.pipeline import split_and_write, write_allocation, write_profile
+
+    write_shard(rows([("A", "2023-01-01", "x"), ("B", "2023-01-01", "y")]), inbox / "part-00001.parquet")
+    con, params, wh = connect(), make_params(output_format=fmt), data_root / "warehouse"
+    shard = disc(inbox).shards[0]
+    write_profile(con, shard, params, wh)
+    _, manifest = write_allocation(con, [shard_file(wh, "shard_profile", "00001")], params, wh)
+    write_shard(rows([("A", "2023-01-01", "x"), ("B", "2023-01-01", "NEW")]), inbox / "part-00001.parquet")
+    with pytest.raises(ShardError, match=r"part-00001\.parquet.*never seen in pass 1.*NEW"):
+        split_and_write(con, [shard], params, wh, manifest)
+
+
+def test_header_less_csv_with_signature(data_root, inbox):
+    (inbox / "_signature.txt").write_text("customer_id\ndate\nmerchant__DOT__name\nlabel\n")
+    (inbox / "part-00001.csv").write_text("A,2023-01-01,shop,0\nB,2024-02-01,cafe,1\n")
+    with gzip.open(inbox / "part-00002.csv.gz", "wt") as fh:
+        fh.write("C,2023-01-03,bar,1\n")
+    run(data_root)
+    manifest = read_json(manifest_file(data_root / "warehouse"))
+    assert manifest["rows"]["rows_in"] == 3
+    kept = [t for t in (read_split(data_root, s) for s in ("train", "val", "oot")) if t is not None]
+    assert all("merchant.name" in t.column_names for t in kept)
+    assert sum(t.num_rows for t in kept) + manifest["rows"]["dropped_policy"] == 3
+
+
+def test_csv_output_format(data_root, inbox):
+    write_shard(make_rows(200, seed=3, n_customers=40), inbox / "part-00003.parquet")
+    run(data_root, make_params(output_format="csv"))
+    wh = data_root / "warehouse"
+    assert shard_file(wh, "train", "00003", "csv").exists()
+    assert not shard_file(wh, "train", "00003", "parquet").exists()
+    total = sum(file_rows(p) for p in (wh / "splits").glob("*/part-*.csv") if "shard_profile" not in str(p))
+    assert file_rows(consolidated_file(data_root / "exports", "train", "csv")) + file_rows(
+        consolidated_file(data_root / "exports", "val", "csv")) + file_rows(
+        consolidated_file(data_root / "exports", "oot", "csv")) == total
+    assert invariants.row_accounting(wh, read_json(manifest_file(wh))).passed

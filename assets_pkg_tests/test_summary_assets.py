@@ -1,0 +1,176 @@
+"""The Dagster layer: a range run writes month files and checks; the sensor requests one
+run over the affected range; the CLI plan writes nothing."""
+
+import json
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from assets_pkg.io.parquet_io_manager import ShardedParquetIOManager
+from assets_pkg.resources.duckdb import DuckDBResource
+from assets_pkg.summary import state as summary_state
+from assets_pkg.summary.assets import ACCOUNT_SUMMARY, LATEST_SUMMARY, account_summary, latest_summary
+from assets_pkg.summary.months import month_range
+from assets_pkg.summary.sensors import summary_batch_sensor
+from assets_pkg_tests.summary_helpers import cfg_for, full_build, read_months, write_batch
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def make_defs():
+    return dg.Definitions(
+        assets=[account_summary, latest_summary],
+        sensors=[summary_batch_sensor],
+        resources={"io_manager": ShardedParquetIOManager(), "duckdb": DuckDBResource()},
+    )
+
+
+def run_range(defs, instance, start, end, tags=None):
+    job = defs.resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(
+        instance=instance,
+        tags={RANGE_START: start, RANGE_END: end, **(tags or {})},
+        asset_selection=[ACCOUNT_SUMMARY, LATEST_SUMMARY],
+    )
+
+
+def tick(defs, instance, cursor=None):
+    ctx = dg.build_sensor_context(
+        instance_ref=instance.get_ref(), cursor=cursor, definitions=defs, sensor_name="summary_batch_sensor"
+    )
+    return summary_batch_sensor.evaluate_tick(ctx)
+
+
+@pytest.fixture
+def inbox(data_root):
+    return data_root / "inbox" / "accounts"
+
+
+BASE = [(k, m, float(k + i), i, 0) for k in (1, 2, 3) for i, m in enumerate(month_range("2024-01", "2024-04"))]
+
+
+def test_range_run_writes_month_files_checks_and_state(data_root, instance, inbox):
+    write_batch(inbox, "0001.parquet", BASE)
+    result = run_range(make_defs(), instance, "2024-01", "2024-04")
+    assert result.success
+    folder = data_root / "warehouse" / "summary" / "account_summary"
+    assert sorted(p.name for p in folder.glob("*.parquet")) == [f"{m}.parquet" for m in month_range("2024-01", "2024-04")]
+    latest = pq.read_table(data_root / "warehouse" / "summary" / "latest_summary.parquet").to_pylist()
+    assert [(r["cons_acct_key"], r["rpt_as_of_mo"]) for r in latest] == [(1, "2024-04"), (2, "2024-04"), (3, "2024-04")]
+    evals = result.get_asset_check_evaluations()
+    assert sorted(e.check_name for e in evals) == sorted(
+        ["unique_account_month", "history_length", "history_matches_source", "history_consistency", "one_row_per_account"]
+    )
+    assert all(e.passed for e in evals)
+    mats = result.get_asset_materialization_events()
+    months = sorted(e.partition for e in mats if e.asset_key == ACCOUNT_SUMMARY)
+    assert months == month_range("2024-01", "2024-04")  # one run, four partitions
+    meta = [e for e in mats if e.asset_key == ACCOUNT_SUMMARY][0].event_specific_data.materialization.metadata
+    assert meta["dagster/row_count"].value == 12
+    assert summary_state.load_processed().keys() == {"0001.parquet"}
+
+
+def test_sensor_requests_one_run_over_affected_range(data_root, instance, inbox, tmp_path):
+    defs = make_defs()
+    write_batch(inbox, "0001.parquet", BASE)
+    assert run_range(defs, instance, "2024-01", "2024-04").success
+    first = tick(defs, instance)
+    assert not first.run_requests and "no new" in first.skip_message
+    batch = [
+        (2, "2024-02", -9.0, 1, 50),  # backfill
+        (3, "2024-05", 5.0, 0, 50),  # forward
+        (4, "2024-03", 4.0, 0, 50),  # new account
+    ]
+    write_batch(inbox, "0002.parquet", batch)
+    data = tick(defs, instance)
+    assert len(data.run_requests) == 1
+    request = data.run_requests[0]
+    tags = request.tags
+    assert (tags[RANGE_START], tags[RANGE_END]) == ("2024-02", "2024-05")  # m..m+35 limited to existing months
+    assert (tags["summary/case_i_new"], tags["summary/case_ii_forward"], tags["summary/case_iii_backfill"]) == ("1", "1", "1")
+    assert set(request.asset_selection) == {ACCOUNT_SUMMARY, LATEST_SUMMARY}
+    cursor = json.loads(data.cursor)
+    assert set(cursor) == {"0002.parquet"}
+    # the same tick again (run still in flight): nothing new is requested
+    again = tick(defs, instance, cursor=data.cursor)
+    assert not again.run_requests
+    result = run_range(defs, instance, tags[RANGE_START], tags[RANGE_END], tags)
+    assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+    mats = [e for e in result.get_asset_materialization_events() if e.asset_key == ACCOUNT_SUMMARY]
+    meta = mats[0].event_specific_data.materialization.metadata
+    assert meta["case_iii_backfill"].value == 1
+    # incremental == full rebuild
+    full = tmp_path / "full"
+    full_build(cfg_for(inbox), full, "2024-01", "2024-12")
+    assert read_months(data_root / "warehouse" / "summary" / "account_summary") == read_months(full)
+    assert set(summary_state.load_processed()) == {"0001.parquet", "0002.parquet"}
+    # a fresh cursor sees nothing pending: the processed state is the truth
+    assert not tick(defs, instance).run_requests
+
+
+def test_sensor_empty_batch_is_marked_processed(data_root, instance, inbox):
+    defs = make_defs()
+    write_batch(inbox, "0001.parquet", BASE)
+    assert run_range(defs, instance, "2024-01", "2024-04").success
+    write_batch(inbox, "0002.parquet", [])
+    data = tick(defs, instance)
+    assert not data.run_requests and "no records" in data.skip_message
+    assert "0002.parquet" in summary_state.load_processed()
+
+
+def test_sensor_corrupt_batch_fails_loudly_and_writes_nothing(data_root, instance, inbox):
+    defs = make_defs()
+    write_batch(inbox, "0001.parquet", BASE)
+    assert run_range(defs, instance, "2024-01", "2024-04").success
+    (inbox / "0002.parquet").write_bytes(b"PAR1 this is not parquet")
+    folder = data_root / "warehouse" / "summary"
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    with pytest.raises(Exception, match="0002.parquet"):
+        tick(defs, instance)
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before
+    # a run over the months fails before writing anything too
+    result = make_defs().resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, tags={RANGE_START: "2024-01", RANGE_END: "2024-04"},
+        asset_selection=[ACCOUNT_SUMMARY], raise_on_error=False,
+    )
+    assert not result.success
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before
+
+
+def test_cli_plan_prints_cases_and_writes_nothing(data_root, instance, inbox, capsys):
+    from assets_pkg.summary.cli import register
+    import argparse
+
+    write_batch(inbox, "0001.parquet", BASE)
+    assert run_range(make_defs(), instance, "2024-01", "2024-04").success
+    write_batch(inbox, "0002.parquet", [(1, "2024-01", 0.0, 0, 9), (9, "2024-04", 0.0, 0, 9)])
+    before = {p: p.stat().st_mtime_ns for p in data_root.joinpath("warehouse").rglob("*") if p.is_file()}
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["summary", "plan"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "Case I   new accounts : 1 records" in out and "Case III backfill     : 1 records" in out
+    assert "months to rebuild: 2024-01..2024-04" in out
+    after = {p: p.stat().st_mtime_ns for p in data_root.joinpath("warehouse").rglob("*") if p.is_file()}
+    assert after == before
+
+
+@pytest.mark.slow
+def test_cli_run_modes_end_to_end(data_root, inbox, capsys):
+    from assets_pkg.cli import main
+
+    write_batch(inbox, "0001.parquet", BASE)
+    assert main(["summary", "run", "--mode", "initial"]) == 0
+    write_batch(inbox, "0002.parquet", [(1, "2024-05", 1.0, 0, 9)])
+    assert main(["summary", "run", "--mode", "forward"]) == 0
+    out = capsys.readouterr().out
+    assert "months 2024-05..2024-05 succeeded" in out
+    write_batch(inbox, "0003.parquet", [(2, "2024-02", 7.0, 0, 9)])
+    assert main(["summary", "run"]) == 0  # incremental: only the new batch's months
+    assert "months 2024-02..2024-05 succeeded" in capsys.readouterr().out
+    assert main(["summary", "run", "--mode", "backfill", "--start-month", "2024-03", "--accounts", "2"]) == 0
+    assert main(["summary", "run", "--mode", "backfill"]) == 2  # needs --start-month
+    assert main(["check", "--group", "summary"]) == 0

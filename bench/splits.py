@@ -1,0 +1,256 @@
+"""Benchmark: the temporal split, four ways side by side on the same generated shards.
+
+    python -m bench.splits            # 10M rows in 20 shards (parquet and csv), plus 2M for flatness
+    python -m bench.splits --quick    # 400k rows in 20 shards, a sanity run
+
+Variants (each in its own subprocess, so its peak RSS is its own):
+  (a) logic    ``assets_pkg.splits.pipeline.run_all``: profile, allocation, split (no Dagster)
+  (b) dagster  the splits job in ONE in-process run over all 20 partitions (range tags),
+               real sqlite instance, IO manager, in-op checks; consolidation not in the job
+  (c) copy     bare pyarrow read + parquet write of every shard: the practical limit
+  (d) pandas   the original algorithm: every shard read twice with pandas, customers
+               shuffled into train/val, rows assigned with ``DataFrame.apply(axis=1)``
+               (d-apply) or with vectorized ``isin``/``np.where`` (d-vec)
+Ratios are wall time relative to (c) on the same input. Inputs are reused from bench/out/.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out" / "splits"
+SHARDS = 20
+SPLIT_DATE = "2024-01-01"
+
+
+# -- data ------------------------------------------------------------------------------------
+def generate(rows: int, fmt: str) -> Path:
+    """20 shards of ``rows`` rows in total, numbered with gaps; reused when present."""
+    from assets_pkg.demo.splits import DEMO_SHARDS, make_rows, write_shard
+
+    inbox = OUT / f"rows_{rows}_{fmt}" / "inbox" / "transactions"
+    done = inbox.parent / ".complete"
+    if done.exists():
+        return inbox
+    shutil.rmtree(inbox, ignore_errors=True)
+    per_shard = rows // SHARDS
+    for i, number in enumerate(DEMO_SHARDS[:SHARDS]):
+        table = make_rows(per_shard, seed=number, n_customers=max(1000, rows // 50), start_id=i * per_shard)
+        write_shard(table, inbox / f"part-{number:05d}.{fmt}")
+    done.write_text("ok\n")
+    return inbox
+
+
+# -- variants (run in a child process) -------------------------------------------------------
+def _workdir(tag: str) -> Path:
+    work = OUT / "work" / tag
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    return work
+
+
+def variant_logic(inbox: Path, work: Path) -> int:
+    from assets_pkg.splits.params import make_params
+    from assets_pkg.splits.pipeline import run_all
+
+    summary = run_all(inbox, work / "warehouse", None, make_params(split_date=SPLIT_DATE))
+    return summary["manifest"]["rows"]["rows_in"]
+
+
+def variant_dagster(inbox: Path, work: Path) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import dagster as dg
+
+    from assets_pkg.io.parquet_io_manager import ShardedParquetIOManager
+    from assets_pkg.resources.duckdb import DuckDBResource
+    from assets_pkg.splits.definitions import build_defs
+    from assets_pkg.splits.discovery import discover
+    from assets_pkg.splits.pipeline import manifest_file, read_json
+
+    (work / "inbox").mkdir(parents=True, exist_ok=True)
+    (work / "inbox" / "transactions").symlink_to(inbox)
+    defs = dg.Definitions.merge(
+        dg.Definitions(resources={"io_manager": ShardedParquetIOManager(), "duckdb": DuckDBResource()},
+                       executor=dg.in_process_executor),
+        build_defs(consolidate=False),
+    )
+    keys = [s.key for s in discover(inbox).shards]
+    (work / ".dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(work / ".dagster")) as instance:
+        instance.add_dynamic_partitions("splits_shards", keys)
+        result = defs.resolve_job_def("splits_job").execute_in_process(
+            instance=instance,
+            tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
+        )
+        if not result.success:
+            raise RuntimeError("dagster run failed")
+        failed = [e.check_name for e in result.get_asset_check_evaluations()
+                  if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+        if failed:
+            raise RuntimeError(f"ERROR checks failed: {failed}")
+    return read_json(manifest_file(work / "warehouse"))["rows"]["rows_in"]
+
+
+def variant_copy(inbox: Path, work: Path) -> int:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    rows = 0
+    for f in sorted(inbox.iterdir()):
+        out = work / (f.name.split(".")[0] + ".parquet")
+        if f.suffix == ".parquet":
+            source = pq.ParquetFile(f)
+            batches, schema = source.iter_batches(batch_size=131_072), source.schema_arrow
+        else:
+            reader = pacsv.open_csv(f)
+            batches, schema = reader, reader.schema
+        with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+    return rows
+
+
+def _pandas_read(path: Path):
+    import pandas as pd
+
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path)
+
+
+def variant_pandas(inbox: Path, work: Path, apply: bool) -> int:
+    """The original script: pass 1 over all shards, shuffled customer split, pass 2."""
+    import numpy as np
+    import pandas as pd
+
+    split = pd.Timestamp(SPLIT_DATE)
+    files = sorted(inbox.iterdir())
+    known: set = set()
+    for f in files:  # pass 1: read every shard
+        df = _pandas_read(f)
+        dates = pd.to_datetime(df["date"])
+        known.update(df.loc[dates < split, "customer_id"].unique().tolist())
+    customers = sorted(known)
+    rng = np.random.RandomState(42)
+    rng.shuffle(customers)
+    train = set(customers[: int(len(customers) * 0.9)])
+    rows, counter = 0, 0
+    for f in files:  # pass 2: read every shard again
+        df = _pandas_read(f)
+        df["date"] = pd.to_datetime(df["date"])
+        label_map = {v: i for i, v in enumerate(sorted(df["label"].dropna().unique()))}  # per shard, as the original
+        df["label"] = df["label"].map(label_map)
+        if apply:
+            def assign(row):
+                if row["date"] < split:
+                    return "train" if row["customer_id"] in train else "val"
+                return "drop" if row["customer_id"] in train else "oot"
+
+            df["split"] = df.apply(assign, axis=1)
+        else:
+            pre = (df["date"] < split).to_numpy()
+            in_train = df["customer_id"].isin(train).to_numpy()
+            df["split"] = np.where(pre, np.where(in_train, "train", "val"), np.where(in_train, "drop", "oot"))
+        for name in ("train", "val", "oot"):
+            part = df[df["split"] == name].drop(columns=["split"])
+            if len(part):
+                (work / name).mkdir(exist_ok=True)
+                part.to_parquet(work / name / f"part-{counter:05d}.parquet", index=False)
+        counter += 1
+        rows += len(df)
+    return rows
+
+
+VARIANTS = {
+    "logic": variant_logic,
+    "dagster": variant_dagster,
+    "copy": variant_copy,
+    "pandas-vec": lambda inbox, work: variant_pandas(inbox, work, apply=False),
+    "pandas-apply": lambda inbox, work: variant_pandas(inbox, work, apply=True),
+}
+
+
+def child(variant: str, inbox: str) -> None:
+    work = _workdir(f"{variant}-{Path(inbox).parent.parent.name}")
+    os.environ["ASSETS_PKG_DATA_DIR"] = str(work)
+    os.environ.setdefault("DUCKDB_MEMORY_LIMIT", "1GB")
+    started = time.perf_counter()
+    rows = VARIANTS[variant](Path(inbox), work)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"variant": variant, "rows": rows, "seconds": round(seconds, 2), "peak_rss_mb": round(peak)}))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(variant: str, inbox: Path) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.splits", "--child", variant, str(inbox)],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+    )
+    if proc.returncode != 0:
+        return {"variant": variant, "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# -- report ----------------------------------------------------------------------------------
+def table(results: list[tuple[str, int, dict]]) -> str:
+    lines = ["| input | rows | variant | seconds | x copy | rows/s | peak RSS MB |",
+             "|---|---:|---|---:|---:|---:|---:|"]
+    copies = {(fmt, rows): r["seconds"] for fmt, rows, r in results if r.get("variant") == "copy" and "seconds" in r}
+    for fmt, rows, r in results:
+        if "error" in r:
+            lines.append(f"| {fmt} | {rows:,} | {r['variant']} | failed: {r['error']} | | | |")
+            continue
+        base = copies.get((fmt, rows))
+        ratio = f"{r['seconds'] / base:.2f}" if base else "-"
+        lines.append(f"| {fmt} | {rows:,} | {r['variant']} | {r['seconds']:.2f} | {ratio} | "
+                     f"{r['rows'] / r['seconds']:,.0f} | {r['peak_rss_mb']} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.splits", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="400k rows, a sanity run")
+    parser.add_argument("--rows", type=int, nargs="*", help="total sizes to run (default 10M, plus 2M for flatness)")
+    parser.add_argument("--no-apply", action="store_true", help="skip the slow pandas apply variant")
+    parser.add_argument("--child", nargs=2, metavar=("VARIANT", "INBOX"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(*args.child)
+        return 0
+    if args.quick:
+        plan = [("parquet", 400_000, list(VARIANTS)), ("csv", 400_000, ["logic", "copy"])]
+    elif args.rows:
+        plan = [("parquet", n, list(VARIANTS)) for n in args.rows]
+    else:
+        plan = [
+            ("parquet", 2_000_000, ["logic", "dagster", "copy"]),
+            ("parquet", 10_000_000, list(VARIANTS)),
+            ("csv", 10_000_000, ["logic", "dagster", "copy"]),
+        ]
+    results = []
+    for fmt, rows, variants in plan:
+        inbox = generate(rows, fmt)
+        for variant in variants:
+            if args.no_apply and variant == "pandas-apply":
+                continue
+            r = measure(variant, inbox)
+            print(f"  {fmt} {rows:,} {variant}: {r}", file=sys.stderr, flush=True)
+            results.append((fmt, rows, r))
+    print(table(results))
+    failed = [r for _, _, r in results if "error" in r]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

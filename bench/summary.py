@@ -1,0 +1,229 @@
+"""Benchmark: account summary initial build and a 1.5M-record incremental batch.
+
+    python -m bench.summary                    # 1M accounts x 36-60 months (~45M account-months)
+    python -m bench.summary --accounts 300000  # any size
+    python -m bench.summary --quick            # 20k accounts, a sanity run
+
+Data (generated once into bench/out/summary/<accounts>/, reused): one parquet batch file
+per month over 2021-01..2025-12 (monthly deliveries), each account 36-60 months with ~5%
+random gaps; then a batch of forward records (2026-01 and 2026-02 for the active accounts,
+~1.5M at full size), ~2% x accounts backfill corrections (newer base_ts) of months in 2025
+and 0.1% x accounts new accounts.
+
+Measurements, each in its own subprocess (peak RSS = that process's ru_maxrss):
+- library initial: `rebuild_months` over every month, no checks
+- library incremental: plan the new batch + rebuild its range, no checks
+- dagster initial: one run (account_summary over the whole range + latest_summary), checks in-op
+- dagster incremental: sensor tick (plan) + the one run it requests, checks in-op
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out" / "summary"
+FIRST, LAST = "2021-01", "2025-12"
+
+
+def generate(accounts: int, root: Path) -> dict:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from assets_pkg.summary.months import month_index, month_str
+
+    inbox = root / "inbox" / "accounts"
+    pending = root / "pending"
+    marker = root / "generated.json"
+    if marker.exists():
+        return json.loads(marker.read_text())
+    shutil.rmtree(root, ignore_errors=True)
+    inbox.mkdir(parents=True)
+    pending.mkdir(parents=True)
+    rng = np.random.default_rng(7)
+    lo, hi = month_index(FIRST), month_index(LAST)
+    span = hi - lo + 1
+    keys = np.arange(10_000_000, 10_000_000 + accounts, dtype=np.int64)
+    lens = rng.integers(36, 61, accounts)
+    starts = np.where(rng.random(accounts) < 0.7, span - lens, (rng.random(accounts) * (span - lens + 1)).astype(int))
+    base = np.datetime64("2021-01-01T00:00:00", "us")
+    total = 0
+
+    def table(k, month: str, n, ts_days):
+        return pa.table(
+            {
+                "cons_acct_key": pa.array(k, pa.int64()),
+                "rpt_as_of_mo": pa.array([month], pa.string()).take(np.zeros(n, dtype=np.int32)),
+                "balance_am": pa.array(np.round(rng.normal(2500, 1800, n), 2)),
+                "days_past_due": pa.array(rng.choice(np.array([0, 0, 0, 30, 60, 90], dtype=np.int32), n)),
+                "base_ts": pa.array(base + (ts_days * 86400 + rng.integers(0, 86400, n)).astype("timedelta64[s]")),
+            }
+        )
+
+    for t in range(span):
+        mask = (starts <= t) & (t < starts + lens) & (rng.random(accounts) > 0.05)
+        k = keys[mask]
+        n = len(k)
+        total += n
+        pq.write_table(table(k, month_str(lo + t), n, (t + 1) * 31), inbox / f"accounts-{month_str(lo + t)}.parquet")
+    active = keys[starts + lens == span]
+    parts = []
+    for extra in (1, 2):
+        parts.append(table(active, month_str(hi + extra), len(active), (span + 2) * 31))
+    n_back = max(accounts // 50, 10)
+    back_keys = rng.choice(active, n_back)
+    back_months = rng.integers(hi - 11, hi + 1, n_back)
+    back = table(back_keys, LAST, n_back, (span + 2) * 31)
+    back = back.set_column(1, "rpt_as_of_mo", pa.array([month_str(m) for m in back_months]))
+    parts.append(back)
+    n_new = max(accounts // 1000, 5)
+    parts.append(table(np.arange(90_000_000, 90_000_000 + n_new, dtype=np.int64), month_str(hi + 1), n_new, (span + 2) * 31))
+    batch = pa.concat_tables(parts)
+    pq.write_table(batch, pending / "accounts-batch-2026-02.parquet")
+    info = {"accounts": accounts, "account_months": total, "batch_records": batch.num_rows,
+            "forward": 2 * len(active), "backfill": n_back, "new": n_new}
+    marker.write_text(json.dumps(info))
+    return info
+
+
+# -- measurements (each runs in a child process) ----------------------------------------
+def _child(kind: str, root: Path) -> dict:
+    os.environ["ASSETS_PKG_DATA_DIR"] = str(root / "data")
+    os.environ["DAGSTER_HOME"] = str(root / "data" / ".dagster")
+    os.environ["SUMMARY_CONFIG"] = ""
+    from assets_pkg.obs import peak_rss_mb
+    from assets_pkg.summary.config import load_summary_settings
+
+    cfg = load_summary_settings(source_dir=str(root / "inbox" / "accounts"), first_month=FIRST)
+    started = time.perf_counter()
+    out: dict = {}
+    if kind.startswith("library"):
+        from assets_pkg.duck import connect
+        from assets_pkg.summary import state
+        from assets_pkg.summary.engine import rebuild_months
+        from assets_pkg.summary.plan import plan_batches
+        from assets_pkg.summary.source import list_batch_files
+
+        lib = root / "library"
+        lib.mkdir(exist_ok=True)
+        state_file = lib / "_state.json"
+        path = lambda m: lib / f"{m}.parquet"  # noqa: E731
+        if kind == "library_initial":
+            res = rebuild_months(cfg, FIRST, LAST, path, run_checks=False, state_file=state_file)
+        else:
+            files = list_batch_files(cfg.source_path)
+            new, gone = state.pending_files(files, state.load_processed(state_file))
+            plan = plan_batches(connect(), cfg, new, files, sorted(lib.glob("*.parquet")), gone)
+            out["plan_seconds"] = round(time.perf_counter() - started, 2)
+            out["range"] = f"{plan.start}..{plan.end}"
+            out["cases"] = f"I={plan.case_new} II={plan.case_forward} III={plan.case_backfill}"
+            res = rebuild_months(cfg, plan.start, plan.end, path, run_checks=False, state_file=state_file)
+        out.update(rows=res.stats.rows, source_rows=res.stats.source_rows_read)
+    else:
+        import dagster as dg
+
+        os.environ["SUMMARY_CONFIG"] = str(root / "summary.json")
+        from assets_pkg.definitions import defs
+        from assets_pkg.summary.assets import ACCOUNT_SUMMARY, LATEST_SUMMARY
+
+        job = defs.resolve_implicit_global_asset_job_def()
+        with dg.DagsterInstance.get() as instance:
+            if kind == "dagster_initial":
+                tags = {"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST}
+            else:
+                sensor = defs.resolve_sensor_def("summary_batch_sensor")
+                ctx = dg.build_sensor_context(instance_ref=instance.get_ref(), definitions=defs,
+                                              sensor_name="summary_batch_sensor")
+                data = sensor.evaluate_tick(ctx)
+                out["plan_seconds"] = round(time.perf_counter() - started, 2)
+                tags = dict(data.run_requests[0].tags)
+                out["range"] = f"{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}"
+                out["cases"] = f"I={tags['summary/case_i_new']} II={tags['summary/case_ii_forward']} III={tags['summary/case_iii_backfill']}"
+            result = job.execute_in_process(
+                instance=instance, tags=tags, asset_selection=[ACCOUNT_SUMMARY, LATEST_SUMMARY],
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            )
+            assert result.success
+            evals = result.get_asset_check_evaluations()
+            out["checks"] = f"{sum(e.passed for e in evals)}/{len(evals)} passed"
+            rows = 0
+            for ev in result.get_asset_materialization_events():
+                mat = ev.event_specific_data.materialization
+                if mat.asset_key == ACCOUNT_SUMMARY:
+                    rows = mat.metadata["dagster/row_count"].value
+                    out["build_seconds"] = mat.metadata["seconds"].value
+            out["rows"] = rows
+    out["seconds"] = round(time.perf_counter() - started, 2)
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def measure(kind: str, root: Path) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.summary", "--child", kind, "--root", str(root)],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.summary")
+    parser.add_argument("--quick", action="store_true", help="20k accounts")
+    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument("--only", nargs="*", choices=["library", "dagster"], default=["library", "dagster"])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(args.child, Path(args.root))))
+        return 0
+    accounts = 20_000 if args.quick else args.accounts
+    root = OUT / str(accounts)
+    t = time.perf_counter()
+    info = generate(accounts, root)
+    print(f"data: {info} (generated/reused in {time.perf_counter() - t:.0f} s) under {root}", flush=True)
+    # fresh outputs and a fresh inbox state every time: the batch starts aside
+    for name in ("library", "data"):
+        shutil.rmtree(root / name, ignore_errors=True)
+    inbox = root / "inbox" / "accounts"
+    for f in inbox.glob("accounts-batch-*"):
+        os.replace(f, root / "pending" / f.name)
+    (root / "data" / ".dagster").mkdir(parents=True)
+    (root / "data" / ".dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (root / "summary.json").write_text(json.dumps({"source_dir": str(inbox), "first_month": FIRST}))
+    rows = []
+    order = [k for k in ("library_initial", "dagster_initial") if k.split("_")[0] in args.only]
+    for kind in order:
+        rows.append((kind, measure(kind, root)))
+        print(f"  {kind}: {rows[-1][1]}", flush=True)
+    for f in (root / "pending").glob("*"):
+        os.replace(f, inbox / f.name)
+    for kind in [k for k in ("library_incremental", "dagster_incremental") if k.split("_")[0] in args.only]:
+        rows.append((kind, measure(kind, root)))
+        print(f"  {kind}: {rows[-1][1]}", flush=True)
+    print()
+    print(f"accounts {accounts:,}, account-months {info['account_months']:,}, batch {info['batch_records']:,} records "
+          f"(forward {info['forward']:,}, backfill {info['backfill']:,}, new {info['new']:,}); "
+          f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+    print()
+    print("| measurement | months | rows written | seconds | rows/s | peak RSS MB | plan s | cases | checks |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for kind, r in rows:
+        months = r.get("range", f"{FIRST}..{LAST}")
+        rate = r["rows"] / r["seconds"] if r["seconds"] else 0
+        print(f"| {kind} | {months} | {r['rows']:,} | {r['seconds']:.1f} | {rate / 1e6:.2f}M | {r['peak_rss_mb']:.0f} | "
+              f"{r.get('plan_seconds', '')} | {r.get('cases', '')} | {r.get('checks', 'not run')} |")
+    print()
+    print("Targets: initial >= 1.5M account-months/s, peak RSS <= 4096 MB, 1.5M-record batch <= 30 s.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
