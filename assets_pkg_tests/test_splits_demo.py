@@ -32,7 +32,7 @@ def test_demo_run_reports_rows_and_green_checks(data_root, instance):
                       report=report, scale="test")
     demo.run(ctx)
     text = report.render()
-    assert "rows: in 1000" in text
+    assert "rows: in 1000," in text and "by label 0," not in text
     assert not report.failed_error_checks, text
     for check in ("no_customer_leakage", "shard_mapping", "row_accounting", "consolidated_matches_shards"):
         assert any(name == check for (_, name) in report.checks), check

@@ -13,7 +13,7 @@ from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.assets import ACCOUNT_SUMMARY, LATEST_SUMMARY, account_summary, latest_summary
 from assets_pkg.summary.months import month_range
 from assets_pkg.summary.sensors import summary_batch_sensor
-from assets_pkg_tests.summary_helpers import cfg_for, full_build, read_months, write_batch
+from assets_pkg_tests.test_summary_helpers import cfg_for, full_build, read_months, write_batch
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -174,3 +174,24 @@ def test_cli_run_modes_end_to_end(data_root, inbox, capsys):
     assert main(["summary", "run", "--mode", "backfill", "--start-month", "2024-03", "--accounts", "2"]) == 0
     assert main(["summary", "run", "--mode", "backfill"]) == 2  # needs --start-month
     assert main(["check", "--group", "summary"]) == 0
+
+
+@pytest.mark.slow
+def test_demo_initial_then_batch_through_sensor(data_root, instance, inbox, tmp_path):
+    from assets_pkg.demo import summary as demo
+    from assets_pkg.demo.framework import DemoContext, DemoReport
+    from assets_pkg.settings import get_settings
+
+    demo.generate(inbox, scale="test")
+    assert list((inbox / "pending").glob("*.parquet")) and list(inbox.glob("*.csv"))
+    report = DemoReport()
+    ctx = DemoContext(settings=get_settings(), instance=instance, defs=make_defs(), report=report, scale="test")
+    demo.run(ctx)
+    text = "\n".join(report.lines)
+    assert "initial run" in text and "incremental (sensor) run" in text and "succeeded" in text, text
+    assert "Case I   new accounts : 9 records, 3 accounts" in text, text
+    assert report.checks and not report.failed_error_checks, report.render()
+    assert not list((inbox / "pending").glob("*"))
+    full = tmp_path / "full"
+    full_build(cfg_for(inbox), full, "2023-01", "2026-01")
+    assert read_months(data_root / "warehouse" / "summary" / "account_summary") == read_months(full)

@@ -17,7 +17,7 @@ from assets_pkg.summary.validate import (
     check_unique_account_month,
 )
 from assets_pkg.io import write_table
-from assets_pkg_tests.summary_helpers import cfg_for, full_build, write_batch
+from assets_pkg_tests.test_summary_helpers import cfg_for, full_build, write_batch
 
 MONTHS = month_range("2024-01", "2024-06")
 

@@ -14,7 +14,7 @@ from assets_pkg.summary.engine import rebuild_months
 from assets_pkg.summary.months import MonthError, add_months, contiguous_ranges, month_index, month_range, month_str
 from assets_pkg.summary.plan import plan_batches
 from assets_pkg.summary.source import SummarySourceError, list_batch_files, month_chunks
-from assets_pkg_tests.summary_helpers import cfg_for, full_build, read_months, reference, write_batch
+from assets_pkg_tests.test_summary_helpers import cfg_for, full_build, read_months, reference, write_batch
 
 
 def test_month_arithmetic():

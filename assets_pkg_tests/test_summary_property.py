@@ -12,7 +12,7 @@ from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.engine import rebuild_months
 from assets_pkg.summary.months import month_range
 from assets_pkg.summary.plan import plan_batches
-from assets_pkg_tests.summary_helpers import cfg_for, full_build, read_months, reference, write_batch
+from assets_pkg_tests.test_summary_helpers import cfg_for, full_build, read_months, reference, write_batch
 
 MONTHS = month_range("2024-01", "2024-10")
 LENGTH = 4

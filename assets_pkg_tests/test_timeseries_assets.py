@@ -64,16 +64,34 @@ def test_chain_over_a_day_range_in_one_run(instance, inbox, data_root):
     materializations = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
     mats = {(m.asset_key.to_user_string(), m.partition): m.metadata for m in materializations}
     meta = mats[("timeseries/merged", DAY1)]
-    assert meta["dagster/row_count"].value == 2 * 4320
-    assert meta["coverage/meters"].value == 1.0 and "peak_rss_mb" in meta and "seconds" in meta
+    assert meta["dagster/row_count"].value == 2 * 4320 and meta["partitions"].value == 2
     assert "analysis" in mats[("timeseries/analysis", DAY2)]
+    # a range run computes day by day; each day's numbers are an observation of its partition
+    observations = [e.event_specific_data.asset_observation for e in result.all_events
+                    if e.event_type_value == "ASSET_OBSERVATION"]
+    obs = {(o.asset_key.to_user_string(), o.partition): o.metadata for o in observations}
+    assert obs[("timeseries/merged", DAY2)]["coverage/meters"].value == 1.0
+    assert obs[("timeseries/merged", DAY2)]["rows"].value == 4320
+    assert obs[("timeseries/resampled", DAY1)]["rows_scanned/power"].value == 4320 * 2
+    assert "peak_rss_mb" in obs[("timeseries/resampled", DAY1)] and "seconds" in obs[("timeseries/merged", DAY1)]
+    coverage = evals[("timeseries/merged", "coverage")].metadata
+    assert set(coverage["by_day"].value) == {DAY1, DAY2}
     # assets-pkg check sees the same
     outcomes = checks.evaluate_materialized()
     assert len(outcomes) == 6 and all(o.passed for o in outcomes)
 
 
 def test_day_without_data_removes_old_files(instance, inbox, data_root):
-    assert run(instance, partition_key=DAY1).success
+    first = run(instance, partition_key=DAY1)
+    assert first.success
+    materializations = [e.event_specific_data.materialization for e in first.get_asset_materialization_events()]
+    mats = {m.asset_key.to_user_string(): m.metadata for m in materializations}
+    assert mats["timeseries/merged"]["coverage/meters"].value == 1.0
+    assert mats["timeseries/merged"]["dagster/row_count"].value == 4320
+    assert {"seconds", "peak_rss_mb", "rows_per_second"} <= set(mats["timeseries/merged"])
+    assert mats["timeseries/resampled"]["rows_scanned/power"].value == 4320 * 2
+    assert mats["timeseries/export"]["rows_per_second/csv"].value > 0
+    assert "| power__kw |" in mats["timeseries/analysis"]["analysis"].value
     exports = data_root / "exports" / "timeseries"
     assert (exports / f"{DAY1}.parquet").exists()
     # every dataset loses that day: the partition is now empty

@@ -176,3 +176,17 @@ def test_export_matches_merged_fails_on_a_short_file(tmp_path, merged_file):
     bad = ana.export_matches_outcome(1000, exported, DAY)
     assert not bad.passed and bad.severity == "ERROR" and "has 990 rows" in bad.description
     assert not ana.export_matches_outcome(5, {}, DAY).passed
+
+
+def test_csv_quotes_keys_that_need_it(con, tmp_path):
+    path = tmp_path / "m.parquet"
+    table = pa.table({
+        "bucket": pa.array([dt.datetime(2024, 1, 1, tzinfo=UTC)] * 3, pa.timestamp("us", tz="UTC")),
+        "site": ["plain", 'a,b "c"', "line\nbreak"],
+        "d__v": [1.5, None, -2.0],
+    })
+    pq.write_table(table, path)
+    export_day([path], tmp_path / "x", DAY, ("csv",), "gzip")
+    back = con.execute("SELECT * FROM read_csv(?, header = true) ORDER BY d__v", [str(tmp_path / "x" / f"{DAY}.csv.gz")]).fetchall()
+    assert sorted(r[1] for r in back) == sorted(table.column("site").to_pylist())
+    assert ana.count_file_rows(tmp_path / "x" / f"{DAY}.csv.gz") == 4  # the quoted line break counts: documented limit

@@ -7,6 +7,7 @@ Variants (each in its own subprocess, so its peak RSS is its own):
   (a) logic    ``assets_pkg.splits.pipeline.run_all``: profile, allocation, split (no Dagster)
   (b) dagster  the splits job in ONE in-process run over all 20 partitions (range tags),
                real sqlite instance, IO manager, in-op checks; consolidation not in the job
+      dagster-mem  the same run on an in-memory instance (shows what the sqlite event log costs)
   (c) copy     bare pyarrow read + parquet write of every shard: the practical limit
   (d) pandas   the original algorithm: every shard read twice with pandas, customers
                shuffled into train/val, rows assigned with ``DataFrame.apply(axis=1)``
@@ -63,7 +64,7 @@ def variant_logic(inbox: Path, work: Path) -> int:
     return summary["manifest"]["rows"]["rows_in"]
 
 
-def variant_dagster(inbox: Path, work: Path) -> int:
+def variant_dagster(inbox: Path, work: Path, persistent: bool = True) -> int:
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -84,7 +85,11 @@ def variant_dagster(inbox: Path, work: Path) -> int:
     )
     keys = [s.key for s in discover(inbox).shards]
     (work / ".dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(work / ".dagster")) as instance:
+    import contextlib
+
+    instance_cm = (dg.instance_for_test(temp_dir=str(work / ".dagster")) if persistent
+                   else contextlib.nullcontext(dg.DagsterInstance.ephemeral()))
+    with instance_cm as instance:
         instance.add_dynamic_partitions("splits_shards", keys)
         result = defs.resolve_job_def("splits_job").execute_in_process(
             instance=instance,
@@ -173,6 +178,7 @@ def variant_pandas(inbox: Path, work: Path, apply: bool) -> int:
 VARIANTS = {
     "logic": variant_logic,
     "dagster": variant_dagster,
+    "dagster-mem": lambda inbox, work: variant_dagster(inbox, work, persistent=False),
     "copy": variant_copy,
     "pandas-vec": lambda inbox, work: variant_pandas(inbox, work, apply=False),
     "pandas-apply": lambda inbox, work: variant_pandas(inbox, work, apply=True),
@@ -234,7 +240,7 @@ def main(argv=None) -> int:
         plan = [("parquet", n, list(VARIANTS)) for n in args.rows]
     else:
         plan = [
-            ("parquet", 2_000_000, ["logic", "dagster", "copy"]),
+            ("parquet", 2_000_000, ["logic", "dagster", "dagster-mem", "copy"]),
             ("parquet", 10_000_000, list(VARIANTS)),
             ("csv", 10_000_000, ["logic", "dagster", "copy"]),
         ]

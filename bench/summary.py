@@ -128,8 +128,16 @@ def _child(kind: str, root: Path) -> dict:
         import dagster as dg
 
         os.environ["SUMMARY_CONFIG"] = str(root / "summary.json")
-        from assets_pkg.definitions import defs
+        from assets_pkg.io.parquet_io_manager import ShardedParquetIOManager
+        from assets_pkg.resources.duckdb import DuckDBResource
         from assets_pkg.summary.assets import ACCOUNT_SUMMARY, LATEST_SUMMARY
+        from assets_pkg.summary.definitions import defs as summary_defs
+
+        # the summary code location alone, with the shared resources assets_pkg.definitions adds
+        defs = dg.Definitions.merge(
+            summary_defs,
+            dg.Definitions(resources={"io_manager": ShardedParquetIOManager(), "duckdb": DuckDBResource()}),
+        )
 
         job = defs.resolve_implicit_global_asset_job_def()
         with dg.DagsterInstance.get() as instance:

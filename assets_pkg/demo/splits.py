@@ -21,21 +21,27 @@ FORMATS = ("parquet", "csv", "tsv")
 
 
 def make_rows(n: int, seed: int, n_customers: int = 2000, start_id: int = 0,
-              first_day: str = "2023-01-01", days: int = 730) -> pa.Table:
-    """``n`` transactions over two years (split date 2024-01-01 falls in the middle)."""
+              first_day: str = "2023-01-01", days: int = 730, dirty: bool = False) -> pa.Table:
+    """``n`` transactions over two years (split date 2024-01-01 falls in the middle).
+    ``dirty``: about 0.5% rows without a customer id and 0.5% without a label."""
     rng = np.random.default_rng(seed)
     customers = rng.integers(0, n_customers, n)
     day0 = np.datetime64(first_day)
     dates = day0 + rng.integers(0, days, n).astype("timedelta64[D]")
     labels = LABELS[rng.choice(3, n, p=[0.05, 0.1, 0.85])]
+    customer_ids = pa.array(np.char.add("C", customers.astype(str)))
+    label_values = pa.array(labels)
+    if dirty:
+        customer_ids = pa.array(customer_ids.to_pylist(), mask=rng.random(n) < 0.005)
+        label_values = pa.array(label_values.to_pylist(), mask=rng.random(n) < 0.005)
     return pa.table(
         {
             "transaction_id": pa.array(np.arange(start_id, start_id + n, dtype=np.int64)),
-            "customer_id": pa.array(np.char.add("C", customers.astype(str))),
+            "customer_id": customer_ids,
             "date": pa.array(np.datetime_as_string(dates, unit="D")),
             "amount": pa.array(np.round(rng.gamma(2.0, 40.0, n), 2)),
             "merchant__DOT__category": pa.array(np.array(["food", "travel", "retail", "online"])[rng.integers(0, 4, n)]),
-            "label": pa.array(labels),
+            "label": label_values,
         }
     )
 
@@ -62,7 +68,8 @@ def generate(inbox_dir: Path, scale: str = "demo") -> None:
     for i, number in enumerate(numbers):
         fmt = FORMATS[i % 3]
         suffix = ".gz" if i == 1 else ""  # one gzip csv shard
-        table = make_rows(rows, seed=1000 + number, n_customers=n_customers, start_id=number * 1_000_000)
+        table = make_rows(rows, seed=1000 + number, n_customers=n_customers, start_id=number * 1_000_000,
+                          dirty=True)
         write_shard(table, inbox_dir / f"part-{number:05d}.{fmt}{suffix}")
 
 

@@ -139,15 +139,20 @@ def run(ctx) -> None:
     result = ctx.materialize(dg_selection(), partition_range=(first, last))
     if not result.success:
         raise RuntimeError("time-series run failed")
-    meta = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        meta[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
-    resampled = meta.get("timeseries/resampled", {})
-    ctx.report.line(
-        f"resampled: {resampled.get('dagster/row_count', 0)} rows; rejects {resampled.get('rejects', 0)}, "
-        f"duplicates aggregated {resampled.get('duplicates_aggregated', 0)}"
-    )
+    # a range run reports each day's numbers as an observation of its partition
+    totals: dict = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_OBSERVATION":
+            obs = event.event_specific_data.asset_observation
+            if obs.asset_key.to_user_string() == "timeseries/resampled":
+                for key in ("rows", "rejects", "duplicates_aggregated"):
+                    if key in obs.metadata:
+                        totals[key] = totals.get(key, 0) + obs.metadata[key].value
+    if totals:
+        ctx.report.line(
+            f"resampled: {totals.get('rows', 0)} rows; rejects {totals.get('rejects', 0)}, "
+            f"duplicates aggregated {totals.get('duplicates_aggregated', 0)}"
+        )
     from assets_pkg.timeseries import analysis as ana
 
     out_dir = ctx.settings.exports / "timeseries"

@@ -26,9 +26,11 @@ class Fault:
 
 class FakeLogApi:
     def __init__(self, events: dict[str, list[dict]] | None = None, token: str | None = None,
-                 empty_pages: bool = False, repeat_token: bool = False, max_limit: int = 1000):
+                 empty_pages: bool = False, repeat_token: bool = False, max_limit: int = 1000,
+                 keep_order: bool = False):
         self._events: dict[str, list[dict]] = {}
         self._stamps: dict[str, list[int]] = {}
+        self.keep_order = keep_order  # serve events in the given order (to test a misbehaving API)
         for log_id, items in (events or {}).items():
             self.set_events(log_id, items)
         self.token = token
@@ -42,7 +44,7 @@ class FakeLogApi:
         self._thread: threading.Thread | None = None
 
     def set_events(self, log_id: str, items: list[dict]) -> None:
-        ordered = sorted(items, key=lambda e: e["timestamp"])
+        ordered = list(items) if getattr(self, "keep_order", False) else sorted(items, key=lambda e: e["timestamp"])
         self._events[log_id] = ordered
         self._stamps[log_id] = [e["timestamp"] for e in ordered]
 
@@ -121,8 +123,12 @@ class FakeLogApi:
         limit = max(1, min(limit, self.max_limit))
         stamps = self._stamps.get(record["log_id"], [])
         events = self._events.get(record["log_id"], [])
-        lo = bisect.bisect_left(stamps, start)
-        hi = bisect.bisect_left(stamps, end)
+        if self.keep_order:
+            events = [e for e in events if start <= e["timestamp"] < end]
+            lo, hi = 0, len(events)
+        else:
+            lo = bisect.bisect_left(stamps, start)
+            hi = bisect.bisect_left(stamps, end)
         offset = lo
         if token:
             kind, value = token[0], int(token[1:])

@@ -4,7 +4,9 @@ Every source implements ``fetch(log_id, start_ms, end_ms)`` yielding ``pyarrow.R
 in :data:`assets_pkg.logs.store.PART_SCHEMA`, only events in ``[start_ms, end_ms)``.
 
 - :class:`LocalLogSource` reads ``<inbox>/<log_id>/*.jsonl[.gz]`` through the project's
-  streaming reader (files in name order; events of each batch ascending).
+  streaming reader (files in name order; events of each batch ascending; the reader runs with
+  a 64 MB budget and 50k-row chunks so a cold fetch stays under 300 MB). A line the reader
+  rejects fails the fetch: caching a range without some of its events would be silent loss.
 - :class:`HttpLogSource` speaks the API of DESIGN.md 4.4 with paging, retries with backoff on
   429/5xx/timeouts, a repeated-token guard and event_id de-duplication.
 """
@@ -48,9 +50,10 @@ class LogSource:
 class LocalLogSource(LogSource):
     name = "local"
 
-    def __init__(self, inbox_dir: Path | str, chunk_size: int = 100_000, logger=None):
+    def __init__(self, inbox_dir: Path | str, chunk_size: int = 50_000, memory_limit_mb: int = 64, logger=None):
         self.inbox_dir = Path(inbox_dir)
         self.chunk_size = int(chunk_size)
+        self.memory_limit_mb = int(memory_limit_mb)
         self.logger = logger
         self.calls = 0
 
@@ -74,6 +77,7 @@ class LocalLogSource(LogSource):
         try:
             for path in self.files(log_id):
                 reader = StreamingReader(path, file_format="jsonl", chunk_size=self.chunk_size,
+                                         memory_limit_mb=self.memory_limit_mb,
                                          column_types={"timestamp": pa.int64()})
                 for chunk in reader:
                     batch = chunk.batch
@@ -160,7 +164,11 @@ class HttpLogSource(LogSource):
     def fetch(self, log_id: str, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:
         validate_log_id(log_id)
         self.calls += 1
+        # The API returns events ascending, so a repeated event (same event_id, same timestamp)
+        # can only come back while the timestamp has not moved on: remembering the ids of the
+        # latest timestamp keeps de-duplication exact with bounded memory.
         seen_ids: set[str] = set()
+        last_ts: int | None = None
         seen_tokens: set[str] = set()
         token: str | None = None
         pages = 0
@@ -178,8 +186,17 @@ class HttpLogSource(LogSource):
                 if not isinstance(event, dict):
                     raise LogSourceError(f"log API: page for {log_id} has an event that is not an object")
                 stamp = event.get("timestamp")
-                if isinstance(stamp, int) and not isinstance(stamp, bool) and not (start_ms <= stamp < end_ms):
-                    continue  # outside the requested window: the API promised not to, ignore it
+                if isinstance(stamp, int) and not isinstance(stamp, bool):
+                    if not (start_ms <= stamp < end_ms):
+                        continue  # outside the requested window: the API promised not to, ignore it
+                    if last_ts is not None and stamp < last_ts:
+                        raise LogSourceError(
+                            f"log API returned events out of order for {log_id} [{start_ms}, {end_ms}): "
+                            f"timestamp {stamp} after {last_ts} (page {pages}); the API must answer ascending"
+                        )
+                    if stamp != last_ts:
+                        seen_ids.clear()
+                        last_ts = stamp
                 eid = event.get("event_id")
                 if eid is not None:
                     if eid in seen_ids:

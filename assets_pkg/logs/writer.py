@@ -120,9 +120,16 @@ class BatchNormalizer:
         return pa.RecordBatch.from_arrays(arrays, schema=PART_SCHEMA)
 
     def _attributes(self, extra: pa.RecordBatch) -> pa.Array:
+        fast = _flat_json_objects(extra)
+        if fast is not None:
+            return fast
+        return self._attributes_duckdb(extra)
+
+    def _attributes_duckdb(self, extra: pa.RecordBatch) -> pa.Array:
         if self._con is None:
             self._con = duckdb.connect(":memory:")
             self._con.execute("SET threads = 1")
+            self._con.execute("SET memory_limit = '64MB'")
         fields = ", ".join(f'"{c.replace(chr(34), chr(34) * 2)}" := "{c.replace(chr(34), chr(34) * 2)}"' for c in extra.schema.names)
         table = pa.Table.from_batches([extra])
         self._con.register("extra_batch", table)
@@ -139,6 +146,46 @@ class BatchNormalizer:
         if self._con is not None:
             self._con.close()
             self._con = None
+
+
+_CONTROL = r"[\x00-\x1f]"
+
+
+def _json_value(col: pa.Array) -> pa.Array | None:
+    """JSON text of each value of a flat column (null -> null), or None when not flat/simple."""
+    t = col.type
+    if pa.types.is_boolean(t):
+        text = pc.if_else(col, "true", "false")
+    elif pa.types.is_integer(t):
+        text = pc.cast(col, pa.string())
+    elif pa.types.is_floating(t):
+        if not pc.all(pc.is_finite(col)).as_py() in (True, None):
+            return None  # NaN / inf are not JSON
+        text = pc.cast(col, pa.string())
+    elif pa.types.is_string(t) or pa.types.is_large_string(t):
+        col = pc.cast(col, pa.string())
+        escaped = pc.replace_substring(pc.replace_substring(col, "\\", "\\\\"), '"', '\\"')
+        if pc.any(pc.match_substring_regex(escaped, _CONTROL)).as_py():
+            return None  # newlines, tabs, ...: let DuckDB escape them
+        text = pc.binary_join_element_wise('"', escaped, '"', "")
+    elif pa.types.is_null(t):
+        return pa.array(["null"] * len(col), pa.string())
+    else:
+        return None
+    return pc.fill_null(text, "null")
+
+
+def _flat_json_objects(extra: pa.RecordBatch) -> pa.Array | None:
+    """``{"a":1,"b":"x"}`` per row with Arrow kernels, for flat scalar columns only."""
+    pieces = []
+    for i, name in enumerate(extra.schema.names):
+        value = _json_value(extra.column(i))
+        if value is None:
+            return None
+        pieces.append(("{" if i == 0 else ",") + json.dumps(name) + ":")
+        pieces.append(value)
+    pieces.append("}")
+    return pc.binary_join_element_wise(*pieces, "")
 
 
 def filter_window(batch: pa.RecordBatch, start_ms: int, end_ms: int) -> pa.RecordBatch:

@@ -2,6 +2,42 @@
 memory, a rejects table instead of silently dropped rows, stats and progress.
 
 See docs/foundation.md ("Streaming reader") for the API other packages code against.
+
+Behaviour worth knowing (each is tested in assets_pkg_tests/test_reader_*.py):
+
+- Format: from the name (.csv .tsv .tab .jsonl .ndjson .parquet, + .gz) or
+  ``file_format``, always checked against the content (gzip magic bytes, ``PAR1``,
+  ``{`` lines, delimiter); gzip is detected by content even without ``.gz``. A name
+  and content that disagree, random binary, a missing path, a folder or a 0-byte file
+  raise ReaderError. A header-only file gives zero rows and its schema.
+- Types: ``column_types`` wins; other columns are inferred by Arrow from the first
+  parse block, up to 8 MiB (all-empty or invalid-UTF-8 columns become string). The
+  schema is then fixed for the whole file: a later value that does not convert to it is a
+  ``type_error`` reject (the message names the column and type) - declare
+  ``column_types`` when the start of a file is not representative. JSONL: the schema
+  comes from the first block; a field first seen later is a ``schema_error`` reject
+  unless ``columns=`` is given. Empty fields are null (only the empty string; "NA" etc.
+  stay text or fail their type).
+- Rejects: ``line`` is the 1-based physical line (header = line 1; for Parquet the
+  1-based row); a quoted CSV value spanning lines reports the line its record starts
+  on. Kinds: ragged_row, type_error, encoding_error (invalid UTF-8 under utf-8: that
+  line is rejected, the read goes on), json_error, schema_error. ``raw`` holds the
+  line's text (cut at 10,000 characters). A rejected row is removed, never nulled.
+- ``error_threshold``: rejects / (rows + rejects) is checked after each block once
+  1,000 rows were seen and at the end; above it the read stops with
+  RejectThresholdExceeded (chunks already yielded stay yielded: write atomically).
+- ``skip_rows`` skips that many lines after the header (JSONL/Parquet: the first lines
+  or rows) without parsing them. ``skip_empty`` skips blank lines; ``False`` keeps them
+  as all-null rows (CSV/TSV; JSONL always skips them). ``strip_whitespace`` strips
+  header names and string values (CSV/TSV go through the slower text path then).
+- Memory: ``memory_limit_mb`` sets the parse block (1/16 of it, 256 KiB..8 MiB); three
+  blocks are in flight. Rows per chunk are at most ``chunk_size`` (fewer at block
+  ends). Parquet is read by batches of ``chunk_size`` rows; gzipped Parquet is
+  decompressed to a temp file first (it needs random access).
+- Progress: events every ``progress_interval`` s to ``progress_callback`` (or, with
+  ``report_progress=True``, a bar on a terminal / log lines), plus a final one.
+- ``delimiter=`` (not in the original option list) overrides the sniffed delimiter,
+  e.g. ``;`` files, which are otherwise refused with a message suggesting it.
 """
 
 from assets_pkg.reader.errors import ReaderError, ReaderOptionError, RejectedRowError, RejectThresholdExceeded

@@ -24,91 +24,24 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from assets_pkg.reader import rejects as rj
-from assets_pkg.reader.casting import convert_table, normalize_strings
+from assets_pkg.reader.casting import casts, convert_table, normalize_strings
 from assets_pkg.reader.errors import ReaderError
 from assets_pkg.reader.options import ReaderOptions
 from assets_pkg.reader.parsed import ParsedBlock, merge_sorted, parse_in_order, record_to_line
 from assets_pkg.reader.sniff import SniffedFormat
+from assets_pkg.reader.linemap import (
+    blank_lines,
+    blank_out_invalid_utf8,
+    lines_to_records,
+    newline_positions,
+    record_lines,
+    record_text,
+)
 from assets_pkg.reader.textblocks import TextBlock, TextBlocks, count_lines
 
-_INFER_BYTES = 1 << 20
+_TEXT_INFERENCE_ORDER = (pa.int64(), pa.bool_(), pa.date32(), pa.timestamp("s"), pa.timestamp("ns"), pa.float64())
 _OTHER_DELIMITERS = (",", "\t", ";", "|")
 _DELIMITER_NAMES = {",": "','", "\t": "'\\t' (tab)", ";": "';'", "|": "'|'"}
-
-
-def newline_positions(data: bytes) -> np.ndarray:
-    return np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-
-
-def record_text(data: bytes, newlines: np.ndarray, record: int, records: np.ndarray | None) -> str:
-    """Text of the block's ``record`` (1-based; all its lines), without the final line break."""
-    first = int(record_to_line([record], records)[0])
-    last = int(records[record] - 1) if records is not None and record < len(records) else first
-    start = 0 if first == 1 else int(newlines[first - 2]) + 1
-    end = int(newlines[last - 1]) if last - 1 < len(newlines) else len(data)
-    return bytes(data[start:end]).removesuffix(b"\r").decode("utf-8", errors="backslashreplace")
-
-
-def record_lines(data) -> np.ndarray | None:
-    """Line (1-based) where each record starts, when a quoted value spans lines; else None.
-
-    A newline ends a record only outside quotes, i.e. after an even number of quote
-    characters (an escaped quote is two of them, so parity still holds)."""
-    if data.find(b'"') < 0:
-        return None
-    arr = np.frombuffer(data, dtype=np.uint8)
-    quotes = np.flatnonzero(arr == 34)
-    newlines = np.flatnonzero(arr == 10)
-    inside = (np.searchsorted(quotes, newlines) % 2) == 1
-    if not inside.any():
-        return None
-    ends = np.flatnonzero(~inside)  # indices of record-ending newlines
-    return np.concatenate([[1], ends + 2]).astype(np.int64)
-
-
-def lines_to_records(lines, records: np.ndarray | None, starts_only: bool) -> np.ndarray:
-    """Record numbers of physical ``lines``. ``starts_only``: ignore lines inside a
-    multi-line record (an empty line inside a quoted value is not a blank line)."""
-    lines = np.asarray(lines, dtype=np.int64)
-    if records is None or len(lines) == 0:
-        return lines
-    found = np.searchsorted(records, lines, side="right")  # records starting at or before
-    if starts_only:
-        keep = records[np.maximum(found - 1, 0)] == lines
-        return found[keep]
-    return np.unique(found)
-
-
-def blank_lines(data: bytes) -> np.ndarray:
-    """1-based numbers of the block's empty lines ('' or a lone '\\r')."""
-    arr = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(arr == 10)
-    starts = np.concatenate([[0], newlines[:-1] + 1])
-    length = newlines - starts
-    is_blank = (length == 0) | ((length == 1) & (arr[np.minimum(starts, len(arr) - 1)] == 13))
-    return np.flatnonzero(is_blank).astype(np.int64) + 1
-
-
-def blank_out_invalid_utf8(data: bytes) -> tuple[bytes, list[tuple[int, str]]]:
-    """Replace each line holding invalid UTF-8 by an empty line (keeping line numbers);
-    return the new data and ``(line, raw text)`` of each replaced line."""
-    bad: list[tuple[int, str]] = []
-    parts: list[bytes] = []
-    pos = 0
-    while True:
-        try:
-            data[pos:].decode("utf-8")
-            parts.append(data[pos:])
-            break
-        except UnicodeDecodeError as exc:
-            at = pos + exc.start
-            start = data.rfind(b"\n", 0, at) + 1
-            end = data.find(b"\n", at)
-            end = len(data) if end < 0 else end
-            bad.append((data.count(b"\n", 0, start) + 1, data[start:end].decode("utf-8", errors="backslashreplace")))
-            parts.append(data[pos:start])
-            pos = end  # keep the newline itself: the line becomes empty
-    return b"".join(parts), bad
 
 
 class CsvSource:
@@ -127,6 +60,7 @@ class CsvSource:
             self.columns = self._select_columns()
             self._blocks = self.text.blocks()
             self._first = next(self._blocks, None)
+            self._first_result = None
             self.schema = self._infer_schema()
         except BaseException:
             self.text.close()
@@ -189,37 +123,53 @@ class CsvSource:
         return list(self.opts.columns) if self.opts.columns is not None else list(available)
 
     def _infer_schema(self) -> pa.Schema:
-        """Declared types win; the rest are inferred by Arrow from the first block.
+        """Declared types win; the rest are inferred from the first block.
 
-        An all-empty column in the first block would infer as ``null`` and reject every
-        later value, and a column with invalid UTF-8 infers as binary: both become string
-        (bad UTF-8 lines are then rejected row by row)."""
+        Normally Arrow infers them while parsing the first block exactly as every block
+        is parsed, and that parse is kept as the first block's result (no second pass).
+        With ``strip_whitespace`` (or a first block that does not parse typed) the
+        values are read as text and each column gets the first of int64, bool, date32,
+        timestamp[s], timestamp[ns], float64 that all its values convert to. An
+        all-empty column would infer as ``null`` and reject every later value, and
+        invalid UTF-8 infers as binary: both become string."""
         declared = {n: t for n, t in (self.opts.column_types or {}).items() if n in self.columns}
-        inferred: dict[str, pa.DataType] = {}
         undeclared = [c for c in self.columns if c not in declared]
-        if undeclared and self._first is not None and not self.opts.strip_whitespace:
-            data = self._first.data
-            # A 1 MiB sample is enough to infer types and keeps opening a file cheap.
-            cut = data.rfind(b"\n", 0, _INFER_BYTES) + 1 if len(data) > _INFER_BYTES else len(data)
-            try:
-                sample = pacsv.read_csv(
-                    pa.BufferReader(pa.py_buffer(data)[:cut] if cut else pa.py_buffer(data)),
-                    read_options=pacsv.ReadOptions(column_names=self.file_columns, use_threads=False, block_size=_INFER_BYTES + 1),
-                    parse_options=pacsv.ParseOptions(delimiter=self.delimiter, invalid_row_handler=lambda row: "skip"),
-                    convert_options=pacsv.ConvertOptions(
-                        include_columns=undeclared, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True
-                    ),
-                )
-                inferred = {f.name: f.type for f in sample.schema}
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                inferred = {}  # unparseable sample (e.g. bad UTF-8): keep text, rejects follow
+        inferred: dict[str, pa.DataType] = {}
+        parsed = None
+        if undeclared and self._first is not None:
+            if not self.opts.strip_whitespace:
+                try:
+                    parsed = self._read(self._first.data, declared)
+                    inferred = {name: parsed[0].schema.field(name).type for name in undeclared}
+                except pa.ArrowInvalid:
+                    parsed = None
+            if parsed is None:
+                inferred = self._infer_from_text(self._first.data, undeclared)
         fields = []
         for name in self.columns:
             dtype = declared.get(name) or inferred.get(name, pa.string())
             if pa.types.is_null(dtype) or (name not in declared and pa.types.is_binary(dtype)):
                 dtype = pa.string()
             fields.append(pa.field(name, dtype))
-        return pa.schema(fields)
+        schema = pa.schema(fields)
+        if parsed is not None and parsed[0].schema == schema:
+            self._first_result = parsed
+        return schema
+
+    def _infer_from_text(self, data, undeclared: list[str]) -> dict[str, pa.DataType]:
+        text_types = {name: pa.string() for name in self.columns}
+        try:
+            table = self._read(data, text_types)[0]
+        except pa.ArrowInvalid:
+            try:
+                table = self._read(blank_out_invalid_utf8(data)[0], text_types)[0]
+            except pa.ArrowInvalid:
+                return {}
+        inferred = {}
+        for name in undeclared:
+            values = normalize_strings(table.column(name).combine_chunks(), self.opts.strip_whitespace).drop_null()
+            inferred[name] = next((t for t in _TEXT_INFERENCE_ORDER if len(values) and casts(values, t)), pa.string())
+        return inferred
 
     # -- blocks --------------------------------------------------------------------------
     def parsed_blocks(self) -> Iterator[ParsedBlock]:
@@ -249,6 +199,11 @@ class CsvSource:
         )
         return table, invalid
 
+    def _type_hint(self, column: str) -> str:
+        if column in (self.opts.column_types or {}):
+            return ""
+        return f" (type inferred from the first block; pass column_types={{{column!r}: pa.string()}} or another type to change it)"
+
     def _blank_lines(self, table: pa.Table, data) -> np.ndarray:
         """Blank lines to skip. A blank line parses as a row of nulls in every column, so
         a column without nulls (O(1) to ask) proves there is none: the common case costs
@@ -263,7 +218,10 @@ class CsvSource:
         data = block.data
         encoding_bad: list[tuple[int, str]] = []
         typed_fast_path = not self.opts.strip_whitespace
-        while True:
+        cached = None
+        if block is self._first:  # parsed already while inferring the schema
+            cached, self._first_result = self._first_result, None
+        while cached is None:
             try:
                 if typed_fast_path:
                     table, invalid = self._read(data, self.types)
@@ -279,6 +237,8 @@ class CsvSource:
                     typed_fast_path = False  # a value failed its type: find which, as text
                     continue
                 raise ReaderError(f"{self.path}: cannot parse a block of {len(data):,} bytes: {exc}") from None
+        if cached is not None:
+            table, invalid = cached
 
         # Everything below counts records (1-based in the block); ``records`` turns them
         # into physical lines where a quoted value spans lines.
@@ -319,7 +279,7 @@ class CsvSource:
             for row, rec in zip(rows.tolist(), failure_rec.tolist()):
                 column, value, target = failures[row]
                 rejects.append(
-                    rj.Reject(line_of(rec), rj.TYPE_ERROR, f"column {column!r}: cannot convert {value!r} to {target}",
+                    rj.Reject(line_of(rec), rj.TYPE_ERROR, f"column {column!r}: cannot convert {value!r} to {target}{self._type_hint(column)}",
                               rj.truncate_raw(record_text(data, newlines, rec, records)))
                 )
         rejects.sort(key=lambda r: r.line)

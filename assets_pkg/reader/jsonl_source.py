@@ -10,7 +10,6 @@ type). Blank lines are always skipped.
 
 import itertools
 import json
-import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -28,7 +27,6 @@ from assets_pkg.reader.textblocks import TextBlock, TextBlocks, count_lines
 
 _LEAF_LINES = 4
 _INFER_LINES = 10_000
-_BLANK_LINE = re.compile(rb"(?:^|\n)[ \t\r]*(?=\n|$)")
 
 
 def _blank_line_numbers(data: bytes) -> np.ndarray:
@@ -152,7 +150,9 @@ class JsonlSource:
             good: list[int] = []
             self._bisect(lines, 0, len(lines), good, bad_rel, rejects, 1)
             table = self._parse(b"\n".join(lines[i] for i in good), self.file_schema) if good else self.file_schema.empty_table()
-        blanks = _blank_line_numbers(data) if _BLANK_LINE.search(data) else np.empty(0, dtype=np.int64)
+        # Blank lines matter only for mapping rows to lines, which only a block with
+        # rejects needs (the continue_on_error / max_rows cut-offs): skip the scan otherwise.
+        blanks = _blank_line_numbers(data) if rejects else np.empty(0, dtype=np.int64)
         rejects.sort(key=lambda r: r.line)
         # Numbered from line 1 here; parse_in_order shifts to the file's line numbers.
         excluded = merge_sorted(bad_rel, blanks)

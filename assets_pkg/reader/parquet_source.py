@@ -23,6 +23,7 @@ from assets_pkg.reader.errors import ReaderError
 from assets_pkg.reader.options import ReaderOptions
 from assets_pkg.reader.parsed import ParsedBlock
 from assets_pkg.reader.sniff import SniffedFormat
+from assets_pkg.reader.textblocks import DECOMPRESS_ERRORS
 
 
 class ParquetSource:
@@ -65,7 +66,7 @@ class ParquetSource:
         try:
             with open(fd, "wb") as out, igzip.open(self.path, "rb") as src:
                 shutil.copyfileobj(src, out, 4 << 20)
-        except (EOFError, OSError) as exc:
+        except (EOFError, *DECOMPRESS_ERRORS) as exc:
             self.close()
             raise ReaderError(f"{self.path}: cannot decompress gzip (truncated or corrupt): {exc}") from None
         return self._tmp

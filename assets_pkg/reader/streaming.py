@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -156,6 +157,7 @@ class StreamingReader:
         stats.file_metadata = self._file_metadata(source.schema)
         rows = 0
         carried_errors = 0  # rejects of blocks that had no good rows go to the next chunk
+        blocks = None
         try:
             if opts.max_rows == 0:
                 return
@@ -191,6 +193,8 @@ class StreamingReader:
             self._check_threshold(rows, final=True)
             progress.finish(source.bytes_read(), stats.total_rows)
         finally:
+            if blocks is not None:
+                blocks.close()  # stop the parser threads now, not when garbage is collected
             source.close()
             stats.seconds = time.perf_counter() - started
             stats.avg_chunk_ms = sum(chunk_ms) / len(chunk_ms) if chunk_ms else 0.0
@@ -210,8 +214,6 @@ class StreamingReader:
 
     @staticmethod
     def _rows_before_line(block, table: pa.Table, line: int) -> pa.Table:
-        import numpy as np
-
         if table.num_rows == 0:
             return table
         lines = block.line_of_rows(np.arange(table.num_rows))

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from isal import igzip
+from isal.igzip_lib import IsalError
 
 from assets_pkg.reader.errors import ReaderError
 
+# What a corrupt gzip stream raises (isal's own error is not an OSError).
+DECOMPRESS_ERRORS = (gzip.BadGzipFile, zlib.error, IsalError, OSError)
 _UTF8_NAMES = {"utf-8", "utf8", "utf-8-sig", "utf_8", "utf_8_sig", "u8"}
 _BOM = b"\xef\xbb\xbf"
 
@@ -70,7 +73,7 @@ class TextBlocks:
             raise ReaderError(
                 f"{self.path}: gzip data is truncated (ended after {self.text_bytes:,} decompressed bytes); the file is incomplete"
             ) from None
-        except (gzip.BadGzipFile, zlib.error, OSError) as exc:
+        except DECOMPRESS_ERRORS as exc:
             raise ReaderError(f"{self.path}: cannot decompress (after {self.text_bytes:,} decompressed bytes): {exc}") from None
         if not raw:
             self._eof = True
@@ -122,7 +125,7 @@ class TextBlocks:
             raise ReaderError(
                 f"{self.path}: gzip data is truncated (ended after {self.text_bytes:,} decompressed bytes); the file is incomplete"
             ) from None
-        except (gzip.BadGzipFile, zlib.error, OSError) as exc:
+        except DECOMPRESS_ERRORS as exc:
             raise ReaderError(f"{self.path}: cannot decompress (after {self.text_bytes:,} decompressed bytes): {exc}") from None
         finally:
             view.release()

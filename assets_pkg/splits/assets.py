@@ -27,6 +27,7 @@ from assets_pkg.splits.pipeline import (
     read_json,
     split_and_write,
     stale_shards,
+    update_label_rates,
 )
 
 GROUP = "splits"
@@ -234,6 +235,7 @@ def split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, d
                 metadata={"dagster/row_count": r.counts[name], "bytes": r.bytes[name],
                           "reason": "allocation change", "rows_in": r.counts["rows_in"]},
             ))
+    rates = update_label_rates(con, warehouse, params)
     outcomes = invariants.global_outcomes(con, warehouse, inbox_dir(), params)
     run_results = [by_key[k] for k in run_keys]
     for name in SPLITS:
@@ -250,6 +252,7 @@ def split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, d
             "seconds": stats["seconds"],
             "peak_rss_mb": stats["peak_rss_mb"],
         }
+        meta["label_rate"] = dg.MetadataValue.json(rates.get(name, {}))
         if name == "train":
             meta.update(_accounting_metadata(run_results))
             meta["affected_shards_resplit"] = dg.MetadataValue.json(affected)

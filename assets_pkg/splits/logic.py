@@ -352,11 +352,13 @@ def _expectations(con, params: SplitParams, labels: dict, schema: list) -> dict:
     stats = con.execute(
         "SELECT shard, any_value(source), kind, sum(n)::BIGINT FROM __prof WHERE kind LIKE 'stat:%' GROUP BY shard, kind ORDER BY ALL"
     ).fetchall()
-    # order-independent digest of (customer, side) and the labels present, per shard
+    # order-independent digest of (customer, side) and the labels present, per shard. DuckDB's
+    # hash() may change between DuckDB versions: after an upgrade every shard looks stale
+    # once and is re-split (correct, only slower); md5 here cost a second per million rows.
     fingerprints = dict(
         con.execute(
             """
-            SELECT shard, CAST(sum(md5_number_lower(item)::HUGEINT) AS VARCHAR) FROM (
+            SELECT shard, CAST(sum(hash(item)::HUGEINT) AS VARCHAR) FROM (
                 SELECT p.shard, p.kind || '|' || p.customer || '|' || coalesce(a.side, '-') AS item
                 FROM __prof p LEFT JOIN __alloc2 a USING (customer) WHERE p.kind IN ('pre', 'post')
                 UNION ALL
@@ -399,30 +401,28 @@ def _empty_expectation() -> dict:
     }
 
 
-def label_rates(con, labels: dict, params: SplitParams) -> dict:
-    """Label statistics per split, predicted from the profiles: rows per label value and,
-    for numeric labels, the mean (the positive rate of a 0/1 label)."""
-    strict = params.oot_policy == "exclude_known"
-    rows = con.execute(
-        """SELECT dest, label, sum(n)::BIGINT FROM (
-             SELECT p.label, p.n,
-                CASE WHEN p.kind = 'pre' THEN a.side
-                     WHEN a.side = 'train' OR (? AND a.side IS NOT NULL) THEN NULL
-                     ELSE 'oot' END AS dest
-             FROM __prof p LEFT JOIN __alloc2 a USING (customer) WHERE p.kind IN ('pre', 'post'))
-           WHERE dest IS NOT NULL GROUP BY ALL ORDER BY ALL""",
-        [strict],
-    ).fetchall()
+def output_label_rates(con, warehouse: Path, params: SplitParams, labels: dict) -> dict:
+    """Label statistics per split over the written shards: rows per label value, its share
+    and, for numeric labels, the mean (the positive rate of a 0/1 label). One column scan."""
+    names = {code: value for value, code in labels.get("map", {}).items()}
     out: dict = {}
-    for dest, label, n in rows:
-        entry = out.setdefault(dest, {"rows": 0, "by_label": {}})
-        entry["rows"] += int(n)
-        entry["by_label"][label] = int(n)
-    for entry in out.values():
-        total = entry["rows"] or 1
+    for split in SPLITS:
+        files = [p for k, p in sorted(shard_output_files(warehouse, split).items()) if k.isdigit()]
+        rel = files_relation(con, files, [params.label_field])
+        if rel is None:
+            out[split] = {"rows": 0, "by_label": {}, "share": {}}
+            continue
+        rel.create_view("__labels_out", replace=True)
+        rows = con.execute(
+            f"SELECT {quote_ident(params.label_field)} AS v, count(*) FROM __labels_out GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        total = sum(n for _, n in rows) or 1
+        by_label = {str(names.get(v, v)): int(n) for v, n in rows}
+        entry = {"rows": sum(n for _, n in rows), "by_label": by_label,
+                 "share": {k: round(n / total, 6) for k, n in by_label.items()}}
         if labels["mode"] == "numeric":
-            entry["mean"] = round(sum(float(k) * v for k, v in entry["by_label"].items()) / total, 6)
-        entry["share"] = {k: round(v / total, 6) for k, v in entry["by_label"].items()}
+            entry["mean"] = round(sum(float(v) * n for v, n in rows if v is not None) / total, 6)
+        out[split] = entry
     return out
 
 
@@ -472,12 +472,14 @@ def _prepare_labelled(con, opened: OpenedShard, params: SplitParams, labels: dic
     label_col = params.label_field
     relation = opened.relation
     if schema:
-        present = set(opened.columns)
-        relation = relation.project(", ".join(
-            (f"CAST({quote_ident(name)} AS {dtype})" if name in present else f"CAST(NULL AS {dtype})")
-            + f" AS {quote_ident(name)}"
-            for name, dtype in schema
-        ))
+        present = dict(zip(opened.columns, opened.types))
+        if [(n, present.get(n)) for n, _ in schema] != [tuple(x) for x in schema] or len(present) != len(schema):
+            relation = relation.project(", ".join(
+                (quote_ident(name) if present.get(name) == dtype
+                 else f"CAST({quote_ident(name)} AS {dtype})" if name in present else f"CAST(NULL AS {dtype})")
+                + f" AS {quote_ident(name)}"
+                for name, dtype in schema
+            ))
         columns = [name for name, _ in schema]
     else:
         columns = opened.columns

@@ -24,7 +24,7 @@ from assets_pkg.splits.logic import (
     ShardSplit,
     build_allocation,
     files_relation,
-    label_rates,
+    output_label_rates,
     load_allocation,
     profile_shard,
     shard_output_files,
@@ -75,7 +75,7 @@ def write_profile(con, shard: Shard, params: SplitParams, warehouse: Path, signa
 
 
 # -- allocation -----------------------------------------------------------------------------
-def manifest_for(allocation: Allocation, params: SplitParams, rates: dict) -> dict:
+def manifest_for(allocation: Allocation, params: SplitParams) -> dict:
     """The split manifest: settings, label map, per-shard rows per split, customers per
     split, label rate per split, input files with size and mtime, fingerprints."""
     state = allocation.state
@@ -98,7 +98,7 @@ def manifest_for(allocation: Allocation, params: SplitParams, rates: dict) -> di
         "targets": list(params.target_columns),
         **state,
         "rows": totals,
-        "label_rate": rates,
+        "label_rate": {},  # filled from the written shards by pass 2 (update_label_rates)
         "input_files": {
             k: {
                 "file": e["source"],
@@ -114,7 +114,7 @@ def manifest_for(allocation: Allocation, params: SplitParams, rates: dict) -> di
 def compute_allocation(con, profile_paths, params: SplitParams, warehouse: Path) -> tuple[Allocation, dict]:
     previous = read_json(manifest_file(warehouse))
     allocation = build_allocation(con, list(profile_paths), params, previous)
-    manifest = manifest_for(allocation, params, label_rates(con, allocation.state["labels"], params))
+    manifest = manifest_for(allocation, params)
     return allocation, manifest
 
 
@@ -196,6 +196,16 @@ def _finish_shard(warehouse: Path, shard: Shard, params: SplitParams, result: Sh
     )
 
 
+def update_label_rates(con, warehouse: Path, params: SplitParams) -> dict:
+    """Label rate per split over every written shard, stored in the split manifest."""
+    manifest = read_json(manifest_file(warehouse))
+    if manifest is None:
+        return {}
+    manifest["label_rate"] = output_label_rates(con, warehouse, params, manifest["labels"])
+    atomic_write_json(manifest_file(warehouse), manifest)
+    return manifest["label_rate"]
+
+
 def stale_shards(warehouse: Path, manifest: dict, exclude=()) -> list[str]:
     """Shards whose outputs were built under another fingerprint than the allocation's now
     (a new shard made one of their customers known, or the label map changed)."""
@@ -249,6 +259,7 @@ def run_all(inbox: Path, warehouse: Path, exports: Path | None, params: SplitPar
     allocation, manifest = write_allocation(con, profile_paths, params, warehouse)
     results = split_and_write(con, found.shards, params, warehouse, manifest, found.signature,
                               customers=allocation.customers)
+    manifest["label_rate"] = update_label_rates(con, warehouse, params)
     summary = {"shards": len(found.shards), "problems": [str(p) for p in found.problems],
                "results": results, "manifest": manifest}
     if exports is not None:

@@ -6,6 +6,7 @@ so memory stays one day's window). Checks are computed inside the ops (``check_s
 an ``@asset_check`` without partitions would load every partition.
 """
 
+from collections.abc import Mapping
 from contextlib import closing
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets_pkg.checking import CheckOutcome
-from assets_pkg.dagster_layer import check_result
+from assets_pkg.dagster_layer import check_result, log_progress
 from assets_pkg.io.atomic import atomic_write_json
 from assets_pkg.obs import log_event, peak_rss_mb, stage
 from assets_pkg.resources.duckdb import DuckDBResource
@@ -107,35 +108,81 @@ def resampled(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckd
     Only the day's rows (plus the fill margin) are read. Rejects and duplicates are counted.
     """
     catalog = config.load()
-    outputs, day_meta, reject_samples = {}, [], {}
+    days, reject_samples = [], {}
+
+    def one_day(day: str):
+        with stage("timeseries_resampled", context.log, day=day) as st:
+            table, results = resample_day(con, catalog, day, logger=context.log, progress_callback=log_progress(context))
+            st.update(_resample_numbers(table, results))
+        reject_samples.update(_log_rejects(context, day, results))
+        days.append(st)
+        _observe_day(context, day, st)
+        return table
+
     with closing(duckdb.connect()) as con:
-        for day in context.partition_keys:
-            with stage("timeseries_resampled", context.log, day=day) as st:
-                table, results = resample_day(con, catalog, day, logger=context.log)
-                st["rows"] = table.num_rows
-                st["rejects"] = sum(r.load.total_rejects for r in results)
-                st["duplicates_aggregated"] = sum(r.load.duplicates for r in results)
-                for r in results:
-                    for k, v in r.as_metadata().items():
-                        if isinstance(v, (int, float)) and not isinstance(v, bool):
-                            st[f"{k}/{r.spec.name}"] = v
-                    if r.load.total_rejects:
-                        sample = r.load.rejects_table().slice(0, 20).to_pylist()
-                        reject_samples[r.spec.name] = sample
-                        log_event("timeseries_rejects", context.log, level="warning", day=day, dataset=r.spec.name,
-                                  rejects=r.load.total_rejects, first=sample[:5])
-            outputs[day] = table
-            day_meta.append(st)
-    meta = _numeric_sum(day_meta)
-    meta["peak_rss_mb"] = peak_rss_mb()
-    meta["days"] = len(day_meta)
-    if reject_samples:
-        meta["rejects_sample"] = dg.MetadataValue.json(reject_samples)
-    meta["datasets"] = dg.MetadataValue.json(
-        {spec.name: {"mode": spec.mode(catalog.target_resolution_us), "file": str(spec.file)} for spec in catalog.datasets}
-    )
-    value = outputs if len(outputs) > 1 else next(iter(outputs.values()))
-    return dg.Output(value, metadata=meta)
+        value = _per_day(context.partition_keys, one_day)
+        meta = {"datasets": dg.MetadataValue.json(
+            {spec.name: {"mode": spec.mode(catalog.target_resolution_us), "file": str(spec.file)}
+             for spec in catalog.datasets})}
+        if days:  # one day: computed already, its numbers become the materialization's metadata
+            meta.update(_numeric_sum(days), peak_rss_mb=peak_rss_mb())
+        if reject_samples:
+            meta["rejects_sample"] = dg.MetadataValue.json(reject_samples)
+        yield dg.Output(value, metadata=meta)
+
+
+class _LazyDays(Mapping):
+    """``{day: value}`` computed one day at a time as the IO manager writes it, so a run over
+    many days holds one day in memory (a dict of every day's table would hold them all)."""
+
+    def __init__(self, days, compute):
+        self._days, self._compute = list(days), compute
+
+    def __getitem__(self, day):
+        if day not in self._days:
+            raise KeyError(day)
+        return self._compute(day)
+
+    def __iter__(self):
+        return iter(self._days)
+
+    def __len__(self):
+        return len(self._days)
+
+
+def _observe_day(context, day: str, numbers: dict) -> None:
+    """In a run over several days, each day's numbers as an observation of that partition
+    (the materialization of a range carries one metadata set for all its days)."""
+    if len(context.partition_keys) > 1:
+        plottable = {k: v for k, v in numbers.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=day, metadata=plottable))
+
+
+def _per_day(partition_keys, compute):
+    """One day: its value now. Several: a lazy ``{day: value}`` for the IO manager."""
+    if len(partition_keys) == 1:
+        return compute(partition_keys[0])
+    return _LazyDays(partition_keys, compute)
+
+
+def _resample_numbers(table, results) -> dict:
+    numbers = {"rows": table.num_rows, "rejects": sum(r.load.total_rejects for r in results),
+               "duplicates_aggregated": sum(r.load.duplicates for r in results)}
+    for r in results:
+        for k, v in r.as_metadata().items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                numbers[f"{k}/{r.spec.name}"] = v
+    return numbers
+
+
+def _log_rejects(context, day: str, results) -> dict:
+    samples = {}
+    for r in results:
+        if r.load.total_rejects:
+            samples[r.spec.name] = r.load.rejects_table().slice(0, 20).to_pylist()
+            log_event("timeseries_rejects", context.log, level="warning", day=day, dataset=r.spec.name,
+                      rejects=r.load.total_rejects, first=samples[r.spec.name][:5])
+    return samples
 
 
 @dg.asset(
@@ -159,25 +206,27 @@ def merged(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb: 
     warehouse; no user-facing file (that is `timeseries/export`)."""
     catalog = config.load()
     sources = _by_day(resampled)
-    outputs, day_meta, uniq, cov = {}, [], [], []
+    days, uniq, cov = [], [], []
+
+    def one_day(day: str):
+        with stage("timeseries_merged", context.log, day=day) as st:
+            table, stats = merge_day(con, catalog, sources.get(day, []), day)
+            st.update(stats.as_metadata())
+        # checks on the merged rows, before they are stored
+        uniq.append(ana.unique_buckets_outcome(con, table, day, catalog.key_columns))
+        cov.append(ana.coverage_outcome(con, table, catalog, day, config.threshold(catalog)))
+        days.append(st)
+        _observe_day(context, day, {**st, **{k: v for k, v in cov[-1].metadata.items() if k.startswith("coverage/")}})
+        return table
+
     with closing(duckdb.connect()) as con:
-        for day in context.partition_keys:
-            with stage("timeseries_merged", context.log, day=day) as st:
-                table, stats = merge_day(con, catalog, sources.get(day, []), day)
-                st.update(stats.as_metadata())
-            outputs[day] = table
-            day_meta.append(st)
-            # checks on the merged rows, before they are stored
-            uniq.append(ana.unique_buckets_outcome(con, table, day, catalog.key_columns))
-            cov.append(ana.coverage_outcome(con, table, catalog, day, config.threshold(catalog)))
-    meta = _numeric_sum(day_meta)
-    meta.pop("dagster/row_count", None)  # the IO manager reports what it wrote
-    meta["peak_rss_mb"] = peak_rss_mb()
-    for outcome in cov:  # the lowest coverage of the run's days, per dataset
-        for key, value in outcome.metadata.items():
-            if key.startswith("coverage/"):
-                meta[key] = min(value, meta.get(key, value))
-    yield dg.Output(outputs if len(outputs) > 1 else outputs[context.partition_keys[0]], metadata=meta)
+        value = _per_day(context.partition_keys, one_day)
+        meta = {}
+        if days:  # one day: computed already, its numbers become the materialization's metadata
+            meta.update(_numeric_sum(days), peak_rss_mb=peak_rss_mb())
+            meta.pop("dagster/row_count", None)  # the IO manager reports what it wrote
+            meta.update({k: v for k, v in cov[0].metadata.items() if k.startswith("coverage/")})
+        yield dg.Output(value, metadata=meta)  # a range run computes each day while it is stored
     yield check_result(_combine(uniq))
     yield check_result(_combine(cov))
 
@@ -216,6 +265,7 @@ def export(context: dg.AssetExecutionContext, config: TimeseriesConfig, merged):
         exported = {f.path: ana.count_file_rows(f.path) for f in files}
         checks.append(ana.export_matches_outcome(merged_rows, exported, day))
         meta_days.append(st)
+        _observe_day(context, day, st)
     meta = _numeric_sum(meta_days)
     meta["dagster/row_count"] = meta.get("rows", 0)
     meta["peak_rss_mb"] = peak_rss_mb()
@@ -238,45 +288,43 @@ def analysis(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb
     the metadata."""
     catalog = config.load()
     out_dir = exports_dir()
-    results = []
-    con = duckdb.connect()
-    try:
-        _analyse_days(context, catalog, con, out_dir, results)
-    finally:
-            json_path = out_dir / f"{day}.analysis.json"
-        with stage("timeseries_analysis", context.log, day=day) as st:
-            source = out_dir / f"{day}.parquet"
-            result = ana.analyse(con, source, day, catalog.key_columns) if source.exists() else None
-            if result is None or result["rows"] == 0:
-                json_path.unlink(missing_ok=True)
-                st["rows"] = 0
-                if "parquet" not in catalog.export_formats:
-                    log_event("timeseries_analysis_skipped", context.log, level="warning", day=day,
-                              reason="analysis reads the Parquet export; add parquet to export.formats")
-            else:
-                atomic_write_json(json_path, result)
-                st["rows"] = result["rows"]
-        results.append((day, result, json_path, st))
-    con.close()
-    day, result, json_path, st = results[-1]
-    meta = {"days": len(results), "rows": sum(r[3]["rows"] for r in results), "peak_rss_mb": peak_rss_mb(),
-            "seconds": round(sum(r[3]["seconds"] for r in results), 3)}
+    with closing(duckdb.connect()) as con:
+        results = [_analyse_day(context, catalog, con, out_dir, day) for day in context.partition_keys]
+    meta = {"days": len(results), "rows": sum(st["rows"] for *_, st in results), "peak_rss_mb": peak_rss_mb(),
+            "seconds": round(sum(st["seconds"] for *_, st in results), 3)}
+    day, result, json_path, _ = results[-1]  # a range run shows its last day's table
     if result:
         meta["analysis"] = dg.MetadataValue.md(ana.markdown_table(result))
         meta["json"] = dg.MetadataValue.path(str(json_path))
-        for col, s in result["columns"].items():
+        for col, stats in result["columns"].items():
             for stat in ("mean", "std", "min", "max", "null_share"):
-                if s[stat] is not None:
-                    meta[f"{stat}/{col}"] = s[stat]
+                if stats[stat] is not None:
+                    meta[f"{stat}/{col}"] = stats[stat]
         for ds, share in result["fill_share"].items():
             if share is not None:
                 meta[f"fill_share/{ds}"] = share
     return dg.MaterializeResult(metadata=meta)
 
 
-def _analyse_days(context, catalog: Catalog, con, out_dir: Path, results: list) -> None:
-    for day in context.partition_keys:
-
+def _analyse_day(context, catalog: Catalog, con, out_dir: Path, day: str):
+    json_path = out_dir / f"{day}.analysis.json"
+    with stage("timeseries_analysis", context.log, day=day) as st:
+        source = out_dir / f"{day}.parquet"
+        result = ana.analyse(con, source, day, catalog.key_columns) if source.exists() else None
+        if result is None or result["rows"] == 0:
+            json_path.unlink(missing_ok=True)  # an empty day keeps no stale statistics
+            st["rows"] = 0
+            if "parquet" not in catalog.export_formats:
+                log_event("timeseries_analysis_skipped", context.log, level="warning", day=day,
+                          reason="analysis reads the Parquet export; add parquet to export.formats")
+        else:
+            atomic_write_json(json_path, result)
+            st["rows"] = result["rows"]
+    numbers = dict(st)
+    if result:
+        numbers.update({f"fill_share/{ds}": v for ds, v in result["fill_share"].items() if v is not None})
+    _observe_day(context, day, numbers)
+    return day, result, json_path, st
 
 
 ASSETS = [resampled, merged, export, analysis]

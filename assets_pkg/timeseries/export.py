@@ -145,10 +145,27 @@ def _format_timestamps(batch: pa.RecordBatch) -> pa.RecordBatch:
     return batch
 
 
+_SPECIAL = r'[",\r\n]'
+
+
+def _needs_quoting(batch: pa.RecordBatch) -> bool:
+    """True when a text value (or a column name) holds a comma, quote or line break."""
+    if any(ch in name for name in batch.schema.names for ch in ',"\r\n'):
+        return True
+    for col in batch.columns:
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            if pc.any(pc.match_substring_regex(col, _SPECIAL)).as_py():
+                return True
+    return False
+
+
 def _csv_bytes(batch: pa.RecordBatch, header: bool = False) -> pa.Buffer:
+    """One chunk as CSV text. Quoting only where a value needs it; when no value of the chunk
+    does (numbers, timestamps, plain keys: the usual case) the writer skips the per-value scan."""
     sink = pa.BufferOutputStream()
     batch = _format_timestamps(batch)
-    options = pacsv.WriteOptions(quoting_style="needed", include_header=header)
+    style = "needed" if _needs_quoting(batch) else "none"
+    options = pacsv.WriteOptions(quoting_style=style, include_header=header)
     writer = pacsv.CSVWriter(sink, batch.schema, write_options=options)
     writer.write_batch(batch)
     writer.close()
