@@ -27,11 +27,20 @@ def log_event(event: str, logger=None, level: str = "info", **fields) -> dict:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if sys.platform == "darwin":  # bytes there
-        peak_kb /= 1024
-    return round(peak_kb / 1024, 1)
+    """Peak resident memory of this process so far, in MiB.
+
+    Linux: VmHWM from /proc, because ru_maxrss survives execve and a subprocess started by
+    a big parent would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / 2**20 if sys.platform == "darwin" else peak / 1024, 1)
 
 
 def current_rss_mb() -> float:

@@ -198,3 +198,20 @@ def test_first_block_typed_parse_is_reused_and_identical(tmp_path):
     first, second = read_all(reader), read_all(reader)
     assert first.equals(second) and first.num_rows == 50_000
     assert first.schema == pa.schema([("i", pa.int64()), ("v", pa.float64())])
+
+
+def test_small_parse_blocks_are_joined_into_full_chunks(tmp_path):
+    text = "i,s\n" + "".join(f"{i},row-{i}\n" for i in range(250_000))
+    reader = StreamingReader(write(tmp_path / "t.csv", text), chunk_size=100_000, memory_limit_mb=16)  # 1 MiB blocks
+    chunks = list(reader)
+    assert [c.rows for c in chunks] == [100_000, 100_000, 50_000]
+    assert all(c.batch.column(0).to_pylist() == list(range(c.chunk_id * 100_000, c.chunk_id * 100_000 + c.rows)) for c in chunks)
+
+
+def test_chunk_bytes_stay_within_the_memory_budget(tmp_path):
+    # 1 MiB budget: a chunk is cut at 1 MiB of Arrow data even though chunk_size allows more.
+    text = "i,s\n" + "".join(f"{i},{'x' * 200}\n" for i in range(30_000))
+    reader = StreamingReader(write(tmp_path / "t.csv", text), chunk_size=1_000_000, memory_limit_mb=1)
+    chunks = list(reader)
+    assert sum(c.rows for c in chunks) == 30_000 and len(chunks) > 3
+    assert max(c.batch.nbytes for c in chunks) < 2 * 2**20

@@ -207,3 +207,26 @@ def test_missing_input_file_fails_with_the_refused_names(data_root, inbox, insta
     failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
     text = failure.event_specific_data.error.to_string()
     assert "part-00008.csv" in text and "part-8.tsv" in text
+
+
+def test_failed_error_check_blocks_consolidation(data_root, inbox, instance):
+    write_shard(make_rows(100, seed=4, n_customers=20), inbox / "part-00004.parquet")
+    orphan = data_root / "warehouse/splits/oot/part-00077.parquet"
+    orphan.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"customer_id": ["Z"]}), orphan)  # an output without an input shard
+    defs = make_defs(consolidate=True)
+    data = tick(defs, instance)
+    (result,) = launch_no_raise(defs, instance, data)
+    assert not result.success
+    assert checks_of(result)[("splits/train", "shard_mapping")] is False
+    assert not (data_root / "exports/splits/train/train_processed_data.parquet").exists()
+    outcome = {o.name: o for o in evaluate_materialized()}["shard_mapping"]
+    assert not outcome.passed and "oot/part-00077.parquet" in outcome.metadata["orphans"]
+
+
+def launch_no_raise(defs, instance, data):
+    for request in data.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    job = defs.resolve_job_def("splits_job")
+    return [job.execute_in_process(instance=instance, partition_key=r.partition_key, tags=dict(r.tags),
+                                   raise_on_error=False) for r in data.run_requests]

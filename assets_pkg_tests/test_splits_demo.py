@@ -2,7 +2,6 @@
 
 import argparse
 
-import dagster as dg
 import pytest
 
 from assets_pkg.demo import splits as demo

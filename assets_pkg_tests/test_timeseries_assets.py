@@ -127,6 +127,8 @@ def test_failing_export_check_blocks_analysis(instance, inbox, data_root, monkey
         n = real(path)
         return n - 1 if "exports" in str(path) else n
 
+    assert run(instance, partition_key=DAY1).success
+    assert (data_root / "exports" / "timeseries" / f"{DAY1}.analysis.json").exists()
     monkeypatch.setattr(assets_mod.ana, "count_file_rows", short)
     result = run(instance, partition_key=DAY1, raise_on_error=False)
     assert not result.success
@@ -134,6 +136,7 @@ def test_failing_export_check_blocks_analysis(instance, inbox, data_root, monkey
     assert not evals[("timeseries/export", "export_matches_merged")].passed
     mats = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "timeseries/analysis" not in mats and "timeseries/export" in mats
+    # the statistics of the previous export are gone with it; none were computed for the new one
     assert not (data_root / "exports" / "timeseries" / f"{DAY1}.analysis.json").exists()
 
 

@@ -168,6 +168,9 @@ def measure(name: str, folder: Path, days: int) -> dict:
         cpu += _cpu() - c0
         rows += n
     con.close()
+    import shutil
+
+    shutil.rmtree(out_dir, ignore_errors=True)  # sizes are recorded; the files are not needed
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"name": name, "rows": rows, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
             "peak_rss_mb": round(peak, 1), "bytes": out_bytes}

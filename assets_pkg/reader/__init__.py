@@ -11,7 +11,7 @@ Behaviour worth knowing (each is tested in assets_pkg_tests/test_reader_*.py):
   and content that disagree, random binary, a missing path, a folder or a 0-byte file
   raise ReaderError. A header-only file gives zero rows and its schema.
 - Types: ``column_types`` wins; other columns are inferred by Arrow from the first
-  parse block, up to 8 MiB (all-empty or invalid-UTF-8 columns become string). The
+  parse block, up to 2 MiB (all-empty or invalid-UTF-8 columns become string). The
   schema is then fixed for the whole file: a later value that does not convert to it is a
   ``type_error`` reject (the message names the column and type) - declare
   ``column_types`` when the start of a file is not representative. JSONL: the schema
@@ -30,10 +30,11 @@ Behaviour worth knowing (each is tested in assets_pkg_tests/test_reader_*.py):
   or rows) without parsing them. ``skip_empty`` skips blank lines; ``False`` keeps them
   as all-null rows (CSV/TSV; JSONL always skips them). ``strip_whitespace`` strips
   header names and string values (CSV/TSV go through the slower text path then).
-- Memory: ``memory_limit_mb`` sets the parse block (1/16 of it, 256 KiB..8 MiB); three
-  blocks are in flight. Rows per chunk are at most ``chunk_size`` (fewer at block
-  ends). Parquet is read by batches of ``chunk_size`` rows; gzipped Parquet is
-  decompressed to a temp file first (it needs random access).
+- Memory: ``memory_limit_mb`` sets the parse block (1/16 of it, 256 KiB..2 MiB); three
+  blocks are in flight. Blocks are joined into chunks of ``chunk_size`` rows (the last
+  one shorter), cut earlier when a chunk would pass 1/8 of ``memory_limit_mb`` (at
+  least 4 blocks) of Arrow data. Parquet is read by batches of ``chunk_size`` rows;
+  gzipped Parquet is decompressed to a temp file first (it needs random access).
 - Progress: events every ``progress_interval`` s to ``progress_callback`` (or, with
   ``report_progress=True``, a bar on a terminal / log lines), plus a final one.
 - ``delimiter=`` (not in the original option list) overrides the sniffed delimiter,

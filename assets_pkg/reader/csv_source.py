@@ -26,9 +26,6 @@ import pyarrow.csv as pacsv
 from assets_pkg.reader import rejects as rj
 from assets_pkg.reader.casting import casts, convert_table, normalize_strings
 from assets_pkg.reader.errors import ReaderError
-from assets_pkg.reader.options import ReaderOptions
-from assets_pkg.reader.parsed import ParsedBlock, merge_sorted, parse_in_order, record_to_line
-from assets_pkg.reader.sniff import SniffedFormat
 from assets_pkg.reader.linemap import (
     blank_lines,
     blank_out_invalid_utf8,
@@ -37,6 +34,9 @@ from assets_pkg.reader.linemap import (
     record_lines,
     record_text,
 )
+from assets_pkg.reader.options import ReaderOptions
+from assets_pkg.reader.parsed import ParsedBlock, merge_sorted, parse_in_order, record_to_line
+from assets_pkg.reader.sniff import SniffedFormat
 from assets_pkg.reader.textblocks import TextBlock, TextBlocks, count_lines
 
 _TEXT_INFERENCE_ORDER = (pa.int64(), pa.bool_(), pa.date32(), pa.timestamp("s"), pa.timestamp("ns"), pa.float64())
@@ -241,10 +241,13 @@ class CsvSource:
             table, invalid = cached
 
         # Everything below counts records (1-based in the block); ``records`` turns them
-        # into physical lines where a quoted value spans lines.
-        records = record_lines(data)
+        # into physical lines where a quoted value spans lines. Only a block with
+        # rejects or blank lines needs it.
+        parsed_records = table.num_rows + len(invalid)
+        blanks = self._blank_lines(table, data)
+        records = record_lines(data, parsed_records) if (invalid or encoding_bad or len(blanks)) else None
         invalid_rec = np.asarray(sorted(n for n, *_ in invalid), dtype=np.int64)
-        blank_rec = lines_to_records(self._blank_lines(table, data), records, starts_only=True)
+        blank_rec = lines_to_records(blanks, records, starts_only=True)
         bad_text_rec = lines_to_records([line for line, _ in encoding_bad], records, starts_only=False)
         drop_rec = merge_sorted(bad_text_rec, blank_rec)
         # Row position of a (non-ragged) record = record - 1 - ragged records before it.
@@ -271,6 +274,8 @@ class CsvSource:
         rejects += [rj.Reject(n, rj.ENCODING_ERROR, "invalid UTF-8 (pass encoding= e.g. 'latin-1' if the file is not UTF-8)", rj.truncate_raw(raw)) for n, raw in encoding_bad]
         failure_rec = np.empty(0, dtype=np.int64)
         if failures:
+            if records is None:
+                records = record_lines(data, parsed_records)
             rows = np.asarray(sorted(failures), dtype=np.int64)
             # Parsed rows are the records minus ragged records.
             d = invalid_rec - 1 - np.arange(len(invalid_rec))

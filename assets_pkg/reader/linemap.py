@@ -23,11 +23,13 @@ def record_text(data: bytes, newlines: np.ndarray, record: int, records: np.ndar
     return bytes(data[start:end]).removesuffix(b"\r").decode("utf-8", errors="backslashreplace")
 
 
-def record_lines(data) -> np.ndarray | None:
+def record_lines(data, expected_records: int) -> np.ndarray | None:
     """Line (1-based) where each record starts, when a quoted value spans lines; else None.
 
     A newline ends a record only outside quotes, i.e. after an even number of quote
-    characters (an escaped quote is two of them, so parity still holds)."""
+    characters (an escaped quote is two of them, so parity still holds). A stray quote
+    inside an unquoted value ("5\" screen") breaks that rule; Arrow's own record count
+    (``expected_records``) catches it, and then lines and records are taken as equal."""
     if data.find(b'"') < 0:
         return None
     arr = np.frombuffer(data, dtype=np.uint8)
@@ -37,6 +39,9 @@ def record_lines(data) -> np.ndarray | None:
     if not inside.any():
         return None
     ends = np.flatnonzero(~inside)  # indices of record-ending newlines
+    trailing = 1 if len(data) and data[-1:] != b"\n" else 0
+    if len(ends) + trailing != expected_records:
+        return None
     return np.concatenate([[1], ends + 2]).astype(np.int64)
 
 

@@ -35,12 +35,13 @@ class ReaderOptions:
 
     @property
     def block_bytes(self) -> int:
-        """Bytes of text parsed at once. In flight at any time: one block being read, two
-        being parsed (raw bytes plus Arrow columns, about 3x the text) and the chunk the
-        caller holds; a sixteenth of the budget per block keeps that inside it. Above 8 MiB
-        larger blocks stop paying off (and cost more memory per column)."""
+        """Bytes of text parsed at once: a sixteenth of the memory budget, 256 KiB to
+        2 MiB. Three blocks are in flight (one read ahead, two parsing, each costing
+        about 3x its size as Arrow columns) next to the chunk being gathered. Blocks
+        larger than 2 MiB measured slower (CPU cache, and fewer blocks to spread over
+        both cores on small files); chunking.ChunkBuilder joins them into chunks."""
         budget = int(self.memory_limit_mb * 2**20 / 16)
-        return max(256 * 1024, min(budget, 8 * 2**20))
+        return max(256 * 1024, min(budget, 2 * 2**20))
 
 
 def _is_int(value) -> bool:

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from assets_pkg.io.atomic import atomic_path
 from assets_pkg.obs import peak_rss_mb
+from assets_pkg.reader.chunking import ChunkBuilder
 from assets_pkg.reader.csv_source import CsvSource
 from assets_pkg.reader.errors import RejectedRowError, RejectThresholdExceeded
 from assets_pkg.reader.jsonl_source import JsonlSource
@@ -150,13 +151,12 @@ class StreamingReader:
         self._rejects = []
         stats = self._stats = ReadStats()
         started = time.perf_counter()
-        chunk_ms: list[float] = []
         progress = self._progress()
         source = self._open_source()
         self._schema = source.schema
         stats.file_metadata = self._file_metadata(source.schema)
+        chunks = ChunkBuilder(opts.chunk_size, max(opts.block_bytes * 4, int(opts.memory_limit_mb * 2**20 / 8)), stats)
         rows = 0
-        carried_errors = 0  # rejects of blocks that had no good rows go to the next chunk
         blocks = None
         try:
             if opts.max_rows == 0:
@@ -172,45 +172,31 @@ class StreamingReader:
                     table, block_rejects = self._cut_at_max_rows(block, opts.max_rows - rows)
                 if block_rejects and not opts.continue_on_error:
                     first_bad = block_rejects[0]
-                    table = self._rows_before_line(block, table, first_bad.line)
-                    yield from self._chunks(table, 0, 0.0, stats, chunk_ms)
+                    yield from chunks.add(self._rows_before_line(block, table, first_bad.line), 0, 0.0)
+                    yield from chunks.flush()
                     self._rejects.append(first_bad)
                     stats.total_errors += 1
                     raise RejectedRowError(self.path, first_bad.line, first_bad.error_type, first_bad.error)
                 self._rejects.extend(block_rejects)
                 stats.total_errors += len(block_rejects)
-                carried_errors += len(block_rejects)
-                elapsed_ms = (time.perf_counter() - block_started) * 1000
                 rows += table.num_rows
-                if table.num_rows:
-                    for chunk in self._chunks(table, carried_errors, elapsed_ms, stats, chunk_ms):
-                        yield chunk
-                        progress.update(block.bytes_read, stats.total_rows)
-                    carried_errors = 0
+                for chunk in chunks.add(table, len(block_rejects), (time.perf_counter() - block_started) * 1000):
+                    yield chunk
+                    progress.update(block.bytes_read, stats.total_rows)
                 self._check_threshold(rows, final=False)
                 if opts.max_rows is not None and rows >= opts.max_rows:
                     break
             self._check_threshold(rows, final=True)
+            yield from chunks.flush()
             progress.finish(source.bytes_read(), stats.total_rows)
         finally:
             if blocks is not None:
                 blocks.close()  # stop the parser threads now, not when garbage is collected
             source.close()
             stats.seconds = time.perf_counter() - started
-            stats.avg_chunk_ms = sum(chunk_ms) / len(chunk_ms) if chunk_ms else 0.0
+            stats.avg_chunk_ms = sum(chunks.chunk_ms) / len(chunks.chunk_ms) if chunks.chunk_ms else 0.0
             stats.peak_memory_mb = peak_rss_mb()
             stats.rows_per_second = stats.total_rows / stats.seconds if stats.seconds > 0 else 0.0
-
-    def _chunks(self, table: pa.Table, errors: int, elapsed_ms: float, stats: ReadStats, chunk_ms: list) -> Iterator[Chunk]:
-        batches = [b for b in table.to_batches(max_chunksize=self.options.chunk_size) if b.num_rows]
-        for i, batch in enumerate(batches):
-            ms = elapsed_ms / len(batches)
-            chunk = Chunk(stats.total_chunks, batch.num_rows, errors if i == 0 else 0, round(ms, 3), batch)
-            stats.total_chunks += 1
-            stats.total_rows += batch.num_rows
-            stats.chunks_with_errors += 1 if chunk.errors else 0
-            chunk_ms.append(ms)
-            yield chunk
 
     @staticmethod
     def _rows_before_line(block, table: pa.Table, line: int) -> pa.Table:

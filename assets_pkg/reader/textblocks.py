@@ -157,11 +157,15 @@ class TextBlocks:
         if not self.quote or cut == 0 or data.find(self.quote, 0, cut) < 0:
             return cut
         quotes = data.count(self.quote, 0, cut)
+        plain_cut = cut
         while quotes % 2 and cut > 0:
             previous = data.rfind(b"\n", 0, cut - 1) + 1
             quotes -= data.count(self.quote, previous, cut)
             cut = previous
-        return cut
+        # A stray quote in an unquoted value ('5" screen') also makes the count odd; the
+        # walk back then ends before it, or finds no even point at all: then fall back to
+        # the last newline (so a quoted value longer than a whole block is not supported).
+        return cut if cut > 0 else plain_cut
 
     def blocks(self) -> Iterator[TextBlock]:
         """Line-aligned blocks of about ``block_bytes`` each, until the end of the file."""

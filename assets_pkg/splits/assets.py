@@ -9,15 +9,16 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 from pydantic import Field
 
 from assets_pkg.dagster_layer import check_result, log_progress
-from assets_pkg.obs import peak_rss_mb, stage
+from assets_pkg.obs import stage
 from assets_pkg.resources.duckdb import DuckDBResource
 from assets_pkg.settings import env_bool, env_float, env_int, env_list, env_str, get_settings
 from assets_pkg.splits import invariants
 from assets_pkg.splits.discovery import Discovery, Shard, discover
-from assets_pkg.splits.logic import SPLITS, profile_shard, profile_stats
+from assets_pkg.splits.logic import PROFILE_SCHEMA, SPLITS, profile_shard, profile_stats
 from assets_pkg.splits.params import SplitParams, make_params
 from assets_pkg.splits.pipeline import (
     allocation_file,
@@ -120,18 +121,23 @@ def shard_profile(context: dg.AssetExecutionContext, split_config: SplitConfig, 
     values and row counts (rows in, null customers, bad dates, missing labels)."""
     params = split_config.params()
     found = discover(inbox_dir())
+    shards = shards_for(context.partition_keys, found)
     con = duckdb.connect()
-    profiles, rows_in = {}, 0
-    with stage("splits_profile", context.log, shards=len(context.partition_keys)) as stats:
-        for shard in shards_for(context.partition_keys, found):
-            profile = profile_shard(con, shard, params, found.signature, log_progress(context))
-            profiles[shard.key] = profile
-            rows_in += profile_stats(profile)["rows_in"]
-        stats["rows"] = rows_in
+    progress = log_progress(context)
+
+    def lazy_profile(shard: Shard) -> pa.RecordBatchReader:
+        # computed when the IO manager writes this partition: one profile in memory at a time
+        def batches():
+            with stage("splits_profile", context.log, shard=shard.key) as stats:
+                table = profile_shard(con, shard, params, found.signature, progress)
+                stats["rows"] = profile_stats(table)["rows_in"]
+            yield from table.to_batches()
+
+        return pa.RecordBatchReader.from_batches(PROFILE_SCHEMA, batches())
+
     return dg.Output(
-        profiles,
-        metadata={"rows_in": rows_in, "shards": len(profiles), "seconds": stats["seconds"],
-                  "peak_rss_mb": peak_rss_mb()},
+        {shard.key: lazy_profile(shard) for shard in shards},
+        metadata={"shards": len(shards), "inputs": dg.MetadataValue.json([s.name for s in shards])},
     )
 
 

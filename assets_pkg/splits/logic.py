@@ -87,6 +87,11 @@ def _norm_sql(params: SplitParams) -> str:
     )
 
 
+def quiet(con) -> None:
+    """No DuckDB progress bar on the terminal (Dagster logs carry progress)."""
+    con.execute("SET enable_progress_bar = false")
+
+
 def _run(con, sql: str, shard: Shard, parameters=None):
     try:
         return con.execute(sql, parameters or [])
@@ -110,6 +115,7 @@ def profile_shard(con, shard: Shard, params: SplitParams, signature=None, progre
     label filters are profiled per customer, so the allocation can predict exactly how many
     rows pass 2 puts in each split.
     """
+    quiet(con)
     opened = open_shard(con, shard, params, signature, progress_callback)
     stats = {"rows_in": 0, "dropped_null_customer": 0, "dropped_bad_date": 0, "dropped_label": 0}
     groups = PROFILE_SCHEMA.empty_table().select(["kind", "customer", "label", "n"])
@@ -199,18 +205,16 @@ def common_type(types: list[str]) -> str:
     return "VARCHAR"
 
 
-def output_schema(con) -> list[list[str]]:
-    """[[column, type], ...] over all profiled shards, in first-seen order."""
+def output_schema(small: list[tuple]) -> list[list[str]]:
+    """[[column, type], ...] over all profiled shards, in first-seen order, from the
+    profiles' ``column`` rows (shard, source, kind, name, type, position)."""
     # shards without rows (header-only: every column inferred as text) do not vote
-    rows = con.execute(
-        """SELECT customer, label, n, shard FROM __prof WHERE kind = 'column'
-           AND (shard IN (SELECT shard FROM __prof WHERE kind = 'stat:rows_in' AND n > 0)
-                OR NOT EXISTS (SELECT 1 FROM __prof WHERE kind = 'stat:rows_in' AND n > 0))
-           ORDER BY shard, n"""
-    ).fetchall()
+    with_rows = {r[0] for r in small if r[2] == "stat:rows_in" and r[5] > 0}
+    columns = sorted((r for r in small if r[2] == "column" and (r[0] in with_rows or not with_rows)),
+                     key=lambda r: (r[0], r[5]))
     order: list[str] = []
     types: dict[str, list[str]] = {}
-    for name, dtype, _, _ in rows:
+    for _, _, _, name, dtype, _ in columns:
         if name not in types:
             order.append(name)
             types[name] = []
@@ -248,12 +252,13 @@ def build_allocation(con, profile_paths: list[Path], params: SplitParams, previo
     shard's output depends on (settings, its customers' sides, its labels' codes): an
     output built under another fingerprint is stale.
     """
+    quiet(con)
     paths = [str(p) for p in profile_paths]
     if paths:
-        con.execute("CREATE OR REPLACE TEMP TABLE __prof AS SELECT * FROM read_parquet(?, union_by_name = true)", [paths])
+        # a view, not a table: each query scans only the columns it needs, memory stays bounded
+        con.read_parquet(paths, union_by_name=True).create_view("__prof", replace=True)
     else:
-        con.execute("DROP TABLE IF EXISTS __prof")
-        con.from_arrow(PROFILE_SCHEMA.empty_table()).create("__prof")
+        con.from_arrow(PROFILE_SCHEMA.empty_table()).create_view("__prof", replace=True)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE __alloc AS
         SELECT customer, {_FRACTION_SQL} AS u FROM (SELECT DISTINCT customer FROM __prof WHERE kind = 'pre')""",
@@ -267,11 +272,14 @@ def build_allocation(con, profile_paths: list[Path], params: SplitParams, previo
     customers = con.sql("SELECT customer, side, u FROM __alloc2 ORDER BY customer").to_arrow_table()
     customers = customers.cast(ALLOCATION_SCHEMA)
 
-    labels = label_spec([r[0] for r in con.execute(
-        "SELECT DISTINCT label FROM __prof WHERE kind IN ('label_pre', 'label_post') AND label IS NOT NULL").fetchall()])
+    # everything but the per-customer rows is small: labels, columns, statistics
+    small = con.execute(
+        "SELECT shard, source, kind, customer, label, n FROM __prof WHERE kind NOT IN ('pre', 'post')"
+    ).fetchall()
+    labels = label_spec([r[4] for r in small if r[2] in ("label_pre", "label_post") and r[4] is not None])
     _register_labels(con, labels)
-    schema = output_schema(con)
-    shards = _expectations(con, params, labels, schema)
+    schema = output_schema(small)
+    shards = _expectations(con, params, labels, schema, small)
     state = {
         "params": params.allocation_key(),
         "params_digest": params.digest(),
@@ -331,53 +339,44 @@ def _label_sql(labels: dict) -> str:
     return "__lm.code"
 
 
-def _expectations(con, params: SplitParams, labels: dict, schema: list) -> dict:
-    """Per shard: rows expected in each split and per drop reason, and a fingerprint."""
+def _expectations(con, params: SplitParams, labels: dict, schema: list, small: list[tuple]) -> dict:
+    """Per shard: rows expected in each split and per drop reason, and a fingerprint.
+
+    One scan of the per-customer profile rows joined with the allocation gives, per shard
+    and destination, the rows, the customers and an order-independent digest of
+    (customer, side). DuckDB's hash() may change between DuckDB versions: after an upgrade
+    every shard looks stale once and is re-split (correct, only slower)."""
     strict = params.oot_policy == "exclude_known"
     rows = con.execute(
-        f"""
-        WITH r AS (
-            SELECT p.shard, p.source, p.kind, p.customer, p.label, p.n, a.side,
-                CASE WHEN p.kind = 'pre' THEN a.side
-                     WHEN a.side = 'train' OR (? AND a.side IS NOT NULL) THEN 'dropped_policy'
-                     ELSE 'oot' END AS dest
-            FROM __prof p LEFT JOIN __alloc2 a USING (customer)
-            WHERE p.kind IN ('pre', 'post')
-        )
-        SELECT shard, dest, sum(n)::BIGINT, count(DISTINCT customer)
-        FROM r GROUP BY ALL ORDER BY ALL
+        """
+        SELECT p.shard,
+               CASE WHEN p.kind = 'pre' THEN coalesce(a.side, 'unallocated')
+                    WHEN a.side = 'train' OR (? AND a.side IS NOT NULL) THEN 'dropped_policy'
+                    ELSE 'oot' END AS dest,
+               sum(p.n)::BIGINT, count(*),
+               sum(hash(p.kind || '|' || p.customer || '|' || coalesce(a.side, '-'))::HUGEINT)
+        FROM __prof p LEFT JOIN __alloc2 a USING (customer)
+        WHERE p.kind IN ('pre', 'post')
+        GROUP BY ALL ORDER BY ALL
         """,
         [strict],
     ).fetchall()
-    stats = con.execute(
-        "SELECT shard, any_value(source), kind, sum(n)::BIGINT FROM __prof WHERE kind LIKE 'stat:%' GROUP BY shard, kind ORDER BY ALL"
-    ).fetchall()
-    # order-independent digest of (customer, side) and the labels present, per shard. DuckDB's
-    # hash() may change between DuckDB versions: after an upgrade every shard looks stale
-    # once and is re-split (correct, only slower); md5 here cost a second per million rows.
-    fingerprints = dict(
-        con.execute(
-            """
-            SELECT shard, CAST(sum(hash(item)::HUGEINT) AS VARCHAR) FROM (
-                SELECT p.shard, p.kind || '|' || p.customer || '|' || coalesce(a.side, '-') AS item
-                FROM __prof p LEFT JOIN __alloc2 a USING (customer) WHERE p.kind IN ('pre', 'post')
-                UNION ALL
-                SELECT shard, kind || '|' || label FROM __prof WHERE kind IN ('label_pre', 'label_post'))
-            GROUP BY shard
-            """
-        ).fetchall()
-    )
     shards: dict[str, dict] = {}
-    for shard, source, kind, n in stats:
+    digests: dict[str, int] = {}
+    shard_labels: dict[str, list[str]] = {}
+    for shard, source, kind, _name, label, n in small:
         entry = shards.setdefault(shard, _empty_expectation())
         entry["source"] = source
-        entry["stats"][kind[len(STAT_PREFIX):]] = int(n)
-    for shard, dest, n, customers in rows:
+        if kind.startswith(STAT_PREFIX):
+            entry["stats"][kind[len(STAT_PREFIX):]] = int(n)
+        elif kind in ("label_pre", "label_post"):
+            shard_labels.setdefault(shard, []).append(f"{kind}|{label}")
+    for shard, dest, n, customers, digest in rows:
         entry = shards.setdefault(shard, _empty_expectation())
-        key = dest if dest in SPLITS or dest == "dropped_policy" else "unallocated"
-        entry["rows"][key] = int(n)
+        entry["rows"][dest] = entry["rows"].get(dest, 0) + int(n)
         if dest in SPLITS:
             entry["customers"][dest] = int(customers)
+        digests[shard] = digests.get(shard, 0) + int(digest)
     label_digest = hashlib.md5(json.dumps([labels, schema], sort_keys=True).encode()).hexdigest()
     for shard, entry in shards.items():
         s = entry["stats"]
@@ -386,8 +385,9 @@ def _expectations(con, params: SplitParams, labels: dict, schema: list) -> dict:
         entry["rows"]["dropped_label"] = s.get("dropped_label", 0)
         entry["rows"]["rejected_lines"] = s.get("rejected_lines", 0)
         entry["rows_in"] = s.get("rows_in", 0)
+        own_labels = ",".join(sorted(shard_labels.get(shard, [])))
         entry["fingerprint"] = hashlib.md5(
-            f"{params.digest()}|{label_digest}|{params.output_format}|{fingerprints.get(shard, '')}".encode()
+            f"{params.digest()}|{label_digest}|{params.output_format}|{digests.get(shard, 0)}|{own_labels}".encode()
         ).hexdigest()
     return shards
 
@@ -525,6 +525,7 @@ def split_shard_to_parquet(con, shard: Shard, params: SplitParams, labels: dict,
     import shutil
     import uuid
 
+    quiet(con)
     opened: OpenedShard = open_shard(con, shard, params, signature, progress_callback)
     written = {k: 0 for k in SPLITS}
     sizes = {k: 0 for k in SPLITS}
@@ -592,6 +593,7 @@ def split_shard(con, shard: Shard, params: SplitParams, labels: dict, signature=
     Needs :func:`load_allocation` first. Raises ShardError when the shard holds a label or a
     pre-split customer the allocation never saw (the shard changed after pass 1).
     """
+    quiet(con)
     opened: OpenedShard = open_shard(con, shard, params, signature, progress_callback)
     counts = {"rows_in": 0, **{k: 0 for k in SPLITS}, **{k: 0 for k in DROP_REASONS}}
     table = f"__split_{shard.key}"

@@ -224,6 +224,7 @@ def consolidate(con, warehouse: Path, exports: Path, fmt: str) -> dict:
     """One file per split under exports/splits/<split>/, streamed from the shard files
     (in shard-number order: the same inputs give byte-identical files)."""
     con.execute("SET preserve_insertion_order = true")
+    con.execute("SET enable_progress_bar = false")
     out = {}
     for name in SPLITS:
         files = [p for k, p in sorted(shard_output_files(warehouse, name).items()) if k.isdigit()]

@@ -48,14 +48,22 @@ def check_unique_account_month(con, cfg: SummarySettings, month_files: dict[str,
     if not month_files:
         return _outcome(name, ASSET, [], 0, "no months materialized", "", months_checked=0)
     k, m = quote_ident(cfg.key_column), quote_ident(cfg.month_column)
-    rows = con.execute(
-        f"""SELECT {k}, {m}, count(*) AS n, any_value(filename) AS f FROM read_parquet(?, filename = true)
-            GROUP BY 1, 2 HAVING count(*) > 1 OR NOT bool_and(filename LIKE '%/' || {m} || '.parquet')
-            ORDER BY 1, 2""",
+    # the month column must name the file's month ...
+    wrong = con.execute(
+        f"""SELECT {k}, {m}, count(*) OVER () FROM read_parquet(?, filename = true)
+            WHERE {m} IS DISTINCT FROM regexp_extract(filename, '(\d{{4}}-\d{{2}})\.parquet$', 1) ORDER BY 2, 1 LIMIT 20""",
         [_files(month_files)],
     ).fetchall()
+    # ... and hold each account once
+    dups = con.execute(
+        f"""SELECT {k}, {m}, count(*) OVER () FROM read_parquet(?) GROUP BY 1, 2 HAVING count(*) > 1
+            ORDER BY 2, 1 LIMIT 20""",
+        [_files(month_files)],
+    ).fetchall()
+    rows = wrong + dups
+    count = (wrong[0][2] if wrong else 0) + (dups[0][2] if dups else 0)
     return _outcome(
-        name, ASSET, [f"{r[0]}@{r[1]}" for r in rows], len(rows),
+        name, ASSET, [f"{r[0]}@{r[1]}" for r in rows], count,
         f"one row per (account, month) in {len(month_files)} months",
         "{count} (account, month) pairs duplicated or in the wrong month file",
         months_checked=len(month_files),
@@ -93,29 +101,64 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
         return _outcome(name, ASSET, [], 0, "no months materialized", "", months_checked=0)
     k, m, t = quote_ident(cfg.key_column), quote_ident(cfg.month_column), quote_ident(cfg.timestamp_column)
     lo, hi = month_index(months[0]), month_index(months[-1])
+    idx = [month_index(x) for x in months]
     vals = list(cfg.all_value_columns)
-    win_vals = ", ".join(f"v{i}" for i in range(len(vals)))
+    packed = ", ".join(f"v{i} := v{i}" for i in range(len(vals)))
+    month_filter = f"month_idx BETWEEN {lo} AND {hi}"
+    params: list = []
+    if len(idx) != hi - lo + 1:
+        month_filter += " AND list_contains(?, month_idx)"
+        params.append(idx)
     src_sql = f"""
-        SELECT key, month_idx, ts, {win_vals} FROM summary_src
-        WHERE month_idx BETWEEN {lo} AND {hi} AND list_contains(?, month_idx) AND {source.good_rows_sql()}
-        QUALIFY row_number() OVER (PARTITION BY key, month_idx ORDER BY ts DESC, _file DESC, _row DESC) = 1"""
+        SELECT key, month_idx, max(ts) AS ts, arg_max(struct_pack({packed}), struct_pack(t := ts, f := _file, r := _row)) AS w
+        FROM summary_src WHERE {month_filter} AND {source.good_rows_sql()}
+        GROUP BY key, month_idx"""
     month_idx_sql = f"CAST(substr(s.{m}, 1, 4) AS INTEGER) * 12 + CAST(substr(s.{m}, 6, 2) AS INTEGER) - 1"
     diffs = [f"s.{t} IS DISTINCT FROM w.ts"]
     for i, c in enumerate(vals):
-        diffs.append(f"s.{quote_ident(c)} IS DISTINCT FROM w.v{i}")
+        diffs.append(f"s.{quote_ident(c)} IS DISTINCT FROM w.w.v{i}")
     for c in cfg.history_columns:
         i = vals.index(c)
-        diffs.append(f"s.{quote_ident(cfg.history_name(c))}[1] IS DISTINCT FROM w.v{i}")
+        diffs.append(f"s.{quote_ident(cfg.history_name(c))}[1] IS DISTINCT FROM w.w.v{i}")
+    # 1) per-month digests (a streaming scan of each side, no join): equal digests -> equal rows
+    s_terms = ", ".join([f"{k}", f"{t}", *(quote_ident(c) for c in vals),
+                         *(f"{quote_ident(cfg.history_name(c))}[1]" for c in cfg.history_columns)])
+    w_terms = ", ".join(["key", "ts", *(f"w.v{i}" for i in range(len(vals))),
+                         *(f"w.v{vals.index(c)}" for c in cfg.history_columns)])
+    s_digest = dict(
+        (r[0], (r[1], r[2])) for r in con.execute(
+            f"SELECT {m}, count(*), sum(hash({s_terms})) FROM read_parquet(?, union_by_name = true) GROUP BY 1",
+            [_files(month_files)],
+        ).fetchall()
+    )
+    w_digest = dict(
+        (month_str(r[0]), (r[1], r[2])) for r in con.execute(
+            f"SELECT month_idx, count(*), sum(hash({w_terms})) FROM ({src_sql}) GROUP BY 1", params
+        ).fetchall()
+    )
+    suspect = sorted(mo for mo in set(s_digest) | set(w_digest) if s_digest.get(mo) != w_digest.get(mo))
+    if not suspect:
+        return _outcome(
+            name, ASSET, [], 0,
+            f"rows, base_ts, values and [0] equal the source winners in {len(months)} months", "",
+            months_checked=len(months),
+        )
+    # 2) only the months whose digests differ: find the offending rows
+    sus_idx = [month_index(mo) for mo in suspect]
+    src_sql = src_sql.replace("GROUP BY key, month_idx", "AND list_contains(?, month_idx) GROUP BY key, month_idx")
+    params = [*params, sus_idx]
+    sus_files = {mo: month_files[mo] for mo in suspect if mo in month_files}
+    if not sus_files:
+        sus_files = {months[0]: month_files[months[0]]}
     sql = f"""
         WITH w AS ({src_sql}),
-             s AS (SELECT * FROM read_parquet(?, union_by_name = true))
+             s AS (SELECT * FROM read_parquet(?, union_by_name = true) WHERE list_contains(?, {m}))
         SELECT coalesce(s.{k}, w.key) AS key, coalesce(s.{m}, printf('%04d-%02d', w.month_idx // 12, w.month_idx % 12 + 1)) AS month,
                CASE WHEN s.{k} IS NULL THEN 'missing' WHEN w.key IS NULL THEN 'not in source' ELSE 'differs' END AS why
         FROM s FULL OUTER JOIN w ON s.{k} = w.key AND {month_idx_sql} = w.month_idx
         WHERE s.{k} IS NULL OR w.key IS NULL OR {' OR '.join(diffs)}
     """
-    idx = [month_index(x) for x in months]
-    con.execute(f"CREATE OR REPLACE TEMP TABLE summary_check_src AS {sql}", [idx, _files(month_files)])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE summary_check_src AS {sql}", [*params, _files(sus_files), suspect])
     count = con.execute("SELECT count(*) FROM summary_check_src").fetchall()[0][0]
     rows = con.execute("SELECT key, month, why FROM summary_check_src ORDER BY month, key LIMIT 20").fetchall()
     con.execute("DROP TABLE summary_check_src")

@@ -197,9 +197,9 @@ def export_matches_outcome(merged_rows: int, exported: dict, day: str) -> CheckO
 
 
 def count_file_rows(path: Path) -> int:
-    """Data rows of an exported file: parquet from its footer; csv/csv.gz by counting
-    record separators in the (decompressed) stream, minus the header. Exported values are
-    numbers, timestamps and keys, so a newline inside a quoted field does not occur."""
+    """Data rows of an exported file: parquet from its footer; csv/csv.gz by counting line
+    ends in the (decompressed) stream, minus the header -- unless a value was quoted (a
+    quoted value may hold a line break), then by reading it with the streaming reader."""
     path = Path(path)
     if path.suffix == ".parquet":
         return pq.ParquetFile(path).metadata.num_rows
@@ -209,11 +209,19 @@ def count_file_rows(path: Path) -> int:
         fh = igzip_threaded.open(path, "rb")
     else:
         fh = open(path, "rb")
-    lines, last = 0, b"\n"
+    lines, last, quoted, first = 0, b"\n", False, True
     with fh:
         while chunk := fh.read(1 << 22):
+            body = chunk.split(b"\n", 1)[1] if first and b"\n" in chunk else (b"" if first else chunk)
+            first = first and b"\n" not in chunk
+            quoted = quoted or b'"' in body
             lines += chunk.count(b"\n")
             last = chunk[-1:]
+    if quoted:
+        from assets_pkg.reader import StreamingReader
+
+        reader = StreamingReader(path, continue_on_error=False)
+        return sum(chunk.rows for chunk in reader)
     if last != b"\n":
         lines += 1
     return max(lines - 1, 0)

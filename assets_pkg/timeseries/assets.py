@@ -105,7 +105,8 @@ def resampled(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckd
     Stacked layout: `dataset`, `ts` (UTC), the key columns and one `<dataset>__<column>`
     column per value (NULL outside its dataset). Down: aggregated per bucket; same:
     passthrough (duplicates aggregated); up: forward fill / linear / none within a limit.
-    Only the day's rows (plus the fill margin) are read. Rejects and duplicates are counted.
+    Only the day's rows (plus the fill margin) are kept: Parquet row groups outside the day
+    are skipped, CSV is streamed and filtered. Rejects and duplicates are counted.
     """
     catalog = config.load()
     days, reject_samples = [], {}
@@ -246,12 +247,15 @@ def merged(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb: 
 def export(context: dg.AssetExecutionContext, config: TimeseriesConfig, merged):
     """The only writer of user-facing time-series files: `data/exports/timeseries/<day>.parquet`
     (zstd) and `<day>.csv.gz` (or `.csv`), streamed in chunks with progress and ETA, published
-    atomically. A day without merged rows writes nothing and removes that day's old files."""
+    atomically. A day without merged rows writes nothing and removes that day's old files; the
+    day's old `<day>.analysis.json` is removed too (analysis writes it for the new files)."""
     catalog = config.load()
     sources = _by_day(merged)
     out_dir = exports_dir()
     checks, meta_days = [], []
     for day in context.partition_keys:
+        # the day's statistics describe the old files from now on: analysis writes them anew
+        (out_dir / f"{day}.analysis.json").unlink(missing_ok=True)
         with stage("timeseries_export", context.log, day=day) as st:
             files = export_day(sources.get(day, []), out_dir, day, catalog.export_formats, catalog.csv_compression,
                                logger=context.log)
