@@ -215,3 +215,16 @@ def test_chunk_bytes_stay_within_the_memory_budget(tmp_path):
     chunks = list(reader)
     assert sum(c.rows for c in chunks) == 30_000 and len(chunks) > 3
     assert max(c.batch.nbytes for c in chunks) < 2 * 2**20
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_reads_back_what_write_table_writes(tmp_path, fmt):
+    from assets_pkg.io.formats import write_table
+
+    original = pa.table({
+        "id": pa.array([1, 2, 3], pa.int64()),
+        "text": ['plain', 'with "quotes", commas\tand tabs', "two\nlines"],
+        "x": [0.5, None, -2.25],
+    })
+    path = write_table(original, tmp_path / f"t.{fmt}", fmt=fmt).path
+    assert read_all(StreamingReader(path)).equals(original)

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 READ_SCRIPT = r"""
-import json, resource, sys
+import json, sys
 import pyarrow as pa
 from assets_pkg.obs import current_rss_mb
 from assets_pkg.reader import StreamingReader
@@ -22,13 +22,18 @@ max_chunk = 0
 for chunk in reader:
     rows += chunk.rows
     max_chunk = max(max_chunk, chunk.rows)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM is this process's own high-water mark. getrusage's ru_maxrss is not: across
+# fork/vfork + exec Linux carries over the parent's peak, so a big pytest parent would
+# show up as this child's peak.
+with open("/proc/self/status") as fh:
+    peak = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
 print(json.dumps({"rows": rows, "rejects": reader.rejects.num_rows, "base_mb": base, "peak_mb": peak,
                   "max_chunk": max_chunk, "lines": reader.rejects.column("line").to_pylist()}))
 """
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc for the process's own peak RSS")
 def test_peak_memory_is_bounded_for_a_file_much_larger_than_the_limit(tmp_path):
     path = tmp_path / "big.csv"
     rows = 5_500_000
@@ -53,8 +58,7 @@ def test_peak_memory_is_bounded_for_a_file_much_larger_than_the_limit(tmp_path):
     assert result["lines"] == [rows + 2, rows + 3]
     assert result["max_chunk"] <= 50_000
     # Reading the whole file into Arrow adds about 650 MB here. Streaming with 32 MiB adds
-    # 110-220 MB: ~50 MB of libraries loaded on first read, 2 MiB blocks in flight, and
-    # memory the allocators (mimalloc in parser threads, glibc) hold on to for a while,
-    # which varies with timing on a busy machine.
-    assert result["peak_mb"] - result["base_mb"] < 250, result
+    # about 120 MB: ~50 MB of libraries loaded on first read, blocks in flight, the chunk
+    # being gathered, and memory the allocators keep for reuse.
+    assert result["peak_mb"] - result["base_mb"] < 180, result
     assert result["peak_mb"] < 350, result

@@ -392,3 +392,15 @@ def test_csv_output_format(data_root, inbox):
         consolidated_file(data_root / "exports", "val", "csv")) + file_rows(
         consolidated_file(data_root / "exports", "oot", "csv")) == total
     assert invariants.row_accounting(wh, read_json(manifest_file(wh))).passed
+
+
+def test_malformed_lines_are_rejected_counted_and_kept(data_root, inbox):
+    lines = ["customer_id,date,label"] + [f"C{i},2023-02-01,0" for i in range(60)] + ["X,2023-02-01,0,extra,fields"]
+    (inbox / "part-00006.csv").write_text("\n".join(lines) + "\n")
+    run(data_root)
+    manifest = read_json(manifest_file(data_root / "warehouse"))
+    assert manifest["rows"]["rejected_lines"] == 1
+    assert manifest["rows"]["rows_in"] == 61
+    rejects = pq.read_table(data_root / "warehouse/splits/_rejects/part-00006.parquet").to_pylist()
+    assert len(rejects) == 1 and "extra" in rejects[0]["raw"]
+    assert invariants.row_accounting(data_root / "warehouse", manifest).passed

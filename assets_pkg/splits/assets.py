@@ -26,6 +26,7 @@ from assets_pkg.splits.pipeline import (
     consolidate,
     manifest_file,
     read_json,
+    rejects_file,
     split_and_write,
     stale_shards,
     update_label_rates,
@@ -69,7 +70,8 @@ class SplitConfig(dg.ConfigurableResource):
                              description="Output column of the main label; non-numeric labels are coded through the global label map (env LABEL_FIELD).")
     consolidate_streaming_output: bool = Field(
         default_factory=lambda: env_bool("CONSOLIDATE_STREAMING_OUTPUT", False),
-        description="Also write single files per split under exports/splits/ in the default run (env CONSOLIDATE_STREAMING_OUTPUT).")
+        description="Env CONSOLIDATE_STREAMING_OUTPUT, read when the code location loads: true puts splits/consolidated "
+                    "(single files per split under exports/splits/) into splits_job, the sensor's run.")
     oot_policy: str = Field(default_factory=lambda: env_str("OOT_POLICY", "exclude_train"),
                             description="exclude_train (default): post-split rows of train customers are dropped; exclude_known: of any known customer.")
     error_threshold: float = Field(default=0.05,
@@ -129,7 +131,8 @@ def shard_profile(context: dg.AssetExecutionContext, split_config: SplitConfig, 
         # computed when the IO manager writes this partition: one profile in memory at a time
         def batches():
             with stage("splits_profile", context.log, shard=shard.key) as stats:
-                table = profile_shard(con, shard, params, found.signature, progress)
+                table = profile_shard(con, shard, params, found.signature, progress,
+                                      rejects_path=rejects_file(get_settings().warehouse, shard.key))
                 stats["rows"] = profile_stats(table)["rows_in"]
             yield from table.to_batches()
 

@@ -108,7 +108,8 @@ def _bad_date_error(shard: Shard, params: SplitParams, bad: int, rows_in: int, e
     )
 
 
-def profile_shard(con, shard: Shard, params: SplitParams, signature=None, progress_callback=None) -> pa.Table:
+def profile_shard(con, shard: Shard, params: SplitParams, signature=None, progress_callback=None,
+                  rejects_path: Path | None = None) -> pa.Table:
     """Pass 1 for one shard: (customer, pre|post, label) -> rows, plus row statistics.
 
     One scan, one aggregation, straight to Arrow. Only rows that survive the validity and
@@ -160,6 +161,10 @@ def profile_shard(con, shard: Shard, params: SplitParams, signature=None, progre
         groups = result.filter(pc.invert(is_stat)).select(["kind", "customer", "label", "n"]).cast(groups.schema)
     stats["rows_in"] += opened.rejected_lines
     stats["rejected_lines"] = opened.rejected_lines
+    if rejects_path is not None:  # the lines the text reader refused, kept (none: old file removed)
+        Path(rejects_path).unlink(missing_ok=True)
+        if opened.rejected_lines:
+            opened.reader.write_rejects(rejects_path)
     st = Path(shard.path).stat()
     stats["file_bytes"] = st.st_size
     stats["file_mtime_ns"] = st.st_mtime_ns
@@ -238,10 +243,6 @@ def profile_stats(profile: pa.Table) -> dict:
 class Allocation:
     customers: pa.Table  # customer, side, u  (known customers only)
     state: dict  # params, label map, per-shard expectations and fingerprints (JSON-able)
-
-    @property
-    def label_mode(self) -> str:
-        return self.state["labels"]["mode"]
 
 
 def build_allocation(con, profile_paths: list[Path], params: SplitParams, previous_state: dict | None = None) -> Allocation:
@@ -635,12 +636,6 @@ def split_shard(con, shard: Shard, params: SplitParams, labels: dict, signature=
     return ShardSplit(shard, counts, columns, table)
 
 
-def accounting_ok(counts: dict) -> bool:
-    """rows_in = train + val + oot + every drop reason + rejected lines."""
-    parts = sum(counts.get(k, 0) for k in (*SPLITS, *DROP_REASONS, "rejected_lines"))
-    return counts.get("rows_in", 0) == parts
-
-
 # --------------------------------------------------------------------------------------------
 # output files
 # --------------------------------------------------------------------------------------------
@@ -697,10 +692,3 @@ def files_relation(con, files: list[Path], columns: list[str] | None = None):
         rel.create_view(name, replace=True)
         parts.append(f"SELECT {cols} FROM {name}")
     return con.sql(" UNION ALL BY NAME ".join(parts))
-
-
-def fsize(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0

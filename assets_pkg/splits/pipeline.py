@@ -68,8 +68,13 @@ def read_json(path: Path) -> dict | None:
 
 
 # -- pass 1 ---------------------------------------------------------------------------------
+def rejects_file(warehouse: Path, key: str) -> Path:
+    """Lines of an input shard the streaming reader rejected (line, error, raw text)."""
+    return asset_dir(warehouse, "_rejects") / f"part-{int(key):05d}.parquet"
+
+
 def write_profile(con, shard: Shard, params: SplitParams, warehouse: Path, signature=None) -> pa.Table:
-    table = profile_shard(con, shard, params, signature)
+    table = profile_shard(con, shard, params, signature, rejects_path=rejects_file(warehouse, shard.key))
     write_table(table, shard_file(warehouse, "shard_profile", shard.key))
     return table
 

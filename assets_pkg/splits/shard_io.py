@@ -85,7 +85,9 @@ def open_shard(con: duckdb.DuckDBPyConnection, shard: Shard, params: SplitParams
 def _text_relation(con, shard: Shard, signature, params: SplitParams, progress_callback):
     from assets_pkg.reader import ReaderError, StreamingReader
 
-    options = dict(file_format="auto", error_threshold=params.error_threshold, continue_on_error=True)
+    # the reader's budget plus DuckDB's memory_limit keep a step inside ~512 MB
+    options = dict(file_format="auto", error_threshold=params.error_threshold, continue_on_error=True,
+                   memory_limit_mb=128)
     if progress_callback is not None:
         options.update(report_progress=True, progress_callback=progress_callback)
     path = shard.path

@@ -94,7 +94,7 @@ def check_history_length(con, cfg: SummarySettings, month_files: dict[str, Path]
 
 
 def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[str, Path], source: Source) -> CheckOutcome:
-    """Rows = source winners (independent SQL: a window over the source, not the build code)."""
+    """Rows = source winners (independent SQL aggregate over the source, not the build code)."""
     name = "history_matches_source"
     months = sorted(month_files)
     if not months:
@@ -104,15 +104,32 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
     idx = [month_index(x) for x in months]
     vals = list(cfg.all_value_columns)
     packed = ", ".join(f"v{i} := v{i}" for i in range(len(vals)))
-    month_filter = f"month_idx BETWEEN {lo} AND {hi}"
-    params: list = []
-    if len(idx) != hi - lo + 1:
-        month_filter += " AND list_contains(?, month_idx)"
-        params.append(idx)
-    src_sql = f"""
-        SELECT key, month_idx, max(ts) AS ts, arg_max(struct_pack({packed}), struct_pack(t := ts, f := _file, r := _row)) AS w
-        FROM summary_src WHERE {month_filter} AND {source.good_rows_sql()}
-        GROUP BY key, month_idx"""
+    mo_col = "_mo" if source.profile().pushdown else "_month_raw"
+
+    def src_sql(chunk: list[int]) -> tuple[str, list]:
+        """Winners of the months in ``chunk`` (bounded rows: DuckDB cannot spill arg_max states)."""
+        sql = f"""
+            SELECT key, month_idx, max(ts) AS ts,
+                   arg_max(struct_pack({packed}), struct_pack(t := ts, f := _file, r := _row)) AS w
+            FROM summary_src
+            WHERE {mo_col} BETWEEN ? AND ? AND month_idx BETWEEN ? AND ? AND list_contains(?, month_idx)
+              AND {source.good_rows_sql()}
+            GROUP BY key, month_idx"""
+        return sql, [month_str(chunk[0]), month_str(chunk[-1]) + "~", chunk[0], chunk[-1], chunk]
+
+    rows_per_month = source.profile().rows_per_month
+
+    def chunks(idx: list[int]) -> list[list[int]]:
+        out, cur, acc = [], [], 0
+        for i in idx:
+            n = rows_per_month.get(i, 0)
+            if cur and acc + n > cfg.max_rows_per_query:
+                out.append(cur)
+                cur, acc = [], 0
+            cur.append(i)
+            acc += n
+        return out + ([cur] if cur else [])
+
     month_idx_sql = f"CAST(substr(s.{m}, 1, 4) AS INTEGER) * 12 + CAST(substr(s.{m}, 6, 2) AS INTEGER) - 1"
     diffs = [f"s.{t} IS DISTINCT FROM w.ts"]
     for i, c in enumerate(vals):
@@ -120,7 +137,7 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
     for c in cfg.history_columns:
         i = vals.index(c)
         diffs.append(f"s.{quote_ident(cfg.history_name(c))}[1] IS DISTINCT FROM w.w.v{i}")
-    # 1) per-month digests (a streaming scan of each side, no join): equal digests -> equal rows
+    # 1) per-month digests (streaming scans, no join): equal digests -> equal rows
     s_terms = ", ".join([f"{k}", f"{t}", *(quote_ident(c) for c in vals),
                          *(f"{quote_ident(cfg.history_name(c))}[1]" for c in cfg.history_columns)])
     w_terms = ", ".join(["key", "ts", *(f"w.v{i}" for i in range(len(vals))),
@@ -131,42 +148,40 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
             [_files(month_files)],
         ).fetchall()
     )
-    w_digest = dict(
-        (month_str(r[0]), (r[1], r[2])) for r in con.execute(
-            f"SELECT month_idx, count(*), sum(hash({w_terms})) FROM ({src_sql}) GROUP BY 1", params
-        ).fetchall()
-    )
+    idx = [month_index(x) for x in months]
+    w_digest = {}
+    for chunk in chunks(idx):
+        sql, params = src_sql(chunk)
+        for r in con.execute(f"SELECT month_idx, count(*), sum(hash({w_terms})) FROM ({sql}) GROUP BY 1", params).fetchall():
+            w_digest[month_str(r[0])] = (r[1], r[2])
     suspect = sorted(mo for mo in set(s_digest) | set(w_digest) if s_digest.get(mo) != w_digest.get(mo))
-    if not suspect:
-        return _outcome(
-            name, ASSET, [], 0,
-            f"rows, base_ts, values and [0] equal the source winners in {len(months)} months", "",
-            months_checked=len(months),
-        )
+    count, bad = 0, []
     # 2) only the months whose digests differ: find the offending rows
-    sus_idx = [month_index(mo) for mo in suspect]
-    src_sql = src_sql.replace("GROUP BY key, month_idx", "AND list_contains(?, month_idx) GROUP BY key, month_idx")
-    params = [*params, sus_idx]
-    sus_files = {mo: month_files[mo] for mo in suspect if mo in month_files}
-    if not sus_files:
-        sus_files = {months[0]: month_files[months[0]]}
-    sql = f"""
-        WITH w AS ({src_sql}),
-             s AS (SELECT * FROM read_parquet(?, union_by_name = true) WHERE list_contains(?, {m}))
-        SELECT coalesce(s.{k}, w.key) AS key, coalesce(s.{m}, printf('%04d-%02d', w.month_idx // 12, w.month_idx % 12 + 1)) AS month,
-               CASE WHEN s.{k} IS NULL THEN 'missing' WHEN w.key IS NULL THEN 'not in source' ELSE 'differs' END AS why
-        FROM s FULL OUTER JOIN w ON s.{k} = w.key AND {month_idx_sql} = w.month_idx
-        WHERE s.{k} IS NULL OR w.key IS NULL OR {' OR '.join(diffs)}
-    """
-    con.execute(f"CREATE OR REPLACE TEMP TABLE summary_check_src AS {sql}", [*params, _files(sus_files), suspect])
-    count = con.execute("SELECT count(*) FROM summary_check_src").fetchall()[0][0]
-    rows = con.execute("SELECT key, month, why FROM summary_check_src ORDER BY month, key LIMIT 20").fetchall()
-    con.execute("DROP TABLE summary_check_src")
+    for chunk in chunks([month_index(mo) for mo in suspect]):
+        chunk_months = [month_str(i) for i in chunk]
+        files = [str(month_files[mo]) for mo in chunk_months if mo in month_files] or _files(month_files)[:1]
+        sql, params = src_sql(chunk)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE summary_check_src AS
+                WITH w AS ({sql}),
+                     s AS (SELECT * FROM read_parquet(?, union_by_name = true) WHERE list_contains(?, {m}))
+                SELECT coalesce(s.{k}, w.key) AS key,
+                       coalesce(s.{m}, printf('%04d-%02d', w.month_idx // 12, w.month_idx % 12 + 1)) AS month,
+                       CASE WHEN s.{k} IS NULL THEN 'missing' WHEN w.key IS NULL THEN 'not in source' ELSE 'differs' END AS why
+                FROM s FULL OUTER JOIN w ON s.{k} = w.key AND {month_idx_sql} = w.month_idx
+                WHERE s.{k} IS NULL OR w.key IS NULL OR {' OR '.join(diffs)}""",
+            [*params, files, chunk_months],
+        )
+        count += con.execute("SELECT count(*) FROM summary_check_src").fetchall()[0][0]
+        if len(bad) < 20:
+            rows = con.execute("SELECT key, month, why FROM summary_check_src ORDER BY month, key LIMIT 20").fetchall()
+            bad.extend(f"{r[0]}@{r[1]} ({r[2]})" for r in rows)
+        con.execute("DROP TABLE summary_check_src")
     return _outcome(
-        name, ASSET, [f"{r[0]}@{r[1]} ({r[2]})" for r in rows], count,
+        name, ASSET, bad[:20], count,
         f"rows, base_ts, values and [0] equal the source winners in {len(months)} months",
         "{count} (account, month) rows differ from the winning source record",
-        months_checked=len(months),
+        months_checked=len(months), suspect_months=len(suspect),
     )
 
 
