@@ -151,3 +151,49 @@ def test_sigkill_mid_fetch_leaves_nothing_published(data_root, inbox):
     assert result.decision == "miss" and [s.window for s in store.segments("app")] == [(D0, D1)]
     assert not [p for p in (store.root / "app").rglob("*") if ".tmp-" in p.name]  # stale temp cleaned under the lock
     assert result.summary["row_count"] == sum(1 for e in all_events(inbox, "app") if D0 <= e["timestamp"] < D1)
+
+
+def test_cold_local_fetch_does_not_import_pandas(data_root, inbox):
+    """pyarrow imports pandas (~0.3 s, ~40 MB of a 300 MB budget) the first time a Python
+    value becomes an Arrow value; the reader's and the logs' hot paths never need one.
+    Covers a window edge (the timestamp filter) and extra fields (attributes)."""
+    script = textwrap.dedent(f"""
+        import sys
+        from assets_pkg.logs.fetch import fetch_window
+        from assets_pkg.logs.sources import LocalLogSource
+        r = fetch_window("app", {D0 + 3_600_000}, {D1 - 1000}, LocalLogSource(sys.argv[1]), now_ms={FAR_FUTURE})
+        assert r.rows_processed > 0 and r.summary["row_count"] == r.rows_processed
+        print("pandas" in sys.modules)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script, str(inbox)], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_read_ahead_keeps_order_raises_in_place_and_stops_when_closed():
+    import threading
+
+    from assets_pkg.logs.sources import _read_ahead
+
+    def items(fail_at=None, produced=None):
+        for i in range(10):
+            if i == fail_at:
+                raise ValueError(f"boom at {i}")
+            if produced is not None:
+                produced.append(i)
+            yield i
+
+    assert list(_read_ahead(items(), depth=2, name="t")) == list(range(10))
+    got = []
+    with pytest.raises(ValueError, match="boom at 6"):
+        for item in _read_ahead(items(fail_at=6), depth=2, name="t"):
+            got.append(item)
+    assert got == list(range(6))  # everything before the failure arrived, in order, first
+
+    produced: list[int] = []
+    stream = _read_ahead(items(produced=produced), depth=2, name="t-close")
+    assert next(stream) == 0
+    stream.close()  # stops the worker: it produced at most depth + 2 items, then ended
+    assert len(produced) <= 4
+    assert not any(t.name == "t-close" for t in threading.enumerate())

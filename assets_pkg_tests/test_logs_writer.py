@@ -105,3 +105,66 @@ def test_flush_and_freshness_settings_from_env(monkeypatch):
             {"FLUSH_ROWS": flush_rows_setting, "FLUSH_BYTES": flush_bytes_setting,
              "FRESHNESS_MINUTES": freshness_minutes_setting}[name]()
         monkeypatch.setenv(name, {"FLUSH_ROWS": "7", "FLUSH_BYTES": "1024", "FRESHNESS_MINUTES": "0"}[name])
+
+
+# --- the vectorized attributes path (no per-row Python, no DuckDB for flat columns) ----------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_texts = st.text(alphabet=st.sampled_from(['a', 'é', '"', '\\', ' ', '/', '€', '{', '😀']), max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.tuples(_texts, st.booleans(), st.integers(-2**62, 2**62), st.booleans(), st.booleans()),
+                  min_size=1, max_size=12),
+    offset=st.integers(0, 3),
+    with_nulls=st.booleans(),
+)
+def test_flat_attributes_are_exact_json_without_duckdb(rows, offset, with_nulls):
+    """Strings with and without nulls (quotes folded into the separators), escaping only when
+    needed, sliced batches (array offsets), ints, bools, an all-null column."""
+    n = len(rows)
+    host = [r[0] if not (with_nulls and r[3]) else None for r in rows]
+    batch = pa.record_batch({
+        "timestamp": pa.array(range(n), pa.int64()),
+        "host": pa.array(host, pa.string()),
+        "plain": pa.array([f"p{i}" for i in range(n)], pa.string()),
+        "ok": pa.array([r[1] if not (with_nulls and r[4]) else None for r in rows], pa.bool_()),
+        "n": pa.array([r[2] for r in rows], pa.int64()),
+        "nothing": pa.nulls(n),
+    })
+    batch = batch.slice(min(offset, n - 1))
+    normalizer = BatchNormalizer()
+    out = normalizer.normalize(batch)
+    assert normalizer._con is None  # flat columns without control characters: Arrow kernels only
+    want = batch.select(["host", "plain", "ok", "n", "nothing"]).to_pylist()
+    assert [json.loads(a) for a in out.column("attributes").to_pylist()] == want
+
+
+def test_events_without_extra_fields_get_empty_objects():
+    batch = pa.record_batch({"timestamp": pa.array([1, 2, 3], pa.int64()), "event_id": ["a", "b", "c"]})
+    assert BatchNormalizer().normalize(batch).column("attributes").to_pylist() == ["{}"] * 3
+    assert BatchNormalizer().normalize(batch.slice(0, 0)).column("attributes").to_pylist() == []
+
+
+def test_parts_are_written_with_the_part_encoding_and_read_back(tmp_path):
+    import duckdb
+
+    writer = PartWriter(tmp_path, flush_rows=1000, flush_bytes=2**30)
+    batch = BatchNormalizer().normalize(pa.record_batch({
+        "timestamp": pa.array(range(10, 2510), pa.int64()), "level": ["INFO", "WARN"] * 1250,
+        "host": ["h1", "h2"] * 1250,
+    }))
+    writer.write(batch)
+    writer.close()
+    meta = pq.ParquetFile(writer.parts[0]).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert "DELTA_BINARY_PACKED" in encodings["timestamp"]
+    assert any("DICTIONARY" in e for e in encodings["level"])
+    con = duckdb.connect()
+    got = con.execute("SELECT count(*), min(timestamp), max(timestamp), count(DISTINCT attributes) FROM read_parquet(?)",
+                      [[str(p) for p in writer.parts]]).fetchall()
+    assert got == [(2500, 10, 2509, 2)]
+    assert pa.concat_tables([pq.read_table(p) for p in writer.parts]).equals(pa.Table.from_batches([batch]))

@@ -20,7 +20,12 @@ from assets_pkg.logs.store import SegmentStore
 from assets_pkg.logs.summary import summarize_window
 from assets_pkg.obs import peak_rss_mb
 
-EVENT_CHECKS = ["no_overlapping_segments", "segments_readable", "window_covered", "unique_event_ids"]
+EVENT_CHECKS = {
+    "no_overlapping_segments": "ERROR when two cached segments of the log cover the same milliseconds.",
+    "segments_readable": "ERROR when a segment part intersecting the day cannot be read or has another schema.",
+    "window_covered": "ERROR when some millisecond of the partition's day is not cached (freshness horizon aside).",
+    "unique_event_ids": "WARN when an event_id appears more than once in the day's cached events.",
+}
 
 
 class LogFetchConfig(dg.Config):
@@ -46,7 +51,10 @@ def _level_metadata(summary: dict) -> dict:
     partitions_def=LOG_PARTITIONS,
     kinds={"duckdb", "parquet"},
     owners=["team:data-eng"],
-    check_specs=[dg.AssetCheckSpec(name, asset=dg.AssetKey(["logs", "log_events"])) for name in EVENT_CHECKS],
+    check_specs=[
+        dg.AssetCheckSpec(name, asset=dg.AssetKey(["logs", "log_events"]), description=description)
+        for name, description in EVENT_CHECKS.items()
+    ],
 )
 def log_events(context: dg.AssetExecutionContext, config: LogFetchConfig, log_source: LogSourceResource):
     """Events of one log for one UTC day, cached as Parquet segments under

@@ -41,6 +41,7 @@ class JsonlSource:
         self.opts = opts
         self.path = opts.file_path
         self.text = TextBlocks(self.path, sniffed.compression == "gzip", opts.encoding, opts.block_bytes)
+        self._first_table: pa.Table | None = None
         try:
             for _ in range(opts.skip_rows):
                 if self.text.read_line() is None:
@@ -63,6 +64,7 @@ class JsonlSource:
         self.schema = pa.schema([self.file_schema.field(c) for c in self.columns])
 
     def close(self) -> None:
+        self._first_table = None
         self.text.close()
 
     def bytes_read(self) -> int:
@@ -77,6 +79,9 @@ class JsonlSource:
         sample = self._first.data
         try:
             table = self._parse(sample, explicit=pa.schema(list(declared.items())) if declared else None, infer_rest=True)
+            # Every line of the first block parsed, with the types the schema is made of:
+            # this is the block's parse too (parse_block uses it instead of parsing twice).
+            self._first_table = table
         except pa.ArrowInvalid:
             # A bad line in the first block: infer from the lines that agree with each other.
             good = [line for line in sample.split(b"\n")[:_INFER_LINES] if _is_json_object(line)]
@@ -135,14 +140,18 @@ class JsonlSource:
 
     def parsed_blocks(self) -> Iterator[ParsedBlock]:
         blocks = itertools.chain([self._first] if self._first is not None else [], self._blocks)
-        return parse_in_order(blocks, self.parse_block, self.text.next_line)
+        return parse_in_order(blocks, self.parse_block, self.text.next_line, in_flight=self.opts.blocks_in_flight)
 
     def parse_block(self, block: TextBlock) -> ParsedBlock:
         data = block.data
         rejects: list[rj.Reject] = []
         bad_rel: list[int] = []
+        table = None
+        if block is self._first:
+            table, self._first_table = self._first_table, None
         try:
-            table = self._parse(data, self.file_schema)
+            if table is None:
+                table = self._parse(data, self.file_schema)
         except pa.ArrowInvalid:
             lines = data.split(b"\n")
             if data.endswith(b"\n"):

@@ -59,10 +59,15 @@ def merge_sorted(*arrays) -> np.ndarray:
 PARSER_THREADS = 2
 
 
-def parse_in_order(blocks: Iterable, parse: Callable, first_line: int, threads: int = PARSER_THREADS) -> Iterator[ParsedBlock]:
+def parse_in_order(
+    blocks: Iterable, parse: Callable, first_line: int, threads: int = PARSER_THREADS, in_flight: int | None = None
+) -> Iterator[ParsedBlock]:
     """Parse blocks in worker threads (Arrow releases the GIL), yield them in file order
-    with their line numbers. At most ``threads + 1`` blocks are in flight, which bounds
-    memory: the next block is read while ``threads`` are being parsed."""
+    with their line numbers. At most ``in_flight`` blocks (default ``threads + 1``) are
+    read and not yet yielded, which bounds memory: the next block is read while
+    ``threads`` are being parsed. More in flight lets the workers run ahead while the
+    consumer is busy with a chunk (e.g. writing it)."""
+    in_flight = max(threads + 1, in_flight or 0)
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="reader-parse")
     pending: deque = deque()
     next_line = first_line
@@ -76,7 +81,7 @@ def parse_in_order(blocks: Iterable, parse: Callable, first_line: int, threads: 
     try:
         for block in blocks:
             pending.append(pool.submit(parse, block))
-            if len(pending) > threads:
+            if len(pending) >= in_flight:
                 yield placed(pending.popleft())
         while pending:
             yield placed(pending.popleft())

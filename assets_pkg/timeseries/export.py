@@ -133,10 +133,10 @@ def _format_timestamps(batch: pa.RecordBatch) -> pa.RecordBatch:
     for i, field in enumerate(batch.schema):
         if pa.types.is_timestamp(field.type) and field.type.tz:
             col = batch.column(i)
-            ints = col.cast(pa.int64())
+            ints = col.cast(pa.int64())  # UTC epoch values; formatted as naive UTC wall time (no tz database)
             distinct = pc.unique(ints)
             text = pc.binary_join_element_wise(
-                pc.strftime(distinct.cast(pa.timestamp(field.type.unit, "UTC")), format="%Y-%m-%d %H:%M:%S"), "Z", ""
+                pc.strftime(distinct.cast(pa.timestamp(field.type.unit)), format="%Y-%m-%d %H:%M:%S"), "Z", ""
             ) if field.type.tz.upper() in ("UTC", "Z", "+00:00") else None
             if text is None:  # another zone: let the writer format it
                 continue
