@@ -5,7 +5,7 @@
     python -m bench.reader --rows 2000000  # any sizes
 
 Files go to bench/out/ (gitignored) and are reused when present. Every engine runs in
-its own subprocess, so its peak RSS is its own (VmHWM on Linux; see own_peak_rss_mb). Engines:
+its own subprocess, so its peak RSS is its own (VmHWM on Linux; see assets_pkg.obs.peak_rss_mb). Engines:
 ``reader`` (StreamingReader, rejects accounting on: every value converted and checked,
 ragged rows counted), ``duckdb`` (read_csv streamed to Arrow batches), ``pyarrow``
 (``pyarrow.csv.open_csv``), ``pandas`` (``read_csv(chunksize=)``). The ratio column is
@@ -15,11 +15,12 @@ rows/s relative to the fastest bare engine on the same file.
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from assets_pkg.obs import peak_rss_mb
 
 OUT = Path(__file__).resolve().parent / "out"
 ENGINES = ("reader", "duckdb", "pyarrow", "pandas")
@@ -94,17 +95,6 @@ def run_pandas(path: Path) -> int:
         return sum(len(chunk) for chunk in chunks)
 
 
-def own_peak_rss_mb() -> float:
-    """This process's peak RSS. On Linux, VmHWM: ``getrusage``'s ru_maxrss carries the
-    parent's peak over fork + exec, which would charge this benchmark's parent (e.g.
-    after generating data) to every engine."""
-    try:
-        with open("/proc/self/status") as fh:
-            return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def measure(engine: str, path: Path) -> dict:
     runner = {"reader": run_reader, "duckdb": run_duckdb, "pyarrow": run_pyarrow, "pandas": run_pandas}[engine]
     # Import outside the timed region: module import time is not reading speed.
@@ -117,7 +107,7 @@ def measure(engine: str, path: Path) -> dict:
     started = time.perf_counter()
     rows = runner(path)
     seconds = time.perf_counter() - started
-    peak_mb = own_peak_rss_mb()
+    peak_mb = peak_rss_mb()
     return {"engine": engine, "file": path.name, "rows": rows, "seconds": seconds, "peak_rss_mb": peak_mb}
 
 

@@ -18,12 +18,13 @@ Ratios are wall time relative to (c) on the same input. Inputs are reused from b
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from assets_pkg.obs import peak_rss_mb
 
 OUT = Path(__file__).resolve().parent / "out" / "splits"
 SHARDS = 20
@@ -193,7 +194,7 @@ def child(variant: str, inbox: str) -> None:
     started = time.perf_counter()
     rows = VARIANTS[variant](Path(inbox), work)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     print(json.dumps({"variant": variant, "rows": rows, "seconds": round(seconds, 2), "peak_rss_mb": round(peak)}))
     shutil.rmtree(work, ignore_errors=True)
 

@@ -10,7 +10,7 @@ random gaps; then a batch of forward records (2026-01 and 2026-02 for the active
 ~1.5M at full size), ~2% x accounts backfill corrections (newer base_ts) of months in 2025
 and 0.1% x accounts new accounts.
 
-Measurements, each in its own subprocess (peak RSS = that process's ru_maxrss):
+Measurements, each in its own subprocess (peak RSS = that process's VmHWM, ``assets_pkg.obs.peak_rss_mb``):
 - library initial: `rebuild_months` over every month, no checks
 - library incremental: plan the new batch + rebuild its range, no checks
 - dagster initial: one run (account_summary over the whole range + latest_summary), checks in-op

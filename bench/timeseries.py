@@ -9,7 +9,7 @@ Datasets (Parquet, under bench/out/timeseries/, reused when present), target 1 s
 +200 ms offset (passthrough, aligned within the 500 ms tolerance), ``weather`` 1 min
 (forward filled to 1 s). Values carry sensor precision (1-3 decimals): CSV cost is mostly
 number formatting, and 17-digit random doubles would measure that, not the pipeline. Every measurement runs in its own subprocess over all days, one day (one
-partition) at a time, so its peak RSS (``ru_maxrss``) is the peak of a partition run:
+partition) at a time, so its peak RSS (VmHWM, ``assets_pkg.obs.peak_rss_mb``) is the peak of a partition run:
 
 - ``resample+merge``: :func:`resample_day` + :func:`merge_day` per day (rows/s of input rows)
 - ``export parquet`` / ``export csv.gz`` / ``export csv``: :func:`export_day` of each merged day
@@ -21,11 +21,12 @@ for Parquet: ours / DuckDB, target <= 1.2; speed-up for gzip CSV, target >= 6x) 
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from assets_pkg.obs import peak_rss_mb
 
 OUT = Path(__file__).resolve().parent / "out" / "timeseries"
 FIRST_DAY = "2024-01-01"
@@ -171,7 +172,7 @@ def measure(name: str, folder: Path, days: int) -> dict:
     import shutil
 
     shutil.rmtree(out_dir, ignore_errors=True)  # sizes are recorded; the files are not needed
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     return {"name": name, "rows": rows, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
             "peak_rss_mb": round(peak, 1), "bytes": out_bytes}
 

@@ -179,8 +179,6 @@ def parse_catalog(text: str, path: Path | str = CATALOG_NAME) -> Catalog:
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise CatalogError(f"{path}{where}: invalid YAML: {problem}") from None
-    finally:
-        pass
     if root is None or not isinstance(root, yaml.MappingNode):
         ctx.fail(root, "the catalog must be a mapping with 'datasets' and global settings")
     top = _mapping(ctx, root, _TOP_FIELDS, "catalog")
