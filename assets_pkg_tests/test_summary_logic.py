@@ -339,3 +339,55 @@ def test_replaced_and_removed_batches_rebuild_their_old_months(data_root, tmp_pa
     rebuild_months(cfg, plan.start, plan.end, lambda m: out / f"{m}.parquet", state_file=state_file)
     assert read_months(out) == reference([("0002.parquet", b2_new)], length=3)
     assert state.pending_files(list_batch_files(inbox), state.load_processed(state_file)) == ([], {})
+
+
+def test_history_window_seeded_from_current_month_files(data_root, tmp_path):
+    """A range rebuild reads the months before its start from their month files when those
+    carry the current source fingerprint, and from the source when they are stale."""
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    b1 = [(1, "2024-01", 1.0, 1, 0), (1, "2024-02", 2.0, 2, 0), (2, "2024-02", 5.0, None, 0),
+          (1, "2024-04", 4.0, 4, 0), (2, "2024-05", None, 7, 0), (3, "2024-06", 6.0, 6, 0)]
+    write_batch(inbox, "b1.parquet", b1)
+    cfg = cfg_for(inbox, first_month="2024-01")
+    full_build(cfg, out, "2024-01", "2024-06")
+    # a range over the end of data: every month before it is current -> all read from files
+    res = full_build(cfg, out, "2024-05", "2024-06")
+    assert res.stats.seeded_months == 3  # 2024-01, -02, -04 (2024-03 has no records)
+    assert read_months(out) == reference([("b1.parquet", b1)])
+    # a new batch touching 2024-02, and a range that does not cover it: 2024-02's file is
+    # stale and must not be used; the months rebuilt still equal a full rebuild
+    b2 = [(1, "2024-02", 20.0, 20, 5), (4, "2024-02", 9.0, 9, 5)]
+    write_batch(inbox, "b2.parquet", b2)
+    res = full_build(cfg, out, "2024-04", "2024-06")
+    assert res.stats.seeded_months == 1  # only 2024-01 is still current
+    want = reference([("b1.parquet", b1), ("b2.parquet", b2)])
+    got = read_months(out)
+    for m in ("2024-04", "2024-05", "2024-06"):
+        assert got[m] == want[m]
+    assert got["2024-04"][0]["balance_am_history"][:4] == [4.0, None, 20.0, 1.0]
+    # a month file without fingerprint (older writer) or with another one is not trusted
+    full_build(cfg, out, "2024-01", "2024-06")
+    table = pq.read_table(out / "2024-02.parquet")
+    pq.write_table(table.replace_schema_metadata(None), out / "2024-02.parquet")
+    res = full_build(cfg, out, "2024-04", "2024-06")
+    assert res.stats.seeded_months == 1
+    assert read_months(out) == want
+    # other settings (values typed differently) -> nothing is seeded
+    res = full_build(cfg_for(inbox, first_month="2024-01", value_types={"balance_am": "FLOAT", "days_past_due": "INTEGER"}),
+                     out, "2024-04", "2024-06")
+    assert res.stats.seeded_months == 0
+
+
+def test_month_files_are_snappy_lists_of_fixed_length(data_root, tmp_path):
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    write_batch(inbox, "b1.parquet", [(1, "2024-01", 1.0, 1, 0), (1, "2024-03", 3.0, None, 0)])
+    full_build(cfg_for(inbox, first_month="2024-01"), out, "2024-01", "2024-03")
+    meta = pq.ParquetFile(out / "2024-03.parquet").metadata
+    names = [meta.schema.column(i).path for i in range(meta.num_columns)]
+    assert all(meta.row_group(0).column(i).compression == "SNAPPY" for i in range(meta.num_columns))
+    con = connect()
+    rows = con.execute(
+        f"SELECT len(balance_am_history), balance_am_history[1], balance_am_history[2], balance_am_history[3] "
+        f"FROM read_parquet('{out / '2024-03.parquet'}')"
+    ).fetchall()
+    assert rows == [(36, 3.0, None, 1.0)], names

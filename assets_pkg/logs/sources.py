@@ -15,6 +15,7 @@ in :data:`assets_pkg.logs.store.PART_SCHEMA`, only events in ``[start_ms, end_ms
   429/5xx/timeouts, a repeated-token guard and event_id de-duplication.
 """
 
+import abc
 import json
 import queue
 import socket
@@ -40,11 +41,14 @@ class LogSourceError(RuntimeError):
     """The source failed (after retries where they apply); the message says why."""
 
 
-class LogSource:
+class LogSource(abc.ABC):
+    """Where events come from: ``fetch`` yields normalized batches in [start_ms, end_ms)."""
+
     name = "abstract"
 
-    def fetch(self, log_id: str, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def fetch(self, log_id: str, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:
+        """Batches of the fixed part schema, ascending by timestamp, de-duplicated."""
 
     def describe(self) -> str:
         return self.name

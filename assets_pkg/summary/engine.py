@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from assets_pkg.checking import CheckOutcome
 from assets_pkg.duck import connect
 from assets_pkg.summary import state as summary_state
-from assets_pkg.summary.build import BuildStats, build_months, write_month_file
+from assets_pkg.summary.build import FINGERPRINT_KEY, BuildStats, build_months, write_month_file
 from assets_pkg.summary.config import SummarySettings
 from assets_pkg.summary.months import add_months, month_index, month_str
 from assets_pkg.summary.plan import reflected_files
@@ -99,7 +99,7 @@ def rebuild_months(
                 on_month(month, result.rows)
             return result
 
-        stats = build_months(source, start, end, write, accounts=accounts, logger=logger)
+        stats = build_months(source, start, end, write, accounts=accounts, logger=logger, month_path=month_path)
         outcomes: list[CheckOutcome] = []
         if run_checks:
             months = [month_str(i) for i in range(month_index(start), month_index(end) + 1)]
@@ -124,8 +124,15 @@ def _merge_accounts(table: pa.Table, path: Path, cfg: SummarySettings, accounts:
     old = pq.read_table(path)
     key = cfg.key_column
     keep = pc.invert(pc.is_in(old.column(key), value_set=pa.array(accounts, type=old.schema.field(key).type)))
-    merged = pa.concat_tables([old.filter(keep), table.cast(old.schema)])
-    return merged.sort_by(key)
+    merged = pa.concat_tables([old.filter(keep), table.cast(old.schema)]).sort_by(key)
+    # the merged file is current only if the rows kept were current (same source fingerprint)
+    old_fp = (old.schema.metadata or {}).get(FINGERPRINT_KEY)
+    new_fp = (table.schema.metadata or {}).get(FINGERPRINT_KEY)
+    meta = dict(old.schema.metadata or {})
+    meta.pop(FINGERPRINT_KEY, None)
+    if old_fp is not None and old_fp == new_fp:
+        meta[FINGERPRINT_KEY] = new_fp
+    return merged.replace_schema_metadata(meta or None)
 
 
 def source_months(cfg: SummarySettings, con=None, now_month: str | None = None) -> list[str]:
