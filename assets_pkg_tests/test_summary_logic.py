@@ -378,13 +378,15 @@ def test_history_window_seeded_from_current_month_files(data_root, tmp_path):
     assert res.stats.seeded_months == 0
 
 
-def test_month_files_are_snappy_lists_of_fixed_length(data_root, tmp_path):
+def test_month_file_codecs_and_fixed_length_lists(data_root, tmp_path):
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     write_batch(inbox, "b1.parquet", [(1, "2024-01", 1.0, 1, 0), (1, "2024-03", 3.0, None, 0)])
     full_build(cfg_for(inbox, first_month="2024-01"), out, "2024-01", "2024-03")
     meta = pq.ParquetFile(out / "2024-03.parquet").metadata
     names = [meta.schema.column(i).path for i in range(meta.num_columns)]
-    assert all(meta.row_group(0).column(i).compression == "SNAPPY" for i in range(meta.num_columns))
+    codecs = {meta.schema.column(i).path: meta.row_group(0).column(i).compression for i in range(meta.num_columns)}
+    assert codecs["balance_am_history.list.element"] == "UNCOMPRESSED" and codecs["cons_acct_key"] == "ZSTD"
+    assert not meta.row_group(0).column(names.index("balance_am_history.list.element")).is_stats_set
     con = connect()
     rows = con.execute(
         f"SELECT len(balance_am_history), balance_am_history[1], balance_am_history[2], balance_am_history[3] "

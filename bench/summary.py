@@ -15,11 +15,15 @@ Measurements, each in its own subprocess (peak RSS = that process's VmHWM, ``ass
 - library incremental: plan the new batch + rebuild its range, no checks
 - dagster initial: one run (account_summary over the whole range + latest_summary), checks in-op
 - dagster incremental: sensor tick (plan) + the one run it requests, checks in-op
+
+CPU s (user + system of the measuring process, imports excluded) is reported next to wall
+seconds: on a shared machine it is the steadier number for before/after comparisons.
 """
 
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -101,6 +105,8 @@ def _child(kind: str, root: Path) -> dict:
 
     cfg = load_summary_settings(source_dir=str(root / "inbox" / "accounts"), first_month=FIRST)
     started = time.perf_counter()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = usage.ru_utime + usage.ru_stime
     out: dict = {}
     if kind.startswith("library"):
         from assets_pkg.duck import connect
@@ -123,7 +129,8 @@ def _child(kind: str, root: Path) -> dict:
             out["range"] = f"{plan.start}..{plan.end}"
             out["cases"] = f"I={plan.case_new} II={plan.case_forward} III={plan.case_backfill}"
             res = rebuild_months(cfg, plan.start, plan.end, path, run_checks=False, state_file=state_file)
-        out.update(rows=res.stats.rows, source_rows=res.stats.source_rows_read)
+        out.update(rows=res.stats.rows, source_rows=res.stats.source_rows_read,
+                   seeded_months=getattr(res.stats, "seeded_months", 0))
     else:
         import dagster as dg
 
@@ -167,6 +174,8 @@ def _child(kind: str, root: Path) -> dict:
                     out["build_seconds"] = mat.metadata["seconds"].value
             out["rows"] = rows
     out["seconds"] = round(time.perf_counter() - started, 2)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime - cpu0, 2)
     out["peak_rss_mb"] = peak_rss_mb()
     return out
 
@@ -221,12 +230,13 @@ def main(argv=None) -> int:
           f"(forward {info['forward']:,}, backfill {info['backfill']:,}, new {info['new']:,}); "
           f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     print()
-    print("| measurement | months | rows written | seconds | rows/s | peak RSS MB | plan s | cases | checks |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| measurement | months | rows written | seconds | rows/s | CPU s | peak RSS MB | plan s | cases | checks |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for kind, r in rows:
         months = r.get("range", f"{FIRST}..{LAST}")
         rate = r["rows"] / r["seconds"] if r["seconds"] else 0
-        print(f"| {kind} | {months} | {r['rows']:,} | {r['seconds']:.1f} | {rate / 1e6:.2f}M | {r['peak_rss_mb']:.0f} | "
+        print(f"| {kind} | {months} | {r['rows']:,} | {r['seconds']:.1f} | {rate / 1e6:.2f}M | {r.get('cpu_seconds', 0):.1f} | "
+              f"{r['peak_rss_mb']:.0f} | "
               f"{r.get('plan_seconds', '')} | {r.get('cases', '')} | {r.get('checks', 'not run')} |")
     print()
     print("Targets: initial >= 1.5M account-months/s, peak RSS <= 4096 MB, 1.5M-record batch <= 30 s.")

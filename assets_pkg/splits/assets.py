@@ -12,7 +12,7 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
-from assets_pkg.dagster_layer import check_result, log_progress
+from assets_pkg.dagster_layer import check_result
 from assets_pkg.obs import stage
 from assets_pkg.resources.duckdb import DuckDBResource
 from assets_pkg.settings import env_bool, env_float, env_int, env_list, env_str, get_settings
@@ -98,6 +98,47 @@ def inbox_dir() -> Path:
     return get_settings().inbox / "transactions"
 
 
+class StepProgress:
+    """Progress of a step over many shards in the Dagster log: one line at most every
+    ``interval`` seconds (shards done / total, rows, rows/s, ETA) and one at the end.
+
+    Each log line is an event written to the instance's event log (a sqlite commit on a
+    default instance), so per-shard or per-reader-event lines cost more than they tell; the
+    per-shard numbers go into the step's metadata instead. Also the streaming reader's
+    progress callback (text shards): its events are folded into the same throttle.
+    """
+
+    def __init__(self, context, what: str, total: int, interval: float = 15.0):
+        self.context, self.what, self.total, self.interval = context, what, total, interval
+        self.started = self.last = time.perf_counter()
+        self.done = 0
+        self.rows = 0
+        self.current = ""
+
+    def __call__(self, event) -> None:  # StreamingReader progress_callback
+        if not getattr(event, "done", False):
+            self.current = f" (reading {Path(event.path).name}: {event.percent:.0f}%)"
+            self._log()
+
+    def shard_done(self, rows: int) -> None:
+        self.done += 1
+        self.rows += int(rows)
+        self.current = ""
+        self._log(force=self.done >= self.total)
+
+    def _log(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self.last < self.interval:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        eta = f"{elapsed / self.done * (self.total - self.done):.0f} s" if self.done else "?"
+        self.context.log.info(
+            f"{self.what}: {self.done}/{self.total} shards, {self.rows:,} rows, {self.rows / elapsed:,.0f} rows/s, "
+            f"ETA {eta}{self.current}"
+        )
+
+
 def shards_for(keys, found: Discovery) -> list[Shard]:
     """The inbox shards of the run's partition keys; a key without its file is an error."""
     by_key = found.by_key()
@@ -125,15 +166,15 @@ def shard_profile(context: dg.AssetExecutionContext, split_config: SplitConfig, 
     found = discover(inbox_dir())
     shards = shards_for(context.partition_keys, found)
     con = duckdb.connect()
-    progress = log_progress(context)
+    progress = StepProgress(context, "splits/shard_profile", len(shards))
 
     def lazy_profile(shard: Shard) -> pa.RecordBatchReader:
-        # computed when the IO manager writes this partition: one profile in memory at a time
+        # computed when the IO manager writes this partition: one profile in memory at a time;
+        # progress is logged for the step (throttled), not per shard
         def batches():
-            with stage("splits_profile", context.log, shard=shard.key) as stats:
-                table = profile_shard(con, shard, params, found.signature, progress,
-                                      rejects_path=rejects_file(get_settings().warehouse, shard.key))
-                stats["rows"] = profile_stats(table)["rows_in"]
+            table = profile_shard(con, shard, params, found.signature, progress,
+                                  rejects_path=rejects_file(get_settings().warehouse, shard.key))
+            progress.shard_done(profile_stats(table)["rows_in"])
             yield from table.to_batches()
 
         return pa.RecordBatchReader.from_batches(PROFILE_SCHEMA, batches())
@@ -229,10 +270,12 @@ def split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, d
     if affected:
         context.log.info(f"re-splitting {len(affected)} shard(s) the new allocation affects: {affected}")
     con = duckdb.connect()
+    progress = StepProgress(context, "splits pass 2", len(run_keys) + len(affected))
     with stage("splits_pass2", context.log, shards=len(run_keys) + len(affected)) as stats:
         results = split_and_write(
             con, shards_for(run_keys + affected, found), params, warehouse, manifest, found.signature,
-            customers=allocation_file(warehouse), progress_callback=log_progress(context),
+            customers=allocation_file(warehouse), progress_callback=progress,
+            on_shard=lambda r: progress.shard_done(r.counts["rows_in"]),
         )
         stats["rows"] = sum(r.counts["rows_in"] for r in results)
     by_key = {r.key: r for r in results}

@@ -79,6 +79,33 @@ def write_profile(con, shard: Shard, params: SplitParams, warehouse: Path, signa
     return table
 
 
+def profile_all(con, shards: list[Shard], params: SplitParams, warehouse: Path, signature=None) -> None:
+    """Pass 1 over many shards. DuckDB scans a Parquet file one row group per thread, and
+    the shards are written with one row group each, so one shard keeps one core busy: with
+    ``threads >= 2`` two Parquet shards are profiled at once (each on its own cursor, under
+    the connection's one ``memory_limit``). Text shards stay one at a time: the streaming
+    reader already parses on two threads and each reader holds its own buffers."""
+    parquet = [s for s in shards if s.format == "parquet" and not s.compressed]
+    others = [s for s in shards if s not in parquet]
+    threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+    if threads >= 2 and len(parquet) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(shard: Shard) -> None:
+            cursor = con.cursor()
+            try:
+                write_profile(cursor, shard, params, warehouse, signature)
+            finally:
+                cursor.close()
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(one, parquet))  # re-raises the first shard error
+    else:
+        others = shards
+    for shard in others:
+        write_profile(con, shard, params, warehouse, signature)
+
+
 # -- allocation -----------------------------------------------------------------------------
 def manifest_for(allocation: Allocation, params: SplitParams) -> dict:
     """The split manifest: settings, label map, per-shard rows per split, customers per
@@ -164,7 +191,8 @@ def write_split(con, split: ShardSplit, params: SplitParams, warehouse: Path, fi
 
 
 def split_and_write(con, shards: list[Shard], params: SplitParams, warehouse: Path, manifest: dict,
-                    signature=None, customers=None, progress_callback=None) -> list[ShardResult]:
+                    signature=None, customers=None, progress_callback=None, on_shard=None) -> list[ShardResult]:
+    """Pass 2 over ``shards``; ``on_shard(result)`` is called after each (progress)."""
     load_allocation(con, customers if customers is not None else allocation_file(warehouse), manifest, params)
     con.execute("SET preserve_insertion_order = true")  # deterministic output files
     results = []
@@ -186,6 +214,8 @@ def split_and_write(con, shards: list[Shard], params: SplitParams, warehouse: Pa
             result = write_split(con, split, params, warehouse, fingerprint)
         result.seconds = round(time.perf_counter() - started, 3)
         results.append(result)
+        if on_shard is not None:
+            on_shard(result)
     return results
 
 
@@ -259,8 +289,7 @@ def run_all(inbox: Path, warehouse: Path, exports: Path | None, params: SplitPar
 
     con = con or connect()
     found: Discovery = discover(inbox)
-    for shard in found.shards:
-        write_profile(con, shard, params, warehouse, found.signature)
+    profile_all(con, found.shards, params, warehouse, found.signature)
     profile_paths = [shard_file(warehouse, "shard_profile", s.key) for s in found.shards]
     allocation, manifest = write_allocation(con, profile_paths, params, warehouse)
     results = split_and_write(con, found.shards, params, warehouse, manifest, found.signature,
