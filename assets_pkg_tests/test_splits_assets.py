@@ -230,3 +230,23 @@ def launch_no_raise(defs, instance, data):
     job = defs.resolve_job_def("splits_job")
     return [job.execute_in_process(instance=instance, partition_key=r.partition_key, tags=dict(r.tags),
                                    raise_on_error=False) for r in data.run_requests]
+
+
+def test_range_run_records_each_shards_own_row_count(data_root, inbox, instance):
+    for number in (2, 4):
+        write_shard(make_rows(120 * number, seed=number, n_customers=40), inbox / f"part-{number:05d}.parquet")
+    defs = make_defs(consolidate=False)
+    (result,) = launch(defs, instance, tick(defs, instance))
+    assert result.success
+    for name in ("train", "val", "oot"):
+        by_partition = {
+            e.partition: e.materialization.metadata["dagster/row_count"].value
+            for e in result.get_asset_materialization_events()
+            if e.asset_key.to_user_string() == f"splits/{name}"
+        }
+        on_disk = {
+            key: (pq.ParquetFile(p).metadata.num_rows if p.exists() else 0)
+            for key in ("00002", "00004")
+            for p in [partition_path(["splits", name], key)]
+        }
+        assert by_partition == on_disk

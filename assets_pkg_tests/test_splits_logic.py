@@ -404,3 +404,19 @@ def test_malformed_lines_are_rejected_counted_and_kept(data_root, inbox):
     rejects = pq.read_table(data_root / "warehouse/splits/_rejects/part-00006.parquet").to_pylist()
     assert len(rejects) == 1 and "extra" in rejects[0]["raw"]
     assert invariants.row_accounting(data_root / "warehouse", manifest).passed
+
+
+def test_profile_all_two_parquet_shards_at_once_equals_one_at_a_time(data_root, inbox):
+    from assets_pkg.splits.pipeline import profile_all
+
+    for number, fmt in ((1, "parquet"), (2, "parquet"), (3, "parquet"), (4, "csv")):
+        write_shard(make_rows(300, seed=number, n_customers=50), inbox / f"part-{number:05d}.{fmt}")
+    found = discover(inbox)
+    params = make_params()
+    tables = {}
+    for threads in (1, 2):
+        wh = data_root / f"wh{threads}"
+        profile_all(connect(threads=threads), found.shards, params, wh, found.signature)
+        tables[threads] = {s.key: sorted(map(str, pq.read_table(shard_file(wh, "shard_profile", s.key)).to_pylist()))
+                           for s in found.shards}
+    assert tables[1] == tables[2] and len(tables[2]) == 4

@@ -385,7 +385,7 @@ def test_month_file_codecs_and_fixed_length_lists(data_root, tmp_path):
     meta = pq.ParquetFile(out / "2024-03.parquet").metadata
     names = [meta.schema.column(i).path for i in range(meta.num_columns)]
     codecs = {meta.schema.column(i).path: meta.row_group(0).column(i).compression for i in range(meta.num_columns)}
-    assert codecs["balance_am_history.list.element"] == "UNCOMPRESSED" and codecs["cons_acct_key"] == "ZSTD"
+    assert codecs["balance_am_history.list.element"] == "SNAPPY" and codecs["cons_acct_key"] == "ZSTD"
     assert not meta.row_group(0).column(names.index("balance_am_history.list.element")).is_stats_set
     con = connect()
     rows = con.execute(
@@ -393,3 +393,18 @@ def test_month_file_codecs_and_fixed_length_lists(data_root, tmp_path):
         f"FROM read_parquet('{out / '2024-03.parquet'}')"
     ).fetchall()
     assert rows == [(36, 3.0, None, 1.0)], names
+
+
+def test_accounts_rebuild_does_not_vouch_for_the_whole_month(data_root, tmp_path):
+    """A file written by an accounts-only rebuild (no previous file) holds just those
+    accounts: it must not carry the fingerprint, so later ranges read that month from
+    the source."""
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    b1 = [(1, "2024-01", 1.0, 1, 0), (2, "2024-01", 2.0, 2, 0), (1, "2024-02", 3.0, 3, 0), (2, "2024-02", 4.0, 4, 0)]
+    write_batch(inbox, "b1.parquet", b1)
+    cfg = cfg_for(inbox, first_month="2024-01")
+    full_build(cfg, out, "2024-01", "2024-01", accounts=[1])
+    assert [r["cons_acct_key"] for r in read_months(out)["2024-01"]] == [1]
+    res = full_build(cfg, out, "2024-02", "2024-02")
+    assert res.stats.seeded_months == 0
+    assert read_months(out)["2024-02"] == reference([("b1.parquet", b1)])["2024-02"]

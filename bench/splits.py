@@ -13,6 +13,9 @@ Variants (each in its own subprocess, so its peak RSS is its own):
                shuffled into train/val, rows assigned with ``DataFrame.apply(axis=1)``
                (d-apply) or with vectorized ``isin``/``np.where`` (d-vec)
 Ratios are wall time relative to (c) on the same input. Inputs are reused from bench/out/.
+Like with like: (a), (b) and (c) all write Parquet with the zstd codec (DuckDB's COPY at its
+default level for the splits, pyarrow's ParquetWriter for the copy); the inputs hold one row
+group per shard, so each shard is scanned by one thread in every variant.
 """
 
 import argparse

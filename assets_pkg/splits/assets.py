@@ -292,10 +292,13 @@ def split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, d
     run_results = [by_key[k] for k in run_keys]
     for name in SPLITS:
         rows = sum(r.counts[name] for r in run_results)
+        for r in run_results:  # per partition, so the UI plots each shard's own row count
+            context.add_asset_metadata(
+                {"dagster/row_count": r.counts[name], "bytes": r.bytes[name]},
+                asset_key=SPLIT_KEYS[name], partition_key=r.key,
+            )
         meta = {
-            # a range run records this metadata on every partition it covers: the run's
-            # total is only the partition's row count when the run has one partition
-            ("dagster/row_count" if len(run_results) == 1 else "rows_in_run"): rows,
+            "rows_in_run": rows,
             "rows_by_shard": dg.MetadataValue.json({r.key: r.counts[name] for r in run_results}),
             "bytes": sum(r.bytes[name] for r in run_results),
             "files_written": sum(1 for r in run_results if r.files[name] is not None),

@@ -158,14 +158,13 @@ def output_schema(cfg: SummarySettings, key_type: pa.DataType) -> pa.Schema:
 
 
 # Parquet codecs of the month files. Encoding the 2 x 36 list values per row is most of the
-# build's CPU; measured on a real 168k-row month (pyarrow, CPU rows/s, file size):
-#   zstd + statistics (before) 0.49M 35 MB | snappy, no list stats 0.62M 42 MB |
-#   lists uncompressed + scalars zstd, no list stats 1.14M 75 MB
-# CPU is the bottleneck on the target machine (2 shared cores), disk is not: lists are
-# stored uncompressed. Set HISTORY_COMPRESSION = "snappy" to trade ~40% write CPU for
-# ~45% smaller files; readers (DuckDB, pyarrow, the checks) handle any of them.
+# build's CPU; measured on a real 843k-row month (1M accounts; pyarrow; CPU s, file size):
+#   zstd + statistics (before) 2.6-2.9 s 171 MB | lists zstd, no list stats 2.4 s 171 MB |
+#   lists snappy 1.55 s 207 MB | lists lz4 1.85 s 200 MB | lists uncompressed 1.23 s 366 MB
+# Uncompressed lists cost less CPU per file but write 2x the bytes (22 GB for 45M rows):
+# at full size the initial build got no faster (page cache / disk), so lists are snappy.
 SCALAR_COMPRESSION = "zstd"
-HISTORY_COMPRESSION = "none"
+HISTORY_COMPRESSION = "snappy"
 
 
 def write_month_file(table: pa.Table, path: Path) -> WriteResult:
@@ -182,7 +181,9 @@ def write_month_file(table: pa.Table, path: Path) -> WriteResult:
         path.unlink(missing_ok=True)
         return WriteResult(path=None, rows=0, bytes=0)
     scalar = [f.name for f in table.schema if not pa.types.is_list(f.type)]
-    codecs = {f.name: SCALAR_COMPRESSION if f.name in scalar else HISTORY_COMPRESSION for f in table.schema}
+    # per-column codecs are keyed by leaf path: "<name>.list.element" for the lists
+    codecs = {f.name: SCALAR_COMPRESSION for f in table.schema if f.name in scalar}
+    codecs.update({f"{f.name}.list.element": HISTORY_COMPRESSION for f in table.schema if f.name not in scalar})
     with atomic_path(path) as tmp:
         pq.write_table(
             table, tmp, compression=codecs, use_dictionary=scalar, write_statistics=scalar, row_group_size=262_144

@@ -120,7 +120,8 @@ def rebuild_months(
 
 def _merge_accounts(table: pa.Table, path: Path, cfg: SummarySettings, accounts: list) -> pa.Table:
     if not path.is_file():
-        return table
+        # only these accounts' rows: not the whole month the fingerprint vouches for
+        return table.replace_schema_metadata(None)
     old = pq.read_table(path)
     key = cfg.key_column
     keep = pc.invert(pc.is_in(old.column(key), value_set=pa.array(accounts, type=old.schema.field(key).type)))
