@@ -77,8 +77,8 @@ def test_failed_ingest_keeps_previous_output_and_leaves_no_partial_folder(tmp_pa
 def _sensor_tick(instance, cursor=None):
     from assets_pkg.definitions import defs
 
-    context = dg.build_sensor_context(instance_ref=instance.get_ref(), cursor=cursor, definitions=defs)
-    return ingest_file_sensor.evaluate_tick(context)
+    with dg.build_sensor_context(instance_ref=instance.get_ref(), cursor=cursor, definitions=defs) as context:
+        return ingest_file_sensor.evaluate_tick(context)
 
 
 def _launch(instance, data):

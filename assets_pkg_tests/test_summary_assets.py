@@ -37,10 +37,10 @@ def run_range(defs, instance, start, end, tags=None):
 
 
 def tick(defs, instance, cursor=None):
-    ctx = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance_ref=instance.get_ref(), cursor=cursor, definitions=defs, sensor_name="summary_batch_sensor"
-    )
-    return summary_batch_sensor.evaluate_tick(ctx)
+    ) as ctx:
+        return summary_batch_sensor.evaluate_tick(ctx)
 
 
 @pytest.fixture

@@ -112,10 +112,12 @@ class DemoContext:
         cursors = self._cursor_file()
         saved = json.loads(cursors.read_text()) if cursors.exists() else {}
         # instance_ref (not instance): validating dynamic partition keys needs it threaded down.
-        context = dg.build_sensor_context(
+        # `with` disposes the instance the context builds from the ref; a live-but-forgotten
+        # one would leave Dagster's current defs-state storage pointing at a dead instance.
+        with dg.build_sensor_context(
             instance_ref=self.instance.get_ref(), cursor=saved.get(name), definitions=self.defs, sensor_name=name
-        )
-        data = sensor.evaluate_tick(context)
+        ) as context:
+            data = sensor.evaluate_tick(context)
         for request in data.dynamic_partitions_requests or []:
             if isinstance(request, dg.AddDynamicPartitionsRequest):
                 self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))

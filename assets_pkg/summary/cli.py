@@ -108,8 +108,9 @@ def _cmd_run(args) -> int:
     if args.accounts:
         run_config = {"ops": {"summary__account_summary": {"config": {"accounts": list(args.accounts)}}}}
     tags = {RANGE_START_TAG: start, RANGE_END_TAG: end, "summary/mode": args.mode}
-    job = defs.resolve_implicit_global_asset_job_def()
     with dg.DagsterInstance.get() as instance:
+        # Resolved while this instance is live: Dagster reads its defs-state storage then.
+        job = defs.resolve_implicit_global_asset_job_def()
         result = job.execute_in_process(
             instance=instance, run_config=with_console_level(run_config, "WARNING"), tags=tags,
             asset_selection=[ACCOUNT_SUMMARY, LATEST_SUMMARY], raise_on_error=False,
