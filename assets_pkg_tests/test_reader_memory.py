@@ -11,7 +11,7 @@ import pytest
 READ_SCRIPT = r"""
 import json, sys
 import pyarrow as pa
-from assets_pkg.obs import current_rss_mb
+from assets_pkg.obs import current_rss_mb, peak_rss_mb
 from assets_pkg.reader import StreamingReader
 
 base = current_rss_mb()  # interpreter + pyarrow + numpy, before any reading
@@ -22,18 +22,13 @@ max_chunk = 0
 for chunk in reader:
     rows += chunk.rows
     max_chunk = max(max_chunk, chunk.rows)
-# VmHWM is this process's own high-water mark. getrusage's ru_maxrss is not: across
-# fork/vfork + exec Linux carries over the parent's peak, so a big pytest parent would
-# show up as this child's peak.
-with open("/proc/self/status") as fh:
-    peak = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
+peak = peak_rss_mb()  # VmHWM: this process's own peak, not the pytest parent's
 print(json.dumps({"rows": rows, "rejects": reader.rejects.num_rows, "base_mb": base, "peak_mb": peak,
                   "max_chunk": max_chunk, "lines": reader.rejects.column("line").to_pylist()}))
 """
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc for the process's own peak RSS")
 def test_peak_memory_is_bounded_for_a_file_much_larger_than_the_limit(tmp_path):
     path = tmp_path / "big.csv"
     rows = 5_500_000
