@@ -4,10 +4,6 @@ import dagster as dg
 
 from assets_pkg.checking import ERROR, CheckOutcome
 
-# Run tags that make one run cover a partition range (with a single-run backfill policy).
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-
 
 def severity(outcome: CheckOutcome) -> dg.AssetCheckSeverity:
     return dg.AssetCheckSeverity.ERROR if outcome.severity == ERROR else dg.AssetCheckSeverity.WARN

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 
@@ -21,3 +22,12 @@ def instance(data_root: Path):
     """A real, sqlite-backed Dagster instance stored under the test's data root."""
     with dg.instance_for_test(temp_dir=str(data_root / ".dagster")) as inst:
         yield inst
+
+
+@pytest.fixture
+def con():
+    """An in-memory DuckDB connection with UTC session time (timestamps print as UTC)."""
+    c = duckdb.connect()
+    c.execute("SET TimeZone = 'UTC'")
+    yield c
+    c.close()

@@ -74,3 +74,18 @@ def test_write_table_accepts_duckdb_relation_pandas_and_reader(tmp_path):
 def test_write_table_rejects_unknown_format(tmp_path):
     with pytest.raises(ValueError, match="unknown output format 'xlsx'"):
         write_table(pa.table({"a": [1]}), tmp_path / "x.xlsx", "xlsx")
+
+
+def test_atomic_dir_replace_swaps_only_a_complete_folder(tmp_path):
+    final = tmp_path / "out"
+    with atomic_dir(final) as work:
+        (work / "old.parquet").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(final, replace=True) as work:
+            (work / "new.parquet").write_text("partial")
+            raise RuntimeError("killed")
+    assert [p.name for p in final.iterdir()] == ["old.parquet"]
+    with atomic_dir(final, replace=True) as work:
+        (work / "new.parquet").write_text("new")
+    assert [p.name for p in final.iterdir()] == ["new.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

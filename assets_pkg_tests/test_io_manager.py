@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assets_pkg.dagster_layer import RANGE_END_TAG, RANGE_START_TAG
+from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.io.parquet_io_manager import Formatted, ShardedParquetIOManager, partition_path
 
 shards = dg.DynamicPartitionsDefinition(name="test_shards")

@@ -6,7 +6,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from assets_pkg.dagster_layer import RANGE_END_TAG, RANGE_START_TAG
+from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.demo import timeseries as demo
 from assets_pkg.io.parquet_io_manager import ShardedParquetIOManager
 from assets_pkg.resources.duckdb import DuckDBResource

@@ -5,7 +5,6 @@ import gzip
 import json
 import logging
 
-import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,14 +26,6 @@ def merged_table(n=1000, keys=True):
     cols["power__kw"] = pa.array([None if i % 7 == 0 else i * 0.1 + 1 / 3 for i in range(n)], pa.float64())
     cols["meters__reading"] = pa.array([1e6 + i * 1.234567891 for i in range(n)], pa.float64())
     return pa.table(cols)
-
-
-@pytest.fixture
-def con():
-    c = duckdb.connect()
-    c.execute("SET TimeZone = 'UTC'")
-    yield c
-    c.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 import datetime as dt
 import gzip
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -20,14 +19,6 @@ def spec(path, tz="UTC", keys=(), time_column="ts"):
         name="d", file=path, time_column=time_column, value_columns=("v",), resolution_us=1_000_000,
         aggregation={"v": "mean"}, timezone=tz, key_columns=tuple(keys), line=7,
     )
-
-
-@pytest.fixture
-def con():
-    c = duckdb.connect()
-    c.execute("SET TimeZone = 'UTC'")
-    yield c
-    c.close()
 
 
 def window(con, table="w"):

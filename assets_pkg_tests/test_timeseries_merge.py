@@ -2,9 +2,7 @@
 
 import datetime as dt
 
-import duckdb
 import pyarrow as pa
-import pytest
 
 from assets_pkg.timeseries.catalog import Catalog, DatasetSpec
 from assets_pkg.timeseries.merge import merge_day
@@ -43,13 +41,6 @@ def out(table):
     for r in table.to_pylist():
         res.append(tuple([r["bucket"].strftime("%H:%M")] + [r[c] for c in table.column_names[1:]]))
     return res
-
-
-@pytest.fixture
-def con():
-    c = duckdb.connect()
-    yield c
-    c.close()
 
 
 def test_merge_without_tolerance_drops_offset_rows(con):

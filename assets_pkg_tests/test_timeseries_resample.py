@@ -2,7 +2,6 @@
 
 import datetime as dt
 
-import duckdb
 import pyarrow as pa
 import pytest
 
@@ -46,13 +45,6 @@ def rows(table):
     for r in table.to_pylist():
         out.append((r["ts"].strftime("%H:%M:%S"), *([r["k"]] if "k" in r else []), None if r["v"] is None else round(r["v"], 6)))
     return out
-
-
-@pytest.fixture
-def con():
-    c = duckdb.connect()
-    yield c
-    c.close()
 
 
 DOWN_ROWS = [

@@ -102,9 +102,7 @@ s, e = day_window(sys.argv[2])
 t = time.perf_counter()
 r = fetch_window("bench", s, e, LocalLogSource(sys.argv[1]), flush_rows=100_000, now_ms=10**13)
 secs = time.perf_counter() - t
-# VmHWM is this process's own high-water mark; getrusage's ru_maxrss (obs.peak_rss_mb) is
-# inherited across fork+exec from the (large) parent on Linux, so it would report the parent's.
-rss = next((int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:")), None) or peak_rss_mb()
+rss = peak_rss_mb()  # VmHWM: this process's own peak, not the bench parent's
 # the ceiling: the same files through the streaming reader alone (after the RSS reading)
 import pyarrow as pa
 from pathlib import Path

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets_pkg.checking import ERROR, WARN, CheckOutcome
-from assets_pkg.dagster_layer import RANGE_END_TAG, RANGE_START_TAG
+from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.settings import Settings
 
 

@@ -9,7 +9,6 @@ sensor (which requests one run over the affected range) and reports the case cou
 """
 
 import os
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from assets_pkg.io import atomic_path
+from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.summary.months import month_index, month_str
 
 INBOX = "accounts"
@@ -140,7 +140,7 @@ def run(ctx) -> None:
 def _report_run(report, result, label: str) -> None:
     tags = result.dagster_run.tags
     cases = {k.split("/", 1)[1]: v for k, v in tags.items() if k.startswith("summary/case")}
-    rng = (tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end"))
+    rng = (tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG))
     status = "succeeded" if result.success else "FAILED"
     report.line(f"{label} run {result.run_id[:8]} {status}: months {rng[0]}..{rng[1]}" + (f", cases {cases}" if cases else ""))
     for event in result.get_asset_materialization_events():

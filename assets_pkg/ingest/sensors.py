@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 
-from assets_pkg.dagster_layer import RANGE_END_TAG, RANGE_START_TAG
+from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.ingest.assets import INGEST_KEY, inbox_dir, ingest_partitions
 from assets_pkg.ingest.files import scan_inbox
 

@@ -1,13 +1,11 @@
 """Stream one text file into bounded Parquet shards plus a rejects file.
 
-The output folder is built beside the final one and swapped in only when complete, so a
-failed or killed ingest leaves the previous result (or nothing), never a partial shard set.
+The output folder is built beside the final one and swapped in only when complete
+(``atomic_dir(replace=True)``), so a failed or killed ingest leaves the previous result (or
+nothing), never a partial shard set.
 """
 
-import os
-import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,9 +48,8 @@ def stream_file_to_shards(source: Path, output_dir: Path, shard_rows: int = 1_00
     started = time.perf_counter()
     reader = StreamingReader(source, **reader_options)
     output_dir = Path(output_dir)
-    staging = output_dir.with_name(f".{output_dir.name}.tmp-{uuid.uuid4().hex[:12]}")
     rows = shards = 0
-    with atomic_dir(staging) as work:
+    with atomic_dir(output_dir, replace=True) as work:
         writer, shard_fill = None, 0
         try:
             for chunk in reader:
@@ -75,7 +72,6 @@ def stream_file_to_shards(source: Path, output_dir: Path, shard_rows: int = 1_00
             if writer is not None:
                 writer.close()
         reader.write_rejects(work / REJECTS_FILE)
-    _swap_in(staging, output_dir)
     seconds = time.perf_counter() - started
     size = sum(p.stat().st_size for p in output_dir.iterdir())
     return IngestResult(
@@ -90,13 +86,3 @@ def stream_file_to_shards(source: Path, output_dir: Path, shard_rows: int = 1_00
         peak_rss_mb=peak_rss_mb(),
     )
 
-
-def _swap_in(staging: Path, final: Path) -> None:
-    """Replace ``final`` by the complete ``staging`` folder (old result kept until then)."""
-    retired = None
-    if final.exists():
-        retired = final.with_name(f".{final.name}.tmp-old-{uuid.uuid4().hex[:12]}")
-        os.rename(final, retired)
-    os.rename(staging, final)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)

@@ -44,20 +44,29 @@ def atomic_path(final: Path | str) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_dir(final: Path | str) -> Iterator[Path]:
+def atomic_dir(final: Path | str, replace: bool = False) -> Iterator[Path]:
     """Yield a temp folder beside ``final``; rename it to ``final`` when the body succeeds.
 
-    ``final`` must not exist yet (a published folder is immutable).
+    By default ``final`` must not exist yet (a published folder is immutable). With
+    ``replace=True`` an existing ``final`` is kept until the new folder is complete, then
+    swapped out: a reader sees the old folder or the new one, never a partial one (between
+    the two renames the name is briefly absent).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():
+    if final.exists() and not replace:
         raise FileExistsError(f"{final} already exists; refusing to overwrite a published folder")
     tmp = _temp_sibling(final)
     tmp.mkdir()
     try:
         yield tmp
+        retired = None
+        if final.exists():
+            retired = _temp_sibling(final)
+            os.rename(final, retired)
         os.rename(tmp, final)
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

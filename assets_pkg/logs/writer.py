@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from assets_pkg.duck import quote_ident
 from assets_pkg.logs.store import PART_SCHEMA, part_name
 from assets_pkg.obs import Stopwatch, log_event
 from assets_pkg.settings import SettingError, env_int
@@ -132,7 +133,7 @@ class BatchNormalizer:
             self._con = duckdb.connect(":memory:")
             self._con.execute("SET threads = 1")
             self._con.execute("SET memory_limit = '64MB'")
-        fields = ", ".join(f'"{c.replace(chr(34), chr(34) * 2)}" := "{c.replace(chr(34), chr(34) * 2)}"' for c in extra.schema.names)
+        fields = ", ".join(f"{quote_ident(c)} := {quote_ident(c)}" for c in extra.schema.names)
         table = pa.Table.from_batches([extra])
         self._con.register("extra_batch", table)
         try:

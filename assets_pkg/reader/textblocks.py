@@ -10,6 +10,7 @@ import codecs
 import gzip
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,16 +66,22 @@ class TextBlocks:
     def bytes_read(self) -> int:
         return self._raw.tell()
 
-    def _read_more(self, size: int) -> bytes:
-        """Next ``size``-ish bytes of UTF-8 text; b'' at the end of the file."""
+    @contextmanager
+    def _decompression_errors(self):
+        """A truncated or corrupt gzip stream becomes a ReaderError naming the file."""
         try:
-            raw = self._stream.read(size)
+            yield
         except EOFError:
             raise ReaderError(
                 f"{self.path}: gzip data is truncated (ended after {self.text_bytes:,} decompressed bytes); the file is incomplete"
             ) from None
         except DECOMPRESS_ERRORS as exc:
             raise ReaderError(f"{self.path}: cannot decompress (after {self.text_bytes:,} decompressed bytes): {exc}") from None
+
+    def _read_more(self, size: int) -> bytes:
+        """Next ``size``-ish bytes of UTF-8 text; b'' at the end of the file."""
+        with self._decompression_errors():
+            raw = self._stream.read(size)
         if not raw:
             self._eof = True
         self.text_bytes += len(raw)
@@ -114,19 +121,14 @@ class TextBlocks:
         view = memoryview(buf)
         end = start
         try:
-            while end < len(buf):
-                n = self._stream.readinto(view[end:])
-                if not n:
-                    self._eof = True
-                    break
-                end += n
-                self.text_bytes += n
-        except EOFError:
-            raise ReaderError(
-                f"{self.path}: gzip data is truncated (ended after {self.text_bytes:,} decompressed bytes); the file is incomplete"
-            ) from None
-        except DECOMPRESS_ERRORS as exc:
-            raise ReaderError(f"{self.path}: cannot decompress (after {self.text_bytes:,} decompressed bytes): {exc}") from None
+            with self._decompression_errors():
+                while end < len(buf):
+                    n = self._stream.readinto(view[end:])
+                    if not n:
+                        self._eof = True
+                        break
+                    end += n
+                    self.text_bytes += n
         finally:
             view.release()
         return end

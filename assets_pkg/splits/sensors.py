@@ -15,7 +15,7 @@ import json
 
 import dagster as dg
 
-from assets_pkg.dagster_layer import RANGE_END_TAG, RANGE_START_TAG
+from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.settings import get_settings
 from assets_pkg.splits.assets import (
     CONSOLIDATED_KEY,

@@ -16,12 +16,10 @@ from pathlib import Path
 import duckdb
 
 from assets_pkg.duck import quote_ident
+from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.summary.config import SummarySettings
 from assets_pkg.summary.months import month_index, month_str
 from assets_pkg.summary.source import BatchFile, Source
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 @dataclass

@@ -12,6 +12,7 @@ import json
 import dagster as dg
 
 from assets_pkg.duck import connect
+from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.assets import account_summary, latest_summary, month_file, monthly_partitions
 from assets_pkg.summary.config import load_summary_settings
@@ -60,7 +61,7 @@ def summary_batch_sensor(context: dg.SensorEvaluationContext):
     # clamp to the partitions that exist (the planner already limits to months with data)
     keys = monthly_partitions.get_partition_keys(dynamic_partitions_store=None)
     start, end = max(plan.start, keys[0]), min(plan.end, keys[-1])
-    tags = {**plan.tags(), "dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+    tags = {**plan.tags(), RANGE_START_TAG: start, RANGE_END_TAG: end}
     run_key = hashlib.sha1(json.dumps(sorted((f.name, f.identity) for f in new)).encode()).hexdigest()[:16]
     context.log.info(" | ".join(plan.lines()))
     return dg.SensorResult(

@@ -154,9 +154,9 @@ class Source:
         cfg = self.cfg
         if not parts:
             cols = [
-                f"NULL::INTEGER AS _file",
+                "NULL::INTEGER AS _file",
                 "NULL::BIGINT AS _row",
-                f"NULL::VARCHAR AS _key_raw",
+                "NULL::VARCHAR AS _key_raw",
                 f"NULL::{cfg.key_type} AS key",
                 "NULL::VARCHAR AS _month_raw",
                 "NULL::VARCHAR AS _mo",
@@ -406,7 +406,6 @@ class Source:
         """Winning record per (account, month) for months lo..hi (indexes), ordered by month
         then account: greatest base_ts, then later batch file, then later row."""
         cfg = self.cfg
-        values = ", ".join(f"v{i} AS {quote_ident(c)}" for i, c in enumerate(cfg.all_value_columns))
         acc = ""
         # 'YYYY-MM' strings sort like months; a padded month (' 2024-01') is caught by month_idx
         params: list = [month_str(lo), month_str(hi) + "~", int(lo), int(hi)]

@@ -14,8 +14,6 @@ and puts the offending keys (first 20) and their count in the metadata.
 
 from pathlib import Path
 
-import duckdb
-
 from assets_pkg.checking import ERROR, CheckOutcome, limited
 from assets_pkg.duck import quote_ident
 from assets_pkg.summary.config import SummarySettings
@@ -100,7 +98,6 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
     if not months:
         return _outcome(name, ASSET, [], 0, "no months materialized", "", months_checked=0)
     k, m, t = quote_ident(cfg.key_column), quote_ident(cfg.month_column), quote_ident(cfg.timestamp_column)
-    lo, hi = month_index(months[0]), month_index(months[-1])
     idx = [month_index(x) for x in months]
     vals = list(cfg.all_value_columns)
     packed = ", ".join(f"v{i} := v{i}" for i in range(len(vals)))

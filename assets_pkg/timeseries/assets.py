@@ -6,6 +6,7 @@ so memory stays one day's window). Checks are computed inside the ops (``check_s
 an ``@asset_check`` without partitions would load every partition.
 """
 
+import functools
 from collections.abc import Mapping
 from contextlib import closing
 from pathlib import Path
@@ -92,11 +93,17 @@ def _numeric_sum(dicts: list[dict]) -> dict:
     return out
 
 
-@dg.asset(
+# Every time-series asset: one UTC day per partition, a range of days in one run.
+daily_asset = functools.partial(
+    dg.asset,
     key_prefix=PREFIX,
     group_name=GROUP,
     partitions_def=DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
+)
+
+
+@daily_asset(
     kinds={"duckdb", "parquet"},
 )
 def resampled(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb: DuckDBResource):
@@ -186,11 +193,7 @@ def _log_rejects(context, day: str, results) -> dict:
     return samples
 
 
-@dg.asset(
-    key_prefix=PREFIX,
-    group_name=GROUP,
-    partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+@daily_asset(
     kinds={"duckdb", "parquet"},
     ins={"resampled": dg.AssetIn(key=dg.AssetKey([*PREFIX, "resampled"]), metadata={"load_as": "paths"})},
     check_specs=[
@@ -232,11 +235,7 @@ def merged(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb: 
     yield check_result(_combine(cov))
 
 
-@dg.asset(
-    key_prefix=PREFIX,
-    group_name=GROUP,
-    partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+@daily_asset(
     kinds={"duckdb", "parquet", "csv"},
     ins={"merged": dg.AssetIn(key=dg.AssetKey([*PREFIX, "merged"]), metadata={"load_as": "paths"})},
     check_specs=[
@@ -277,11 +276,7 @@ def export(context: dg.AssetExecutionContext, config: TimeseriesConfig, merged):
     return dg.MaterializeResult(metadata=meta, check_results=[check_result(_combine(checks))])
 
 
-@dg.asset(
-    key_prefix=PREFIX,
-    group_name=GROUP,
-    partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+@daily_asset(
     kinds={"duckdb", "parquet"},
     deps=[export],
 )

@@ -119,7 +119,7 @@ def merge_day(con: duckdb.DuckDBPyConnection, catalog: Catalog, stacked, day: st
                 GROUP BY b {key_sel})"""
             )
             counts = con.execute(
-                f"""SELECT count(*) FILTER (WHERE abs(us - b) > $tol)
+                """SELECT count(*) FILTER (WHERE abs(us - b) > $tol)
                     FROM (SELECT ((epoch_us(ts) + $T // 2) // $T) * $T AS b, epoch_us(ts) AS us
                           FROM __stacked WHERE dataset = $d)""",
                 {"T": T, "tol": tol, "d": spec.name},
