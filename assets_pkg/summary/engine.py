@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from assets_pkg.checking import CheckOutcome
 from assets_pkg.duck import connect
 from assets_pkg.summary import state as summary_state
-from assets_pkg.summary.build import FINGERPRINT_KEY, BuildStats, build_months, write_month_file
+from assets_pkg.summary.build import FINGERPRINT_KEY, BuildStats, MonthRows, build_months, write_month_file
 from assets_pkg.summary.config import SummarySettings
 from assets_pkg.summary.months import add_months, month_index, month_str
 from assets_pkg.summary.plan import reflected_files
@@ -90,11 +90,11 @@ def rebuild_months(
     with Source(con, cfg, files, now_month=now_month, logger=logger) as source:
         profile = source.profile()  # raises on bad input: nothing written yet
 
-        def write(month: str, table: pa.Table):
+        def write(month: str, rows: MonthRows):
             path = month_path(month)
             if accounts is not None:
-                table = _merge_accounts(table, path, cfg, accounts)
-            result = write_month_file(table, path)
+                rows = _merge_accounts(rows.to_table(), path, cfg, accounts)
+            result = write_month_file(rows, path)
             if on_month is not None:
                 on_month(month, result.rows)
             return result

@@ -28,6 +28,11 @@ CSV_SUFFIXES = (".csv", ".csv.gz")
 VIEW = "summary_src"
 
 
+# (epoch_us(base_ts), file rank, row) as one number, lexicographic: the row number stays
+# below 2**40 and the file rank below 2**24, so the low 64 bits never carry into the time
+WINNER_ORDER_SQL = "(epoch_us(ts)::HUGEINT * 18446744073709551616 + _file::HUGEINT * 1099511627776 + _row)"
+
+
 class SummarySourceError(ValueError):
     """A batch file cannot be used; the message names the file (and row or column)."""
 
@@ -156,16 +161,16 @@ class Source:
             cols = [
                 "NULL::INTEGER AS _file",
                 "NULL::BIGINT AS _row",
-                "NULL::VARCHAR AS _key_raw",
+                "NULL::BOOLEAN AS _key_null",
+                "NULL::BOOLEAN AS _key_bad",
                 f"NULL::{cfg.key_type} AS key",
                 "NULL::VARCHAR AS _month_raw",
                 "NULL::VARCHAR AS _mo",
                 "NULL::INTEGER AS month_idx",
-                "NULL::TIMESTAMP AS _ts_raw",
                 "NULL::TIMESTAMP AS ts",
             ]
             for i, col in enumerate(cfg.all_value_columns):
-                cols += [f"NULL::VARCHAR AS _v{i}_raw", f"NULL::{cfg.value_type(col)} AS v{i}"]
+                cols += [f"NULL::BOOLEAN AS _v{i}_bad", f"NULL::{cfg.value_type(col)} AS v{i}"]
             parts = [f"SELECT {', '.join(cols)} WHERE false"]
         sql = "\nUNION ALL\n".join(parts)
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {VIEW} AS {sql}")
@@ -213,17 +218,23 @@ class Source:
             ts_expr = f"TRY_CAST(trim(CAST({ts_col} AS VARCHAR)) AS TIMESTAMP)"
         key_col = q(cfg.key_column)
         key_type = schema.field(cfg.key_column).type
+        # "bad" flags are spelled per batch: a typed column cannot hold a bad value, and
+        # casting every number to text just to test it was a third of the scan's cost
         if cfg.key_type == "BIGINT" and pa.types.is_integer(key_type):
             key_expr = f"CAST({key_col} AS BIGINT)"
+            key_bad = "false"
         elif cfg.key_type == "VARCHAR":
             key_expr = f"NULLIF(trim(CAST({key_col} AS VARCHAR)), '')"
+            key_bad = f"({key_col} IS NOT NULL AND {key_expr} IS NULL)"
         else:
             key_expr = f"TRY_CAST(trim(CAST({key_col} AS VARCHAR)) AS {cfg.key_type})"
+            key_bad = f"({key_col} IS NOT NULL AND {key_expr} IS NULL)"
         rank = int(self.rank[batch.name])
         cols = [
             f"{rank}::INTEGER AS _file",
             "file_row_number AS _row",
-            f"CAST({key_col} AS VARCHAR) AS _key_raw",
+            f"({key_col} IS NULL) AS _key_null",
+            f"{key_bad} AS _key_bad",
             f"{key_expr} AS key",
             f"{month_expr} AS _month_raw",
             f"{mo_expr} AS _mo",
@@ -232,7 +243,6 @@ class Source:
                 f"THEN CAST(substr({month_expr}, 1, 4) AS INTEGER) * 12 + CAST(substr({month_expr}, 6, 2) AS INTEGER) - 1 "
                 "END AS month_idx"
             ),
-            f"CAST({ts_col} AS VARCHAR) AS _ts_raw",
             f"{ts_expr} AS ts",
         ]
         for i, col in enumerate(cfg.all_value_columns):
@@ -240,9 +250,12 @@ class Source:
             ftype = schema.field(col).type
             if pa.types.is_integer(ftype) or pa.types.is_floating(ftype) or vtype == "VARCHAR":
                 vexpr = f"CAST({q(col)} AS {vtype})"
+                vbad = "false"
             else:
-                vexpr = f"TRY_CAST(NULLIF(trim(CAST({q(col)} AS VARCHAR)), '') AS {vtype})"
-            cols += [f"NULLIF(trim(CAST({q(col)} AS VARCHAR)), '') AS _v{i}_raw", f"{vexpr} AS v{i}"]
+                raw = f"NULLIF(trim(CAST({q(col)} AS VARCHAR)), '')"
+                vexpr = f"TRY_CAST({raw} AS {vtype})"
+                vbad = f"({raw} IS NOT NULL AND {vexpr} IS NULL)"
+            cols += [f"{vbad} AS _v{i}_bad", f"{vexpr} AS v{i}"]
         literal = str(path).replace("'", "''")
         return f"SELECT {', '.join(cols)} FROM read_parquet('{literal}', file_row_number = true)"
 
@@ -310,13 +323,13 @@ class Source:
         cfg = self.cfg
         value_cols = cfg.all_value_columns
         bad_value_terms = ", ".join(
-            f"count(*) FILTER (WHERE _v{i}_raw IS NOT NULL AND v{i} IS NULL) AS bad_v{i}" for i in range(len(value_cols))
+            f"count(*) FILTER (WHERE _v{i}_bad) AS bad_v{i}" for i in range(len(value_cols))
         )
         rows = self.con.execute(
             f"""
             SELECT _file, _month_raw, month_idx, count(*) AS n,
-                   count(*) FILTER (WHERE _key_raw IS NULL) AS null_keys,
-                   count(*) FILTER (WHERE _key_raw IS NOT NULL AND key IS NULL) AS bad_keys,
+                   count(*) FILTER (WHERE _key_null) AS null_keys,
+                   count(*) FILTER (WHERE _key_bad) AS bad_keys,
                    count(*) FILTER (WHERE ts IS NULL) AS bad_ts,
                    count(*) FILTER (WHERE key IS NOT NULL AND ts IS NOT NULL {self._value_ok_sql()}) AS ok,
                    max(ts) AS max_ts,
@@ -341,15 +354,15 @@ class Source:
                 prof.pushdown = False
             prof.rows += n
             if null_keys:
-                add(file_rank, f"null {cfg.key_column}", null_keys, "_key_raw IS NULL")
+                add(file_rank, f"null {cfg.key_column}", null_keys, "_key_null")
             if bad_keys:
-                add(file_rank, f"{cfg.key_column} not a {cfg.key_type}", bad_keys, "_key_raw IS NOT NULL AND key IS NULL")
+                add(file_rank, f"{cfg.key_column} not a {cfg.key_type}", bad_keys, "_key_bad")
             if bad_ts:
                 add(file_rank, f"null or unparsable {cfg.timestamp_column}", bad_ts, "ts IS NULL")
             for i, count in enumerate(bad_values):
                 if count:
                     add(file_rank, f"{value_cols[i]} not a {cfg.value_type(value_cols[i])}", count,
-                        f"_v{i}_raw IS NOT NULL AND v{i} IS NULL")
+                        f"_v{i}_bad")
             month_ok = False
             if midx is None:
                 add(file_rank, f"malformed {cfg.month_column} {month_raw!r} (expected YYYY-MM)", n,
@@ -390,7 +403,7 @@ class Source:
 
     def _value_ok_sql(self) -> str:
         return "".join(
-            f" AND NOT (_v{i}_raw IS NOT NULL AND v{i} IS NULL)" for i in range(len(self.cfg.all_value_columns))
+            f" AND NOT _v{i}_bad" for i in range(len(self.cfg.all_value_columns))
         )
 
     def good_rows_sql(self) -> str:
@@ -412,16 +425,17 @@ class Source:
         if accounts is not None:
             acc = " AND list_contains(?, key)"
             params.append(list(accounts))
-        packed = ", ".join(f"{quote_ident(c)} := v{i}" for i, c in enumerate(cfg.all_value_columns))
-        unpacked = ", ".join(f"w.{quote_ident(c)} AS {quote_ident(c)}" for c in cfg.all_value_columns)
+        # one HUGEINT orders the records of a group (base_ts, then file rank, then row):
+        # arg_max on a number per value column is ~2x cheaper than on a packed struct
+        winner = f"arg_max_null(v{{i}}, {WINNER_ORDER_SQL})"  # _null: a NULL value can win
+        values = ", ".join(f"{winner.format(i=i)} AS {quote_ident(c)}" for i, c in enumerate(cfg.all_value_columns))
         sql = f"""
-            SELECT key, month_idx, max(ts) AS ts,
-                   arg_max(struct_pack({packed}), struct_pack(t := ts, f := _file, r := _row)) AS w
+            SELECT key, month_idx, max(ts) AS ts, {values}
             FROM {VIEW}
             WHERE {"_mo" if self.profile().pushdown else "_month_raw"} BETWEEN ? AND ? AND month_idx BETWEEN ? AND ? AND {self.good_rows_sql()}{acc}
             GROUP BY key, month_idx
+            ORDER BY month_idx, key
         """
-        sql = f"SELECT key, month_idx, ts, {unpacked} FROM ({sql}) ORDER BY month_idx, key"
         return self.con.sql(sql, params=params)
 
     def records(self) -> duckdb.DuckDBPyRelation:
