@@ -12,6 +12,7 @@ and puts the offending keys (first 20) and their count in the metadata.
 - one_row_per_account (latest_summary): one row per account, at its greatest month
 """
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from assets_pkg.checking import ERROR, CheckOutcome, limited
@@ -68,31 +69,107 @@ def check_unique_account_month(con, cfg: SummarySettings, month_files: dict[str,
     )
 
 
-def check_history_length(con, cfg: SummarySettings, month_files: dict[str, Path]) -> CheckOutcome:
+@dataclass
+class ListFacts:
+    """What one scan of the history lists found (see :func:`scan_history_lists`)."""
+
+    length_bad: list = field(default_factory=list)  # "key@month", first 20
+    length_count: int = 0
+    first_months: set = field(default_factory=set)  # months with a [0] unlike the current value
+    first_count: int = 0
+    inconsistent: list = field(default_factory=list)
+    inconsistent_count: int = 0
+    pairs_checked: int = 0
+
+
+def scan_history_lists(con, cfg: SummarySettings, month_files: dict[str, Path], previous: dict[str, Path] | None = None,
+                       months_per_query: int = 12) -> ListFacts:
+    """One read of the history lists serves three checks: every array's length, ``[0]``
+    against the row's current value, and consecutive months agreeing
+    (``hist_m[2:L] == hist_{m-1}[1:L-1]``, 1-based, compared as hashes of the slices).
+
+    Decoding the lists is most of the checks' cost (each check used to decode them again).
+    A query covers up to ``months_per_query`` consecutive months plus the month before
+    them; ``previous`` adds neighbour files (e.g. the month before a run's first month)
+    that are read for the pairs but not reported on their own.
+    """
+    facts = ListFacts()
+    allf = dict(previous or {})
+    allf.update(month_files)
+    k, m = quote_ident(cfg.key_column), quote_ident(cfg.month_column)
+    L = int(cfg.history_length)
+    hashes, bad_len, bad_first, differs = [], [], [], []
+    for j, c in enumerate(cfg.history_columns):
+        h = quote_ident(cfg.history_name(c))
+        hashes += [f"hash({h}[2:{L}]) AS a{j}", f"hash({h}[1:{L - 1}]) AS b{j}"]
+        bad_len.append(f"{h} IS NULL OR len({h}) <> {L}")
+        bad_first.append(f"{h}[1] IS DISTINCT FROM {quote_ident(c)}")
+        differs.append(f"cur.a{j} <> prev.b{j}")
+    month_idx = f"CAST(substr({m}, 1, 4) AS INTEGER) * 12 + CAST(substr({m}, 6, 2) AS INTEGER) - 1"
+    months = sorted(month_files)
+    facts.pairs_checked = sum(1 for mo in months if add_months(mo, -1) in allf)
+    for i in range(0, len(months), months_per_query):
+        group = months[i : i + months_per_query]
+        before = add_months(group[0], -1)
+        files = [str(allf[mo]) for mo in ([before] if before in allf else []) + group]
+        wanted = [month_index(mo) for mo in group]
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE summary_check_lists AS
+                SELECT {k} AS key, {month_idx} AS mi, {', '.join(hashes)},
+                       ({' OR '.join(bad_len)}) AS bad_len, ({' OR '.join(bad_first)}) AS bad_first
+                FROM read_parquet(?, union_by_name = true)""",
+            [files],
+        )
+
+        def offenders(where: str, params: list) -> tuple[int, list]:
+            rows = con.execute(
+                f"SELECT key, mi, count(*) OVER () FROM ({where}) ORDER BY mi, key LIMIT 20", params
+            ).fetchall()
+            return (rows[0][2] if rows else 0), [f"{r[0]}@{month_str(r[1])}" for r in rows]
+
+        n, bad = offenders("SELECT key, mi FROM summary_check_lists WHERE bad_len AND list_contains(?, mi)", [wanted])
+        facts.length_count += n
+        facts.length_bad += bad
+        for (mi, n) in con.execute(
+            "SELECT mi, count(*) FROM summary_check_lists WHERE bad_first AND list_contains(?, mi) GROUP BY 1", [wanted]
+        ).fetchall():
+            facts.first_months.add(month_str(mi))
+            facts.first_count += n
+        n, bad = offenders(
+            f"""SELECT cur.key, cur.mi FROM summary_check_lists cur JOIN summary_check_lists prev
+                ON cur.key = prev.key AND cur.mi = prev.mi + 1
+                WHERE list_contains(?, cur.mi) AND ({' OR '.join(differs)})""",
+            [wanted],
+        )
+        facts.inconsistent_count += n
+        facts.inconsistent += bad
+    con.execute("DROP TABLE IF EXISTS summary_check_lists")
+    facts.length_bad = facts.length_bad[:20]
+    facts.inconsistent = facts.inconsistent[:20]
+    return facts
+
+
+def check_history_length(con, cfg: SummarySettings, month_files: dict[str, Path], facts: ListFacts | None = None) -> CheckOutcome:
     name = "history_length"
     if not month_files:
         return _outcome(name, ASSET, [], 0, "no months materialized", "", months_checked=0)
-    k, m = quote_ident(cfg.key_column), quote_ident(cfg.month_column)
     L = int(cfg.history_length)
-    cond = " OR ".join(
-        f"{quote_ident(cfg.history_name(c))} IS NULL OR len({quote_ident(cfg.history_name(c))}) <> {L}"
-        for c in cfg.history_columns
-    )
-    rows = con.execute(
-        f"""SELECT {k}, {m}, count(*) OVER () FROM read_parquet(?, union_by_name = true)
-            WHERE {cond} ORDER BY 2, 1 LIMIT 20""",
-        [_files(month_files)],
-    ).fetchall()
-    count = rows[0][2] if rows else 0
+    facts = facts or scan_history_lists(con, cfg, month_files)
     return _outcome(
-        name, ASSET, [f"{r[0]}@{r[1]}" for r in rows], count,
+        name, ASSET, facts.length_bad, facts.length_count,
         f"every history array has length {L}", "{count} rows with a history array not of length " + str(L),
         history_length=L,
     )
 
 
-def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[str, Path], source: Source) -> CheckOutcome:
-    """Rows = source winners (independent SQL aggregate over the source, not the build code)."""
+def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[str, Path], source: Source,
+                                 facts: ListFacts | None = None) -> CheckOutcome:
+    """Rows = source winners (independent SQL aggregate over the source, not the build code).
+
+    Per-month digests of the scalar columns against the winners find the suspect months;
+    ``[0]`` against the current value comes from the list scan (:func:`scan_history_lists`),
+    so the lists are not decoded again here. Suspect months are then compared row by row,
+    ``[0]`` included."""
     name = "history_matches_source"
     months = sorted(month_files)
     if not months:
@@ -134,11 +211,10 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
     for c in cfg.history_columns:
         i = vals.index(c)
         diffs.append(f"s.{quote_ident(cfg.history_name(c))}[1] IS DISTINCT FROM w.w.v{i}")
-    # 1) per-month digests (streaming scans, no join): equal digests -> equal rows
-    s_terms = ", ".join([f"{k}", f"{t}", *(quote_ident(c) for c in vals),
-                         *(f"{quote_ident(cfg.history_name(c))}[1]" for c in cfg.history_columns)])
-    w_terms = ", ".join(["key", "ts", *(f"w.v{i}" for i in range(len(vals))),
-                         *(f"w.v{vals.index(c)}" for c in cfg.history_columns)])
+    # 1) per-month digests of the scalars (streaming scans, no join): equal digests -> equal rows
+    facts = facts or scan_history_lists(con, cfg, month_files)
+    s_terms = ", ".join([f"{k}", f"{t}", *(quote_ident(c) for c in vals)])
+    w_terms = ", ".join(["key", "ts", *(f"w.v{i}" for i in range(len(vals)))])
     s_digest = dict(
         (r[0], (r[1], r[2])) for r in con.execute(
             f"SELECT {m}, count(*), sum(hash({s_terms})) FROM read_parquet(?, union_by_name = true) GROUP BY 1",
@@ -151,7 +227,8 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
         sql, params = src_sql(chunk)
         for r in con.execute(f"SELECT month_idx, count(*), sum(hash({w_terms})) FROM ({sql}) GROUP BY 1", params).fetchall():
             w_digest[month_str(r[0])] = (r[1], r[2])
-    suspect = sorted(mo for mo in set(s_digest) | set(w_digest) if s_digest.get(mo) != w_digest.get(mo))
+    suspect = sorted({mo for mo in set(s_digest) | set(w_digest) if s_digest.get(mo) != w_digest.get(mo)}
+                     | facts.first_months)
     count, bad = 0, []
     # 2) only the months whose digests differ: find the offending rows
     for chunk in chunks([month_index(mo) for mo in suspect]):
@@ -184,51 +261,21 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
 
 def check_history_consistency(
     con, cfg: SummarySettings, month_files: dict[str, Path], previous: dict[str, Path] | None = None,
-    months_per_query: int = 12,
+    facts: ListFacts | None = None,
 ) -> CheckOutcome:
     """Consecutive months m-1, m of one account: hist_m[2:L] == hist_{m-1}[1:L-1] (1-based).
 
-    Compares hashes of the slices (each file is read once per query; a query covers up to
-    ``months_per_query`` consecutive months plus the month before them). ``previous`` adds
-    neighbour files (e.g. the month before a run's first month) that are read but not
-    reported on their own."""
+    ``previous`` adds neighbour files (e.g. the month before a run's first month) that are
+    read but not reported on their own; ``facts`` is a scan already made with them."""
     name = "history_consistency"
-    allf = dict(previous or {})
-    allf.update(month_files)
     if not month_files:
         return _outcome(name, ASSET, [], 0, "no months materialized", "", pairs_checked=0)
-    k, m = quote_ident(cfg.key_column), quote_ident(cfg.month_column)
-    L = int(cfg.history_length)
-    cols, conds = [], []
-    for j, c in enumerate(cfg.history_columns):
-        h = quote_ident(cfg.history_name(c))
-        cols += [f"hash({h}[2:{L}]) AS a{j}", f"hash({h}[1:{L - 1}]) AS b{j}"]
-        conds.append(f"cur.a{j} <> prev.b{j}")
-    month_idx = f"CAST(substr({m}, 1, 4) AS INTEGER) * 12 + CAST(substr({m}, 6, 2) AS INTEGER) - 1"
-    months = sorted(month_files)
-    pairs = [mo for mo in months if add_months(mo, -1) in allf]
-    count, bad = 0, []
-    for i in range(0, len(pairs), months_per_query):
-        group = pairs[i : i + months_per_query]
-        files = sorted({str(allf[mo]) for mo in group} | {str(allf[add_months(mo, -1)]) for mo in group})
-        wanted = [month_index(mo) for mo in group]
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE summary_check_cons AS
-                WITH t AS (SELECT {k} AS key, {month_idx} AS mi, {', '.join(cols)} FROM read_parquet(?))
-                SELECT cur.key, cur.mi FROM t cur JOIN t prev ON cur.key = prev.key AND cur.mi = prev.mi + 1
-                WHERE list_contains(?, cur.mi) AND ({' OR '.join(conds)})""",
-            [files, wanted],
-        )
-        count += con.execute("SELECT count(*) FROM summary_check_cons").fetchall()[0][0]
-        if len(bad) < 20:
-            rows = con.execute("SELECT key, mi FROM summary_check_cons ORDER BY mi, key LIMIT 20").fetchall()
-            bad.extend(f"{r[0]}@{month_str(r[1])}" for r in rows)
-    con.execute("DROP TABLE IF EXISTS summary_check_cons")
+    facts = facts or scan_history_lists(con, cfg, month_files, previous)
     return _outcome(
-        name, ASSET, bad[:20], count,
-        f"histories of consecutive months agree ({len(pairs)} month pairs)",
+        name, ASSET, facts.inconsistent, facts.inconsistent_count,
+        f"histories of consecutive months agree ({facts.pairs_checked} month pairs)",
         "{count} account-months whose history disagrees with the previous month (stale after a backfill?)",
-        pairs_checked=len(pairs),
+        pairs_checked=facts.pairs_checked,
     )
 
 
@@ -263,11 +310,12 @@ def check_one_row_per_account(con, cfg: SummarySettings, latest_path: Path | Non
 
 
 def summary_outcomes(con, cfg, month_files, source: Source | None, previous=None) -> list[CheckOutcome]:
+    facts = scan_history_lists(con, cfg, month_files, previous) if month_files else None
     out = [
         check_unique_account_month(con, cfg, month_files),
-        check_history_length(con, cfg, month_files),
+        check_history_length(con, cfg, month_files, facts),
     ]
     if source is not None:
-        out.append(check_history_matches_source(con, cfg, month_files, source))
-    out.append(check_history_consistency(con, cfg, month_files, previous))
+        out.append(check_history_matches_source(con, cfg, month_files, source, facts))
+    out.append(check_history_consistency(con, cfg, month_files, previous, facts))
     return out
