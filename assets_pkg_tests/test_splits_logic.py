@@ -420,3 +420,94 @@ def test_profile_all_two_parquet_shards_at_once_equals_one_at_a_time(data_root, 
         tables[threads] = {s.key: sorted(map(str, pq.read_table(shard_file(wh, "shard_profile", s.key)).to_pylist()))
                            for s in found.shards}
     assert tables[1] == tables[2] and len(tables[2]) == 4
+
+
+# -- compact profile ------------------------------------------------------------------------
+def test_profile_has_one_row_per_customer_with_pre_and_post_rows(data_root, inbox):
+    from assets_pkg.splits.logic import PROFILE_SCHEMA, profile_shard, profile_stats
+
+    records = [
+        ("A", "2023-05-01", "x"), ("A", "2023-06-01", "y"), ("A", "2024-02-01", "x"),  # A: 2 pre, 1 post
+        (" B ", "2024-03-01", "x"), ("B", "2024-04-01", "x"),  # B (trimmed): 0 pre, 2 post
+        ("C", "2023-01-01", None),  # no label: dropped, C not profiled
+        (None, "2023-01-01", "x"), ("  ", "2023-01-01", "x"),  # no customer
+        ("D", "not a date", "x"),  # bad date: 1 of 10 rows, under error_threshold=0.2
+        ("E", "2023-01-02", "y"),
+    ]
+    write_shard(rows(records), inbox / "part-00007.parquet")
+    shard = discover(inbox).shards[0]
+    profile = profile_shard(connect(), shard, make_params(error_threshold=0.2))
+    assert profile.schema == PROFILE_SCHEMA
+    body = profile.to_pylist()
+    per_customer = {r["customer"]: (r["pre"], r["post"]) for r in body if r["kind"] == "customer"}
+    assert per_customer == {"A": (2, 1), "B": (0, 2), "E": (1, 0)}
+    per_label = {r["label"]: (r["pre"], r["post"]) for r in body if r["kind"] == "label"}
+    assert per_label == {"x": (1, 3), "y": (2, 0)}
+    stats = profile_stats(profile)
+    assert (stats["rows_in"], stats["dropped_null_customer"], stats["dropped_bad_date"], stats["dropped_label"]) == (10, 2, 1, 1)
+    assert sum(pre + post for pre, post in per_customer.values()) + 2 + 1 + 1 == stats["rows_in"]
+    # every stat once, every row of one shard
+    kinds = [r["kind"] for r in body if r["kind"].startswith("stat:")]
+    assert len(kinds) == len(set(kinds)) and {r["shard"] for r in body} == {"00007"}
+
+
+def test_allocation_expectations_from_the_compact_profile(data_root, inbox):
+    """Rows per split predicted from per-customer pre/post counts equal what pass 2 writes,
+    under both policies, with a customer known only through another shard."""
+    # K is known through shard 2 only; its post rows sit in shard 1
+    write_shard(rows([("K", "2024-02-01", "x"), ("K", "2024-03-01", "x"), ("N", "2024-02-01", "y"),
+                      ("M", "2023-03-01", "x"), ("M", "2024-05-01", "y")]), inbox / "part-00001.parquet")
+    write_shard(rows([("K", "2023-01-01", "x")]), inbox / "part-00002.csv")
+    for policy in ("exclude_train", "exclude_known"):
+        params = make_params(oot_policy=policy, train_ratio=0.5, random_seed=7)
+        summary = run(data_root, params)
+        manifest = summary["manifest"]
+        wh = data_root / "warehouse"
+        side = {c: side_of(7, 0.5, c) for c in ("K", "M")}
+        excluded = {c for c in ("K", "M") if policy == "exclude_known" or side[c] == "train"}
+        expected_oot = 1 + sum(n for c, n in (("K", 2), ("M", 1)) if c not in excluded)  # N is unknown
+        entry = manifest["shards"]["00001"]
+        assert entry["rows"]["oot"] == expected_oot
+        assert entry["rows"]["dropped_policy"] == 3 - (expected_oot - 1)
+        assert entry["rows"][side["M"]] >= 1
+        assert manifest["customers"]["known"] == 2
+        assert manifest["customers"]["oot"] == 1 + sum(1 for c in ("K", "M") if c not in excluded)
+        assert invariants.row_accounting(wh, manifest).passed
+
+
+def test_allocation_refuses_a_profile_in_the_old_layout(data_root):
+    from assets_pkg.splits.logic import build_allocation
+
+    old = data_root / "old.parquet"
+    pq.write_table(pa.table({"shard": ["00001"], "source": ["part-00001.csv"], "kind": ["pre"], "customer": ["A"],
+                             "label": [None], "n": [1]}), old)
+    with pytest.raises(ValueError, match=r"older layout.*re-materialize splits/shard_profile"):
+        build_allocation(connect(), [old], make_params())
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_pass_2_builds_its_joins_on_the_allocation_and_restores_the_setting(data_root, inbox, fmt):
+    """A streamed (text) shard has no row count: DuckDB would build the join's hash table
+    on the shard. Pass 2 turns the side flip off for its statement only."""
+    from assets_pkg.splits.logic import _run_pass2
+
+    write_shard(make_rows(500, seed=1, n_customers=50), inbox / f"part-00001.{fmt}")
+    shard = discover(inbox).shards[0]
+    con = connect()
+    con.execute("SET disabled_optimizers = 'top_n'")
+    con.execute("CREATE TEMP TABLE small AS SELECT 'C' || range AS customer FROM range(1000)")
+    query = "EXPLAIN SELECT * FROM big b LEFT JOIN small s ON s.customer = b.customer_id"
+
+    def stream():  # no row count known, like a text shard
+        table = pa.table({"customer_id": [f"C{i}" for i in range(5000)]})
+        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=1000))
+
+    con.from_arrow(stream()).create_view("big", replace=True)
+    assert "RIGHT" in con.execute(query).fetchall()[0][1]  # DuckDB alone builds on the stream
+    con.from_arrow(stream()).create_view("big", replace=True)
+    plan = _run_pass2(con, query, shard, [])[0][1]
+    assert "LEFT" in plan and "RIGHT" not in plan
+    assert con.execute("SELECT current_setting('disabled_optimizers')").fetchall()[0][0] == "top_n"
+    run(data_root)
+    assert con.execute("SELECT current_setting('disabled_optimizers')").fetchall()[0][0] == "top_n"
+    assert invariants.row_accounting(data_root / "warehouse", read_json(manifest_file(data_root / "warehouse"))).passed

@@ -1,6 +1,6 @@
 """Benchmark: the temporal split, four ways side by side on the same generated shards.
 
-    python -m bench.splits            # 10M rows in 20 shards (parquet and csv), plus 2M for flatness
+    python -m bench.splits            # 10M rows in 20 shards (parquet and csv), plus 2M of each for flatness
     python -m bench.splits --quick    # 400k rows in 20 shards, a sanity run
 
 Variants (each in its own subprocess, so its peak RSS is its own):
@@ -12,10 +12,14 @@ Variants (each in its own subprocess, so its peak RSS is its own):
   (d) pandas   the original algorithm: every shard read twice with pandas, customers
                shuffled into train/val, rows assigned with ``DataFrame.apply(axis=1)``
                (d-apply) or with vectorized ``isin``/``np.where`` (d-vec)
-Ratios are wall time relative to (c) on the same input. Inputs are reused from bench/out/.
-Like with like: (a), (b) and (c) all write Parquet with the zstd codec (DuckDB's COPY at its
-default level for the splits, pyarrow's ParquetWriter for the copy); the inputs hold one row
-group per shard, so each shard is scanned by one thread in every variant.
+Ratios are wall time relative to (c) on the same input; CPU s is the child's user + system
+time (all threads), a steadier figure than wall time on a loaded, shared machine. Inputs
+are reused from bench/out/.
+Like with like: (a), (b) and (c) all write Parquet with the zstd codec at level 1 (DuckDB's
+COPY with COMPRESSION_LEVEL 1 for the splits, pyarrow's ParquetWriter default for the copy);
+the inputs hold one row group per shard, so each shard is scanned by one thread in every
+variant. ``--rows N --formats parquet csv --variants logic dagster`` runs a subset (the
+copy always runs: it is the ratios' base).
 """
 
 import argparse
@@ -195,10 +199,15 @@ def child(variant: str, inbox: str) -> None:
     # the project's knob for bounded memory (DESIGN 5): DuckDB spills beyond it
     os.environ.setdefault("DUCKDB_MEMORY_LIMIT", "256MB")
     started = time.perf_counter()
+    cpu = os.times()
+    cpu_started = cpu.user + cpu.system
     rows = VARIANTS[variant](Path(inbox), work)
     seconds = time.perf_counter() - started
     peak = peak_rss_mb()
-    print(json.dumps({"variant": variant, "rows": rows, "seconds": round(seconds, 2), "peak_rss_mb": round(peak)}))
+    cpu = os.times()
+    cpu_seconds = cpu.user + cpu.system - cpu_started
+    print(json.dumps({"variant": variant, "rows": rows, "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
+                      "peak_rss_mb": round(peak)}))
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -214,17 +223,18 @@ def measure(variant: str, inbox: Path) -> dict:
 
 # -- report ----------------------------------------------------------------------------------
 def table(results: list[tuple[str, int, dict]]) -> str:
-    lines = ["| input | rows | variant | seconds | x copy | rows/s | peak RSS MB |",
-             "|---|---:|---|---:|---:|---:|---:|"]
-    copies = {(fmt, rows): r["seconds"] for fmt, rows, r in results if r.get("variant") == "copy" and "seconds" in r}
+    lines = ["| input | rows | variant | seconds | x copy | rows/s | CPU s | CPU x copy | peak RSS MB |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    copies = {(fmt, rows): r for fmt, rows, r in results if r.get("variant") == "copy" and "seconds" in r}
     for fmt, rows, r in results:
         if "error" in r:
-            lines.append(f"| {fmt} | {rows:,} | {r['variant']} | failed: {r['error']} | | | |")
+            lines.append(f"| {fmt} | {rows:,} | {r['variant']} | failed: {r['error']} | | | | | |")
             continue
         base = copies.get((fmt, rows))
-        ratio = f"{r['seconds'] / base:.2f}" if base else "-"
+        ratio = f"{r['seconds'] / base['seconds']:.2f}" if base else "-"
+        cpu_ratio = f"{r['cpu_seconds'] / base['cpu_seconds']:.2f}" if base and base["cpu_seconds"] else "-"
         lines.append(f"| {fmt} | {rows:,} | {r['variant']} | {r['seconds']:.2f} | {ratio} | "
-                     f"{r['rows'] / r['seconds']:,.0f} | {r['peak_rss_mb']} |")
+                     f"{r['rows'] / r['seconds']:,.0f} | {r['cpu_seconds']:.2f} | {cpu_ratio} | {r['peak_rss_mb']} |")
     return "\n".join(lines)
 
 
@@ -234,6 +244,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="400k rows, a sanity run")
     parser.add_argument("--rows", type=int, nargs="*", help="total sizes to run (default 10M, plus 2M for flatness)")
     parser.add_argument("--no-apply", action="store_true", help="skip the slow pandas apply variant")
+    parser.add_argument("--formats", nargs="*", choices=("parquet", "csv"),
+                        help="with --rows: input formats to run (default parquet)")
+    parser.add_argument("--variants", nargs="*", choices=list(VARIANTS),
+                        help="only these variants (the copy always runs: it is the ratio's base)")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "INBOX"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -242,10 +256,11 @@ def main(argv=None) -> int:
     if args.quick:
         plan = [("parquet", 400_000, list(VARIANTS)), ("csv", 400_000, ["logic", "copy"])]
     elif args.rows:
-        plan = [("parquet", n, list(VARIANTS)) for n in args.rows]
+        plan = [(fmt, n, list(VARIANTS)) for fmt in (args.formats or ["parquet"]) for n in args.rows]
     else:
         plan = [
             ("parquet", 2_000_000, ["logic", "dagster", "dagster-mem", "copy"]),
+            ("csv", 2_000_000, ["logic", "dagster", "copy"]),
             ("parquet", 10_000_000, list(VARIANTS)),
             ("csv", 10_000_000, ["logic", "dagster", "copy"]),
         ]
@@ -254,6 +269,8 @@ def main(argv=None) -> int:
         inbox = generate(rows, fmt)
         for variant in variants:
             if args.no_apply and variant == "pandas-apply":
+                continue
+            if args.variants and variant not in args.variants and variant != "copy":
                 continue
             r = measure(variant, inbox)
             print(f"  {fmt} {rows:,} {variant}: {r}", file=sys.stderr, flush=True)

@@ -43,16 +43,26 @@ from assets_pkg.splits.shard_io import OpenedShard, ShardError, open_shard
 SPLITS = ("train", "val", "oot")
 DROP_REASONS = ("dropped_null_customer", "dropped_bad_date", "dropped_label", "dropped_policy")
 STAT_PREFIX = "stat:"
+# One compact profile per shard. Row kinds:
+#   customer   one row per customer with usable rows: ``pre`` / ``post`` = its pre-split /
+#              post-split rows (only rows that pass the validity and label filters)
+#   label      one row per label value: ``pre`` / ``post`` rows carrying it
+#   column     ``customer`` = column name, ``label`` = DuckDB type, ``n`` = position
+#   stat:<name>  ``n`` = rows_in, dropped_null_customer, dropped_bad_date, dropped_label,
+#              rejected_lines, file_bytes, file_mtime_ns
 PROFILE_SCHEMA = pa.schema(
     [
         ("shard", pa.string()),
         ("source", pa.string()),
-        ("kind", pa.string()),  # pre | post (per customer) | label_pre | label_post | column | stat:<name>
+        ("kind", pa.string()),
         ("customer", pa.string()),
         ("label", pa.string()),
+        ("pre", pa.int64()),
+        ("post", pa.int64()),
         ("n", pa.int64()),
     ]
 )
+_BODY_SCHEMA = pa.schema([f for f in PROFILE_SCHEMA if f.name not in ("shard", "source")])
 ALLOCATION_SCHEMA = pa.schema([("customer", pa.string()), ("side", pa.string()), ("u", pa.float64())])
 TWO_64 = float(2**64)
 
@@ -106,6 +116,25 @@ def _run(con, sql: str, shard: Shard, parameters=None):
         raise ShardError(text if str(shard.path) in text else f"{shard.path}: {text}") from exc
 
 
+def _run_pass2(con, sql: str, shard: Shard, parameters) -> list:
+    """Run a pass-2 statement with the hash joins built on the allocation and label map.
+
+    DuckDB knows no row count for a streamed (text) shard and then builds the join's hash
+    table on the shard: every row with all its columns (~110 MB for a 500k-row csv shard,
+    and slower) instead of the customers table. ``build_side_probe_side`` is the optimizer
+    that flips the sides; off, each join builds on its right side as written. The setting
+    is restored afterwards (a connection-wide SET, like the others here)."""
+    previous = con.execute("SELECT current_setting('disabled_optimizers')").fetchall()[0][0] or ""
+    names = [n for n in previous.split(",") if n.strip()]
+    if "build_side_probe_side" not in names:
+        con.execute(f"SET disabled_optimizers = '{_escape(','.join([*names, 'build_side_probe_side']))}'")
+    try:
+        return _run(con, sql, shard, parameters).fetchall()
+    finally:
+        if "build_side_probe_side" not in names:
+            con.execute(f"SET disabled_optimizers = '{_escape(previous)}'")
+
+
 def _bad_date_error(shard: Shard, params: SplitParams, bad: int, rows_in: int, example) -> ShardError:
     return ShardError(
         f"{shard.path}: {bad} of {rows_in} rows have a missing or unparseable date in column "
@@ -116,37 +145,42 @@ def _bad_date_error(shard: Shard, params: SplitParams, bad: int, rows_in: int, e
 
 def profile_shard(con, shard: Shard, params: SplitParams, signature=None, progress_callback=None,
                   rejects_path: Path | None = None) -> pa.Table:
-    """Pass 1 for one shard: (customer, pre|post, label) -> rows, plus row statistics.
+    """Pass 1 for one shard: per customer its pre-/post-split rows, per label value the
+    same, plus row statistics and the shard's columns (see ``PROFILE_SCHEMA``).
 
-    One scan, one aggregation, straight to Arrow. Only rows that survive the validity and
-    label filters are profiled per customer, so the allocation can predict exactly how many
-    rows pass 2 puts in each split.
+    One scan, one aggregation (two grouping sets), straight to Arrow. Only rows that
+    survive the validity and label filters are profiled per customer, so the allocation
+    can predict exactly how many rows pass 2 puts in each split.
     """
     quiet(con)
     opened = open_shard(con, shard, params, signature, progress_callback)
     stats = {"rows_in": 0, "dropped_null_customer": 0, "dropped_bad_date": 0, "dropped_label": 0}
-    groups = _empty(PROFILE_SCHEMA).select(["kind", "customer", "label", "n"])
+    groups = _empty(_BODY_SCHEMA)
     if opened.relation is not None:
         d = quote_ident(params.date_column)
         src = f"__src_{shard.key}"  # one name per shard: two shards may be profiled at once
         opened.relation.create_view(src, replace=True)
-        # one scan, two groupings: rows per (kind, customer) and per (kind, label)
+        # s: the drop reason (a stat) or 'ok'; grouping set (s, c) gives one row per
+        # customer and one per drop reason, (s, l) one row per label value. The result is
+        # the profile's body as it is (no copy in Python): per-customer rows are most of it.
         sql = f"""
             WITH t AS (SELECT {_norm_sql(params)}, {d} AS __d_raw FROM {src}),
-            k AS (
+            v AS (
                 SELECT CASE WHEN __c IS NULL THEN 'stat:dropped_null_customer'
                             WHEN __d IS NULL THEN 'stat:dropped_bad_date'
-                            WHEN __l IS NULL THEN 'stat:dropped_label'
-                            WHEN __d < CAST(? AS TIMESTAMP) THEN 'pre' ELSE 'post' END AS kind,
-                       __c, __l, __d_raw FROM t),
-            v AS (
-                SELECT kind, CASE WHEN kind IN ('pre', 'post') THEN __c END AS customer,
-                       CASE WHEN kind IN ('pre', 'post') THEN __l END AS label, __d_raw FROM k)
-            SELECT CASE WHEN GROUPING(customer) = 1 THEN 'label_' || kind ELSE kind END AS kind,
-                   customer, label, count(*)::BIGINT AS n,
-                   CAST(any_value(__d_raw) FILTER (WHERE kind = 'stat:dropped_bad_date') AS VARCHAR) AS example
-            FROM v GROUP BY GROUPING SETS ((kind, customer), (kind, label))
-            HAVING GROUPING(customer) = 0 OR kind IN ('pre', 'post')
+                            WHEN __l IS NULL THEN 'stat:dropped_label' ELSE 'ok' END AS s,
+                       __c, __l, __d < CAST(? AS TIMESTAMP) AS pre, __d_raw FROM t),
+            w AS (
+                SELECT s, CASE WHEN s = 'ok' THEN __c END AS c, CASE WHEN s = 'ok' THEN __l END AS l,
+                       pre, __d_raw FROM v)
+            SELECT CASE WHEN s <> 'ok' THEN s WHEN GROUPING(l) = 1 THEN 'customer' ELSE 'label' END AS kind,
+                   c AS customer, l AS label,
+                   CASE WHEN s = 'ok' THEN count(*) FILTER (WHERE pre) END::BIGINT AS pre,
+                   CASE WHEN s = 'ok' THEN count(*) FILTER (WHERE NOT pre) END::BIGINT AS post,
+                   CASE WHEN s <> 'ok' THEN count(*) END::BIGINT AS n,
+                   CAST(any_value(__d_raw) FILTER (WHERE s = 'stat:dropped_bad_date') AS VARCHAR) AS example
+            FROM w GROUP BY GROUPING SETS ((s, c), (s, l))
+            HAVING s = 'ok' OR GROUPING(l) = 1
         """
         try:
             result = con.sql(sql, params=[params.split_date]).to_arrow_table()
@@ -154,18 +188,27 @@ def profile_shard(con, shard: Shard, params: SplitParams, signature=None, progre
             text = str(exc)
             raise ShardError(text if str(shard.path) in text else f"{shard.path}: {text}") from exc
         con.execute(f"DROP VIEW {src}")
-        is_stat = pc.starts_with(result.column("kind"), STAT_PREFIX)
-        is_customer = pc.is_in(result.column("kind"), pa.array(["pre", "post"]))
-        stats["rows_in"] = int(pc.sum(result.filter(pc.or_(is_stat, is_customer)).column("n")).as_py() or 0)
+        # the few rows that are not per customer: labels and drop reasons
+        small = result.take(pc.indices_nonzero(pc.not_equal(result.column("kind"), "customer"))).to_pylist()
         example = None
-        for row in result.filter(is_stat).to_pylist():
-            stats[row["kind"][len(STAT_PREFIX):]] = int(row["n"])
-            if row["kind"] == "stat:dropped_bad_date":
-                example = row["example"]
+        usable = 0
+        for row in small:
+            if row["kind"] == "label":
+                usable += row["pre"] + row["post"]  # every usable row has exactly one label
+            else:
+                stats[row["kind"][len(STAT_PREFIX):]] = int(row["n"])
+                if row["kind"] == "stat:dropped_bad_date":
+                    example = row["example"]
+        stats["rows_in"] = usable + stats["dropped_null_customer"] + stats["dropped_bad_date"] + stats["dropped_label"]
         total = stats["rows_in"] + opened.rejected_lines
         if total and stats["dropped_bad_date"] / total > params.error_threshold:
             raise _bad_date_error(shard, params, stats["dropped_bad_date"], total, example)
-        groups = result.filter(pc.invert(is_stat)).select(["kind", "customer", "label", "n"]).cast(groups.schema)
+        groups = result.drop_columns(["example"])
+        if groups.schema != _BODY_SCHEMA:
+            groups = groups.cast(_BODY_SCHEMA)
+        in_body = {r["kind"][len(STAT_PREFIX):] for r in small if r["kind"].startswith(STAT_PREFIX)}
+    else:
+        in_body = set()
     stats["rows_in"] += opened.rejected_lines
     stats["rejected_lines"] = opened.rejected_lines
     if rejects_path is not None:  # the lines the text reader refused, kept (none: old file removed)
@@ -175,12 +218,17 @@ def profile_shard(con, shard: Shard, params: SplitParams, signature=None, progre
     st = Path(shard.path).stat()
     stats["file_bytes"] = st.st_size
     stats["file_mtime_ns"] = st.st_mtime_ns
-    # the shard's columns and types: the allocation derives ONE output schema from them
+    # the shard's columns and types (the allocation derives ONE output schema from them)
+    # and the statistics the aggregation did not already give
+    tail_stats = {k: v for k, v in stats.items() if k not in in_body}
+    tail_rows = len(opened.columns) + len(tail_stats)
     extra = {
-        "kind": ["column"] * len(opened.columns) + [STAT_PREFIX + k for k in stats],
-        "customer": list(opened.columns) + [None] * len(stats),
-        "label": list(opened.types) + [None] * len(stats),
-        "n": list(range(len(opened.columns))) + [int(v) for v in stats.values()],
+        "kind": ["column"] * len(opened.columns) + [STAT_PREFIX + k for k in tail_stats],
+        "customer": list(opened.columns) + [None] * len(tail_stats),
+        "label": list(opened.types) + [None] * len(tail_stats),
+        "pre": [None] * tail_rows,
+        "post": [None] * tail_rows,
+        "n": list(range(len(opened.columns))) + [int(v) for v in tail_stats.values()],
     }
     tail = pa.table(extra, schema=groups.schema)
     body = pa.concat_tables([groups, tail])
@@ -189,10 +237,7 @@ def profile_shard(con, shard: Shard, params: SplitParams, signature=None, progre
         {
             "shard": pa.repeat(pa.scalar(shard.key, pa.string()), n),
             "source": pa.repeat(pa.scalar(shard.name, pa.string()), n),
-            "kind": body.column("kind"),
-            "customer": body.column("customer"),
-            "label": body.column("label"),
-            "n": body.column("n"),
+            **{name: body.column(name) for name in _BODY_SCHEMA.names},
         },
         schema=PROFILE_SCHEMA,
     )
@@ -219,14 +264,16 @@ def common_type(types: list[str]) -> str:
 
 def output_schema(small: list[tuple]) -> list[list[str]]:
     """[[column, type], ...] over all profiled shards, in first-seen order, from the
-    profiles' ``column`` rows (shard, source, kind, name, type, position)."""
+    profiles' non-customer rows (shard, source, kind, customer, label, n, ...): a
+    ``column`` row holds the name in ``customer``, the type in ``label``, the position in ``n``."""
     # shards without rows (header-only: every column inferred as text) do not vote
     with_rows = {r[0] for r in small if r[2] == "stat:rows_in" and r[5] > 0}
     columns = sorted((r for r in small if r[2] == "column" and (r[0] in with_rows or not with_rows)),
                      key=lambda r: (r[0], r[5]))
     order: list[str] = []
     types: dict[str, list[str]] = {}
-    for _, _, _, name, dtype, _ in columns:
+    for r in columns:
+        name, dtype = r[3], r[4]
         if name not in types:
             order.append(name)
             types[name] = []
@@ -262,49 +309,51 @@ def build_allocation(con, profile_paths: list[Path], params: SplitParams, previo
     """
     quiet(con)
     paths = [str(p) for p in profile_paths]
+    _check_profile_schema(paths)
     if paths:
         # a view, not a table: each query scans only the columns it needs, memory stays bounded
         con.read_parquet(paths, union_by_name=True).create_view("__prof", replace=True)
     else:
         con.from_arrow(_empty(PROFILE_SCHEMA)).create_view("__prof", replace=True)
+    strict = params.oot_policy == "exclude_known"
+    # one scan of the per-customer rows: every customer once, known = any pre-split row
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE __alloc AS
-        SELECT customer, {_FRACTION_SQL} AS u FROM (SELECT DISTINCT customer FROM __prof WHERE kind = 'pre')""",
-        [params.random_seed],
+        "CREATE OR REPLACE TEMP TABLE __cust AS SELECT customer, bool_or(pre > 0) AS known, bool_or(post > 0) AS has_post "
+        "FROM __prof WHERE kind = 'customer' GROUP BY customer"
     )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE __alloc2 AS SELECT customer, CASE WHEN u < ? THEN 'train' ELSE 'val' END AS side, u "
-        "FROM __alloc ORDER BY customer",
-        [params.train_ratio],
+        f"""CREATE OR REPLACE TEMP TABLE __alloc2 AS
+        SELECT customer, CASE WHEN u < ? THEN 'train' ELSE 'val' END AS side, u
+        FROM (SELECT customer, {_FRACTION_SQL} AS u FROM __cust WHERE known)""",
+        [params.train_ratio, params.random_seed],
     )
     customers = con.sql("SELECT customer, side, u FROM __alloc2 ORDER BY customer").to_arrow_table()
     customers = customers.cast(ALLOCATION_SCHEMA)
+    oot_customers = con.execute(
+        "SELECT count(*) FROM __cust c LEFT JOIN __alloc2 a USING (customer) "
+        "WHERE c.has_post AND NOT (coalesce(a.side = 'train', false) OR (? AND a.side IS NOT NULL))",
+        [strict],
+    ).fetchall()[0][0]
+    con.execute("DROP TABLE __cust")
 
     # everything but the per-customer rows is small: labels, columns, statistics
     small = con.execute(
-        "SELECT shard, source, kind, customer, label, n FROM __prof WHERE kind NOT IN ('pre', 'post')"
+        "SELECT shard, source, kind, customer, label, n, pre, post FROM __prof WHERE kind <> 'customer'"
     ).fetchall()
-    labels = label_spec([r[4] for r in small if r[2] in ("label_pre", "label_post") and r[4] is not None])
+    labels = label_spec([r[4] for r in small if r[2] == "label" and r[4] is not None])
     _register_labels(con, labels)
     schema = output_schema(small)
     shards = _expectations(con, params, labels, schema, small)
+    train = int(pc.sum(pc.equal(customers.column("side"), "train")).as_py() or 0)
     state = {
         "params": params.allocation_key(),
         "params_digest": params.digest(),
         "labels": labels,
         "schema": schema,
         "shards": shards,
-        "customers": {
-            "known": customers.num_rows,
-            "train": int(sum(1 for s in customers.column("side").to_pylist() if s == "train")),
-        },
+        "customers": {"known": customers.num_rows, "train": train, "val": customers.num_rows - train,
+                      "oot": int(oot_customers)},
     }
-    state["customers"]["val"] = state["customers"]["known"] - state["customers"]["train"]
-    state["customers"]["oot"] = con.execute(
-        "SELECT count(DISTINCT p.customer) FROM __prof p LEFT JOIN __alloc2 a USING (customer) "
-        "WHERE p.kind = 'post' AND NOT (coalesce(a.side = 'train', false) OR (? AND a.side IS NOT NULL))",
-        [params.oot_policy == "exclude_known"],
-    ).fetchall()[0][0]
     if previous_state:
         old = previous_state.get("shards", {})
         state["changed_shards"] = sorted(
@@ -312,8 +361,22 @@ def build_allocation(con, profile_paths: list[Path], params: SplitParams, previo
         )
     else:
         state["changed_shards"] = []
-    con.execute("DROP TABLE __alloc")
     return Allocation(customers, state)
+
+
+def _check_profile_schema(paths: list[str]) -> None:
+    """Every profile must have this code's columns (reads only the footers): a profile
+    written by an older version (one row per customer and pre|post, no ``pre``/``post``
+    columns) would otherwise be misread."""
+    import pyarrow.parquet as pq
+
+    old = [p for p in paths if not set(PROFILE_SCHEMA.names) <= set(pq.read_schema(p).names)]
+    if old:
+        raise ValueError(
+            f"{len(old)} splits/shard_profile file(s) have an older layout (columns "
+            f"{', '.join(pq.read_schema(old[0]).names)}; expected {', '.join(PROFILE_SCHEMA.names)}), e.g. {old[0]}; "
+            "re-materialize splits/shard_profile for those shards, then splits/customer_allocation"
+        )
 
 
 def label_spec(values: list[str]) -> dict:
@@ -351,40 +414,49 @@ def _expectations(con, params: SplitParams, labels: dict, schema: list, small: l
     """Per shard: rows expected in each split and per drop reason, and a fingerprint.
 
     One scan of the per-customer profile rows joined with the allocation gives, per shard
-    and destination, the rows, the customers and an order-independent digest of
-    (kind, customer, side), hashed column by column (no string concatenation: 2x faster over
-    millions of profile rows). DuckDB's hash() may change between DuckDB versions: after an upgrade
-    every shard looks stale once and is re-split (correct, only slower)."""
+    and side (train | val | none), the pre-split and post-split rows and customers and an
+    order-independent digest of (customer, side, has pre rows, has post rows), hashed
+    column by column (no string concatenation: 2x faster over millions of profile rows).
+    DuckDB's hash() may change between DuckDB versions: after an upgrade every shard looks
+    stale once and is re-split (correct, only slower)."""
     strict = params.oot_policy == "exclude_known"
     rows = con.execute(
         """
-        SELECT p.shard,
-               CASE WHEN p.kind = 'pre' THEN coalesce(a.side, 'unallocated')
-                    WHEN a.side = 'train' OR (? AND a.side IS NOT NULL) THEN 'dropped_policy'
-                    ELSE 'oot' END AS dest,
-               sum(p.n)::BIGINT, count(*),
-               sum(hash(p.kind, p.customer, coalesce(a.side, '-'))::HUGEINT)
+        SELECT p.shard, a.side,
+               sum(p.pre)::BIGINT, count(*) FILTER (WHERE p.pre > 0),
+               sum(p.post)::BIGINT, count(*) FILTER (WHERE p.post > 0),
+               sum(hash(p.customer, coalesce(a.side, '-'), p.pre > 0, p.post > 0)::HUGEINT)
         FROM __prof p LEFT JOIN __alloc2 a USING (customer)
-        WHERE p.kind IN ('pre', 'post')
+        WHERE p.kind = 'customer'
         GROUP BY ALL ORDER BY ALL
-        """,
-        [strict],
+        """
     ).fetchall()
     shards: dict[str, dict] = {}
     digests: dict[str, int] = {}
     shard_labels: dict[str, list[str]] = {}
-    for shard, source, kind, _name, label, n in small:
+    for shard, source, kind, _name, label, n, pre, post in small:
         entry = shards.setdefault(shard, _empty_expectation())
         entry["source"] = source
         if kind.startswith(STAT_PREFIX):
             entry["stats"][kind[len(STAT_PREFIX):]] = int(n)
-        elif kind in ("label_pre", "label_post"):
-            shard_labels.setdefault(shard, []).append(f"{kind}|{label}")
-    for shard, dest, n, customers, digest in rows:
+        elif kind == "label":
+            own = shard_labels.setdefault(shard, [])
+            if pre:
+                own.append(f"label_pre|{label}")
+            if post:
+                own.append(f"label_post|{label}")
+    for shard, side, pre_rows, pre_customers, post_rows, post_customers, digest in rows:
         entry = shards.setdefault(shard, _empty_expectation())
-        entry["rows"][dest] = entry["rows"].get(dest, 0) + int(n)
-        if dest in SPLITS:
-            entry["customers"][dest] = int(customers)
+        if pre_rows:  # pre-split rows go to their customer's side (every one is known)
+            dest = side or "unallocated"
+            entry["rows"][dest] = entry["rows"].get(dest, 0) + int(pre_rows)
+            if dest in SPLITS:
+                entry["customers"][dest] += int(pre_customers)
+        if post_rows:
+            dest = "dropped_policy" if side == "train" or (strict and side is not None) else "oot"
+            entry["rows"][dest] += int(post_rows)
+            if dest == "oot":
+                entry["customers"]["oot"] += int(post_customers)
         digests[shard] = digests.get(shard, 0) + int(digest)
     label_digest = hashlib.md5(json.dumps([labels, schema], sort_keys=True).encode()).hexdigest()
     for shard, entry in shards.items():
@@ -547,11 +619,11 @@ def split_shard_to_parquet(con, shard: Shard, params: SplitParams, labels: dict,
             sql = f"""
                 COPY (SELECT * FROM ({select}) WHERE __split IN ('train', 'val', 'oot'))
                 TO '{_escape(str(tmp))}'
-                (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (__split), WRITE_PARTITION_COLUMNS false,
+                (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARTITION_BY (__split), WRITE_PARTITION_COLUMNS false,
                  RETURN_STATS)
             """
-            stats = _run(con, sql, shard, {"split": params.split_date,
-                                           "strict": params.oot_policy == "exclude_known"}).fetchall()
+            stats = _run_pass2(con, sql, shard, {"split": params.split_date,
+                                                 "strict": params.oot_policy == "exclude_known"})
             con.execute("DROP VIEW IF EXISTS __src2")
             by_split: dict[str, list[Path]] = {}
             for filename, count, size, *_rest, keys, _info in stats:
@@ -612,7 +684,7 @@ def split_shard(con, shard: Shard, params: SplitParams, labels: dict, signature=
         return ShardSplit(shard, counts)
     select = _prepare_labelled(con, opened, params, labels, schema, fail_fast=False)
     sql = f"CREATE OR REPLACE TEMP TABLE {table} AS {select}"
-    _run(con, sql, shard, {"split": params.split_date, "strict": params.oot_policy == "exclude_known"})
+    _run_pass2(con, sql, shard, {"split": params.split_date, "strict": params.oot_policy == "exclude_known"})
     con.execute("DROP VIEW __src2")
     found = dict(con.execute(f"SELECT __split, count(*) FROM {table} GROUP BY 1").fetchall())
     unseen_labels = sorted(k.split(":", 1)[1] for k in found if k.startswith("unseen_label:"))
