@@ -43,6 +43,13 @@ def peak_rss_mb() -> float:
     return round(peak / 2**20 if sys.platform == "darwin" else peak / 1024, 1)
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process so far, all threads (user + system): on a shared
+    machine a steadier figure than wall time."""
+    t = os.times()
+    return t.user + t.system
+
+
 def current_rss_mb() -> float:
     return round(psutil.Process(os.getpid()).memory_info().rss / 2**20, 1)
 

@@ -23,7 +23,6 @@ seconds: on a shared machine it is the steadier number for before/after comparis
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -100,13 +99,12 @@ def _child(kind: str, root: Path) -> dict:
     os.environ["ASSETS_PKG_DATA_DIR"] = str(root / "data")
     os.environ["DAGSTER_HOME"] = str(root / "data" / ".dagster")
     os.environ["SUMMARY_CONFIG"] = ""
-    from assets_pkg.obs import peak_rss_mb
+    from assets_pkg.obs import cpu_seconds, peak_rss_mb
     from assets_pkg.summary.config import load_summary_settings
 
     cfg = load_summary_settings(source_dir=str(root / "inbox" / "accounts"), first_month=FIRST)
     started = time.perf_counter()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    cpu0 = usage.ru_utime + usage.ru_stime
+    cpu0 = cpu_seconds()
     out: dict = {}
     if kind.startswith("library"):
         from assets_pkg.duck import connect
@@ -174,8 +172,7 @@ def _child(kind: str, root: Path) -> dict:
                     out["build_seconds"] = mat.metadata["seconds"].value
             out["rows"] = rows
     out["seconds"] = round(time.perf_counter() - started, 2)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    out["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime - cpu0, 2)
+    out["cpu_seconds"] = round(cpu_seconds() - cpu0, 2)
     out["peak_rss_mb"] = peak_rss_mb()
     return out
 

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from assets_pkg.obs import peak_rss_mb
+from assets_pkg.obs import cpu_seconds, peak_rss_mb
 
 OUT = Path(__file__).resolve().parent / "out" / "timeseries"
 FIRST_DAY = "2024-01-01"
@@ -140,18 +140,18 @@ def measure(name: str, folder: Path, days: int) -> dict:
             from assets_pkg.timeseries.merge import merge_day
             from assets_pkg.timeseries.resample import resample_day
 
-            t0, c0 = time.perf_counter(), _cpu()
+            t0, c0 = time.perf_counter(), cpu_seconds()
             stacked, results = resample_day(con, catalog, day)
             merged, _ = merge_day(con, catalog, stacked, day)
             seconds += time.perf_counter() - t0
-            cpu += _cpu() - c0
+            cpu += cpu_seconds() - c0
             rows += sum(r.load.rows_in_window for r in results)
             merged_dir.mkdir(parents=True, exist_ok=True)
             pq.write_table(merged, merged_path, compression="zstd")  # the IO manager's part, not timed
             del stacked, merged
             continue
         n = pq.ParquetFile(merged_path).metadata.num_rows
-        t0, c0 = time.perf_counter(), _cpu()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         if name.startswith("export"):
             fmt = name.split()[1]
             formats = ("parquet",) if fmt == "parquet" else ("csv",)
@@ -166,7 +166,7 @@ def measure(name: str, folder: Path, days: int) -> dict:
             con.execute(f"COPY (SELECT * FROM read_parquet('{merged_path}')) TO '{target}' ({options})")
             out_bytes += target.stat().st_size
         seconds += time.perf_counter() - t0
-        cpu += _cpu() - c0
+        cpu += cpu_seconds() - c0
         rows += n
     con.close()
     import shutil
@@ -175,12 +175,6 @@ def measure(name: str, folder: Path, days: int) -> dict:
     peak = peak_rss_mb()
     return {"name": name, "rows": rows, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
             "peak_rss_mb": round(peak, 1), "bytes": out_bytes}
-
-
-def _cpu() -> float:
-    """CPU seconds of this process, all threads (user + system)."""
-    t = os.times()
-    return t.user + t.system
 
 
 MEASUREMENTS = (

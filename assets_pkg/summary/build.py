@@ -6,12 +6,12 @@ is the winning value at month M - i, NULL where the account has no record (or a 
 value). Recomputing any set of months in any order gives the same files as a full rebuild.
 
 How it stays fast and bounded: the winners are streamed from DuckDB ordered by month, a
-chunk of months per query (bounded by ``max_rows_per_query``); a ring buffer of L month
-slots per account (numpy, ``accounts x L`` values + validity per history column) holds the
-last L months, so each month's arrays are a single gather. Memory depends on the number of
-accounts and L, not on how many months are built. Each finished month is handed to
-``write_month`` (in a background thread, so encoding Parquet overlaps the next month; at
-most ``writers`` month tables are queued).
+chunk of months per query (bounded by ``max_rows_per_query``); a ring of month slots per
+account (:class:`HistoryRing`, numpy values + validity per history column) holds the last
+L months. Each month is handed to ``write_month`` as :class:`MonthRows` in a background
+thread (at most ``writers`` queued), which gathers its history arrays from the ring one row
+group at a time while encoding Parquet, so the main thread moves on to the next month.
+Memory depends on the number of accounts and L, not on how many months are built.
 
 A range that starts after the first month needs the L-1 months before it only to fill the
 ring. Each month file carries a fingerprint of what decides its winners (the batch files
@@ -92,7 +92,9 @@ class KeyIndex:
         """Row of each key; keys seen for the first time get the next rows."""
         if self.keys is not None and keys.type != self.keys.type:
             keys = keys.cast(self.keys.type)
-        if pa.types.is_integer(keys.type) and keys.null_count == 0:
+        if pa.types.is_integer(keys.type):  # the same path for every call: they keep different state
+            if keys.null_count:
+                raise ValueError("account keys must not be null")
             return self._lookup_sorted(keys.to_numpy(zero_copy_only=False))
         if not len(self):
             idx = pa.nulls(len(keys), pa.int32())
@@ -154,10 +156,6 @@ class HistoryRing:
         self.accounts = KeyIndex()
         self.values = [np.zeros((capacity, 2 * self.depth), dtype=t) for t in dtypes]
         self.valid = [np.zeros((capacity, 2 * self.depth), dtype=bool) for _ in dtypes]
-
-    @property
-    def keys(self) -> pa.Array | None:
-        return self.accounts.keys
 
     def _pos(self, month: int) -> int:
         return (-month) % self.depth
@@ -441,14 +439,14 @@ def build_months(
         if rows:
             stats.months_written.append(month)
 
-    def _assemble(table: pa.Table, idx: np.ndarray, month_i: int, month: str) -> MonthRows:
+    def _assemble(columns: list[pa.Array], idx: np.ndarray, month_i: int, month: str) -> MonthRows:
         scalars = [
-            table.column(0).combine_chunks().cast(schema.field(0).type),
-            pa.array([month], type=pa.string()).take(np.zeros(table.num_rows, dtype=np.int32)),
-            table.column(1).combine_chunks().cast(pa.timestamp("us")),
+            columns[0].cast(schema.field(0).type),
+            pa.array([month], type=pa.string()).take(np.zeros(len(idx), dtype=np.int32)),
+            columns[1].cast(pa.timestamp("us")),
         ]
         for k in range(len(value_cols)):
-            scalars.append(table.column(2 + k).combine_chunks().cast(schema.field(3 + k).type))
+            scalars.append(columns[2 + k].cast(schema.field(3 + k).type))
         fp = fingerprints.get(month_i)
         month_schema = schema.with_metadata({FINGERPRINT_KEY: fp.encode()}) if fp else schema
         return MonthRows(month_schema, scalars, ring.window(month_i, idx, hist_types))
@@ -462,11 +460,12 @@ def build_months(
                 return
             out = MonthRows(schema, [], None)
         else:
-            idx = ring.index(table.column(0).combine_chunks())
-            ring.put(month_i, idx, [table.column(2 + p).combine_chunks() for p in hist_pos])
+            columns = [c.combine_chunks() for c in table.columns]  # (key, ts, values...)
+            idx = ring.index(columns[0])
+            ring.put(month_i, idx, [columns[2 + p] for p in hist_pos])
             if month_i < start_i:
                 return
-            out = _assemble(table, idx, month_i, month)
+            out = _assemble(columns, idx, month_i, month)
         while len(pending) >= writers:  # at most `writers` month tables queued or being written
             finish(*pending.pop(0))
         pending.append((month, pool.submit(write_month, month, out)))

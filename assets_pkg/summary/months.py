@@ -12,6 +12,11 @@ MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 MONTH_SQL_PATTERN = r"\d{4}-(0[1-9]|1[0-2])"
 
 
+def month_index_sql(expr: str) -> str:
+    """:func:`month_index` of a 'YYYY-MM' SQL expression (no validation: see MONTH_SQL_PATTERN)."""
+    return f"CAST(substr({expr}, 1, 4) AS INTEGER) * 12 + CAST(substr({expr}, 6, 2) AS INTEGER) - 1"
+
+
 class MonthError(ValueError):
     """A month string is not 'YYYY-MM' or lies outside the allowed range."""
 

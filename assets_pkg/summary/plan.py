@@ -18,7 +18,7 @@ import duckdb
 from assets_pkg.duck import quote_ident
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.summary.config import SummarySettings
-from assets_pkg.summary.months import month_index, month_str
+from assets_pkg.summary.months import month_index, month_index_sql, month_str
 from assets_pkg.summary.source import BatchFile, Source
 
 
@@ -110,9 +110,7 @@ def summarized_state(con: duckdb.DuckDBPyConnection, cfg: SummarySettings, month
         return {"max_ts": None, "last_idx": None}
     q = quote_ident
     paths = [str(p) for p in month_files]
-    month_idx = (
-        f"CAST(substr({q(cfg.month_column)}, 1, 4) AS INTEGER) * 12 + CAST(substr({q(cfg.month_column)}, 6, 2) AS INTEGER) - 1"
-    )
+    month_idx = month_index_sql(q(cfg.month_column))
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE summary_latest AS
             SELECT {q(cfg.key_column)} AS key, max({month_idx}) AS latest_idx, max({q(cfg.timestamp_column)}) AS max_ts

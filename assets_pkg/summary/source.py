@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from assets_pkg.duck import quote_ident
 from assets_pkg.settings import get_settings
 from assets_pkg.summary.config import SummarySettings
-from assets_pkg.summary.months import MONTH_SQL_PATTERN, current_month, is_month, month_index, month_str
+from assets_pkg.summary.months import MONTH_SQL_PATTERN, current_month, is_month, month_index, month_index_sql, month_str
 
 PARQUET_SUFFIXES = (".parquet",)
 CSV_SUFFIXES = (".csv", ".csv.gz")
@@ -223,11 +223,9 @@ class Source:
         if cfg.key_type == "BIGINT" and pa.types.is_integer(key_type):
             key_expr = f"CAST({key_col} AS BIGINT)"
             key_bad = "false"
-        elif cfg.key_type == "VARCHAR":
-            key_expr = f"NULLIF(trim(CAST({key_col} AS VARCHAR)), '')"
-            key_bad = f"({key_col} IS NOT NULL AND {key_expr} IS NULL)"
         else:
-            key_expr = f"TRY_CAST(trim(CAST({key_col} AS VARCHAR)) AS {cfg.key_type})"
+            key_expr = (f"NULLIF(trim(CAST({key_col} AS VARCHAR)), '')" if cfg.key_type == "VARCHAR"
+                        else f"TRY_CAST(trim(CAST({key_col} AS VARCHAR)) AS {cfg.key_type})")
             key_bad = f"({key_col} IS NOT NULL AND {key_expr} IS NULL)"
         rank = int(self.rank[batch.name])
         cols = [
@@ -240,7 +238,7 @@ class Source:
             f"{mo_expr} AS _mo",
             (
                 f"CASE WHEN regexp_full_match({month_expr}, '{MONTH_SQL_PATTERN}') "
-                f"THEN CAST(substr({month_expr}, 1, 4) AS INTEGER) * 12 + CAST(substr({month_expr}, 6, 2) AS INTEGER) - 1 "
+                f"THEN {month_index_sql(month_expr)} "
                 "END AS month_idx"
             ),
             f"{ts_expr} AS ts",
@@ -427,8 +425,9 @@ class Source:
             params.append(list(accounts))
         # one HUGEINT orders the records of a group (base_ts, then file rank, then row):
         # arg_max on a number per value column is ~2x cheaper than on a packed struct
-        winner = f"arg_max_null(v{{i}}, {WINNER_ORDER_SQL})"  # _null: a NULL value can win
-        values = ", ".join(f"{winner.format(i=i)} AS {quote_ident(c)}" for i, c in enumerate(cfg.all_value_columns))
+        # (arg_max_null: a NULL value can win)
+        values = ", ".join(f"arg_max_null(v{i}, {WINNER_ORDER_SQL}) AS {quote_ident(c)}"
+                           for i, c in enumerate(cfg.all_value_columns))
         sql = f"""
             SELECT key, month_idx, max(ts) AS ts, {values}
             FROM {VIEW}

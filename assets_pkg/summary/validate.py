@@ -18,7 +18,7 @@ from pathlib import Path
 from assets_pkg.checking import ERROR, CheckOutcome, limited
 from assets_pkg.duck import quote_ident
 from assets_pkg.summary.config import SummarySettings
-from assets_pkg.summary.months import add_months, month_index, month_str
+from assets_pkg.summary.months import add_months, month_index, month_index_sql, month_str
 from assets_pkg.summary.source import Source
 
 ASSET = "summary/account_summary"
@@ -76,7 +76,6 @@ class ListFacts:
     length_bad: list = field(default_factory=list)  # "key@month", first 20
     length_count: int = 0
     first_months: set = field(default_factory=set)  # months with a [0] unlike the current value
-    first_count: int = 0
     inconsistent: list = field(default_factory=list)
     inconsistent_count: int = 0
     pairs_checked: int = 0
@@ -105,7 +104,7 @@ def scan_history_lists(con, cfg: SummarySettings, month_files: dict[str, Path], 
         bad_len.append(f"{h} IS NULL OR len({h}) <> {L}")
         bad_first.append(f"{h}[1] IS DISTINCT FROM {quote_ident(c)}")
         differs.append(f"cur.a{j} <> prev.b{j}")
-    month_idx = f"CAST(substr({m}, 1, 4) AS INTEGER) * 12 + CAST(substr({m}, 6, 2) AS INTEGER) - 1"
+    month_idx = month_index_sql(m)
     months = sorted(month_files)
     facts.pairs_checked = sum(1 for mo in months if add_months(mo, -1) in allf)
     for i in range(0, len(months), months_per_query):
@@ -120,22 +119,14 @@ def scan_history_lists(con, cfg: SummarySettings, month_files: dict[str, Path], 
                 FROM read_parquet(?, union_by_name = true)""",
             [files],
         )
-
-        def offenders(where: str, params: list) -> tuple[int, list]:
-            rows = con.execute(
-                f"SELECT key, mi, count(*) OVER () FROM ({where}) ORDER BY mi, key LIMIT 20", params
-            ).fetchall()
-            return (rows[0][2] if rows else 0), [f"{r[0]}@{month_str(r[1])}" for r in rows]
-
-        n, bad = offenders("SELECT key, mi FROM summary_check_lists WHERE bad_len AND list_contains(?, mi)", [wanted])
+        n, bad = _offenders(con, "SELECT key, mi FROM summary_check_lists WHERE bad_len AND list_contains(?, mi)", [wanted])
         facts.length_count += n
         facts.length_bad += bad
-        for (mi, n) in con.execute(
-            "SELECT mi, count(*) FROM summary_check_lists WHERE bad_first AND list_contains(?, mi) GROUP BY 1", [wanted]
-        ).fetchall():
-            facts.first_months.add(month_str(mi))
-            facts.first_count += n
-        n, bad = offenders(
+        facts.first_months.update(month_str(r[0]) for r in con.execute(
+            "SELECT DISTINCT mi FROM summary_check_lists WHERE bad_first AND list_contains(?, mi)", [wanted]
+        ).fetchall())
+        n, bad = _offenders(
+            con,
             f"""SELECT cur.key, cur.mi FROM summary_check_lists cur JOIN summary_check_lists prev
                 ON cur.key = prev.key AND cur.mi = prev.mi + 1
                 WHERE list_contains(?, cur.mi) AND ({' OR '.join(differs)})""",
@@ -147,6 +138,12 @@ def scan_history_lists(con, cfg: SummarySettings, month_files: dict[str, Path], 
     facts.length_bad = facts.length_bad[:20]
     facts.inconsistent = facts.inconsistent[:20]
     return facts
+
+
+def _offenders(con, query: str, params: list) -> tuple[int, list[str]]:
+    """(count, first 20 as "key@month") of a query's (key, mi) rows."""
+    rows = con.execute(f"SELECT key, mi, count(*) OVER () FROM ({query}) ORDER BY mi, key LIMIT 20", params).fetchall()
+    return (rows[0][2] if rows else 0), [f"{r[0]}@{month_str(r[1])}" for r in rows]
 
 
 def check_history_length(con, cfg: SummarySettings, month_files: dict[str, Path], facts: ListFacts | None = None) -> CheckOutcome:
@@ -204,7 +201,7 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
             acc += n
         return out + ([cur] if cur else [])
 
-    month_idx_sql = f"CAST(substr(s.{m}, 1, 4) AS INTEGER) * 12 + CAST(substr(s.{m}, 6, 2) AS INTEGER) - 1"
+    month_idx_sql = month_index_sql(f"s.{m}")
     diffs = [f"s.{t} IS DISTINCT FROM w.ts"]
     for i, c in enumerate(vals):
         diffs.append(f"s.{quote_ident(c)} IS DISTINCT FROM w.w.v{i}")
