@@ -422,6 +422,53 @@ def test_profile_all_two_parquet_shards_at_once_equals_one_at_a_time(data_root, 
     assert tables[1] == tables[2] and len(tables[2]) == 4
 
 
+
+def test_pass_2_two_parquet_shards_at_once_writes_the_same_files_as_one_at_a_time(data_root, inbox):
+    """Pass 2 splits Parquet shards two at a time on their own cursors: the files (byte for
+    byte), the state sidecars and the results' order are those of one shard at a time."""
+    for number, fmt in ((1, "parquet"), (2, "parquet"), (5, "parquet"), (7, "csv")):
+        write_shard(make_rows(400, seed=number, n_customers=60), inbox / f"part-{number:05d}.{fmt}")
+    outputs, orders = {}, {}
+    for threads in (1, 2):
+        wh = data_root / f"wh{threads}"
+        summary = run_all(inbox, wh, None, make_params(), con=connect(threads=threads))
+        orders[threads] = [r.key for r in summary["results"]]
+        outputs[threads] = {str(p.relative_to(wh)): p.read_bytes()
+                            for p in sorted((wh / "splits").rglob("part-*"))
+                            if p.parent.name in ("train", "val", "oot", "_shard_state")}
+    assert orders[1] == orders[2] == ["00001", "00002", "00005", "00007"]
+    assert outputs[1].keys() == outputs[2].keys() and len(outputs[2]) >= 12
+    assert outputs[1] == outputs[2]
+
+
+def test_pass_2_concurrent_shard_failure_names_the_file_and_keeps_earlier_outputs(data_root, inbox):
+    """A shard that changed after pass 1 fails pass 2 on its worker with its own name; the
+    shards split before stay complete and nothing half-written is left behind."""
+    from assets_pkg.splits.pipeline import profile_all, split_and_write, write_allocation
+
+    for number in (1, 2, 3):
+        write_shard(make_rows(400, seed=number, n_customers=60), inbox / f"part-{number:05d}.parquet")
+    found = discover(inbox)
+    wh = data_root / "warehouse"
+    params = make_params()
+    con = connect(threads=2)
+    profile_all(con, found.shards, params, wh, found.signature)
+    paths = [shard_file(wh, "shard_profile", s.key) for s in found.shards]
+    allocation, manifest = write_allocation(con, paths, params, wh)
+    changed = make_rows(400, seed=3, n_customers=60).to_pylist()
+    changed[0]["label"] = "never-seen"
+    write_shard(pa.Table.from_pylist(changed), inbox / "part-00003.parquet")
+    with pytest.raises(ShardError, match=r"part-00003\.parquet.*label value never seen"):
+        split_and_write(con, found.shards, params, wh, manifest, found.signature, customers=allocation.customers)
+    for key in ("00001", "00002"):
+        assert read_json(wh / "splits" / "_shard_state" / f"part-{key}.json")["counts"]["train"] > 0
+    assert not (wh / "splits" / "_shard_state" / "part-00003.json").exists()
+    assert not list((wh / "splits").rglob("part-00003.parquet")) or all(
+        p.parent.name == "shard_profile" for p in (wh / "splits").rglob("part-00003.parquet"))
+    assert not [p for p in (wh / "splits").rglob("*") if p.name.startswith(".")]
+    assert con.execute("SELECT current_setting('disabled_optimizers')").fetchall()[0][0] == ""
+
+
 # -- compact profile ------------------------------------------------------------------------
 def test_profile_has_one_row_per_customer_with_pre_and_post_rows(data_root, inbox):
     from assets_pkg.splits.logic import PROFILE_SCHEMA, profile_shard, profile_stats

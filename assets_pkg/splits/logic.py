@@ -28,6 +28,7 @@ global label map: sorted distinct values -> 0..n-1.
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,23 +117,33 @@ def _run(con, sql: str, shard: Shard, parameters=None):
         raise ShardError(text if str(shard.path) in text else f"{shard.path}: {text}") from exc
 
 
-def _run_pass2(con, sql: str, shard: Shard, parameters) -> list:
-    """Run a pass-2 statement with the hash joins built on the allocation and label map.
+@contextmanager
+def joins_built_on_allocation(con):
+    """Within this block DuckDB builds each hash join on its right side as written (the
+    allocation, the label map) instead of flipping it.
 
     DuckDB knows no row count for a streamed (text) shard and then builds the join's hash
     table on the shard: every row with all its columns (~110 MB for a 500k-row csv shard,
     and slower) instead of the customers table. ``build_side_probe_side`` is the optimizer
-    that flips the sides; off, each join builds on its right side as written. The setting
-    is restored afterwards (a connection-wide SET, like the others here)."""
+    that flips the sides. ``disabled_optimizers`` is a GLOBAL setting (every cursor of the
+    database sees it), so a pass 2 that splits shards on several cursors sets it once
+    around all of them; nested blocks do nothing. The previous value is restored."""
     previous = con.execute("SELECT current_setting('disabled_optimizers')").fetchall()[0][0] or ""
     names = [n for n in previous.split(",") if n.strip()]
-    if "build_side_probe_side" not in names:
-        con.execute(f"SET disabled_optimizers = '{_escape(','.join([*names, 'build_side_probe_side']))}'")
+    if "build_side_probe_side" in names:
+        yield
+        return
+    con.execute(f"SET disabled_optimizers = '{_escape(','.join([*names, 'build_side_probe_side']))}'")
     try:
-        return _run(con, sql, shard, parameters).fetchall()
+        yield
     finally:
-        if "build_side_probe_side" not in names:
-            con.execute(f"SET disabled_optimizers = '{_escape(previous)}'")
+        con.execute(f"SET disabled_optimizers = '{_escape(previous)}'")
+
+
+def _run_pass2(con, sql: str, shard: Shard, parameters) -> list:
+    """Run a pass-2 statement with the hash joins built on the allocation and label map."""
+    with joins_built_on_allocation(con):
+        return _run(con, sql, shard, parameters).fetchall()
 
 
 def _bad_date_error(shard: Shard, params: SplitParams, bad: int, rows_in: int, example) -> ShardError:
@@ -537,17 +548,24 @@ def load_allocation(con, customers: pa.Table | Path | str, state: dict, params: 
             f"({state.get('params')}) than this run ({params.allocation_key()}); "
             "re-materialize splits/customer_allocation"
         )
-    con.execute("DROP TABLE IF EXISTS __alloc2")
+    # a table of the database, not TEMP: every cursor of a concurrent pass 2 joins with it
     if isinstance(customers, pa.Table):
-        con.from_arrow(customers).create("__alloc2")
+        con.from_arrow(customers.select(["customer", "side"])).create_view("__pass2_customers", replace=True)
+        con.execute("CREATE OR REPLACE TABLE __pass2_alloc AS SELECT * FROM __pass2_customers")
+        con.execute("DROP VIEW __pass2_customers")
     else:
-        con.execute("CREATE TEMP TABLE __alloc2 AS SELECT customer, side FROM read_parquet(?)", [str(customers)])
+        con.execute("CREATE OR REPLACE TABLE __pass2_alloc AS SELECT customer, side FROM read_parquet(?)", [str(customers)])
     _register_labels(con, state["labels"])
+
+
+def _pass2_view(shard: Shard) -> str:
+    return f"__src2_{shard.key}"
 
 
 def _prepare_labelled(con, opened: OpenedShard, params: SplitParams, labels: dict, schema,
                       fail_fast: bool) -> str:
-    """Register the shard (cast to the global output schema) as ``__src2`` and return the
+    """Register the shard (cast to the global output schema) as ``__src2_<key>`` (views are
+    shared by every cursor, and two shards may be split at once) and return the
     SELECT that labels each row and assigns ``__split``. With ``fail_fast`` a label or a
     pre-split customer the allocation never saw raises inside DuckDB (``error()``)."""
     label_col = params.label_field
@@ -564,7 +582,7 @@ def _prepare_labelled(con, opened: OpenedShard, params: SplitParams, labels: dic
         columns = [name for name, _ in schema]
     else:
         columns = opened.columns
-    relation.create_view("__src2", replace=True)
+    relation.create_view(_pass2_view(opened.shard), replace=True)
     exclude = ["__c", "__d", "__d_given", "__l"]
     if label_col in columns:
         star = f"t.* EXCLUDE ({', '.join(exclude)}) REPLACE ({_label_sql(labels)} AS {quote_ident(label_col)})"
@@ -580,7 +598,7 @@ def _prepare_labelled(con, opened: OpenedShard, params: SplitParams, labels: dic
         on_unseen = "'unseen_label:' || t.__l"
         on_unallocated = "coalesce(a.side, 'unallocated:' || t.__c)"
     return f"""
-        WITH t AS (SELECT *, {_norm_sql(params)} FROM __src2)
+        WITH t AS (SELECT *, {_norm_sql(params)} FROM {_pass2_view(opened.shard)})
         SELECT {star},
             CASE WHEN t.__c IS NULL THEN 'dropped_null_customer'
                  WHEN t.__d IS NULL THEN 'dropped_bad_date'
@@ -589,7 +607,7 @@ def _prepare_labelled(con, opened: OpenedShard, params: SplitParams, labels: dic
                  WHEN t.__d < CAST($split AS TIMESTAMP) THEN {on_unallocated}
                  WHEN a.side = 'train' OR ($strict AND a.side IS NOT NULL) THEN 'dropped_policy'
                  ELSE 'oot' END AS __split
-        FROM t LEFT JOIN __alloc2 a ON a.customer = t.__c {label_join}
+        FROM t LEFT JOIN __pass2_alloc a ON a.customer = t.__c {label_join}
     """
 
 
@@ -624,7 +642,7 @@ def split_shard_to_parquet(con, shard: Shard, params: SplitParams, labels: dict,
             """
             stats = _run_pass2(con, sql, shard, {"split": params.split_date,
                                                  "strict": params.oot_policy == "exclude_known"})
-            con.execute("DROP VIEW IF EXISTS __src2")
+            con.execute(f"DROP VIEW IF EXISTS {_pass2_view(shard)}")
             by_split: dict[str, list[Path]] = {}
             for filename, count, size, *_rest, keys, _info in stats:
                 split = keys["__split"]
@@ -685,7 +703,7 @@ def split_shard(con, shard: Shard, params: SplitParams, labels: dict, signature=
     select = _prepare_labelled(con, opened, params, labels, schema, fail_fast=False)
     sql = f"CREATE OR REPLACE TEMP TABLE {table} AS {select}"
     _run_pass2(con, sql, shard, {"split": params.split_date, "strict": params.oot_policy == "exclude_known"})
-    con.execute("DROP VIEW __src2")
+    con.execute(f"DROP VIEW {_pass2_view(shard)}")
     found = dict(con.execute(f"SELECT __split, count(*) FROM {table} GROUP BY 1").fetchall())
     unseen_labels = sorted(k.split(":", 1)[1] for k in found if k.startswith("unseen_label:"))
     unallocated = sorted(k.split(":", 1)[1] for k in found if k.startswith("unallocated:"))

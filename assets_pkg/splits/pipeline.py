@@ -24,6 +24,7 @@ from assets_pkg.splits.logic import (
     ShardSplit,
     build_allocation,
     files_relation,
+    joins_built_on_allocation,
     output_label_rates,
     load_allocation,
     profile_shard,
@@ -80,30 +81,12 @@ def write_profile(con, shard: Shard, params: SplitParams, warehouse: Path, signa
 
 
 def profile_all(con, shards: list[Shard], params: SplitParams, warehouse: Path, signature=None) -> None:
-    """Pass 1 over many shards. DuckDB scans a Parquet file one row group per thread, and
-    the shards are written with one row group each, so one shard keeps one core busy: with
-    ``threads >= 2`` two Parquet shards are profiled at once (each on its own cursor, under
-    the connection's one ``memory_limit``). Text shards stay one at a time: the streaming
-    reader already parses on two threads and each reader holds its own buffers."""
-    parquet = [s for s in shards if s.format == "parquet" and not s.compressed]
-    others = [s for s in shards if s not in parquet]
-    threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
-    if threads >= 2 and len(parquet) > 1:
-        from concurrent.futures import ThreadPoolExecutor
+    """Pass 1 over many shards (Parquet shards two at a time, see :func:`_each_shard`)."""
+    def one(cursor, shard: Shard) -> None:  # the profile is on disk; nothing held in memory
+        write_profile(cursor, shard, params, warehouse, signature)
 
-        def one(shard: Shard) -> None:
-            cursor = con.cursor()
-            try:
-                write_profile(cursor, shard, params, warehouse, signature)
-            finally:
-                cursor.close()
-
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(one, parquet))  # re-raises the first shard error
-    else:
-        others = shards
-    for shard in others:
-        write_profile(con, shard, params, warehouse, signature)
+    for _ in _each_shard(con, shards, one):
+        pass
 
 
 # -- allocation -----------------------------------------------------------------------------
@@ -192,31 +175,77 @@ def write_split(con, split: ShardSplit, params: SplitParams, warehouse: Path, fi
 
 def split_and_write(con, shards: list[Shard], params: SplitParams, warehouse: Path, manifest: dict,
                     signature=None, customers=None, progress_callback=None, on_shard=None) -> list[ShardResult]:
-    """Pass 2 over ``shards``; ``on_shard(result)`` is called after each (progress)."""
+    """Pass 2 over ``shards``; ``on_shard(result)`` is called on the calling thread after
+    each (progress); the results come back in shard order.
+
+    Parquet shards are split two at a time like pass 1 (:func:`_each_shard`), each on its
+    own cursor: the allocation, the label map and the settings belong to the database, so
+    every cursor shares them, and the files and state sidecars are the same as one at a time."""
     load_allocation(con, customers if customers is not None else allocation_file(warehouse), manifest, params)
     con.execute("SET preserve_insertion_order = true")  # deterministic output files
-    results = []
-    for shard in shards:
+
+    def one(cursor, shard: Shard) -> ShardResult:
         started = time.perf_counter()
         entry = manifest["shards"].get(shard.key, {})
         fingerprint = entry.get("fingerprint")
         if params.output_format == "parquet":
             targets = {name: shard_file(warehouse, name, shard.key, "parquet") for name in SPLITS}
-            counts = split_shard_to_parquet(con, shard, params, manifest["labels"], targets, entry.get("rows"),
+            counts = split_shard_to_parquet(cursor, shard, params, manifest["labels"], targets, entry.get("rows"),
                                             signature, progress_callback, manifest.get("schema"))
             sizes = counts.pop("bytes")
             result = ShardResult(shard.key, counts,
                                  {n: (targets[n] if counts[n] else None) for n in SPLITS}, sizes)
             _finish_shard(warehouse, shard, params, result, fingerprint)
         else:
-            split = split_shard(con, shard, params, manifest["labels"], signature, progress_callback,
+            split = split_shard(cursor, shard, params, manifest["labels"], signature, progress_callback,
                                 manifest.get("schema"))
-            result = write_split(con, split, params, warehouse, fingerprint)
+            result = write_split(cursor, split, params, warehouse, fingerprint)
         result.seconds = round(time.perf_counter() - started, 3)
-        results.append(result)
-        if on_shard is not None:
-            on_shard(result)
-    return results
+        return result
+
+    results = {}
+    with joins_built_on_allocation(con):  # once for every cursor: the setting is global
+        for result in _each_shard(con, shards, one):
+            results[result.key] = result
+            if on_shard is not None:
+                on_shard(result)
+    return [results[s.key] for s in shards]
+
+
+def _each_shard(con, shards: list[Shard], work):
+    """``work(cursor, shard)`` for every shard, yielding each result.
+
+    DuckDB scans a Parquet file one row group per thread, and the shards hold one row
+    group each, so one Parquet shard keeps one core busy: with ``threads >= 2`` the
+    uncompressed Parquet shards run two at a time (in shard order among themselves), each
+    worker on its own cursor of ``con`` under the database's one ``memory_limit``. Text
+    shards then run one at a time on ``con``: the streaming reader already parses on two
+    threads and holds its own buffers. The first error is re-raised and no later shard
+    starts (the one in flight on the other worker finishes or fails on its own)."""
+    parquet = [s for s in shards if s.format == "parquet" and not s.compressed]
+    threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+    if threads < 2 or len(parquet) < 2:
+        parquet = []
+    if parquet:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def in_worker(shard: Shard):
+            cursor = con.cursor()  # one per shard: closing it frees what the shard's queries held
+            try:
+                return work(cursor, shard)
+            finally:
+                cursor.close()
+
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="splits-shard")
+        try:
+            pending = [pool.submit(in_worker, shard) for shard in parquet]
+            while pending:  # a done future holds its result: drop each once handed on
+                yield pending.pop(0).result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    for shard in shards:
+        if shard not in parquet:
+            yield work(con, shard)
 
 
 def _finish_shard(warehouse: Path, shard: Shard, params: SplitParams, result: ShardResult, fingerprint) -> None:
