@@ -119,8 +119,10 @@ class ShardedParquetIOManager(dg.ConfigurableIOManager):
         keys = list(context.asset_partition_keys)
         values = self._values_by_partition(obj, keys, context.asset_key)
         partitions_def = context.asset_partitions_def
+        # in the order the asset returned them: a dict of lazy values is computed as it is
+        # written, and the asset may compute the next ones ahead in that order
         results = [
-            self._write_one(key_path, key, partitions_def, values[key], default_fmt) for key in keys
+            self._write_one(key_path, key, partitions_def, values[key], default_fmt) for key in values
         ]
         context.add_output_metadata(self._metadata(results))
 

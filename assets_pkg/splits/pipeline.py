@@ -33,6 +33,7 @@ from assets_pkg.splits.logic import (
     split_shard_to_parquet,
 )
 from assets_pkg.splits.params import SplitParams
+from assets_pkg.splits.shard_pool import ShardPool
 
 MANIFEST_NAME = "split_manifest.json"
 STATE_FOLDER = "_shard_state"
@@ -81,11 +82,11 @@ def write_profile(con, shard: Shard, params: SplitParams, warehouse: Path, signa
 
 
 def profile_all(con, shards: list[Shard], params: SplitParams, warehouse: Path, signature=None) -> None:
-    """Pass 1 over many shards (Parquet shards two at a time, see :func:`_each_shard`)."""
+    """Pass 1 over many shards (Parquet shards two at a time, see :class:`ShardPool`)."""
     def one(cursor, shard: Shard) -> None:  # the profile is on disk; nothing held in memory
         write_profile(cursor, shard, params, warehouse, signature)
 
-    for _ in _each_shard(con, shards, one):
+    for _ in ShardPool(con, shards, one):
         pass
 
 
@@ -178,7 +179,7 @@ def split_and_write(con, shards: list[Shard], params: SplitParams, warehouse: Pa
     """Pass 2 over ``shards``; ``on_shard(result)`` is called on the calling thread after
     each (progress); the results come back in shard order.
 
-    Parquet shards are split two at a time like pass 1 (:func:`_each_shard`), each on its
+    Parquet shards are split two at a time like pass 1 (:class:`ShardPool`), each on its
     own cursor: the allocation, the label map and the settings belong to the database, so
     every cursor shares them, and the files and state sidecars are the same as one at a time."""
     load_allocation(con, customers if customers is not None else allocation_file(warehouse), manifest, params)
@@ -203,49 +204,13 @@ def split_and_write(con, shards: list[Shard], params: SplitParams, warehouse: Pa
         result.seconds = round(time.perf_counter() - started, 3)
         return result
 
-    results = {}
+    results = []
     with joins_built_on_allocation(con):  # once for every cursor: the setting is global
-        for result in _each_shard(con, shards, one):
-            results[result.key] = result
+        for result in ShardPool(con, shards, one):
+            results.append(result)
             if on_shard is not None:
                 on_shard(result)
-    return [results[s.key] for s in shards]
-
-
-def _each_shard(con, shards: list[Shard], work):
-    """``work(cursor, shard)`` for every shard, yielding each result.
-
-    DuckDB scans a Parquet file one row group per thread, and the shards hold one row
-    group each, so one Parquet shard keeps one core busy: with ``threads >= 2`` the
-    uncompressed Parquet shards run two at a time (in shard order among themselves), each
-    worker on its own cursor of ``con`` under the database's one ``memory_limit``. Text
-    shards then run one at a time on ``con``: the streaming reader already parses on two
-    threads and holds its own buffers. The first error is re-raised and no later shard
-    starts (the one in flight on the other worker finishes or fails on its own)."""
-    parquet = [s for s in shards if s.format == "parquet" and not s.compressed]
-    threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
-    if threads < 2 or len(parquet) < 2:
-        parquet = []
-    if parquet:
-        from concurrent.futures import ThreadPoolExecutor
-
-        def in_worker(shard: Shard):
-            cursor = con.cursor()  # one per shard: closing it frees what the shard's queries held
-            try:
-                return work(cursor, shard)
-            finally:
-                cursor.close()
-
-        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="splits-shard")
-        try:
-            pending = [pool.submit(in_worker, shard) for shard in parquet]
-            while pending:  # a done future holds its result: drop each once handed on
-                yield pending.pop(0).result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-    for shard in shards:
-        if shard not in parquet:
-            yield work(con, shard)
+    return results
 
 
 def _finish_shard(warehouse: Path, shard: Shard, params: SplitParams, result: ShardResult, fingerprint) -> None:

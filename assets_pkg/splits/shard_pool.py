@@ -1,0 +1,109 @@
+"""Per-shard work, Parquet shards two at a time, results handed out in shard order.
+
+DuckDB scans a Parquet file one row group per thread, and an input shard is typically one
+row group (one file written by one task), so one Parquet shard at a time keeps one core
+busy. :class:`ShardPool` runs ``work(cursor, shard)`` for the next Parquet shards on worker
+threads, each on its own cursor of the caller's connection (same database: the same
+tables, settings and one ``memory_limit``), while the caller consumes the results one by
+one. At most ``ahead`` results are computed ahead of the consumer, so memory stays bounded
+however many shards there are.
+
+Text shards (csv/tsv, anything gzipped) run on the caller's thread and connection, one at
+a time and never alongside a worker: the streaming reader already parses on two threads
+and holds its own buffers.
+"""
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable
+
+from assets_pkg.splits.discovery import Shard
+
+
+def concurrent_scan(shard: Shard) -> bool:
+    """A shard DuckDB scans itself (uncompressed Parquet): it may run on a worker."""
+    return shard.format == "parquet" and not shard.compressed
+
+
+class ShardPool:
+    """``take(shard)`` returns ``work(cursor, shard)``; iterating yields every shard's result
+    in order. The first error is raised by the ``take`` of its shard and cancels the work
+    not yet started (work in flight finishes on its own). Close it (or use ``with``) to
+    stop the workers early; taking the last shard closes it too."""
+
+    def __init__(self, con, shards: list[Shard], work: Callable, workers: int = 2, ahead: int = 4):
+        self.con, self.shards, self.work = con, list(shards), work
+        threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+        concurrent = threads >= 2 and workers >= 2 and sum(map(concurrent_scan, self.shards)) > 1
+        self.ahead = max(ahead, workers) if concurrent else 0
+        self._futures: dict[str, Future] = {}
+        self._taken: set[str] = set()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="splits-shard") if self.ahead else None
+
+    def __iter__(self):
+        try:
+            for shard in self.shards:
+                yield self.take(shard)
+        finally:
+            self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def take(self, shard: Shard):
+        with self._lock:
+            self._taken.add(shard.key)
+            future = self._futures.pop(shard.key, None)
+            if future is None and self._pool is not None and concurrent_scan(shard):
+                future = self._pool.submit(self._on_cursor, shard)
+            if future is not None:
+                self._top_up(after=shard)
+        try:
+            result = future.result() if future is not None else self.work(self.con, shard)
+        except BaseException:
+            self.close()
+            raise
+        with self._lock:
+            self._top_up(after=shard)
+            if len(self._taken) == len(self.shards):
+                self._shutdown()
+        return result
+
+    def close(self) -> None:
+        with self._lock:
+            self._shutdown()
+
+    # -- internals (under the lock) ---------------------------------------------------------
+    def _on_cursor(self, shard: Shard):
+        cursor = self.con.cursor()  # one per shard: closing it frees what its queries held
+        try:
+            return self.work(cursor, shard)
+        finally:
+            cursor.close()
+
+    def _top_up(self, after: Shard) -> None:
+        """Start the Parquet shards that follow ``after``, up to ``ahead`` in flight; stop at
+        the next text shard (it will run alone)."""
+        if self._pool is None:
+            return
+        position = self.shards.index(after)
+        for shard in self.shards[position + 1:]:
+            if len(self._futures) >= self.ahead:
+                return
+            if shard.key in self._taken or shard.key in self._futures:
+                continue
+            if not concurrent_scan(shard):
+                return
+            self._futures[shard.key] = self._pool.submit(self._on_cursor, shard)
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            for future in self._futures.values():
+                future.cancel()
+            self._futures.clear()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
