@@ -85,3 +85,31 @@ def test_invariants_on_random_data(inputs, policy, seed, ratio):
                 os.environ.pop("ASSETS_PKG_DATA_DIR", None)
             else:
                 os.environ["ASSETS_PKG_DATA_DIR"] = old
+
+
+_con = None
+
+
+def _text_con():
+    global _con
+    if _con is None:
+        _con = connect(threads=1)
+    return _con
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.one_of(st.none(), st.text(alphabet=" \t\nab%_\u00a0\u2003\u3000é", max_size=6)), max_size=30))
+def test_text_key_sql_equals_trim_cast_nullif(values):
+    """The cheap customer/label text (a LIKE test before trimming) is exactly
+    NULLIF(TRIM(CAST(x AS VARCHAR)), '') for any text: spaces, other blanks, LIKE wildcards."""
+    from assets_pkg.splits.logic import text_key_sql
+
+    con = _text_con()
+    con.from_arrow(pa.table({"x": pa.array(values, pa.string())})).create_view("__texts", replace=True)
+    got = con.execute(
+        f"SELECT {text_key_sql('x')} IS NOT DISTINCT FROM NULLIF(TRIM(CAST(x AS VARCHAR)), ''), "
+        f"{text_key_sql('x')} FROM __texts"
+    ).fetchall()
+    assert all(same for same, _ in got), [(v, g) for v, (same, g) in zip(values, got) if not same]
+    # and for a typed (non-text) column
+    assert con.execute(f"SELECT {text_key_sql('42::BIGINT')}, {text_key_sql('NULL::DOUBLE')}").fetchall() == [("42", None)]
