@@ -16,7 +16,8 @@ from pathlib import Path
 TEMP_MARKER = ".tmp-"
 
 
-def _temp_sibling(final: Path) -> Path:
+def temp_sibling(final: Path) -> Path:
+    """A hidden temp name beside ``final`` (what :func:`remove_stale_temps` clears)."""
     return final.with_name(f".{final.name}{TEMP_MARKER}{uuid.uuid4().hex[:12]}")
 
 
@@ -33,7 +34,7 @@ def atomic_path(final: Path | str) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_sibling(final)
+    tmp = temp_sibling(final)
     try:
         yield tmp
         if tmp.exists():
@@ -56,13 +57,13 @@ def atomic_dir(final: Path | str, replace: bool = False) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists() and not replace:
         raise FileExistsError(f"{final} already exists; refusing to overwrite a published folder")
-    tmp = _temp_sibling(final)
+    tmp = temp_sibling(final)
     tmp.mkdir()
     try:
         yield tmp
         retired = None
         if final.exists():
-            retired = _temp_sibling(final)
+            retired = temp_sibling(final)
             os.rename(final, retired)
         os.rename(tmp, final)
         if retired is not None:

@@ -163,16 +163,28 @@ def _bad_date_error(shard: Shard, params: SplitParams, bad: int, rows_in: int, e
 
 
 def profile_shard(con, shard: Shard, params: SplitParams, signature=None, progress_callback=None,
-                  rejects_path: Path | None = None) -> pa.Table:
+                  rejects_path: Path | None = None, stage_path: Path | None = None) -> pa.Table:
     """Pass 1 for one shard: per customer its pre-/post-split rows, per label value the
     same, plus row statistics and the shard's columns (see ``PROFILE_SCHEMA``).
 
     One scan, one aggregation (two grouping sets), straight to Arrow. Only rows that
     survive the validity and label filters are profiled per customer, so the allocation
-    can predict exactly how many rows pass 2 puts in each split.
+    can predict exactly how many rows pass 2 puts in each split. A text shard's parsed
+    rows are staged at ``stage_path`` on the way (published only when the shard was
+    profiled without error) for pass 2 to read instead of parsing it again.
     """
     quiet(con)
-    opened = open_shard(con, shard, params, signature, progress_callback)
+    opened = open_shard(con, shard, params, signature, progress_callback, stage=stage_path, write_stage=True)
+    try:
+        profile = _profile_opened(con, opened, shard, params, rejects_path)
+    except BaseException:
+        opened.discard_stage()
+        raise
+    opened.commit_stage()
+    return profile
+
+
+def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams, rejects_path) -> pa.Table:
     stats = {"rows_in": 0, "dropped_null_customer": 0, "dropped_bad_date": 0, "dropped_label": 0}
     groups = _empty(_BODY_SCHEMA)
     if opened.relation is not None:
@@ -623,7 +635,7 @@ def _prepare_labelled(con, opened: OpenedShard, params: SplitParams, labels: dic
 
 def split_shard_to_parquet(con, shard: Shard, params: SplitParams, labels: dict, targets: dict,
                            expected: dict | None, signature=None, progress_callback=None,
-                           schema: list | None = None) -> dict:
+                           schema: list | None = None, stage_path: Path | None = None) -> dict:
     """Pass 2 for one shard, parquet output, in ONE streaming scan: DuckDB writes the three
     splits at once (``COPY ... PARTITION_BY``) into a temp folder beside the outputs; each
     file is then published with ``os.replace``; a split without rows deletes its old file.
@@ -635,7 +647,7 @@ def split_shard_to_parquet(con, shard: Shard, params: SplitParams, labels: dict,
     import uuid
 
     quiet(con)
-    opened: OpenedShard = open_shard(con, shard, params, signature, progress_callback)
+    opened: OpenedShard = open_shard(con, shard, params, signature, progress_callback, stage=stage_path)
     written = {k: 0 for k in SPLITS}
     sizes = {k: 0 for k in SPLITS}
     parent = Path(targets["train"]).parent.parent
@@ -696,14 +708,14 @@ def _escape(text: str) -> str:
 
 
 def split_shard(con, shard: Shard, params: SplitParams, labels: dict, signature=None,
-                progress_callback=None, schema: list | None = None) -> ShardSplit:
+                progress_callback=None, schema: list | None = None, stage_path: Path | None = None) -> ShardSplit:
     """Pass 2 for one shard: label, assign, and keep the rows in a temp table.
 
     Needs :func:`load_allocation` first. Raises ShardError when the shard holds a label or a
     pre-split customer the allocation never saw (the shard changed after pass 1).
     """
     quiet(con)
-    opened: OpenedShard = open_shard(con, shard, params, signature, progress_callback)
+    opened: OpenedShard = open_shard(con, shard, params, signature, progress_callback, stage=stage_path)
     counts = {"rows_in": 0, **{k: 0 for k in SPLITS}, **{k: 0 for k in DROP_REASONS}}
     table = f"__split_{shard.key}"
     if opened.relation is None:

@@ -33,7 +33,8 @@ from assets_pkg.splits.logic import (
     split_shard_to_parquet,
 )
 from assets_pkg.splits.params import SplitParams
-from assets_pkg.splits.shard_pool import ShardPool
+from assets_pkg.splits import staging
+from assets_pkg.splits.shard_pool import ShardPool, concurrent_scan
 
 MANIFEST_NAME = "split_manifest.json"
 STATE_FOLDER = "_shard_state"
@@ -75,18 +76,27 @@ def rejects_file(warehouse: Path, key: str) -> Path:
     return asset_dir(warehouse, "_rejects") / f"part-{int(key):05d}.parquet"
 
 
+def staged_file(warehouse: Path, key: str) -> Path:
+    """A text shard's parsed rows from pass 1 for pass 2 (:mod:`assets_pkg.splits.staging`)."""
+    return asset_dir(warehouse, "_staged") / f"part-{int(key):05d}.arrow"
+
+
 def write_profile(con, shard: Shard, params: SplitParams, warehouse: Path, signature=None) -> pa.Table:
-    table = profile_shard(con, shard, params, signature, rejects_path=rejects_file(warehouse, shard.key))
+    table = profile_shard(con, shard, params, signature, rejects_path=rejects_file(warehouse, shard.key),
+                          stage_path=staged_file(warehouse, shard.key))
     write_table(table, shard_file(warehouse, "shard_profile", shard.key))
     return table
 
 
 def profile_all(con, shards: list[Shard], params: SplitParams, warehouse: Path, signature=None) -> None:
-    """Pass 1 over many shards (Parquet shards two at a time, see :class:`ShardPool`)."""
+    """Pass 1 over many shards, two at a time (:class:`ShardPool`), text shards too: here
+    two streaming readers and two profiles fit the 512 MB budget (about 440 MB at 10M rows).
+    The Dagster step keeps text shards one at a time: the Dagster process itself holds
+    ~170 MB more."""
     def one(cursor, shard: Shard) -> None:  # the profile is on disk; nothing held in memory
         write_profile(cursor, shard, params, warehouse, signature)
 
-    for _ in ShardPool(con, shards, one):
+    for _ in ShardPool(con, shards, one, concurrent=lambda shard: True):
         pass
 
 
@@ -189,24 +199,30 @@ def split_and_write(con, shards: list[Shard], params: SplitParams, warehouse: Pa
         started = time.perf_counter()
         entry = manifest["shards"].get(shard.key, {})
         fingerprint = entry.get("fingerprint")
+        stage = staged_file(warehouse, shard.key)
         if params.output_format == "parquet":
             targets = {name: shard_file(warehouse, name, shard.key, "parquet") for name in SPLITS}
             counts = split_shard_to_parquet(cursor, shard, params, manifest["labels"], targets, entry.get("rows"),
-                                            signature, progress_callback, manifest.get("schema"))
+                                            signature, progress_callback, manifest.get("schema"), stage)
             sizes = counts.pop("bytes")
             result = ShardResult(shard.key, counts,
                                  {n: (targets[n] if counts[n] else None) for n in SPLITS}, sizes)
             _finish_shard(warehouse, shard, params, result, fingerprint)
         else:
             split = split_shard(cursor, shard, params, manifest["labels"], signature, progress_callback,
-                                manifest.get("schema"))
+                                manifest.get("schema"), stage)
             result = write_split(cursor, split, params, warehouse, fingerprint)
+        staging.remove(stage)  # the outputs are published: the parsed copy has served
         result.seconds = round(time.perf_counter() - started, 3)
         return result
 
+    def staged_or_parquet(shard: Shard) -> bool:
+        return concurrent_scan(shard) or staging.is_current(staged_file(warehouse, shard.key),
+                                                            staging.identity(shard, signature))
+
     results = []
     with joins_built_on_allocation(con):  # once for every cursor: the setting is global
-        for result in ShardPool(con, shards, one):
+        for result in ShardPool(con, shards, one, concurrent=staged_or_parquet):
             results.append(result)
             if on_shard is not None:
                 on_shard(result)

@@ -14,6 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from assets_pkg.duck import quote_ident
+from assets_pkg.splits import staging
 from assets_pkg.splits.discovery import Shard
 from assets_pkg.splits.params import DOT_MARKER, SplitParams
 
@@ -29,13 +30,33 @@ class OpenedShard:
     reader: object | None = None  # StreamingReader for text shards (rejects, stats)
     columns: list[str] = field(default_factory=list)
     types: list[str] = field(default_factory=list)  # DuckDB type names, same order
+    stage_writer: staging.StageWriter | None = None  # pass 1: the parsed rows being staged
+    staged_rejected: int | None = None  # pass 2: read from a stage; pass 1's rejected lines
+
+    @property
+    def staged(self) -> bool:
+        """The rows come from pass 1's stage, not from parsing the input again."""
+        return self.staged_rejected is not None
 
     @property
     def rejected_lines(self) -> int:
         """Lines the streaming reader rejected (known once the relation was consumed)."""
+        if self.staged_rejected is not None:
+            return self.staged_rejected
         if self.reader is None:
             return 0
         return int(self.reader.stats.total_errors)
+
+    def commit_stage(self) -> None:
+        """Publish the staged rows (pass 1, after the whole shard was read and accepted)."""
+        if self.stage_writer is not None:
+            self.stage_writer.commit(self.rejected_lines)
+            self.stage_writer = None
+
+    def discard_stage(self) -> None:
+        if self.stage_writer is not None:
+            self.stage_writer.discard()
+            self.stage_writer = None
 
     def rejects_sample(self, limit: int = 5) -> list[dict]:
         if self.reader is None or self.rejected_lines == 0:
@@ -48,23 +69,50 @@ def renamed(name: str) -> str:
 
 
 def open_shard(con: duckdb.DuckDBPyConnection, shard: Shard, params: SplitParams,
-               signature: list[str] | None = None, progress_callback=None) -> OpenedShard:
-    """A relation over the shard with the split's columns validated (names the file)."""
+               signature: list[str] | None = None, progress_callback=None,
+               stage: Path | None = None, write_stage: bool = False) -> OpenedShard:
+    """A relation over the shard with the split's columns validated (names the file).
+
+    ``stage`` (text shards only, see :mod:`assets_pkg.splits.staging`): with
+    ``write_stage`` the parsed rows are also staged there as they are read (publish them
+    with :meth:`OpenedShard.commit_stage`); without, a current stage is read instead of
+    parsing the input."""
     path = Path(shard.path)
     if not path.exists():
         raise ShardError(f"{path}: shard file disappeared")
     if path.stat().st_size == 0:
         return OpenedShard(shard, None)
     reader = None
+    writer = None
+    staged_rejected = None
     if shard.format == "parquet" and not shard.compressed:
         try:
             relation = con.read_parquet(str(path))
         except duckdb.Error as exc:
             raise ShardError(f"{path}: cannot read parquet shard: {exc}") from exc
     else:
-        relation, reader = _text_relation(con, shard, signature, params, progress_callback)
-        if relation is None:
-            return OpenedShard(shard, None, reader)
+        loaded = staging.load(stage, staging.identity(shard, signature)) if stage and not write_stage else None
+        if loaded is not None:
+            batches, staged_rejected = loaded
+            relation = con.from_arrow(batches)
+        else:
+            if stage and write_stage:
+                writer = staging.StageWriter(stage, staging.identity(shard, signature))  # before reading
+            relation, reader = _text_relation(con, shard, signature, params, progress_callback, writer)
+            if relation is None:
+                if writer is not None:
+                    writer.discard()
+                return OpenedShard(shard, None, reader)
+    try:
+        return _validated(shard, params, relation, reader, writer, staged_rejected)
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+
+
+def _validated(shard: Shard, params: SplitParams, relation, reader, writer, staged_rejected) -> OpenedShard:
+    path = Path(shard.path)
     columns = list(relation.columns)
     if any(DOT_MARKER in c for c in columns):
         relation = relation.project(", ".join(f"{quote_ident(c)} AS {quote_ident(renamed(c))}" for c in columns))
@@ -79,10 +127,10 @@ def open_shard(con: duckdb.DuckDBPyConnection, shard: Shard, params: SplitParams
             raise ShardError(
                 f"{path}: column {column!r} ({setting}) is missing; the shard has {', '.join(columns) or 'no columns'}"
             )
-    return OpenedShard(shard, relation, reader, columns, [str(t) for t in relation.types])
+    return OpenedShard(shard, relation, reader, columns, [str(t) for t in relation.types], writer, staged_rejected)
 
 
-def _text_relation(con, shard: Shard, signature, params: SplitParams, progress_callback):
+def _text_relation(con, shard: Shard, signature, params: SplitParams, progress_callback, writer=None):
     from assets_pkg.reader import ReaderError, StreamingReader
 
     # the reader's budget plus DuckDB's memory_limit keep a step inside ~512 MB
@@ -102,7 +150,8 @@ def _text_relation(con, shard: Shard, signature, params: SplitParams, progress_c
         raise ShardError(f"{shard.path}: cannot read shard: {exc}") from exc
     if len(batches.schema) == 0:
         return None, reader
-    return con.from_arrow(_guarded(batches, shard)), reader
+    batches = _guarded(batches, shard)
+    return con.from_arrow(writer.tee(batches) if writer is not None else batches), reader
 
 
 def _guarded(batches: pa.RecordBatchReader, shard: Shard) -> pa.RecordBatchReader:

@@ -10,7 +10,8 @@ however many shards there are.
 
 Text shards (csv/tsv, anything gzipped) run on the caller's thread and connection, one at
 a time and never alongside a worker: the streaming reader already parses on two threads
-and holds its own buffers.
+and holds its own buffers. Pass 2 also puts text shards with a stage from pass 1 on the
+workers (``concurrent``): they are then memory-mapped Arrow, not parsed.
 """
 
 import threading
@@ -27,14 +28,16 @@ def concurrent_scan(shard: Shard) -> bool:
 
 class ShardPool:
     """``take(shard)`` returns ``work(cursor, shard)``; iterating yields every shard's result
-    in order. The first error is raised by the ``take`` of its shard and cancels the work
+    in order. ``concurrent(shard)`` says which shards may run on a worker. The first error is raised by the ``take`` of its shard and cancels the work
     not yet started (work in flight finishes on its own). Close it (or use ``with``) to
     stop the workers early; taking the last shard closes it too."""
 
-    def __init__(self, con, shards: list[Shard], work: Callable, workers: int = 2, ahead: int = 4):
+    def __init__(self, con, shards: list[Shard], work: Callable, workers: int = 2, ahead: int = 4,
+                 concurrent: Callable[[Shard], bool] = concurrent_scan):
         self.con, self.shards, self.work = con, list(shards), work
+        self.on_worker = {s.key for s in self.shards if concurrent(s)}
         threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
-        concurrent = threads >= 2 and workers >= 2 and sum(map(concurrent_scan, self.shards)) > 1
+        concurrent = threads >= 2 and workers >= 2 and len(self.on_worker) > 1
         self.ahead = max(ahead, workers) if concurrent else 0
         self._futures: dict[str, Future] = {}
         self._taken: set[str] = set()
@@ -58,7 +61,7 @@ class ShardPool:
         with self._lock:
             self._taken.add(shard.key)
             future = self._futures.pop(shard.key, None)
-            if future is None and self._pool is not None and concurrent_scan(shard):
+            if future is None and self._pool is not None and shard.key in self.on_worker:
                 future = self._pool.submit(self._on_cursor, shard)
             if future is not None:
                 self._top_up(after=shard)
@@ -96,7 +99,7 @@ class ShardPool:
                 return
             if shard.key in self._taken or shard.key in self._futures:
                 continue
-            if not concurrent_scan(shard):
+            if shard.key not in self.on_worker:
                 return
             self._futures[shard.key] = self._pool.submit(self._on_cursor, shard)
 
