@@ -156,3 +156,21 @@ def test_a_stage_without_its_sidecar_is_never_used(data_root, inbox):
     assert staging.load(staged_file(wh, "00001"), staging.identity(shard, None)) is None
     pass_2(*state, wh)
     assert invariants.row_accounting(wh, read_json(manifest_file(wh))).passed
+
+
+def test_a_killed_pass_1_leaves_only_a_hidden_temp_that_the_next_pass_1_clears(data_root, inbox):
+    write_shard(make_rows(300, seed=1, n_customers=40), inbox / "part-00001.csv")
+    wh = data_root / "warehouse"
+    folder = wh / "splits" / "_staged"
+    folder.mkdir(parents=True)
+    abandoned = folder / ".part-00001.arrow.tmp-0123456789ab"
+    abandoned.write_bytes(b"half a stage")
+    fresh = folder / ".part-00001.arrow.tmp-ba9876543210"  # maybe a live writer: kept
+    fresh.write_bytes(b"being written")
+    old = abandoned.stat().st_mtime - staging.ABANDONED_AFTER_S - 60
+    os.utime(abandoned, (old, old))
+    shard = discover(inbox).shards[0]
+    assert staging.load(staged_file(wh, "00001"), staging.identity(shard, None)) is None
+    pass_1(inbox, wh)
+    assert not abandoned.exists() and fresh.exists()
+    assert staging.is_current(staged_file(wh, "00001"), staging.identity(shard, None))

@@ -10,19 +10,21 @@ A staged file is only a cache; the input shard stays the source of truth:
   input's name, size, mtime and header signature as they were *before* pass 1 read it, and
   the reader's rejected-line count. A stage without its sidecar, or whose sidecar no longer
   matches the input, is never used: pass 2 parses the input instead;
-* a killed pass 1 leaves only a hidden temp name;
+* a killed pass 1 leaves only a hidden temp name (the shard's next pass 1 removes it once
+  it is ten minutes old);
 * pass 2 removes the stage once the shard's outputs are published, so disk use is bounded
   by the shards between their two passes.
 """
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from assets_pkg.io.atomic import atomic_write_json, temp_sibling
+from assets_pkg.io.atomic import TEMP_MARKER, atomic_write_json, temp_sibling
 from assets_pkg.splits.discovery import Shard
 
 STAGE_VERSION = 1  # bump when what the reader produces for the same input changes
@@ -51,6 +53,7 @@ class StageWriter:
         self.path, self.ident = Path(path), ident
         self.path.parent.mkdir(parents=True, exist_ok=True)
         remove(self.path)  # an older stage of this shard never outlives a new pass 1
+        _remove_abandoned_temps(self.path)
         self.tmp = temp_sibling(self.path)
         self._writer = None
         self._sink = None
@@ -138,6 +141,20 @@ def is_current(path: Path, ident: dict) -> bool:
     except (OSError, ValueError):
         return False
     return {k: meta.get(k) for k in ident} == ident and Path(path).exists()
+
+
+ABANDONED_AFTER_S = 600  # a live writer touches its temp file far more often than this
+
+
+def _remove_abandoned_temps(path: Path) -> None:
+    """Temp files a killed pass 1 left for this shard (hidden names, never read as a stage)."""
+    now = time.time()
+    for tmp in path.parent.glob(f".{path.name}{TEMP_MARKER}*"):
+        try:
+            if now - tmp.stat().st_mtime > ABANDONED_AFTER_S:
+                tmp.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def remove(path: Path) -> None:
