@@ -176,7 +176,7 @@ def shard_profile(context: dg.AssetExecutionContext, split_config: SplitConfig, 
                              rejects_path=rejects_file(warehouse, shard.key),
                              stage_path=staged_file(warehouse, shard.key))
 
-    # Parquet shards are profiled two at a time, a few ahead of the IO manager that writes
+    # Parquet shards are profiled two at a time, at most two ahead of the IO manager that writes
     # them (ShardPool), so memory stays bounded. Text shards go one at a time: two streaming
     # readers next to Dagster's own ~170 MB measured 525 MB peak at 10M rows, over the
     # 512 MB budget. Progress is logged for the step (throttled), not per shard.

@@ -32,7 +32,7 @@ class ShardPool:
     not yet started (work in flight finishes on its own). Close it (or use ``with``) to
     stop the workers early; taking the last shard closes it too."""
 
-    def __init__(self, con, shards: list[Shard], work: Callable, workers: int = 2, ahead: int = 4,
+    def __init__(self, con, shards: list[Shard], work: Callable, workers: int = 2, ahead: int = 2,
                  concurrent: Callable[[Shard], bool] = concurrent_scan):
         self.con, self.shards, self.work = con, list(shards), work
         self.on_worker = {s.key for s in self.shards if concurrent(s)}
