@@ -9,6 +9,7 @@ Variants (each in its own subprocess, so its peak RSS is its own):
                real sqlite instance, IO manager, in-op checks; consolidation not in the job
       dagster-mem  the same run on an in-memory instance (shows what the sqlite event log costs)
   (c) copy     bare pyarrow read + parquet write of every shard: the practical limit
+      copy-2   the same copy two shards at a time (both cores; information, not a ratio base)
   (d) pandas   the original algorithm: every shard read twice with pandas, customers
                shuffled into train/val, rows assigned with ``DataFrame.apply(axis=1)``
                (d-apply) or with vectorized ``isin``/``np.where`` (d-vec)
@@ -18,7 +19,9 @@ are reused from bench/out/.
 Like with like: (a), (b) and (c) all write Parquet with the zstd codec at level 1 (DuckDB's
 COPY with COMPRESSION_LEVEL 1 for the splits, pyarrow's ParquetWriter default for the copy);
 the inputs hold one row group per shard, so each shard is scanned by one thread in every
-variant. ``--rows N --formats parquet csv --variants logic dagster`` runs a subset (the
+variant. (a) and (b) work on two shards at once (Parquet shards, and in pass 2 text shards
+staged by pass 1; (a) also profiles text shards two at a time): the CPU columns and copy-2
+show what that buys over the one-core copy. ``--rows N --formats parquet csv --variants logic dagster`` runs a subset (the
 copy always runs: it is the ratios' base).
 """
 
@@ -112,24 +115,36 @@ def variant_dagster(inbox: Path, work: Path, persistent: bool = True) -> int:
     return read_json(manifest_file(work / "warehouse"))["rows"]["rows_in"]
 
 
-def variant_copy(inbox: Path, work: Path) -> int:
+def _copy_one(f: Path, work: Path) -> int:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     rows = 0
-    for f in sorted(inbox.iterdir()):
-        out = work / (f.name.split(".")[0] + ".parquet")
-        if f.suffix == ".parquet":
-            source = pq.ParquetFile(f)
-            batches, schema = source.iter_batches(batch_size=131_072), source.schema_arrow
-        else:
-            reader = pacsv.open_csv(f)
-            batches, schema = reader, reader.schema
-        with pq.ParquetWriter(out, schema, compression="zstd") as writer:
-            for batch in batches:
-                writer.write_batch(batch)
-                rows += batch.num_rows
+    out = work / (f.name.split(".")[0] + ".parquet")
+    if f.suffix == ".parquet":
+        source = pq.ParquetFile(f)
+        batches, schema = source.iter_batches(batch_size=131_072), source.schema_arrow
+    else:
+        reader = pacsv.open_csv(f)
+        batches, schema = reader, reader.schema
+    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+            rows += batch.num_rows
     return rows
+
+
+def variant_copy(inbox: Path, work: Path) -> int:
+    return sum(_copy_one(f, work) for f in sorted(inbox.iterdir()))
+
+
+def variant_copy_two_at_once(inbox: Path, work: Path) -> int:
+    """The same copy, two shards at a time: what a copy can do with both cores (the split
+    variants also work on two Parquet shards at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return sum(pool.map(lambda f: _copy_one(f, work), sorted(inbox.iterdir())))
 
 
 def _pandas_read(path: Path):
@@ -188,6 +203,7 @@ VARIANTS = {
     "dagster": variant_dagster,
     "dagster-mem": lambda inbox, work: variant_dagster(inbox, work, persistent=False),
     "copy": variant_copy,
+    "copy-2": variant_copy_two_at_once,
     "pandas-vec": lambda inbox, work: variant_pandas(inbox, work, apply=False),
     "pandas-apply": lambda inbox, work: variant_pandas(inbox, work, apply=True),
 }
@@ -260,7 +276,7 @@ def main(argv=None) -> int:
             ("parquet", 2_000_000, ["logic", "dagster", "dagster-mem", "copy"]),
             ("csv", 2_000_000, ["logic", "dagster", "copy"]),
             ("parquet", 10_000_000, list(VARIANTS)),
-            ("csv", 10_000_000, ["logic", "dagster", "copy"]),
+            ("csv", 10_000_000, ["logic", "dagster", "copy", "copy-2"]),
         ]
     results = []
     for fmt, rows, variants in plan:
