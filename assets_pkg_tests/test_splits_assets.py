@@ -78,7 +78,17 @@ def test_definitions_load_and_config_has_descriptions():
         assert node.group_name == "splits" and node.description
 
 
-def test_sensor_one_run_for_all_new_shards_and_bad_names_reported(data_root, inbox, instance):
+def test_sensor_one_run_for_all_new_shards_and_bad_names_reported(data_root, inbox, instance, monkeypatch):
+    import assets_pkg.reader
+
+    parsed = []  # text shards the run parsed: once each (pass 2 reads pass 1's stage)
+
+    class CountingReader(assets_pkg.reader.StreamingReader):
+        def __init__(self, path, *args, **kwargs):
+            parsed.append(Path(path).name)
+            super().__init__(path, *args, **kwargs)
+
+    monkeypatch.setattr(assets_pkg.reader, "StreamingReader", CountingReader)
     for number, fmt in ((1, "parquet"), (5, "csv"), (10, "tsv"), (42, "csv.gz"), (99, "parquet")):
         write_shard(make_rows(200, seed=number, n_customers=50), inbox / f"part-{number:05d}.{fmt}")
     (inbox / "invalid.csv").write_text("a\n")
@@ -96,6 +106,9 @@ def test_sensor_one_run_for_all_new_shards_and_bad_names_reported(data_root, inb
 
     (result,) = launch(defs, instance, data)
     assert result.success
+    assert sorted(parsed) == ["part-00010.tsv", "part-00042.csv.gz"]
+    staged = data_root / "warehouse" / "splits" / "_staged"
+    assert staged.is_dir() and not list(staged.iterdir())  # each stage removed once its shard was split
     assert ("splits/customer_allocation", "split_ratio") in checks_of(result, errors_only=False)
     assert checks_of(result) == {
         ("splits/train", "shard_mapping"): True,

@@ -35,6 +35,7 @@ class ShardPool:
     def __init__(self, con, shards: list[Shard], work: Callable, workers: int = 2, ahead: int = 2,
                  concurrent: Callable[[Shard], bool] = concurrent_scan):
         self.con, self.shards, self.work = con, list(shards), work
+        self._position = {s.key: i for i, s in enumerate(self.shards)}
         self.on_worker = {s.key for s in self.shards if concurrent(s)}
         threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
         concurrent = threads >= 2 and workers >= 2 and len(self.on_worker) > 1
@@ -93,8 +94,8 @@ class ShardPool:
         the next text shard (it will run alone)."""
         if self._pool is None:
             return
-        position = self.shards.index(after)
-        for shard in self.shards[position + 1:]:
+        for i in range(self._position[after.key] + 1, len(self.shards)):  # stops within a few
+            shard = self.shards[i]
             if len(self._futures) >= self.ahead:
                 return
             if shard.key in self._taken or shard.key in self._futures:
