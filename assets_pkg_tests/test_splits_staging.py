@@ -174,3 +174,16 @@ def test_a_killed_pass_1_leaves_only_a_hidden_temp_that_the_next_pass_1_clears(d
     pass_1(inbox, wh)
     assert not abandoned.exists() and fresh.exists()
     assert staging.is_current(staged_file(wh, "00001"), staging.identity(shard, None))
+
+
+def test_the_stage_of_a_shard_removed_from_the_inbox_is_pruned(data_root, inbox):
+    from assets_pkg.splits.pipeline import prune_stages
+
+    for number in (1, 2):
+        write_shard(make_rows(300, seed=number, n_customers=40), inbox / f"part-{number:05d}.csv")
+    wh = data_root / "warehouse"
+    pass_1(inbox, wh)
+    (inbox / "part-00002.csv").unlink()
+    assert prune_stages(wh, discover(inbox)) == ["00002"]
+    assert staged_file(wh, "00001").exists() and not staged_file(wh, "00002").exists()
+    assert not staging.sidecar(staged_file(wh, "00002")).exists()

@@ -26,6 +26,7 @@ from assets_pkg.splits.pipeline import (
     compute_allocation,
     consolidate,
     manifest_file,
+    prune_stages,
     read_json,
     rejects_file,
     split_and_write,
@@ -299,6 +300,9 @@ def split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, d
                           "reason": "allocation change", "rows_in": r.counts["rows_in"]},
             ))
     rates = update_label_rates(con, warehouse, params)
+    pruned = prune_stages(warehouse, found)
+    if pruned:
+        context.log.info(f"removed the staged rows of {len(pruned)} shard(s) no longer in the inbox: {pruned[:10]}")
     outcomes = invariants.global_outcomes(con, warehouse, inbox_dir(), params)
     run_results = [by_key[k] for k in run_keys]
     for name in SPLITS:

@@ -8,6 +8,7 @@ and by the assets are the same files.
 
 import datetime as dt
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,18 @@ def rejects_file(warehouse: Path, key: str) -> Path:
 def staged_file(warehouse: Path, key: str) -> Path:
     """A text shard's parsed rows from pass 1 for pass 2 (:mod:`assets_pkg.splits.staging`)."""
     return asset_dir(warehouse, "_staged") / f"part-{int(key):05d}.arrow"
+
+
+def prune_stages(warehouse: Path, found: Discovery) -> list[str]:
+    """Remove the stages of shards no longer in the inbox (their pass 2 will never come)."""
+    folder = asset_dir(warehouse, "_staged")
+    live = set(found.by_key())
+    staged = {m.group(1) for p in (folder.iterdir() if folder.is_dir() else ())
+              if (m := re.fullmatch(r"part-(\d+)\.arrow(?:\.json)?", p.name))}
+    gone = sorted({f"{int(n):05d}" for n in staged} - live)
+    for key in gone:
+        staging.remove(staged_file(warehouse, key))
+    return gone
 
 
 def write_profile(con, shard: Shard, params: SplitParams, warehouse: Path, signature=None) -> pa.Table:
@@ -305,6 +318,7 @@ def run_all(inbox: Path, warehouse: Path, exports: Path | None, params: SplitPar
     results = split_and_write(con, found.shards, params, warehouse, manifest, found.signature,
                               customers=allocation.customers)
     manifest["label_rate"] = update_label_rates(con, warehouse, params)
+    prune_stages(warehouse, found)
     summary = {"shards": len(found.shards), "problems": [str(p) for p in found.problems],
                "results": results, "manifest": manifest}
     if exports is not None:
