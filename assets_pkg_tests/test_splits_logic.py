@@ -317,10 +317,11 @@ def test_unparseable_dates_below_threshold_are_dropped_and_counted(data_root, in
     assert invariants.row_accounting(data_root / "warehouse", manifest).passed
 
 
-def test_unparseable_dates_above_threshold_fail_naming_the_column(data_root, inbox):
+@pytest.mark.parametrize("fmt", ["tsv", "parquet"])
+def test_unparseable_dates_above_threshold_fail_naming_the_column(data_root, inbox, fmt):
     records = [(f"C{i}", "2023-02-01", "0") for i in range(10)] + [("X", "31/31/2023", "0")] * 5
-    write_shard(rows(records), inbox / "part-00002.tsv")
-    with pytest.raises(ShardError, match=r"part-00002\.tsv.*'date'.*error_threshold"):
+    write_shard(rows(records), inbox / f"part-00002.{fmt}")
+    with pytest.raises(ShardError, match=rf"part-00002\.{fmt}.*'date'.*error_threshold.*e\.g\. '31/31/2023'"):
         run(data_root)
 
 

@@ -197,6 +197,11 @@ def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams,
         # (no copy in Python): per-customer rows are most of it.
         reasons = " ".join(f"WHEN {i} THEN '{STAT_PREFIX}{name}'"
                            for i, name in enumerate(("dropped_null_customer", "dropped_bad_date", "dropped_label"), 1))
+        # an unparseable date for the error message: a Parquet shard can be scanned again
+        # should the threshold be passed (the example costs ~10% of the query); a text
+        # stream cannot, so it keeps one on the way
+        rescannable = opened.reader is None
+        example_sql = "NULL::VARCHAR" if rescannable else "CAST(any_value(__d_raw) FILTER (WHERE s = 2) AS VARCHAR)"
         sql = f"""
             WITH t AS (SELECT {_norm_sql(params)}, {d} AS __d_raw FROM {src}),
             v AS (
@@ -211,7 +216,7 @@ def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams,
                    CASE WHEN s = 0 THEN count(*) FILTER (WHERE pre) END::BIGINT AS pre,
                    CASE WHEN s = 0 THEN count(*) FILTER (WHERE NOT pre) END::BIGINT AS post,
                    CASE WHEN s <> 0 THEN count(*) END::BIGINT AS n,
-                   CAST(any_value(__d_raw) FILTER (WHERE s = 2) AS VARCHAR) AS example
+                   {example_sql} AS example
             FROM w GROUP BY GROUPING SETS ((s, c), (s, l))
             HAVING s = 0 OR GROUPING(l) = 1
         """
@@ -220,7 +225,6 @@ def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams,
         except duckdb.Error as exc:
             text = str(exc)
             raise ShardError(text if str(shard.path) in text else f"{shard.path}: {text}") from exc
-        con.execute(f"DROP VIEW {src}")
         # the few rows that are not per customer: labels and drop reasons
         small = result.take(pc.indices_nonzero(pc.not_equal(result.column("kind"), "customer"))).to_pylist()
         example = None
@@ -235,7 +239,13 @@ def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams,
         stats["rows_in"] = usable + stats["dropped_null_customer"] + stats["dropped_bad_date"] + stats["dropped_label"]
         total = stats["rows_in"] + opened.rejected_lines
         if total and stats["dropped_bad_date"] / total > params.error_threshold:
+            if rescannable:
+                example = (con.execute(f"SELECT CAST(__d_raw AS VARCHAR) FROM (SELECT {_norm_sql(params)}, {d} AS __d_raw "
+                                       f"FROM {src}) WHERE __c IS NOT NULL AND __d IS NULL LIMIT 1").fetchall()
+                           or [[None]])[0][0]
+            con.execute(f"DROP VIEW {src}")
             raise _bad_date_error(shard, params, stats["dropped_bad_date"], total, example)
+        con.execute(f"DROP VIEW {src}")
         groups = result.drop_columns(["example"])
         if groups.schema != _BODY_SCHEMA:
             groups = groups.cast(_BODY_SCHEMA)
