@@ -249,6 +249,26 @@ def test_determinism_same_inputs_identical_outputs(tmp_path, monkeypatch):
     assert outputs[0] == outputs[1]
 
 
+
+def test_outputs_keep_the_input_row_order_when_duckdb_reads_a_shard_on_two_threads(data_root, inbox):
+    """A shard of several row groups is scanned by two DuckDB threads; DuckDB's partitioned
+    COPY would then write rows in whatever order the threads deliver them (a different
+    file on every run). Each split shard, and the consolidated files, keep the input order."""
+    import numpy as np
+
+    table = make_rows(40_000, seed=7, n_customers=300)
+    path = inbox / "part-00007.parquet"
+    pq.write_table(table, path, row_group_size=4_000)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 10
+    write_shard(make_rows(3_000, seed=8, n_customers=300, start_id=100_000), inbox / "part-00008.parquet")
+    run_all(inbox, data_root / "warehouse", data_root / "exports", make_params(), con=connect(threads=2))
+    for split in ("train", "val", "oot"):
+        for name in ("part-00007.parquet", "part-00008.parquet"):
+            ids = pq.read_table(data_root / "warehouse" / "splits" / split / name).column("transaction_id").to_numpy()
+            assert len(ids) and (np.diff(ids) > 0).all(), (split, name)
+        merged = pq.read_table(consolidated_file(data_root / "exports", split, "parquet")).column("transaction_id")
+        assert (np.diff(merged.to_numpy()) > 0).all(), split
+
 def test_stability_adding_a_shard_moves_no_customer(data_root, inbox):
     write_shard(make_rows(400, seed=1, n_customers=100), inbox / "part-00001.parquet")
     run(data_root)

@@ -148,9 +148,34 @@ def joins_built_on_allocation(con):
         con.execute(f"SET disabled_optimizers = '{_escape(previous)}'")
 
 
+def duckdb_threads(con) -> int:
+    return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+
+
+@contextmanager
+def one_thread_per_statement(con):
+    """Within this block each DuckDB statement runs on the thread that executes it.
+
+    DuckDB's ``COPY ... PARTITION_BY`` writes rows in the order its threads deliver them,
+    whatever ``preserve_insertion_order`` says: a shard read by two threads (several row
+    groups, or a stream of record batches) would come out in a different order on every
+    run. With one thread per statement the output follows the input, and the two cores
+    still work when two shards are split at once (:class:`ShardPool`, one cursor each).
+    ``threads`` is GLOBAL, so this wraps a whole pass; nested blocks do nothing."""
+    previous = duckdb_threads(con)
+    if previous == 1:
+        yield
+        return
+    con.execute("SET threads = 1")
+    try:
+        yield
+    finally:
+        con.execute(f"SET threads = {previous}")
+
+
 def _run_pass2(con, sql: str, shard: Shard, parameters) -> list:
     """Run a pass-2 statement with the hash joins built on the allocation and label map."""
-    with joins_built_on_allocation(con):
+    with joins_built_on_allocation(con), one_thread_per_statement(con):
         return _run(con, sql, shard, parameters).fetchall()
 
 

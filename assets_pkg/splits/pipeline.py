@@ -24,8 +24,10 @@ from assets_pkg.splits.logic import (
     Allocation,
     ShardSplit,
     build_allocation,
+    duckdb_threads,
     files_relation,
     joins_built_on_allocation,
+    one_thread_per_statement,
     output_label_rates,
     load_allocation,
     profile_shard,
@@ -234,8 +236,10 @@ def split_and_write(con, shards: list[Shard], params: SplitParams, warehouse: Pa
                                                             staging.identity(shard, signature))
 
     results = []
-    with joins_built_on_allocation(con):  # once for every cursor: the setting is global
-        for result in ShardPool(con, shards, one, concurrent=staged_or_parquet):
+    threads = duckdb_threads(con)
+    # both settings are global: set once for every cursor of the pool
+    with joins_built_on_allocation(con), one_thread_per_statement(con):
+        for result in ShardPool(con, shards, one, concurrent=staged_or_parquet, threads=threads):
             results.append(result)
             if on_shard is not None:
                 on_shard(result)

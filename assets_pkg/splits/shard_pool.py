@@ -33,11 +33,13 @@ class ShardPool:
     stop the workers early; taking the last shard closes it too."""
 
     def __init__(self, con, shards: list[Shard], work: Callable, workers: int = 2, ahead: int = 2,
-                 concurrent: Callable[[Shard], bool] = concurrent_scan):
+                 concurrent: Callable[[Shard], bool] = concurrent_scan, threads: int | None = None):
         self.con, self.shards, self.work = con, list(shards), work
         self._position = {s.key: i for i, s in enumerate(self.shards)}
         self.on_worker = {s.key for s in self.shards if concurrent(s)}
-        threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+        # the cores DuckDB may use (``threads``: when the caller runs each statement on one)
+        if threads is None:
+            threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
         concurrent = threads >= 2 and workers >= 2 and len(self.on_worker) > 1
         self.ahead = max(ahead, workers) if concurrent else 0
         self._futures: dict[str, Future] = {}
