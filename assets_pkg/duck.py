@@ -30,6 +30,11 @@ def connect(
     return con
 
 
+def threads_of(con) -> int:
+    """The worker threads DuckDB may use (the ``threads`` setting, global to the database)."""
+    return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+
+
 def quote_ident(name: str) -> str:
     """Quote an identifier that came from config or a file header."""
     return '"' + str(name).replace('"', '""') + '"'

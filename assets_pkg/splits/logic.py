@@ -36,7 +36,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets_pkg.duck import quote_ident
+from assets_pkg.duck import quote_ident, threads_of
 from assets_pkg.splits.discovery import Shard
 from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.shard_io import OpenedShard, ShardError, open_shard
@@ -148,10 +148,6 @@ def joins_built_on_allocation(con):
         con.execute(f"SET disabled_optimizers = '{_escape(previous)}'")
 
 
-def duckdb_threads(con) -> int:
-    return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
-
-
 @contextmanager
 def one_thread_per_statement(con):
     """Within this block each DuckDB statement runs on the thread that executes it.
@@ -162,7 +158,7 @@ def one_thread_per_statement(con):
     run. With one thread per statement the output follows the input, and the two cores
     still work when two shards are split at once (:class:`ShardPool`, one cursor each).
     ``threads`` is GLOBAL, so this wraps a whole pass; nested blocks do nothing."""
-    previous = duckdb_threads(con)
+    previous = threads_of(con)
     if previous == 1:
         yield
         return

@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from assets_pkg.duck import threads_of
 from assets_pkg.io import atomic_write_json, file_extension, write_table
 from assets_pkg.io.formats import FORMATS
 from assets_pkg.splits.discovery import Discovery, Shard, discover
@@ -24,7 +25,6 @@ from assets_pkg.splits.logic import (
     Allocation,
     ShardSplit,
     build_allocation,
-    duckdb_threads,
     files_relation,
     joins_built_on_allocation,
     one_thread_per_statement,
@@ -236,7 +236,7 @@ def split_and_write(con, shards: list[Shard], params: SplitParams, warehouse: Pa
                                                             staging.identity(shard, signature))
 
     results = []
-    threads = duckdb_threads(con)
+    threads = threads_of(con)
     # both settings are global: set once for every cursor of the pool
     with joins_built_on_allocation(con), one_thread_per_statement(con):
         for result in ShardPool(con, shards, one, concurrent=staged_or_parquet, threads=threads):

@@ -18,6 +18,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
+from assets_pkg.duck import threads_of
 from assets_pkg.splits.discovery import Shard
 
 
@@ -39,7 +40,7 @@ class ShardPool:
         self.on_worker = {s.key for s in self.shards if concurrent(s)}
         # the cores DuckDB may use (``threads``: when the caller runs each statement on one)
         if threads is None:
-            threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+            threads = threads_of(con)
         concurrent = threads >= 2 and workers >= 2 and len(self.on_worker) > 1
         self.ahead = max(ahead, workers) if concurrent else 0
         self._futures: dict[str, Future] = {}
