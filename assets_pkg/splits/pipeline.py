@@ -204,9 +204,11 @@ def split_and_write(con, shards: list[Shard], params: SplitParams, warehouse: Pa
     """Pass 2 over ``shards``; ``on_shard(result)`` is called on the calling thread after
     each (progress); the results come back in shard order.
 
-    Parquet shards are split two at a time like pass 1 (:class:`ShardPool`), each on its
-    own cursor: the allocation, the label map and the settings belong to the database, so
-    every cursor shares them, and the files and state sidecars are the same as one at a time."""
+    Parquet shards, and text shards with a current stage from pass 1, are split two at a
+    time (:class:`ShardPool`), each on its own cursor: the allocation, the label map and the
+    settings belong to the database, so every cursor shares them. Each statement runs on
+    one thread (:func:`one_thread_per_statement`), so the files and state sidecars are the
+    same, byte for byte, as one shard at a time, and each output keeps its input's row order."""
     load_allocation(con, customers if customers is not None else allocation_file(warehouse), manifest, params)
     con.execute("SET preserve_insertion_order = true")  # deterministic output files
 

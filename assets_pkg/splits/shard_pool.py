@@ -29,9 +29,10 @@ def concurrent_scan(shard: Shard) -> bool:
 
 class ShardPool:
     """``take(shard)`` returns ``work(cursor, shard)``; iterating yields every shard's result
-    in order. ``concurrent(shard)`` says which shards may run on a worker. The first error is raised by the ``take`` of its shard and cancels the work
-    not yet started (work in flight finishes on its own). Close it (or use ``with``) to
-    stop the workers early; taking the last shard closes it too."""
+    in order. ``concurrent(shard)`` says which shards may run on a worker (default: the
+    uncompressed Parquet ones). The first error is raised by the ``take`` of its shard and
+    cancels the work not yet started (work in flight finishes on its own). Close it (or use
+    ``with``) to stop the workers early; taking the last shard closes it too."""
 
     def __init__(self, con, shards: list[Shard], work: Callable, workers: int = 2, ahead: int = 2,
                  concurrent: Callable[[Shard], bool] = concurrent_scan, threads: int | None = None):
