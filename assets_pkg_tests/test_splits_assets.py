@@ -222,6 +222,28 @@ def test_missing_input_file_fails_with_the_refused_names(data_root, inbox, insta
     assert "part-00008.csv" in text and "part-8.tsv" in text
 
 
+
+def test_a_corrupt_shard_among_good_ones_fails_the_profile_step_naming_it(data_root, inbox, instance):
+    """Parquet shards are profiled two at a time on worker threads: the bad one's error
+    reaches the step with its file name, the workers stop, and no profile of it exists."""
+    keys = ["00001", "00002", "00003", "00004", "00005"]
+    for key in keys:
+        write_shard(make_rows(200, seed=int(key), n_customers=30), inbox / f"part-{key}.parquet")
+    (inbox / "part-00003.parquet").write_bytes(b"PAR1 not really parquet PAR1")
+    defs = make_defs(consolidate=False)
+    instance.add_dynamic_partitions("splits_shards", keys)
+    result = defs.resolve_job_def("splits_job").execute_in_process(
+        instance=instance, raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+    assert not result.success
+    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    assert failure.step_key == "splits__shard_profile"
+    assert "part-00003.parquet" in failure.event_specific_data.error.to_string()
+    assert not partition_path(["splits", "shard_profile"], "00003").exists()
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name.startswith("splits-shard")]
+
 def test_failed_error_check_blocks_consolidation(data_root, inbox, instance):
     write_shard(make_rows(100, seed=4, n_customers=20), inbox / "part-00004.parquet")
     orphan = data_root / "warehouse/splits/oot/part-00077.parquet"
