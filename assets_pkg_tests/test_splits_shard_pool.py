@@ -96,3 +96,23 @@ def test_taking_out_of_order_still_gives_each_shard_its_own_result():
     recorder = Recorder()
     pool = ShardPool(con, spec, recorder)
     assert [pool.take(spec[i]) for i in (2, 0, 3, 1)] == ["result 00003", "result 00001", "result 00004", "result 00002"]
+
+
+def test_one_thread_each_while_side_by_side_and_restored_after_the_last_shard_or_an_error():
+    con = connect(threads=2)
+    seen = []
+
+    def work(cursor, shard):
+        seen.append(cursor.execute("SELECT current_setting('threads')").fetchall()[0][0])
+        if shard.key == "00004":
+            raise ValueError("bad shard 00004")
+        return shard.key
+
+    assert list(ShardPool(con, shards("ppp"), work, one_thread_each=True)) == ["00001", "00002", "00003"]
+    assert set(seen) == {1} and con.execute("SELECT current_setting('threads')").fetchall()[0][0] == 2
+    with pytest.raises(ValueError, match="bad shard 00004"):
+        list(ShardPool(con, shards("pppp"), work, one_thread_each=True))
+    assert con.execute("SELECT current_setting('threads')").fetchall()[0][0] == 2
+    seen.clear()
+    assert list(ShardPool(con, shards("p"), work, one_thread_each=True)) == ["00001"]  # alone: all threads
+    assert seen == [2]

@@ -181,7 +181,7 @@ def shard_profile(context: dg.AssetExecutionContext, split_config: SplitConfig, 
     # them (ShardPool), so memory stays bounded. Text shards go one at a time: two streaming
     # readers next to Dagster's own ~170 MB measured 525 MB peak at 10M rows, over the
     # 512 MB budget. Progress is logged for the step (throttled), not per shard.
-    pool = ShardPool(duckdb.connect(), shards, profile)
+    pool = ShardPool(duckdb.connect(), shards, profile, one_thread_each=True)
 
     def lazy_profile(shard: Shard) -> pa.RecordBatchReader:
         def batches():  # computed (or picked up) when the IO manager writes this partition

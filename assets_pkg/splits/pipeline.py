@@ -111,7 +111,7 @@ def profile_all(con, shards: list[Shard], params: SplitParams, warehouse: Path, 
     def one(cursor, shard: Shard) -> None:  # the profile is on disk; nothing held in memory
         write_profile(cursor, shard, params, warehouse, signature)
 
-    for _ in ShardPool(con, shards, one, concurrent=lambda shard: True):
+    for _ in ShardPool(con, shards, one, concurrent=lambda shard: True, one_thread_each=True):
         pass
 
 
