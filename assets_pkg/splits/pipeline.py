@@ -104,10 +104,10 @@ def write_profile(con, shard: Shard, params: SplitParams, warehouse: Path, signa
 
 
 def profile_all(con, shards: list[Shard], params: SplitParams, warehouse: Path, signature=None) -> None:
-    """Pass 1 over many shards, two at a time (:class:`ShardPool`), text shards too: here
-    two streaming readers and two profiles fit the 512 MB budget (about 440 MB at 10M rows).
-    The Dagster step keeps text shards one at a time: the Dagster process itself holds
-    ~170 MB more."""
+    """Pass 1 over many shards, two at a time with one DuckDB thread each (:class:`ShardPool`),
+    text shards too: here two streaming readers and two profiles fit the 512 MB budget
+    (about 400 MB peak at 10M csv rows). The Dagster step keeps text shards one at a time:
+    the Dagster process itself holds ~50 MB more."""
     def one(cursor, shard: Shard) -> None:  # the profile is on disk; nothing held in memory
         write_profile(cursor, shard, params, warehouse, signature)
 
