@@ -245,19 +245,40 @@ def measure(variant: str, inbox: Path) -> dict:
 
 
 # -- report ----------------------------------------------------------------------------------
-def table(results: list[tuple[str, int, dict]]) -> str:
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def table(results: list[tuple[str, int, int, dict]]) -> str:
+    """One row per input and variant. With several rounds: median seconds and CPU, the
+    range of the per-round ratios (each round's copy is its base: side by side), max RSS."""
     lines = ["| input | rows | variant | seconds | x copy | rows/s | CPU s | CPU x copy | peak RSS MB |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-    copies = {(fmt, rows): r for fmt, rows, r in results if r.get("variant") == "copy" and "seconds" in r}
-    for fmt, rows, r in results:
-        if "error" in r:
-            lines.append(f"| {fmt} | {rows:,} | {r['variant']} | failed: {r['error']} | | | | | |")
+    copies = {(fmt, rows, k): r for fmt, rows, k, r in results if r.get("variant") == "copy" and "seconds" in r}
+    grouped: dict[tuple, list[tuple[int, dict]]] = {}
+    for fmt, rows, k, r in results:
+        grouped.setdefault((fmt, rows, r["variant"]), []).append((k, r))
+    for (fmt, rows, variant), runs in grouped.items():
+        failed = [r for _, r in runs if "error" in r]
+        if failed:
+            lines.append(f"| {fmt} | {rows:,} | {variant} | failed: {failed[0]['error']} | | | | | |")
             continue
-        base = copies.get((fmt, rows))
-        ratio = f"{r['seconds'] / base['seconds']:.2f}" if base else "-"
-        cpu_ratio = f"{r['cpu_seconds'] / base['cpu_seconds']:.2f}" if base and base["cpu_seconds"] else "-"
-        lines.append(f"| {fmt} | {rows:,} | {r['variant']} | {r['seconds']:.2f} | {ratio} | "
-                     f"{r['rows'] / r['seconds']:,.0f} | {r['cpu_seconds']:.2f} | {cpu_ratio} | {r['peak_rss_mb']} |")
+        ratios = [r["seconds"] / copies[(fmt, rows, k)]["seconds"] for k, r in runs if (fmt, rows, k) in copies]
+        cpu_ratios = [r["cpu_seconds"] / copies[(fmt, rows, k)]["cpu_seconds"] for k, r in runs
+                      if (fmt, rows, k) in copies and copies[(fmt, rows, k)]["cpu_seconds"]]
+
+        def spread(xs):
+            if not xs:
+                return "-"
+            return f"{_median(xs):.2f}" if len(xs) == 1 else f"{_median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f})"
+
+        seconds = _median([r["seconds"] for _, r in runs])
+        cpu = _median([r["cpu_seconds"] for _, r in runs])
+        peak = max(r["peak_rss_mb"] for _, r in runs)
+        lines.append(f"| {fmt} | {rows:,} | {variant} | {seconds:.2f} | {spread(ratios)} | {runs[0][1]['rows'] / seconds:,.0f} | "
+                     f"{cpu:.2f} | {spread(cpu_ratios)} | {peak} |")
     return "\n".join(lines)
 
 
@@ -271,6 +292,8 @@ def main(argv=None) -> int:
                         help="with --rows: input formats to run (default parquet)")
     parser.add_argument("--variants", nargs="*", choices=list(VARIANTS),
                         help="only these variants (the copy always runs: it is the ratio's base)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every variant this many times, interleaved (median and ratio range)")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "INBOX"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -291,16 +314,17 @@ def main(argv=None) -> int:
     for fmt, rows, variants in plan:
         inbox = generate(rows, fmt)
         warm_page_cache(inbox)
-        for variant in variants:
-            if args.no_apply and variant == "pandas-apply":
-                continue
-            if args.variants and variant not in args.variants and variant != "copy":
-                continue
-            r = measure(variant, inbox)
-            print(f"  {fmt} {rows:,} {variant}: {r}", file=sys.stderr, flush=True)
-            results.append((fmt, rows, r))
+        for k in range(max(1, args.rounds)):
+            for variant in variants:
+                if args.no_apply and variant == "pandas-apply":
+                    continue
+                if args.variants and variant not in args.variants and variant != "copy":
+                    continue
+                r = measure(variant, inbox)
+                print(f"  {fmt} {rows:,} round {k + 1} {variant}: {r}", file=sys.stderr, flush=True)
+                results.append((fmt, rows, k, r))
     print(table(results))
-    failed = [r for _, _, r in results if "error" in r]
+    failed = [r for *_, r in results if "error" in r]
     return 1 if failed else 0
 
 
