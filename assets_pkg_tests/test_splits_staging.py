@@ -197,3 +197,15 @@ def test_the_stage_of_a_shard_removed_from_the_inbox_is_pruned(data_root, inbox)
     assert prune_stages(wh, discover(inbox)) == ["00002"]
     assert staged_file(wh, "00001").exists() and not staged_file(wh, "00002").exists()
     assert not staging.sidecar(staged_file(wh, "00002")).exists()
+
+
+def test_a_stage_that_does_not_hold_every_counted_row_is_not_published(tmp_path):
+    """The consumer's row count is the check that the whole shard went through the tee."""
+    table = make_rows(50, seed=1, n_customers=10)
+    path = tmp_path / "stage" / "part-00001.arrow"
+    writer = staging.StageWriter(path, {"source": "part-00001.csv", "version": staging.STAGE_VERSION})
+    batches = writer.tee(pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=20)))
+    next(iter(batches))  # the consumer stopped after the first batch
+    writer.commit(rejected_lines=0, rows=50)
+    assert not path.exists() and not staging.sidecar(path).exists()
+    assert not [p for p in path.parent.iterdir()]  # the temp file is gone too

@@ -201,7 +201,8 @@ def profile_shard(con, shard: Shard, params: SplitParams, signature=None, progre
     except BaseException:
         opened.discard_stage()
         raise
-    opened.commit_stage()
+    stats = profile_stats(profile)
+    opened.commit_stage(rows=stats["rows_in"] - stats["rejected_lines"])
     return profile
 
 

@@ -47,10 +47,11 @@ class OpenedShard:
             return 0
         return int(self.reader.stats.total_errors)
 
-    def commit_stage(self) -> None:
-        """Publish the staged rows (pass 1, after the whole shard was read and accepted)."""
+    def commit_stage(self, rows: int) -> None:
+        """Publish the staged rows (pass 1, after the whole shard was read and accepted;
+        ``rows``: the rows the profile counted, which the stage must hold)."""
         if self.stage_writer is not None:
-            self.stage_writer.commit(self.rejected_lines)
+            self.stage_writer.commit(self.rejected_lines, rows)
             self.stage_writer = None
 
     def discard_stage(self) -> None:

@@ -71,9 +71,10 @@ class StageWriter:
 
         return pa.RecordBatchReader.from_batches(batches.schema, gen())
 
-    def commit(self, rejected_lines: int) -> None:
-        """Publish the stage (call once the whole shard went through :meth:`tee`)."""
-        if self._writer is None:  # no batch at all: nothing worth staging
+    def commit(self, rejected_lines: int, rows: int) -> None:
+        """Publish the stage once the whole shard went through :meth:`tee`: ``rows`` is how
+        many rows the consumer counted; a stage that does not hold exactly those is dropped."""
+        if self._writer is None or self.rows != rows:  # nothing worth staging, or not all of it
             self.discard()
             return
         self._close()
