@@ -6,6 +6,7 @@ Storage stays in Parquet: a ``.duckdb`` file would lock out every other process.
 """
 
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -30,9 +31,29 @@ def connect(
     return con
 
 
+def current_setting(con, name: str):
+    return con.execute("SELECT current_setting(?)", [name]).fetchall()[0][0]
+
+
 def threads_of(con) -> int:
     """The worker threads DuckDB may use (the ``threads`` setting, global to the database)."""
-    return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+    return int(current_setting(con, "threads"))
+
+
+@contextmanager
+def setting(con, name: str, value):
+    """``SET name = value`` for the block, then the previous value again; nothing when it
+    already holds. Most settings (``threads``, ``disabled_optimizers``) are GLOBAL: every
+    cursor of the database sees them, so a block wraps all the work that needs it."""
+    previous = current_setting(con, name)
+    if str(previous) == str(value):
+        yield
+        return
+    con.execute(f"SET {name} = '{_escape(str(value))}'")
+    try:
+        yield
+    finally:
+        con.execute(f"SET {name} = '{_escape(str(previous))}'")
 
 
 def quote_ident(name: str) -> str:

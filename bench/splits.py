@@ -21,8 +21,10 @@ COPY with COMPRESSION_LEVEL 1 for the splits, pyarrow's ParquetWriter default fo
 the inputs hold one row group per shard, so each shard is scanned by one thread in every
 variant. (a) and (b) work on two shards at once (Parquet shards, and in pass 2 text shards
 staged by pass 1; (a) also profiles text shards two at a time): the CPU columns and copy-2
-show what that buys over the one-core copy. ``--rows N --formats parquet csv --variants logic dagster`` runs a subset (the
-copy always runs: it is the ratios' base).
+show what that buys over the one-core copy.
+``--rows N --formats parquet csv --variants logic dagster`` runs a subset (the copy always
+runs: it is the ratios' base); ``--rounds 3`` runs each variant three times, interleaved,
+and reports medians with the range of the per-round ratios.
 """
 
 import argparse
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from statistics import median
 
 from assets_pkg.obs import cpu_seconds, peak_rss_mb
 
@@ -245,10 +248,13 @@ def measure(variant: str, inbox: Path) -> dict:
 
 
 # -- report ----------------------------------------------------------------------------------
-def _median(values: list[float]) -> float:
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+def _spread(ratios: list[float]) -> str:
+    """The median ratio, and its range when there were several rounds."""
+    if not ratios:
+        return "-"
+    if len(ratios) == 1:
+        return f"{ratios[0]:.2f}"
+    return f"{median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 def table(results: list[tuple[str, int, int, dict]]) -> str:
@@ -265,20 +271,14 @@ def table(results: list[tuple[str, int, int, dict]]) -> str:
         if failed:
             lines.append(f"| {fmt} | {rows:,} | {variant} | failed: {failed[0]['error']} | | | | | |")
             continue
-        ratios = [r["seconds"] / copies[(fmt, rows, k)]["seconds"] for k, r in runs if (fmt, rows, k) in copies]
-        cpu_ratios = [r["cpu_seconds"] / copies[(fmt, rows, k)]["cpu_seconds"] for k, r in runs
-                      if (fmt, rows, k) in copies and copies[(fmt, rows, k)]["cpu_seconds"]]
-
-        def spread(xs):
-            if not xs:
-                return "-"
-            return f"{_median(xs):.2f}" if len(xs) == 1 else f"{_median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f})"
-
-        seconds = _median([r["seconds"] for _, r in runs])
-        cpu = _median([r["cpu_seconds"] for _, r in runs])
+        pairs = [(r, copies[(fmt, rows, k)]) for k, r in runs if (fmt, rows, k) in copies]  # side by side
+        ratios = [r["seconds"] / c["seconds"] for r, c in pairs]
+        cpu_ratios = [r["cpu_seconds"] / c["cpu_seconds"] for r, c in pairs if c["cpu_seconds"]]
+        seconds = median(r["seconds"] for _, r in runs)
+        cpu = median(r["cpu_seconds"] for _, r in runs)
         peak = max(r["peak_rss_mb"] for _, r in runs)
-        lines.append(f"| {fmt} | {rows:,} | {variant} | {seconds:.2f} | {spread(ratios)} | {runs[0][1]['rows'] / seconds:,.0f} | "
-                     f"{cpu:.2f} | {spread(cpu_ratios)} | {peak} |")
+        lines.append(f"| {fmt} | {rows:,} | {variant} | {seconds:.2f} | {_spread(ratios)} | "
+                     f"{runs[0][1]['rows'] / seconds:,.0f} | {cpu:.2f} | {_spread(cpu_ratios)} | {peak} |")
     return "\n".join(lines)
 
 

@@ -20,7 +20,6 @@ from assets_pkg.splits import invariants
 from assets_pkg.splits.discovery import Discovery, Shard, discover
 from assets_pkg.splits.logic import PROFILE_SCHEMA, SPLITS, profile_shard, profile_stats
 from assets_pkg.splits.params import SplitParams, make_params
-from assets_pkg.splits.shard_pool import ShardPool
 from assets_pkg.splits.pipeline import (
     allocation_file,
     compute_allocation,
@@ -34,6 +33,7 @@ from assets_pkg.splits.pipeline import (
     staged_file,
     update_label_rates,
 )
+from assets_pkg.splits.shard_pool import ShardPool
 
 GROUP = "splits"
 KINDS = {"duckdb", "parquet"}

@@ -28,7 +28,6 @@ global label map: sorted distinct values -> 0..n-1.
 import hashlib
 import json
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets_pkg.duck import quote_ident, threads_of
+from assets_pkg.duck import current_setting, quote_ident, setting
 from assets_pkg.splits.discovery import Shard
 from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.shard_io import OpenedShard, ShardError, open_shard
@@ -117,15 +116,19 @@ def quiet(con) -> None:
     con.execute("SET enable_progress_bar = false")
 
 
+def _shard_error(shard: Shard, exc: Exception) -> ShardError:
+    """A DuckDB error as a ShardError that names the shard's file."""
+    text = str(exc)
+    return ShardError(text if str(shard.path) in text else f"{shard.path}: {text}")
+
+
 def _run(con, sql: str, shard: Shard, parameters=None):
     try:
         return con.execute(sql, parameters or [])
     except duckdb.Error as exc:
-        text = str(exc)
-        raise ShardError(text if str(shard.path) in text else f"{shard.path}: {text}") from exc
+        raise _shard_error(shard, exc) from exc
 
 
-@contextmanager
 def joins_built_on_allocation(con):
     """Within this block DuckDB builds each hash join on its right side as written (the
     allocation, the label map) instead of flipping it.
@@ -133,22 +136,14 @@ def joins_built_on_allocation(con):
     DuckDB knows no row count for a streamed (text) shard and then builds the join's hash
     table on the shard: every row with all its columns (~110 MB for a 500k-row csv shard,
     and slower) instead of the customers table. ``build_side_probe_side`` is the optimizer
-    that flips the sides. ``disabled_optimizers`` is a GLOBAL setting (every cursor of the
-    database sees it), so a pass 2 that splits shards on several cursors sets it once
-    around all of them; nested blocks do nothing. The previous value is restored."""
-    previous = con.execute("SELECT current_setting('disabled_optimizers')").fetchall()[0][0] or ""
-    names = [n for n in previous.split(",") if n.strip()]
-    if "build_side_probe_side" in names:
-        yield
-        return
-    con.execute(f"SET disabled_optimizers = '{_escape(','.join([*names, 'build_side_probe_side']))}'")
-    try:
-        yield
-    finally:
-        con.execute(f"SET disabled_optimizers = '{_escape(previous)}'")
+    that flips the sides. The setting is global, so a pass 2 that splits shards on several
+    cursors sets it once around all of them; nested blocks do nothing."""
+    names = [n for n in (current_setting(con, "disabled_optimizers") or "").split(",") if n.strip()]
+    if "build_side_probe_side" not in names:
+        names.append("build_side_probe_side")
+    return setting(con, "disabled_optimizers", ",".join(names))
 
 
-@contextmanager
 def one_thread_per_statement(con):
     """Within this block each DuckDB statement runs on the thread that executes it.
 
@@ -157,16 +152,8 @@ def one_thread_per_statement(con):
     groups, or a stream of record batches) would come out in a different order on every
     run. With one thread per statement the output follows the input, and the two cores
     still work when two shards are split at once (:class:`ShardPool`, one cursor each).
-    ``threads`` is GLOBAL, so this wraps a whole pass; nested blocks do nothing."""
-    previous = threads_of(con)
-    if previous == 1:
-        yield
-        return
-    con.execute("SET threads = 1")
-    try:
-        yield
-    finally:
-        con.execute(f"SET threads = {previous}")
+    ``threads`` is global, so this wraps a whole pass; nested blocks do nothing."""
+    return setting(con, "threads", 1)
 
 
 def _run_pass2(con, sql: str, shard: Shard, parameters) -> list:
@@ -197,16 +184,16 @@ def profile_shard(con, shard: Shard, params: SplitParams, signature=None, progre
     quiet(con)
     opened = open_shard(con, shard, params, signature, progress_callback, stage=stage_path, write_stage=True)
     try:
-        profile = _profile_opened(con, opened, shard, params, rejects_path)
+        profile, stats = _profile_opened(con, opened, shard, params, rejects_path)
     except BaseException:
         opened.discard_stage()
         raise
-    stats = profile_stats(profile)
     opened.commit_stage(rows=stats["rows_in"] - stats["rejected_lines"])
     return profile
 
 
-def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams, rejects_path) -> pa.Table:
+def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams,
+                    rejects_path) -> tuple[pa.Table, dict]:
     stats = {"rows_in": 0, "dropped_null_customer": 0, "dropped_bad_date": 0, "dropped_label": 0}
     groups = _empty(_BODY_SCHEMA)
     if opened.relation is not None:
@@ -243,31 +230,31 @@ def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams,
             HAVING s = 0 OR GROUPING(l) = 1
         """
         try:
-            result = con.sql(sql, params=[params.split_date]).to_arrow_table()
-        except duckdb.Error as exc:
-            text = str(exc)
-            raise ShardError(text if str(shard.path) in text else f"{shard.path}: {text}") from exc
-        # the few rows that are not per customer: labels and drop reasons
-        small = result.take(pc.indices_nonzero(pc.not_equal(result.column("kind"), "customer"))).to_pylist()
-        example = None
-        usable = 0
-        for row in small:
-            if row["kind"] == "label":
-                usable += row["pre"] + row["post"]  # every usable row has exactly one label
-            else:
-                stats[row["kind"][len(STAT_PREFIX):]] = int(row["n"])
-                if row["kind"] == "stat:dropped_bad_date":
-                    example = row["example"]
-        stats["rows_in"] = usable + stats["dropped_null_customer"] + stats["dropped_bad_date"] + stats["dropped_label"]
-        total = stats["rows_in"] + opened.rejected_lines
-        if total and stats["dropped_bad_date"] / total > params.error_threshold:
-            if rescannable:
-                example = (con.execute(f"SELECT CAST(__d_raw AS VARCHAR) FROM (SELECT {_norm_sql(params)}, {d} AS __d_raw "
-                                       f"FROM {src}) WHERE __c IS NOT NULL AND __d IS NULL LIMIT 1").fetchall()
-                           or [[None]])[0][0]
-            con.execute(f"DROP VIEW {src}")
-            raise _bad_date_error(shard, params, stats["dropped_bad_date"], total, example)
-        con.execute(f"DROP VIEW {src}")
+            try:
+                result = con.sql(sql, params=[params.split_date]).to_arrow_table()
+            except duckdb.Error as exc:
+                raise _shard_error(shard, exc) from exc
+            # the few rows that are not per customer: labels and drop reasons
+            small = result.take(pc.indices_nonzero(pc.not_equal(result.column("kind"), "customer"))).to_pylist()
+            example = None
+            usable = 0
+            for row in small:
+                if row["kind"] == "label":
+                    usable += row["pre"] + row["post"]  # every usable row has exactly one label
+                else:
+                    stats[row["kind"][len(STAT_PREFIX):]] = int(row["n"])
+                    if row["kind"] == "stat:dropped_bad_date":
+                        example = row["example"]
+            stats["rows_in"] = usable + stats["dropped_null_customer"] + stats["dropped_bad_date"] + stats["dropped_label"]
+            total = stats["rows_in"] + opened.rejected_lines
+            if total and stats["dropped_bad_date"] / total > params.error_threshold:
+                if rescannable:
+                    example = (con.execute(f"SELECT CAST(__d_raw AS VARCHAR) FROM (SELECT {_norm_sql(params)}, "
+                                           f"{d} AS __d_raw FROM {src}) WHERE __c IS NOT NULL AND __d IS NULL LIMIT 1"
+                                           ).fetchall() or [[None]])[0][0]
+                raise _bad_date_error(shard, params, stats["dropped_bad_date"], total, example)
+        finally:
+            con.execute(f"DROP VIEW IF EXISTS {src}")
         groups = result.drop_columns(["example"])
         if groups.schema != _BODY_SCHEMA:
             groups = groups.cast(_BODY_SCHEMA)
@@ -298,7 +285,7 @@ def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams,
     tail = pa.table(extra, schema=groups.schema)
     body = pa.concat_tables([groups, tail])
     n = body.num_rows
-    return pa.table(
+    profile = pa.table(
         {
             "shard": pa.repeat(pa.scalar(shard.key, pa.string()), n),
             "source": pa.repeat(pa.scalar(shard.name, pa.string()), n),
@@ -306,6 +293,7 @@ def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams,
         },
         schema=PROFILE_SCHEMA,
     )
+    return profile, stats
 
 
 _INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "BOOLEAN"}

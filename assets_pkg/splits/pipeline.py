@@ -16,10 +16,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assets_pkg.duck import threads_of
 from assets_pkg.io import atomic_write_json, file_extension, write_table
 from assets_pkg.io.formats import FORMATS
-from assets_pkg.splits.discovery import Discovery, Shard, discover
+from assets_pkg.splits.discovery import Discovery, Shard, discover, shard_key
 from assets_pkg.splits.logic import (
     SPLITS,
     Allocation,
@@ -41,6 +40,7 @@ from assets_pkg.splits.shard_pool import ShardPool, concurrent_scan
 
 MANIFEST_NAME = "split_manifest.json"
 STATE_FOLDER = "_shard_state"
+STAGED_FOLDER = "_staged"
 
 
 # -- paths ----------------------------------------------------------------------------------
@@ -48,8 +48,13 @@ def asset_dir(warehouse: Path, name: str) -> Path:
     return Path(warehouse) / "splits" / name
 
 
+def part_file(warehouse: Path, folder: str, key: str, ext: str) -> Path:
+    """``<warehouse>/splits/<folder>/part-NNNNN.<ext>``: every per-shard file's name."""
+    return asset_dir(warehouse, folder) / f"part-{shard_key(key)}.{ext}"
+
+
 def shard_file(warehouse: Path, name: str, key: str, fmt: str = "parquet") -> Path:
-    return asset_dir(warehouse, name) / f"part-{int(key):05d}.{file_extension(fmt)}"
+    return part_file(warehouse, name, key, file_extension(fmt))
 
 
 def allocation_file(warehouse: Path) -> Path:
@@ -61,7 +66,7 @@ def manifest_file(warehouse: Path) -> Path:
 
 
 def state_file(warehouse: Path, key: str) -> Path:
-    return asset_dir(warehouse, STATE_FOLDER) / f"part-{int(key):05d}.json"
+    return part_file(warehouse, STATE_FOLDER, key, "json")
 
 
 def consolidated_file(exports: Path, split: str, fmt: str) -> Path:
@@ -76,21 +81,21 @@ def read_json(path: Path) -> dict | None:
 # -- pass 1 ---------------------------------------------------------------------------------
 def rejects_file(warehouse: Path, key: str) -> Path:
     """Lines of an input shard the streaming reader rejected (line, error, raw text)."""
-    return asset_dir(warehouse, "_rejects") / f"part-{int(key):05d}.parquet"
+    return part_file(warehouse, "_rejects", key, "parquet")
 
 
 def staged_file(warehouse: Path, key: str) -> Path:
     """A text shard's parsed rows from pass 1 for pass 2 (:mod:`assets_pkg.splits.staging`)."""
-    return asset_dir(warehouse, "_staged") / f"part-{int(key):05d}.arrow"
+    return part_file(warehouse, STAGED_FOLDER, key, "arrow")
 
 
 def prune_stages(warehouse: Path, found: Discovery) -> list[str]:
     """Remove the stages of shards no longer in the inbox (their pass 2 will never come)."""
-    folder = asset_dir(warehouse, "_staged")
+    folder = asset_dir(warehouse, STAGED_FOLDER)
     live = set(found.by_key())
     staged = {m.group(1) for p in (folder.iterdir() if folder.is_dir() else ())
               if (m := re.fullmatch(r"part-(\d+)\.arrow(?:\.json)?", p.name))}
-    gone = sorted({f"{int(n):05d}" for n in staged} - live)
+    gone = sorted({shard_key(n) for n in staged} - live)
     for key in gone:
         staging.remove(staged_file(warehouse, key))
     return gone
@@ -238,10 +243,10 @@ def split_and_write(con, shards: list[Shard], params: SplitParams, warehouse: Pa
                                                             staging.identity(shard, signature))
 
     results = []
-    threads = threads_of(con)
+    pool = ShardPool(con, shards, one, concurrent=staged_or_parquet)  # sees DuckDB's threads before the block
     # both settings are global: set once for every cursor of the pool
     with joins_built_on_allocation(con), one_thread_per_statement(con):
-        for result in ShardPool(con, shards, one, concurrent=staged_or_parquet, threads=threads):
+        for result in pool:
             results.append(result)
             if on_shard is not None:
                 on_shard(result)

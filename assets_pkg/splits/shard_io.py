@@ -34,11 +34,6 @@ class OpenedShard:
     staged_rejected: int | None = None  # pass 2: read from a stage; pass 1's rejected lines
 
     @property
-    def staged(self) -> bool:
-        """The rows come from pass 1's stage, not from parsing the input again."""
-        return self.staged_rejected is not None
-
-    @property
     def rejected_lines(self) -> int:
         """Lines the streaming reader rejected (known once the relation was consumed)."""
         if self.staged_rejected is not None:

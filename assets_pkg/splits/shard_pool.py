@@ -16,9 +16,10 @@ workers (``concurrent``): they are then memory-mapped Arrow, not parsed.
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import Callable
 
-from assets_pkg.duck import threads_of
+from assets_pkg.duck import setting, threads_of
 from assets_pkg.splits.discovery import Shard
 
 
@@ -35,27 +36,22 @@ class ShardPool:
     ``with``) to stop the workers early; taking the last shard closes it too."""
 
     def __init__(self, con, shards: list[Shard], work: Callable, workers: int = 2, ahead: int = 2,
-                 concurrent: Callable[[Shard], bool] = concurrent_scan, threads: int | None = None,
-                 one_thread_each: bool = False):
+                 concurrent: Callable[[Shard], bool] = concurrent_scan, one_thread_each: bool = False):
         self.con, self.shards, self.work = con, list(shards), work
         self._position = {s.key: i for i, s in enumerate(self.shards)}
         self.on_worker = {s.key for s in self.shards if concurrent(s)}
-        # the cores DuckDB may use (``threads``: when the caller runs each statement on one)
-        if threads is None:
-            threads = threads_of(con)
-        concurrent = threads >= 2 and workers >= 2 and len(self.on_worker) > 1
-        self.ahead = max(ahead, workers) if concurrent else 0
+        side_by_side = threads_of(con) >= 2 and workers >= 2 and len(self.on_worker) > 1
+        self.ahead = max(ahead, workers) if side_by_side else 0
         self._futures: dict[str, Future] = {}
         self._taken: set[str] = set()
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="splits-shard") if self.ahead else None
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="splits-shard") if side_by_side else None
         # one_thread_each: while shards run side by side, each statement runs on its own
         # thread only (two statements asking for all of DuckDB's threads each oversubscribe
         # the cores: ~5% slower and ~30 MB more at 10M rows); restored at shutdown
-        self._restore_threads = None
-        if self._pool is not None and one_thread_each and threads_of(con) > 1:
-            self._restore_threads = threads_of(con)
-            con.execute("SET threads = 1")
+        self._settings = ExitStack()
+        if side_by_side and one_thread_each:
+            self._settings.enter_context(setting(con, "threads", 1))
 
     def __iter__(self):
         try:
@@ -76,7 +72,7 @@ class ShardPool:
             future = self._futures.pop(shard.key, None)
             if future is None and self._pool is not None and shard.key in self.on_worker:
                 future = self._pool.submit(self._on_cursor, shard)
-            if future is not None:
+            if future is not None:  # a worker shard: the next ones start while it runs
                 self._top_up(after=shard)
         try:
             result = future.result() if future is not None else self.work(self.con, shard)
@@ -84,7 +80,8 @@ class ShardPool:
             self.close()
             raise
         with self._lock:
-            self._top_up(after=shard)
+            if future is None:  # a shard run here, alone: the next ones start only now
+                self._top_up(after=shard)
             if len(self._taken) == len(self.shards):
                 self._shutdown()
         return result
@@ -102,8 +99,8 @@ class ShardPool:
             cursor.close()
 
     def _top_up(self, after: Shard) -> None:
-        """Start the Parquet shards that follow ``after``, up to ``ahead`` in flight; stop at
-        the next text shard (it will run alone)."""
+        """Start the worker shards that follow ``after``, up to ``ahead`` in flight; stop at
+        the next shard that runs on the caller (it runs alone)."""
         if self._pool is None:
             return
         for i in range(self._position[after.key] + 1, len(self.shards)):  # stops within a few
@@ -123,6 +120,4 @@ class ShardPool:
             self._futures.clear()
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        if self._restore_threads is not None:
-            self.con.execute(f"SET threads = {self._restore_threads}")
-            self._restore_threads = None
+        self._settings.close()
