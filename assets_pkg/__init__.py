@@ -4,6 +4,10 @@
 lazily from :mod:`assets_pkg.definitions`.
 """
 
+from assets_pkg.arrow_pool import prefer_jemalloc
+
+prefer_jemalloc()  # before anything loads pyarrow: fewer freed pages kept (see arrow_pool)
+
 
 def __getattr__(name):
     if name == "defs":

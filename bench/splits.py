@@ -1,6 +1,7 @@
 """Benchmark: the temporal split, four ways side by side on the same generated shards.
 
-    python -m bench.splits            # 10M rows in 20 shards (parquet and csv), plus 2M of each for flatness
+    python -m bench.splits            # 10M rows in 20 shards (parquet and csv), plus 2M of each for flatness,
+                                      # and 10M parquet rows in 100 shards (the 2M run's shard size)
     python -m bench.splits --quick    # 400k rows in 20 shards, a sanity run
 
 Variants (each in its own subprocess, so its peak RSS is its own):
@@ -45,17 +46,27 @@ SPLIT_DATE = "2024-01-01"
 
 
 # -- data ------------------------------------------------------------------------------------
-def generate(rows: int, fmt: str) -> Path:
-    """20 shards of ``rows`` rows in total, numbered with gaps; reused when present."""
-    from assets_pkg.demo.splits import DEMO_SHARDS, make_rows, write_shard
+def shard_numbers(shards: int) -> list[int]:
+    """The demo's numbers (with gaps), continued with every other number past them."""
+    from assets_pkg.demo.splits import DEMO_SHARDS
 
-    inbox = OUT / f"rows_{rows}_{fmt}" / "inbox" / "transactions"
+    extra = [DEMO_SHARDS[-1] + 2 * (i + 1) for i in range(max(0, shards - len(DEMO_SHARDS)))]
+    return (DEMO_SHARDS + extra)[:shards]
+
+
+def generate(rows: int, fmt: str, shards: int = SHARDS) -> Path:
+    """``shards`` shards of ``rows`` rows in total, numbered with gaps; reused when present.
+    Customers: one per 50 rows in total, drawn by every shard."""
+    from assets_pkg.demo.splits import make_rows, write_shard
+
+    name = f"rows_{rows}_{fmt}" if shards == SHARDS else f"rows_{rows}_{shards}_shards_{fmt}"
+    inbox = OUT / name / "inbox" / "transactions"
     done = inbox.parent / ".complete"
     if done.exists():
         return inbox
     shutil.rmtree(inbox, ignore_errors=True)
-    per_shard = rows // SHARDS
-    for i, number in enumerate(DEMO_SHARDS[:SHARDS]):
+    per_shard = rows // shards
+    for i, number in enumerate(shard_numbers(shards)):
         table = make_rows(per_shard, seed=number, n_customers=max(1000, rows // 50), start_id=i * per_shard)
         write_shard(table, inbox / f"part-{number:05d}.{fmt}")
     done.write_text("ok\n")
@@ -257,27 +268,29 @@ def _spread(ratios: list[float]) -> str:
     return f"{median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
-def table(results: list[tuple[str, int, int, dict]]) -> str:
-    """One row per input and variant. With several rounds: median seconds and CPU, the
-    range of the per-round ratios (each round's copy is its base: side by side), max RSS."""
-    lines = ["| input | rows | variant | seconds | x copy | rows/s | CPU s | CPU x copy | peak RSS MB |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-    copies = {(fmt, rows, k): r for fmt, rows, k, r in results if r.get("variant") == "copy" and "seconds" in r}
+def table(results: list[tuple[str, int, int, int, dict]]) -> str:
+    """One row per input (format, rows, shards) and variant. With several rounds: median
+    seconds and CPU, the range of the per-round ratios (each round's copy is its base:
+    side by side), max RSS."""
+    lines = ["| input | rows | shards | variant | seconds | x copy | rows/s | CPU s | CPU x copy | peak RSS MB |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    copies = {(fmt, rows, shards, k): r for fmt, rows, shards, k, r in results
+              if r.get("variant") == "copy" and "seconds" in r}
     grouped: dict[tuple, list[tuple[int, dict]]] = {}
-    for fmt, rows, k, r in results:
-        grouped.setdefault((fmt, rows, r["variant"]), []).append((k, r))
-    for (fmt, rows, variant), runs in grouped.items():
+    for fmt, rows, shards, k, r in results:
+        grouped.setdefault((fmt, rows, shards, r["variant"]), []).append((k, r))
+    for (fmt, rows, shards, variant), runs in grouped.items():
         failed = [r for _, r in runs if "error" in r]
         if failed:
-            lines.append(f"| {fmt} | {rows:,} | {variant} | failed: {failed[0]['error']} | | | | | |")
+            lines.append(f"| {fmt} | {rows:,} | {shards} | {variant} | failed: {failed[0]['error']} | | | | | |")
             continue
-        pairs = [(r, copies[(fmt, rows, k)]) for k, r in runs if (fmt, rows, k) in copies]  # side by side
+        pairs = [(r, copies[(fmt, rows, shards, k)]) for k, r in runs if (fmt, rows, shards, k) in copies]
         ratios = [r["seconds"] / c["seconds"] for r, c in pairs]
         cpu_ratios = [r["cpu_seconds"] / c["cpu_seconds"] for r, c in pairs if c["cpu_seconds"]]
         seconds = median(r["seconds"] for _, r in runs)
         cpu = median(r["cpu_seconds"] for _, r in runs)
         peak = max(r["peak_rss_mb"] for _, r in runs)
-        lines.append(f"| {fmt} | {rows:,} | {variant} | {seconds:.2f} | {_spread(ratios)} | "
+        lines.append(f"| {fmt} | {rows:,} | {shards} | {variant} | {seconds:.2f} | {_spread(ratios)} | "
                      f"{runs[0][1]['rows'] / seconds:,.0f} | {cpu:.2f} | {_spread(cpu_ratios)} | {peak} |")
     return "\n".join(lines)
 
@@ -292,6 +305,9 @@ def main(argv=None) -> int:
                         help="with --rows: input formats to run (default parquet)")
     parser.add_argument("--variants", nargs="*", choices=list(VARIANTS),
                         help="only these variants (the copy always runs: it is the ratio's base)")
+    parser.add_argument("--shards", type=int, nargs="*",
+                        help=f"with --rows: shard counts to run (default {SHARDS}); more shards of the same "
+                             "size show how memory follows the shard size, not the total")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run every variant this many times, interleaved (median and ratio range)")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "INBOX"), help=argparse.SUPPRESS)
@@ -300,19 +316,22 @@ def main(argv=None) -> int:
         child(*args.child)
         return 0
     if args.quick:
-        plan = [("parquet", 400_000, list(VARIANTS)), ("csv", 400_000, ["logic", "copy"])]
+        plan = [("parquet", 400_000, SHARDS, list(VARIANTS)), ("csv", 400_000, SHARDS, ["logic", "copy"])]
     elif args.rows:
-        plan = [(fmt, n, list(VARIANTS)) for fmt in (args.formats or ["parquet"]) for n in args.rows]
+        plan = [(fmt, n, shards, list(VARIANTS)) for fmt in (args.formats or ["parquet"]) for n in args.rows
+                for shards in (args.shards or [SHARDS])]
     else:
         plan = [
-            ("parquet", 2_000_000, ["logic", "dagster", "dagster-mem", "copy"]),
-            ("csv", 2_000_000, ["logic", "dagster", "copy"]),
-            ("parquet", 10_000_000, list(VARIANTS)),
-            ("csv", 10_000_000, ["logic", "dagster", "copy", "copy-2"]),
+            ("parquet", 2_000_000, SHARDS, ["logic", "dagster", "dagster-mem", "copy"]),
+            ("csv", 2_000_000, SHARDS, ["logic", "dagster", "copy"]),
+            ("parquet", 10_000_000, SHARDS, list(VARIANTS)),
+            ("csv", 10_000_000, SHARDS, ["logic", "dagster", "copy", "copy-2"]),
+            # 10M rows in 100 shards: the 2M run's shard size, five times the shards
+            ("parquet", 10_000_000, 100, ["logic", "dagster", "copy"]),
         ]
     results = []
-    for fmt, rows, variants in plan:
-        inbox = generate(rows, fmt)
+    for fmt, rows, shards, variants in plan:
+        inbox = generate(rows, fmt, shards)
         warm_page_cache(inbox)
         for k in range(max(1, args.rounds)):
             for variant in variants:
@@ -321,8 +340,8 @@ def main(argv=None) -> int:
                 if args.variants and variant not in args.variants and variant != "copy":
                     continue
                 r = measure(variant, inbox)
-                print(f"  {fmt} {rows:,} round {k + 1} {variant}: {r}", file=sys.stderr, flush=True)
-                results.append((fmt, rows, k, r))
+                print(f"  {fmt} {rows:,} in {shards} shards, round {k + 1} {variant}: {r}", file=sys.stderr, flush=True)
+                results.append((fmt, rows, shards, k, r))
     print(table(results))
     failed = [r for *_, r in results if "error" in r]
     return 1 if failed else 0
