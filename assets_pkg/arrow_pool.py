@@ -22,10 +22,15 @@ import sys
 ENV = "ARROW_DEFAULT_MEMORY_POOL"
 
 
+def wants_jemalloc(environ, platform: str, loaded_modules) -> bool:
+    """Whether to ask for jemalloc: nobody chose a pool, the platform's pyarrow has
+    jemalloc (Linux), and pyarrow is not loaded yet (its pool would already be chosen)."""
+    return not environ.get(ENV) and platform.startswith("linux") and "pyarrow" not in loaded_modules
+
+
 def prefer_jemalloc() -> bool:
-    """Ask for jemalloc unless ``ARROW_DEFAULT_MEMORY_POOL`` is set; False when pyarrow is
-    already loaded (too late: its pool is chosen) or the platform has no jemalloc build."""
-    if os.environ.get(ENV) or not sys.platform.startswith("linux") or "pyarrow" in sys.modules:
+    """Set ``ARROW_DEFAULT_MEMORY_POOL=jemalloc`` when :func:`wants_jemalloc`; True if set."""
+    if not wants_jemalloc(os.environ, sys.platform, sys.modules):
         return False
     os.environ[ENV] = "jemalloc"
     return True
