@@ -49,6 +49,19 @@ def test_remove_stale_temps_only_touches_temp_names(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["keep.parquet"]
 
 
+def test_remove_stale_temps_beside_one_name_and_only_old_ones(tmp_path):
+    import os
+    import time
+
+    old = time.time() - 3600
+    for name in (".a.arrow.tmp-1", ".a.arrow.tmp-2", ".b.arrow.tmp-3"):
+        (tmp_path / name).write_text("x")
+        os.utime(tmp_path / name, (old, old))
+    (tmp_path / ".a.arrow.tmp-live").write_text("x")  # a writer still at work: just touched
+    assert remove_stale_temps(tmp_path, beside=tmp_path / "a.arrow", older_than_s=600) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a.arrow.tmp-live", ".b.arrow.tmp-3"]
+
+
 def test_write_table_streams_and_removes_old_file_when_empty(tmp_path):
     path = tmp_path / "t.parquet"
     result = write_table(pa.table({"a": [1, 2, 3]}), path)

@@ -8,6 +8,7 @@ file, and a killed run leaves only ``.tmp-`` names, which nothing treats as comp
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -90,17 +91,29 @@ def atomic_write_json(path: Path | str, obj) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def remove_stale_temps(folder: Path | str) -> int:
-    """Delete temp files/folders a killed run left in ``folder``; return how many."""
+def remove_stale_temps(folder: Path | str, beside: Path | str | None = None, older_than_s: float = 0) -> int:
+    """Delete temp files/folders a killed run left in ``folder``; return how many.
+
+    ``beside``: only the temps of that one final name (:func:`temp_sibling`), and
+    ``older_than_s``: only those untouched that long, where other writers may be live in
+    the same folder."""
     folder = Path(folder)
     if not folder.is_dir():
         return 0
+    prefix = f".{Path(beside).name}{TEMP_MARKER}" if beside is not None else None
+    now = time.time()
     removed = 0
     for entry in folder.iterdir():
-        if is_temp_name(entry.name):
+        if not is_temp_name(entry.name) or (prefix is not None and not entry.name.startswith(prefix)):
+            continue
+        try:
+            if older_than_s and now - entry.stat().st_mtime <= older_than_s:
+                continue
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
-            removed += 1
+        except FileNotFoundError:  # its writer finished (or gave up) meanwhile
+            continue
+        removed += 1
     return removed

@@ -59,11 +59,11 @@ def no_customer_leakage(con, warehouse: Path, params: SplitParams) -> CheckOutco
     train_oot = overlap(names["train"], names["oot"])
     train_val = overlap(names["train"], names["val"])
     known_oot: list[str] = []
-    if params.oot_policy == "exclude_known":
+    if params.excludes_known:
         known_oot = sorted(set(overlap(names["val"], names["oot"])) | set(train_oot))
     passed = not (train_oot or train_val or known_oot)
     parts = [f"train∩oot={len(train_oot)}", f"train∩val={len(train_val)}"]
-    if params.oot_policy == "exclude_known":
+    if params.excludes_known:
         parts.append(f"known∩oot={len(known_oot)}")
     return CheckOutcome(
         asset="splits/oot",

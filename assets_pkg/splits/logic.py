@@ -156,10 +156,19 @@ def one_thread_per_statement(con):
     return setting(con, "threads", 1)
 
 
+def _pass2_parameters(params: SplitParams) -> dict:
+    """The values :func:`_prepare_labelled`'s SELECT binds."""
+    return {"split": params.split_date, "strict": params.excludes_known}
+
+
 def _run_pass2(con, sql: str, shard: Shard, parameters) -> list:
-    """Run a pass-2 statement with the hash joins built on the allocation and label map."""
-    with joins_built_on_allocation(con), one_thread_per_statement(con):
-        return _run(con, sql, shard, parameters).fetchall()
+    """Run a pass-2 statement with the hash joins built on the allocation and label map;
+    the shard's view (:func:`_prepare_labelled`) is dropped afterwards, failed or not."""
+    try:
+        with joins_built_on_allocation(con), one_thread_per_statement(con):
+            return _run(con, sql, shard, parameters).fetchall()
+    finally:
+        con.execute(f"DROP VIEW IF EXISTS {_pass2_view(shard)}")
 
 
 def _bad_date_error(shard: Shard, params: SplitParams, bad: int, rows_in: int, example) -> ShardError:
@@ -368,7 +377,7 @@ def build_allocation(con, profile_paths: list[Path], params: SplitParams, previo
         con.read_parquet(paths, union_by_name=True).create_view("__prof", replace=True)
     else:
         con.from_arrow(_empty(PROFILE_SCHEMA)).create_view("__prof", replace=True)
-    strict = params.oot_policy == "exclude_known"
+    strict = params.excludes_known
     # one scan of the per-customer rows: every customer once, known = any pre-split row
     con.execute(
         "CREATE OR REPLACE TEMP TABLE __cust AS SELECT customer, bool_or(pre > 0) AS known, bool_or(post > 0) AS has_post "
@@ -472,7 +481,7 @@ def _expectations(con, params: SplitParams, labels: dict, schema: list, small: l
     column by column (no string concatenation: 2x faster over millions of profile rows).
     DuckDB's hash() may change between DuckDB versions: after an upgrade every shard looks
     stale once and is re-split (correct, only slower)."""
-    strict = params.oot_policy == "exclude_known"
+    strict = params.excludes_known
     rows = con.execute(
         """
         SELECT p.shard, a.side,
@@ -682,9 +691,7 @@ def split_shard_to_parquet(con, shard: Shard, params: SplitParams, labels: dict,
                 (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARTITION_BY (__split), WRITE_PARTITION_COLUMNS false,
                  RETURN_STATS)
             """
-            stats = _run_pass2(con, sql, shard, {"split": params.split_date,
-                                                 "strict": params.oot_policy == "exclude_known"})
-            con.execute(f"DROP VIEW IF EXISTS {_pass2_view(shard)}")
+            stats = _run_pass2(con, sql, shard, _pass2_parameters(params))
             by_split: dict[str, list[Path]] = {}
             for filename, count, size, *_rest, keys, _info in stats:
                 split = keys["__split"]
@@ -744,8 +751,7 @@ def split_shard(con, shard: Shard, params: SplitParams, labels: dict, signature=
         return ShardSplit(shard, counts)
     select = _prepare_labelled(con, opened, params, labels, schema, fail_fast=False)
     sql = f"CREATE OR REPLACE TEMP TABLE {table} AS {select}"
-    _run_pass2(con, sql, shard, {"split": params.split_date, "strict": params.oot_policy == "exclude_known"})
-    con.execute(f"DROP VIEW {_pass2_view(shard)}")
+    _run_pass2(con, sql, shard, _pass2_parameters(params))
     found = dict(con.execute(f"SELECT __split, count(*) FROM {table} GROUP BY 1").fetchall())
     unseen_labels = sorted(k.split(":", 1)[1] for k in found if k.startswith("unseen_label:"))
     unallocated = sorted(k.split(":", 1)[1] for k in found if k.startswith("unallocated:"))

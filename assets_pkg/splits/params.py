@@ -44,6 +44,11 @@ class SplitParams:
         return self.target_columns[self.main_task_index]
 
     @property
+    def excludes_known(self) -> bool:
+        """``oot_policy == "exclude_known"``: no known customer (train or val) in oot."""
+        return self.oot_policy == "exclude_known"
+
+    @property
     def split_day(self) -> dt.date:
         return dt.date.fromisoformat(self.split_date)
 

@@ -11,7 +11,7 @@ however many shards there are.
 Text shards (csv/tsv, anything gzipped) run on the caller's thread and connection, one at
 a time and never alongside a worker: the streaming reader already parses on two threads
 and holds its own buffers. Pass 2 also puts text shards with a stage from pass 1 on the
-workers (``concurrent``): they are then memory-mapped Arrow, not parsed.
+workers (``concurrent``): they are then Arrow IPC read back, not parsed.
 """
 
 import threading

@@ -2,8 +2,8 @@
 
 Pass 1 parses a text shard with the streaming reader anyway; the batches DuckDB profiles
 are also written, as they pass, to an uncompressed Arrow IPC file (about the size of the
-csv, ~16 ms per 500k rows: a fraction of a parse). Pass 2 memory-maps that file instead
-of parsing the csv again, and can then split it on a worker like a Parquet shard.
+csv, ~16 ms per 500k rows: a fraction of a parse). Pass 2 reads that file batch by batch
+instead of parsing the csv again, and can then split it on a worker like a Parquet shard.
 
 A staged file is only a cache; the input shard stays the source of truth:
 * it is published (atomic rename) with a JSON sidecar, written last, that records the
@@ -18,20 +18,20 @@ A staged file is only a cache; the input shard stays the source of truth:
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from assets_pkg.io.atomic import TEMP_MARKER, atomic_write_json, temp_sibling
+from assets_pkg.io.atomic import atomic_write_json, remove_stale_temps, temp_sibling
 from assets_pkg.splits.discovery import Shard
 
 STAGE_VERSION = 1  # bump when what the reader produces for the same input changes
+ABANDONED_AFTER_S = 600  # a killed pass 1's temp file is cleared once this old
 
 
 class StageError(ValueError):
-    """A published stage that cannot be read back (removed when found)."""  # bump when what the reader produces for the same input changes
+    """A published stage that cannot be read back (removed when found)."""
 
 
 def sidecar(path: Path) -> Path:
@@ -53,7 +53,8 @@ class StageWriter:
         self.path, self.ident = Path(path), ident
         self.path.parent.mkdir(parents=True, exist_ok=True)
         remove(self.path)  # an older stage of this shard never outlives a new pass 1
-        _remove_abandoned_temps(self.path)
+        # a killed pass 1's temp; a live writer touches its temp far more often than this
+        remove_stale_temps(self.path.parent, beside=self.path, older_than_s=ABANDONED_AFTER_S)
         self.tmp = temp_sibling(self.path)
         self._writer = None
         self._sink = None
@@ -92,32 +93,37 @@ class StageWriter:
             self._writer = self._sink = None
 
 
+def _sidecar_meta(path: Path) -> dict | None:
+    try:
+        return json.loads(sidecar(Path(path)).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _matches(meta: dict, ident: dict) -> bool:
+    return {k: meta.get(k) for k in ident} == ident
+
+
 def load(path: Path, ident: dict) -> tuple[pa.RecordBatchReader, int] | None:
     """(rows as a stream, rejected lines) of a stage that matches ``ident``; None when there
     is none, it is stale or its footer cannot be read (then it is removed: the input is
     parsed instead). Batches are read one at a time with plain reads, not memory-mapped:
     pages of a mapping would stay resident (and counted) until the whole file is done."""
     path = Path(path)
-    try:
-        meta = json.loads(sidecar(path).read_text())
-    except (OSError, ValueError):
+    meta = _sidecar_meta(path)
+    if meta is None:
         return None
-    if {k: meta.get(k) for k in ident} != ident:
-        remove(path)
-        return None
+    source = None
     try:
+        if not _matches(meta, ident):
+            raise LookupError("stale")
         source = pa.OSFile(str(path), "rb")
-    except OSError:
-        remove(path)
-        return None
-    try:
         file = ipc.open_file(source)
-    except (OSError, pa.ArrowInvalid):
-        source.close()
-        remove(path)
-        return None
-    if file.num_record_batches == 0:
-        source.close()
+        if file.num_record_batches == 0:
+            raise LookupError("empty")
+    except (LookupError, OSError, pa.ArrowInvalid):
+        if source is not None:
+            source.close()
         remove(path)
         return None
 
@@ -137,25 +143,8 @@ def load(path: Path, ident: dict) -> tuple[pa.RecordBatchReader, int] | None:
 
 def is_current(path: Path, ident: dict) -> bool:
     """A stage for ``ident`` exists (sidecar check only: cheap)."""
-    try:
-        meta = json.loads(sidecar(Path(path)).read_text())
-    except (OSError, ValueError):
-        return False
-    return {k: meta.get(k) for k in ident} == ident and Path(path).exists()
-
-
-ABANDONED_AFTER_S = 600  # a live writer touches its temp file far more often than this
-
-
-def _remove_abandoned_temps(path: Path) -> None:
-    """Temp files a killed pass 1 left for this shard (hidden names, never read as a stage)."""
-    now = time.time()
-    for tmp in path.parent.glob(f".{path.name}{TEMP_MARKER}*"):
-        try:
-            if now - tmp.stat().st_mtime > ABANDONED_AFTER_S:
-                tmp.unlink()
-        except FileNotFoundError:
-            pass
+    meta = _sidecar_meta(path)
+    return meta is not None and _matches(meta, ident) and Path(path).exists()
 
 
 def remove(path: Path) -> None:
