@@ -52,8 +52,9 @@ def test_stream_writes_bounded_shards_and_rejects(tmp_path):
     assert (result.rows, result.rejects, result.shards) == (245, 5, 3)
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == [
-        "part-00000.parquet", "part-00001.parquet", "part-00002.parquet", "rejects.parquet"
+        "lines.json", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet", "rejects.parquet"
     ]
+    assert result.lines_read == 251 and result.row_lines == 245 and result.header_lines == 1
     assert [pq.ParquetFile(out / f"part-0000{i}.parquet").metadata.num_rows for i in range(3)] == [100, 100, 45]
     rejects = pq.read_table(out / "rejects.parquet").to_pylist()
     assert [r["line"] for r in rejects] == [3, 53, 103, 153, 203]  # header is line 1

@@ -100,7 +100,7 @@ def test_continue_on_error_false_raises_at_first_bad_row(tmp_path):
 
 def test_reject_rate_above_threshold_stops_with_clear_error(tmp_path):
     (tmp_path / "t.csv").write_text("a\n" + "1\n" * 8 + "x\n" * 2)
-    with pytest.raises(RejectThresholdExceeded, match=r"t\.csv: 2 of 10 rows rejected \(20\.00%\).*error_threshold=0\.1") as info:
+    with pytest.raises(RejectThresholdExceeded, match=r"t\.csv: 2 of 10 data lines rejected \(20\.00%\).*error_threshold=0\.1") as info:
         list(StreamingReader(tmp_path / "t.csv", column_types={"a": pa.int64()}, error_threshold=0.1))
     assert (info.value.rejects, info.value.rows_seen) == (2, 10)
 

@@ -117,7 +117,7 @@ def test_continue_on_error_false_on_jsonl(tmp_path):
 
 def test_error_threshold_zero_fails_on_any_reject(tmp_path):
     (tmp_path / "t.csv").write_text("a,b\n" + "1,2\n" * 5000 + "3\n")
-    with pytest.raises(ReaderError, match=r"1 of 5001 rows rejected"):
+    with pytest.raises(ReaderError, match=r"1 of 5001 data lines rejected"):
         list(StreamingReader(tmp_path / "t.csv", error_threshold=0))
 
 

@@ -59,5 +59,8 @@ def _events_jsonl_gz(path: Path, rows: int, rng: random.Random) -> None:
 def run(ctx) -> None:
     results = ctx.evaluate_sensor("ingest_file_sensor")
     ctx.report.line(f"sensor ingest_file_sensor launched {len(results)} run(s)")
-    for name, (rows, rejects) in counts_on_disk(ctx.settings.warehouse / "ingest" / "files").items():
-        ctx.report.line(f"{name:<12} rows={rows:>9,}  rejects={rejects:>5,}")
+    counts, unaccounted = counts_on_disk(ctx.settings.warehouse / "ingest" / "files")
+    for name, (row_lines, rejected_lines) in counts.items():
+        ctx.report.line(f"{name:<12} row lines={row_lines:>9,}  rejected lines={rejected_lines:>5,}")
+    for name, problem in unaccounted.items():
+        ctx.report.line(f"{name:<12} LINES UNACCOUNTED: {problem}")

@@ -81,7 +81,7 @@ def ingest_files(context: dg.AssetExecutionContext, config: IngestConfig):
             progress_callback=log_progress(context),
         )
         context.add_asset_metadata(_file_metadata(result, source.identity()), partition_key=key)
-        per_file[key] = (result.rows, result.rejects)
+        per_file[key] = (result.row_lines, result.rejects)
     outcome = reject_rate_outcome(per_file, config.reject_warn_rate)
     return dg.MaterializeResult(check_results=[check_result(outcome, INGEST_KEY)])
 
@@ -90,6 +90,8 @@ def _file_metadata(result, identity: str) -> dict:
     return {
         "dagster/row_count": result.rows,
         "rejects": result.rejects,
+        "lines_read": result.lines_read,
+        "skipped_lines": result.skipped_lines,
         "reject_rate": round(result.reject_rate, 6),
         "shards": result.shards,
         "bytes": result.bytes,

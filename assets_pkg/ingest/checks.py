@@ -6,4 +6,5 @@ from assets_pkg.ingest.quality import counts_on_disk, reject_rate_outcome
 
 
 def evaluate_materialized() -> list[CheckOutcome]:
-    return [reject_rate_outcome(counts_on_disk(output_root()), IngestConfig().reject_warn_rate)]
+    counts, unaccounted = counts_on_disk(output_root())
+    return [reject_rate_outcome(counts, IngestConfig().reject_warn_rate, unaccounted)]

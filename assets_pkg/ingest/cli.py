@@ -25,7 +25,11 @@ def register(subparsers) -> None:
     stream.add_argument("--strip-whitespace", action="store_true")
     stream.add_argument("--keep-empty", action="store_true", help="do not skip blank lines")
     stream.add_argument("--stop-on-error", action="store_true", help="fail on the first bad row")
-    stream.add_argument("--error-threshold", type=float, default=0.05)
+    stream.add_argument("--error-threshold", type=float, default=0.05,
+                        help="share of data lines that may be rejected before the read stops (default 0.05)")
+    stream.add_argument("--max-quoted-lines", type=int, default=1000,
+                        help="lines a quoted value may span; an opening quote that does not close within them "
+                             "is rejected as unterminated_quote and reading resumes on the next line (default 1000)")
     stream.add_argument("--shard-rows", type=int, default=1_000_000)
     stream.add_argument("--no-progress", action="store_true")
     stream.set_defaults(func=_cmd_stream)
@@ -56,6 +60,7 @@ def _cmd_stream(args) -> int:
             strip_whitespace=args.strip_whitespace,
             continue_on_error=not args.stop_on_error,
             error_threshold=args.error_threshold,
+            max_quoted_lines=args.max_quoted_lines,
             report_progress=not args.no_progress,
         )
     except (ReaderError, ValueError, FileNotFoundError) as exc:

@@ -1,18 +1,23 @@
 """Reject-rate check for ingested files, over run results or what is on disk."""
 
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from assets_pkg.checking import WARN, CheckOutcome
-from assets_pkg.ingest.stream import REJECTS_FILE
+from assets_pkg.ingest.stream import LINES_FILE
 
 ASSET = "ingest/files"
 
 
-def reject_rate_outcome(per_file: dict[str, tuple[int, int]], warn_rate: float) -> CheckOutcome:
-    """``per_file``: name -> (rows, rejects). Passes when every file's reject share is at
-    most ``warn_rate``; the offenders and their rates go to metadata."""
+def reject_rate_outcome(per_file: dict[str, tuple[int, int]], warn_rate: float,
+                        unaccounted: dict[str, str] | None = None) -> CheckOutcome:
+    """``per_file``: name -> (row lines, rejected lines), the reader's line counts of the
+    source. Passes when every file's rejected share of its data lines is at most
+    ``warn_rate`` and every file's lines are accounted for (``unaccounted``: name -> what
+    does not add up); offenders and their rates go to metadata."""
+    unaccounted = unaccounted or {}
     rates = {
         name: (rejects / (rows + rejects) if rows + rejects else 0.0)
         for name, (rows, rejects) in per_file.items()
@@ -20,34 +25,49 @@ def reject_rate_outcome(per_file: dict[str, tuple[int, int]], warn_rate: float) 
     offenders = {name: round(rate, 6) for name, rate in sorted(rates.items()) if rate > warn_rate}
     total_rows = sum(rows for rows, _ in per_file.values())
     total_rejects = sum(rejects for _, rejects in per_file.values())
+    description = (
+        f"{len(offenders)} of {len(per_file)} file(s) above {warn_rate:.2%} rejected lines"
+        if offenders
+        else f"every file at or below {warn_rate:.2%} rejected lines"
+    )
+    if unaccounted:
+        description = f"lines unaccounted for in {', '.join(sorted(unaccounted))}; " + description
     return CheckOutcome(
         asset=ASSET,
         name="reject_rate",
-        passed=not offenders,
+        passed=not offenders and not unaccounted,
         severity=WARN,
-        description=(
-            f"{len(offenders)} of {len(per_file)} file(s) above {warn_rate:.2%} rejects"
-            if offenders
-            else f"every file at or below {warn_rate:.2%} rejects"
-        ),
+        description=description,
         metadata={
             "files": len(per_file),
-            "rows": total_rows,
-            "rejects": total_rejects,
+            "row_lines": total_rows,
+            "rejected_lines": total_rejects,
+            "unaccounted": unaccounted,
             "max_reject_rate": round(max(rates.values(), default=0.0), 6),
             "files_over_threshold": offenders,
         },
     )
 
 
-def counts_on_disk(output_root: Path) -> dict[str, tuple[int, int]]:
-    """(rows, rejects) per ingested folder, from Parquet footers only."""
-    counts = {}
+def counts_on_disk(output_root: Path) -> tuple[dict[str, tuple[int, int]], dict[str, str]]:
+    """(row lines, rejected lines) per ingested folder from the reader's ``lines.json``,
+    and the folders whose lines do not add up: the identity fails, or the shards' Parquet
+    footers hold another number of rows than the reader returned."""
+    counts, unaccounted = {}, {}
     if not output_root.is_dir():
-        return counts
+        return counts, unaccounted
     for folder in sorted(p for p in output_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        rows = sum(pq.ParquetFile(p).metadata.num_rows for p in folder.glob("part-*.parquet"))
-        rejects_path = folder / REJECTS_FILE
-        rejects = pq.ParquetFile(rejects_path).metadata.num_rows if rejects_path.exists() else 0
-        counts[folder.name] = (rows, rejects)
-    return counts
+        stored = sum(pq.ParquetFile(p).metadata.num_rows for p in folder.glob("part-*.parquet"))
+        lines_path = folder / LINES_FILE
+        if not lines_path.is_file():
+            unaccounted[folder.name] = f"{LINES_FILE} missing (ingested before line accounting; re-ingest the file)"
+            counts[folder.name] = (stored, 0)
+            continue
+        lines = json.loads(lines_path.read_text(encoding="utf-8"))
+        counts[folder.name] = (lines["row_lines"], lines["rejected_lines"])
+        parts = lines["header_lines"] + lines["skipped_lines"] + lines["rejected_lines"] + lines["row_lines"]
+        if parts != lines["lines_read"]:
+            unaccounted[folder.name] = f"lines_read {lines['lines_read']} != header + skipped + rejected + row lines {parts}"
+        elif stored != lines["rows"]:
+            unaccounted[folder.name] = f"shards hold {stored} rows, the reader returned {lines['rows']}"
+    return counts, unaccounted

@@ -18,6 +18,7 @@ line is the line its record starts on.
 import csv
 import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -28,14 +29,18 @@ from assets_pkg.reader.casting import casts, convert_table, normalize_strings
 from assets_pkg.reader.errors import ReaderError
 from assets_pkg.reader.linemap import (
     blank_lines,
-    blank_out_invalid_utf8,
+    blank_out_lines,
+    invalid_utf8_lines,
+    line_range_text,
     lines_to_records,
     newline_positions,
-    record_lines,
+    record_span,
+    record_starts,
     record_text,
 )
 from assets_pkg.reader.options import ReaderOptions
 from assets_pkg.reader.parsed import ParsedBlock, merge_sorted, parse_in_order, record_to_line
+from assets_pkg.reader.quotes import scan_records
 from assets_pkg.reader.sniff import SniffedFormat
 from assets_pkg.reader.textblocks import TextBlock, TextBlocks, count_lines
 
@@ -51,15 +56,24 @@ class CsvSource:
         self.opts = opts
         self.path = opts.file_path
         self.delimiter = opts.delimiter or sniffed.delimiter or ","
-        self.text = TextBlocks(self.path, sniffed.compression == "gzip", opts.encoding, opts.block_bytes, quote=b'"')
+        self.text = TextBlocks(self.path, sniffed.compression == "gzip", opts.encoding, opts.block_bytes)
+        self.header_lines = 0
+        self.preamble_lines = 0  # lines skipped by skip_rows
         try:
             self.file_columns = self._read_header()
+            self.header_lines = 1
             for _ in range(opts.skip_rows):
                 if self.text.read_line() is None:
                     break
+                self.preamble_lines += 1
             self.columns = self._select_columns()
+            n_fields = len(self.file_columns)
+            self.text.scan_records = lambda data, at_eof: scan_records(
+                data, self.delimiter, n_fields, opts.max_quoted_lines, at_eof
+            )
             self._blocks = self.text.blocks()
             self._first = next(self._blocks, None)
+            self._first_prepared = self._prepare(self._first) if self._first is not None else None
             self._first_result = None
             self.schema = self._infer_schema()
         except BaseException:
@@ -139,12 +153,12 @@ class CsvSource:
         if undeclared and self._first is not None:
             if not self.opts.strip_whitespace:
                 try:
-                    parsed = self._read(self._first.data, declared)
+                    parsed = self._read(self._first_prepared.data, declared)
                     inferred = {name: parsed[0].schema.field(name).type for name in undeclared}
                 except pa.ArrowInvalid:
                     parsed = None
             if parsed is None:
-                inferred = self._infer_from_text(self._first.data, undeclared)
+                inferred = self._infer_from_text(self._first_prepared.data, undeclared)
         fields = []
         for name in self.columns:
             dtype = declared.get(name) or inferred.get(name, pa.string())
@@ -161,10 +175,7 @@ class CsvSource:
         try:
             table = self._read(data, text_types)[0]
         except pa.ArrowInvalid:
-            try:
-                table = self._read(blank_out_invalid_utf8(data)[0], text_types)[0]
-            except pa.ArrowInvalid:
-                return {}
+            return {}
         inferred = {}
         for name in undeclared:
             values = normalize_strings(table.column(name).combine_chunks(), self.opts.strip_whitespace).drop_null()
@@ -214,13 +225,52 @@ class CsvSource:
             return np.empty(0, dtype=np.int64)
         return blank_lines(data)
 
-    def parse_block(self, block: TextBlock) -> ParsedBlock:
+    def _prepare(self, block: TextBlock) -> "PreparedText":
+        """The block as the parser may see it: lines the record scan refused (an
+        unterminated quote, a lone carriage return) and records holding invalid UTF-8
+        are emptied - their line numbers kept - and become rejects. Invalid UTF-8 empties
+        its whole record: emptying one line of a quoted value would re-pair its quotes."""
         data = block.data
-        encoding_bad: list[tuple[int, str]] = []
+        line_count = count_lines(data)
+        spans = list(block.spans)
+        records = record_starts(spans, line_count)
+        found = [(line, line, rj.UNTERMINATED_QUOTE, self._unterminated_message()) for line in block.unterminated]
+        found += [(line, line, rj.LINE_BREAK, _LINE_BREAK_MESSAGE) for line in block.bare_cr]
+        for line in invalid_utf8_lines(data):
+            first, last = record_span(line, records, line_count)
+            found.append((first, last, rj.ENCODING_ERROR, _ENCODING_MESSAGE))
+        if not found:
+            return PreparedText(data, line_count, records)
+        newlines = newline_positions(data)
+        rejects, bad_lines, taken = [], [], set()
+        for first, last, kind, message in sorted(found, key=lambda f: f[0]):
+            if first in taken:
+                continue  # one reject per line, the first reason found
+            taken.add(first)
+            rejects.append(rj.Reject(first, kind, message, rj.truncate_raw(line_range_text(data, newlines, first, last))))
+            bad_lines.extend(range(first, last + 1))
+            if last > first:  # emptied, its lines are separate records now
+                spans.remove((first, last))
+        return PreparedText(blank_out_lines(data, bad_lines), line_count, record_starts(spans, line_count),
+                            rejects, np.asarray(sorted(bad_lines), dtype=np.int64))
+
+    def _unterminated_message(self) -> str:
+        return (
+            "a quote opened on this line does not close as a CSV value must: within "
+            f"max_quoted_lines={self.opts.max_quoted_lines} lines, before the end of the file, followed by "
+            "the delimiter or the end of a line, in a record with the header's number of fields; "
+            "the line is rejected and reading resumes on the next line"
+        )
+
+    def parse_block(self, block: TextBlock) -> ParsedBlock:
         typed_fast_path = not self.opts.strip_whitespace
         cached = None
-        if block is self._first:  # parsed already while inferring the schema
+        if block is self._first:  # prepared and parsed already while inferring the schema
+            prepared, self._first_prepared = self._first_prepared, None
             cached, self._first_result = self._first_result, None
+        else:
+            prepared = self._prepare(block)
+        data, records = prepared.data, prepared.records
         while cached is None:
             try:
                 if typed_fast_path:
@@ -229,10 +279,6 @@ class CsvSource:
                     table, invalid = self._read(data, self._text_types)
                 break
             except pa.ArrowInvalid as exc:
-                if "UTF8" in str(exc) and not encoding_bad:
-                    data, encoding_bad = blank_out_invalid_utf8(data)
-                    if encoding_bad:
-                        continue
                 if typed_fast_path:
                     typed_fast_path = False  # a value failed its type: find which, as text
                     continue
@@ -241,14 +287,13 @@ class CsvSource:
             table, invalid = cached
 
         # Everything below counts records (1-based in the block); ``records`` turns them
-        # into physical lines where a quoted value spans lines. Only a block with
-        # rejects or blank lines needs it.
-        parsed_records = table.num_rows + len(invalid)
-        blanks = self._blank_lines(table, data)
-        records = record_lines(data, parsed_records) if (invalid or encoding_bad or len(blanks)) else None
+        # into physical lines where a quoted value spans lines.
         invalid_rec = np.asarray(sorted(n for n, *_ in invalid), dtype=np.int64)
+        blanks = self._blank_lines(table, data)
+        if len(prepared.bad_lines) and len(blanks):
+            blanks = np.setdiff1d(blanks, prepared.bad_lines)  # emptied here, not blank in the file
         blank_rec = lines_to_records(blanks, records, starts_only=True)
-        bad_text_rec = lines_to_records([line for line, _ in encoding_bad], records, starts_only=False)
+        bad_text_rec = lines_to_records(prepared.bad_lines, records, starts_only=True)
         drop_rec = merge_sorted(bad_text_rec, blank_rec)
         # Row position of a (non-ragged) record = record - 1 - ragged records before it.
         drop_rows = drop_rec - 1 - np.searchsorted(invalid_rec, drop_rec)
@@ -270,12 +315,13 @@ class CsvSource:
         def line_of(record: int) -> int:
             return int(record_to_line([record], records)[0])
 
-        rejects = [rj.Reject(line_of(n), rj.RAGGED_ROW, f"expected {exp} fields, found {act}", rj.truncate_raw(text)) for n, exp, act, text in invalid]
-        rejects += [rj.Reject(n, rj.ENCODING_ERROR, "invalid UTF-8 (pass encoding= e.g. 'latin-1' if the file is not UTF-8)", rj.truncate_raw(raw)) for n, raw in encoding_bad]
+        rejects = [
+            rj.Reject(line_of(n), rj.RAGGED_ROW, f"expected {exp} fields, found {act}", rj.truncate_raw(text))
+            for n, exp, act, text in invalid
+        ]
+        rejects += prepared.rejects
         failure_rec = np.empty(0, dtype=np.int64)
         if failures:
-            if records is None:
-                records = record_lines(data, parsed_records)
             rows = np.asarray(sorted(failures), dtype=np.int64)
             # Parsed rows are the records minus ragged records.
             d = invalid_rec - 1 - np.arange(len(invalid_rec))
@@ -290,6 +336,21 @@ class CsvSource:
         rejects.sort(key=lambda r: r.line)
         return ParsedBlock(
             table=table, rejects=rejects, first_line=1, bytes_read=block.bytes_read,
-            excluded_records=merge_sorted(invalid_rec, drop_rec, failure_rec),
-            line_count=count_lines(block.data), record_lines=records,
+            rejected_records=merge_sorted(invalid_rec, bad_text_rec, failure_rec), skipped_records=blank_rec,
+            line_count=prepared.line_count, record_lines=records,
         )
+
+
+_ENCODING_MESSAGE = "invalid UTF-8 (pass encoding= e.g. 'latin-1' if the file is not UTF-8)"
+_LINE_BREAK_MESSAGE = (
+    "a carriage return (\\r) inside the line, which CSV parsers read as a line break; the whole line is rejected"
+)
+
+
+@dataclass(frozen=True)
+class PreparedText:
+    data: bytes | bytearray
+    line_count: int
+    records: np.ndarray | None  # line where each record starts (None: one line each)
+    rejects: list = field(default_factory=list)
+    bad_lines: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # emptied lines

@@ -9,6 +9,11 @@ class ReaderError(Exception):
     """Base class: something about the input file or the reader options is wrong."""
 
 
+class AccountingError(ReaderError):
+    """Rows, rejected and skipped lines do not add up to the lines read. Never expected:
+    the read stops rather than hand on rows that may be misplaced or missing."""
+
+
 class ReaderOptionError(ReaderError, ValueError):
     """An invalid option value; the message names the parameter."""
 
@@ -32,16 +37,36 @@ class RejectedRowError(ReaderError):
 
 
 class RejectThresholdExceeded(ReaderError):
-    """The share of rejected rows passed ``error_threshold``."""
+    """The share of rejected lines passed ``error_threshold``.
 
-    def __init__(self, path, rejects: int, rows_seen: int, threshold: float):
+    Counted in physical lines (a rejected record that spans 40 lines counts 40), so a
+    fault that swallows lines fails the threshold like any other."""
+
+    def __init__(self, path, rejected_lines: int, lines_seen: int, threshold: float):
         self.path = str(path)
-        self.rejects = rejects
-        self.rows_seen = rows_seen
-        self.rate = rejects / rows_seen if rows_seen else 0.0
+        self.rejects = rejected_lines
+        self.rejected_lines = rejected_lines
+        self.rows_seen = lines_seen
+        self.lines_seen = lines_seen
+        self.rate = rejected_lines / lines_seen if lines_seen else 0.0
         self.threshold = threshold
-        super().__init__(
-            f"{path}: {rejects} of {rows_seen} rows rejected ({self.rate:.2%}), more than "
-            f"error_threshold={threshold} ({threshold:.2%}); see reader.rejects for lines and "
-            "reasons, fix the file or raise error_threshold"
+        self.rejects_file: str | None = None  # set by a caller that saved the rejects
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = (
+            f"the rejected lines (line, error_type, error, raw) are in {self.rejects_file}"
+            if self.rejects_file
+            else "the rejects table lists each rejected line with its reason"
         )
+        return (
+            f"{self.path}: {self.rejected_lines} of {self.lines_seen} data lines rejected ({self.rate:.2%}), "
+            f"more than error_threshold={self.threshold} ({self.threshold:.2%}); {where}; "
+            "fix the file or raise error_threshold"
+        )
+
+    def with_rejects_file(self, path) -> "RejectThresholdExceeded":
+        """The same error, its message naming the file where the rejects were saved."""
+        self.rejects_file = str(path)
+        self.args = (self._message(),)
+        return self

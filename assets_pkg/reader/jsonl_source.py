@@ -42,10 +42,13 @@ class JsonlSource:
         self.path = opts.file_path
         self.text = TextBlocks(self.path, sniffed.compression == "gzip", opts.encoding, opts.block_bytes)
         self._first_table: pa.Table | None = None
+        self.header_lines = 0
+        self.preamble_lines = 0  # lines skipped by skip_rows
         try:
             for _ in range(opts.skip_rows):
                 if self.text.read_line() is None:
                     break
+                self.preamble_lines += 1
             self._blocks = self.text.blocks()
             self._first = next(self._blocks, None)
             self.file_schema = self._infer_schema()
@@ -159,13 +162,15 @@ class JsonlSource:
             good: list[int] = []
             self._bisect(lines, 0, len(lines), good, bad_rel, rejects, 1)
             table = self._parse(b"\n".join(lines[i] for i in good), self.file_schema) if good else self.file_schema.empty_table()
-        # Blank lines matter only for mapping rows to lines, which only a block with
-        # rejects needs (the continue_on_error / max_rows cut-offs): skip the scan otherwise.
-        blanks = _blank_line_numbers(data) if rejects else np.empty(0, dtype=np.int64)
+        # Every line is a row, a reject or a blank line: only when rows and rejects fall
+        # short of the lines is there a blank line to find.
+        line_count = count_lines(data)
+        needs_scan = table.num_rows + len(rejects) != line_count
+        blanks = _blank_line_numbers(data) if needs_scan else np.empty(0, dtype=np.int64)
         rejects.sort(key=lambda r: r.line)
         # Numbered from line 1 here; parse_in_order shifts to the file's line numbers.
-        excluded = merge_sorted(bad_rel, blanks)
-        return ParsedBlock(self._finish(table), rejects, 1, block.bytes_read, excluded, count_lines(data))
+        return ParsedBlock(self._finish(table), rejects, 1, block.bytes_read,
+                           rejected_records=merge_sorted(bad_rel), skipped_records=blanks, line_count=line_count)
 
     def _bisect(self, lines, lo, hi, good, bad_rel, rejects, first_line) -> None:
         """Append indices of parseable lines in [lo, hi) to ``good``, rejects for the others."""

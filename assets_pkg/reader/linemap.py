@@ -17,32 +17,40 @@ def newline_positions(data: bytes) -> np.ndarray:
 def record_text(data: bytes, newlines: np.ndarray, record: int, records: np.ndarray | None) -> str:
     """Text of the block's ``record`` (1-based; all its lines), without the final line break."""
     first = int(record_to_line([record], records)[0])
-    last = int(records[record] - 1) if records is not None and record < len(records) else first
+    if records is None:
+        last = first
+    elif record < len(records):
+        last = int(records[record] - 1)
+    else:  # the block's last record runs to its last line
+        last = len(newlines) + (0 if data.endswith(b"\n") else 1)
+    return line_range_text(data, newlines, first, last)
+
+
+def line_range_text(data: bytes, newlines: np.ndarray, first: int, last: int) -> str:
+    """Text of lines ``first`` to ``last`` (1-based), without the final line break."""
     start = 0 if first == 1 else int(newlines[first - 2]) + 1
     end = int(newlines[last - 1]) if last - 1 < len(newlines) else len(data)
     return bytes(data[start:end]).removesuffix(b"\r").decode("utf-8", errors="backslashreplace")
 
 
-def record_lines(data, expected_records: int) -> np.ndarray | None:
-    """Line (1-based) where each record starts, when a quoted value spans lines; else None.
+def record_starts(spans, line_count: int) -> np.ndarray | None:
+    """Line (1-based) where each record starts, given the multi-line records found by the
+    record scan as (first, last) lines; None when every record is one line."""
+    if not spans:
+        return None
+    continuation = np.zeros(line_count + 1, dtype=bool)
+    for first, last in spans:
+        continuation[first + 1 : last + 1] = True
+    return np.flatnonzero(~continuation[1:]).astype(np.int64) + 1
 
-    A newline ends a record only outside quotes, i.e. after an even number of quote
-    characters (an escaped quote is two of them, so parity still holds). A stray quote
-    inside an unquoted value ("5\" screen") breaks that rule; Arrow's own record count
-    (``expected_records``) catches it, and then lines and records are taken as equal."""
-    if data.find(b'"') < 0:
-        return None
-    arr = np.frombuffer(data, dtype=np.uint8)
-    quotes = np.flatnonzero(arr == 34)
-    newlines = np.flatnonzero(arr == 10)
-    inside = (np.searchsorted(quotes, newlines) % 2) == 1
-    if not inside.any():
-        return None
-    ends = np.flatnonzero(~inside)  # indices of record-ending newlines
-    trailing = 1 if len(data) and data[-1:] != b"\n" else 0
-    if len(ends) + trailing != expected_records:
-        return None
-    return np.concatenate([[1], ends + 2]).astype(np.int64)
+
+def record_span(line: int, records: np.ndarray | None, line_count: int) -> tuple[int, int]:
+    """(first, last) line of the record holding ``line``."""
+    if records is None:
+        return line, line
+    r = int(np.searchsorted(records, line, side="right"))
+    last = int(records[r]) - 1 if r < len(records) else line_count
+    return int(records[r - 1]), last
 
 
 def lines_to_records(lines, records: np.ndarray | None, starts_only: bool) -> np.ndarray:
@@ -68,23 +76,35 @@ def blank_lines(data: bytes) -> np.ndarray:
     return np.flatnonzero(is_blank).astype(np.int64) + 1
 
 
-def blank_out_invalid_utf8(data: bytes) -> tuple[bytes, list[tuple[int, str]]]:
-    """Replace each line holding invalid UTF-8 by an empty line (keeping line numbers);
-    return the new data and ``(line, raw text)`` of each replaced line."""
-    bad: list[tuple[int, str]] = []
-    parts: list[bytes] = []
-    pos = 0
-    while True:
+def invalid_utf8_lines(data) -> list[int]:
+    """1-based lines holding bytes that are not valid UTF-8 (none for ASCII, at no cost)."""
+    if data.isascii():
+        return []
+    try:
+        bytes(data).decode("utf-8")
+        return []
+    except UnicodeDecodeError as exc:
+        first = data.count(b"\n", 0, exc.start) + 1
+    bad = []
+    start = 0 if first == 1 else int(newline_positions(data)[first - 2]) + 1
+    for i, line in enumerate(bytes(data[start:]).split(b"\n")):
         try:
-            data[pos:].decode("utf-8")
-            parts.append(data[pos:])
-            break
-        except UnicodeDecodeError as exc:
-            at = pos + exc.start
-            start = data.rfind(b"\n", 0, at) + 1
-            end = data.find(b"\n", at)
-            end = len(data) if end < 0 else end
-            bad.append((data.count(b"\n", 0, start) + 1, data[start:end].decode("utf-8", errors="backslashreplace")))
-            parts.append(data[pos:start])
-            pos = end  # keep the newline itself: the line becomes empty
-    return b"".join(parts), bad
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(first + i)
+    return bad
+
+
+def blank_out_lines(data, lines) -> bytearray:
+    """``data`` with the given 1-based lines emptied (their newlines kept, so every later
+    line keeps its number)."""
+    out = bytearray()
+    newlines = newline_positions(data)
+    pos = 0
+    for line in sorted(set(lines)):
+        start = 0 if line == 1 else int(newlines[line - 2]) + 1
+        end = int(newlines[line - 1]) if line - 1 < len(newlines) else len(data)
+        out += data[pos:start]
+        pos = end
+    out += data[pos:]
+    return out

@@ -32,6 +32,7 @@ class ReaderOptions:
     progress_interval: float = 5.0
     progress_callback: Callable | None = None
     delimiter: str | None = None
+    max_quoted_lines: int = 1000
 
     @property
     def block_bytes(self) -> int:
@@ -81,6 +82,7 @@ def validate_options(
     progress_interval,
     progress_callback,
     delimiter,
+    max_quoted_lines=1000,
 ) -> ReaderOptions:
     """Check every option and return them frozen; raise ReaderOptionError naming the first bad one."""
     if not isinstance(file_path, (str, Path)) or str(file_path) == "":
@@ -140,6 +142,10 @@ def validate_options(
         raise ReaderOptionError("progress_callback", f"expected a callable, got {progress_callback!r}")
     if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\""):
         raise ReaderOptionError("delimiter", f"expected one character (not a quote or line break), got {delimiter!r}")
+    if not _is_int(max_quoted_lines) or max_quoted_lines < 1:
+        raise ReaderOptionError(
+            "max_quoted_lines", f"expected a positive number of lines a quoted value may span, got {max_quoted_lines!r}"
+        )
     return ReaderOptions(
         file_path=Path(file_path),
         file_format=file_format.lower(),
@@ -158,4 +164,5 @@ def validate_options(
         progress_interval=float(progress_interval),
         progress_callback=progress_callback,
         delimiter=delimiter,
+        max_quoted_lines=max_quoted_lines,
     )

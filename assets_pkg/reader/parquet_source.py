@@ -59,6 +59,8 @@ class ParquetSource:
         self.schema = pa.schema([pa.field(c, declared.get(c, file_schema.field(c).type)) for c in self.columns])
         self._casts = {c: declared[c] for c in self.columns if c in declared and declared[c] != file_schema.field(c).type}
         self._rows_done = 0
+        self.header_lines = 0
+        self.preamble_lines = 0  # rows skipped by skip_rows
 
     def _decompress(self) -> Path:
         fd, name = tempfile.mkstemp(suffix=".parquet", prefix="reader-")
@@ -93,6 +95,7 @@ class ParquetSource:
                 self._rows_done = row
                 if to_skip:
                     drop = min(to_skip, batch.num_rows)
+                    self.preamble_lines += drop
                     batch, first_row, to_skip = batch.slice(drop), first_row + drop, to_skip - drop
                     if batch.num_rows == 0:
                         continue
@@ -118,4 +121,5 @@ class ParquetSource:
                     raw = json.dumps(original.slice(pos, 1).to_pylist()[0], default=str)
                     rejects.append(rj.Reject(first_row + pos + 1, rj.TYPE_ERROR, f"column {column!r}: cannot convert {value!r} to {target}", rj.truncate_raw(raw)))
                 excluded = np.asarray(rows, dtype=np.int64) + 1  # 1-based rows within the batch
-        return ParsedBlock(table, rejects, first_row + 1, self.bytes_read(), excluded)
+        return ParsedBlock(table, rejects, first_row + 1, self.bytes_read(), rejected_records=excluded,
+                           line_count=len(excluded) + table.num_rows)

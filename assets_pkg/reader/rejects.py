@@ -21,6 +21,8 @@ TYPE_ERROR = "type_error"
 JSON_ERROR = "json_error"
 SCHEMA_ERROR = "schema_error"
 ENCODING_ERROR = "encoding_error"
+UNTERMINATED_QUOTE = "unterminated_quote"
+LINE_BREAK = "line_break"
 
 
 @dataclass(frozen=True)

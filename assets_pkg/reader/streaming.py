@@ -20,7 +20,7 @@ from assets_pkg.io.atomic import atomic_path
 from assets_pkg.obs import peak_rss_mb
 from assets_pkg.reader.chunking import ChunkBuilder
 from assets_pkg.reader.csv_source import CsvSource
-from assets_pkg.reader.errors import RejectedRowError, RejectThresholdExceeded
+from assets_pkg.reader.errors import AccountingError, RejectedRowError, RejectThresholdExceeded
 from assets_pkg.reader.jsonl_source import JsonlSource
 from assets_pkg.reader.options import validate_options
 from assets_pkg.reader.parquet_source import ParquetSource
@@ -63,11 +63,12 @@ class StreamingReader:
         progress_interval: float = 5.0,
         progress_callback: Callable | None = None,
         delimiter: str | None = None,
+        max_quoted_lines: int = 1000,
     ):
         self.options = validate_options(
             file_path, file_format, encoding, chunk_size, memory_limit_mb, columns, column_types, skip_rows,
             max_rows, skip_empty, strip_whitespace, continue_on_error, error_threshold, report_progress,
-            progress_interval, progress_callback, delimiter,
+            progress_interval, progress_callback, delimiter, max_quoted_lines,
         )
         self.path = self.options.file_path
         self.format = sniff_format(self.path, self.options.file_format, self.options.encoding)
@@ -155,6 +156,9 @@ class StreamingReader:
         source = self._open_source()
         self._schema = source.schema
         stats.file_metadata = self._file_metadata(source.schema)
+        stats.header_lines = source.header_lines
+        stats.skipped_lines = source.preamble_lines
+        stats.lines_read = source.header_lines + source.preamble_lines
         chunks = ChunkBuilder(opts.chunk_size, max(opts.block_bytes * 4, int(opts.memory_limit_mb * 2**20 / 8)), stats)
         rows = 0
         blocks = None
@@ -164,12 +168,12 @@ class StreamingReader:
             blocks = source.parsed_blocks()
             while True:
                 block_started = time.perf_counter()
-                block = next(blocks, None)
+                block = self._next_block(blocks)
                 if block is None:
                     break
-                table, block_rejects = block.table, block.rejects
+                table, block_rejects, totals = block.table, block.rejects, block.line_totals()
                 if opts.max_rows is not None and rows + table.num_rows >= opts.max_rows:
-                    table, block_rejects = self._cut_at_max_rows(block, opts.max_rows - rows)
+                    table, block_rejects, totals = self._cut_at_max_rows(block, opts.max_rows - rows)
                 if block_rejects and not opts.continue_on_error:
                     first_bad = block_rejects[0]
                     yield from chunks.add(self._rows_before_line(block, table, first_bad.line), 0, 0.0)
@@ -179,15 +183,21 @@ class StreamingReader:
                     raise RejectedRowError(self.path, first_bad.line, first_bad.error_type, first_bad.error)
                 self._rejects.extend(block_rejects)
                 stats.total_errors += len(block_rejects)
+                stats.lines_read += totals.lines
+                stats.row_lines += totals.row_lines
+                stats.rejected_lines += totals.rejected_lines
+                stats.skipped_lines += totals.skipped_lines
                 rows += table.num_rows
                 for chunk in chunks.add(table, len(block_rejects), (time.perf_counter() - block_started) * 1000):
                     yield chunk
                     progress.update(block.bytes_read, stats.total_rows)
-                self._check_threshold(rows, final=False)
+                self._check_threshold(final=False)
                 if opts.max_rows is not None and rows >= opts.max_rows:
                     break
-            self._check_threshold(rows, final=True)
+            self._check_threshold(final=True)
             yield from chunks.flush()
+            if not stats.line_identity_holds:
+                raise AccountingError(f"{self.path}: lines do not add up: {stats.line_counts()}")
             progress.finish(source.bytes_read(), stats.total_rows)
         finally:
             if blocks is not None:
@@ -198,6 +208,13 @@ class StreamingReader:
             stats.peak_memory_mb = peak_rss_mb()
             stats.rows_per_second = stats.total_rows / stats.seconds if stats.seconds > 0 else 0.0
 
+    def _next_block(self, blocks):
+        try:
+            return next(blocks, None)
+        except AccountingError as exc:
+            line = self._stats.lines_read + 1
+            raise AccountingError(f"{self.path}: in the block starting near line {line}: {exc}") from None
+
     @staticmethod
     def _rows_before_line(block, table: pa.Table, line: int) -> pa.Table:
         if table.num_rows == 0:
@@ -207,17 +224,19 @@ class StreamingReader:
 
     @staticmethod
     def _cut_at_max_rows(block, keep: int):
-        """Keep the first ``keep`` rows and only the rejects on lines before the last kept row."""
+        """The first ``keep`` rows, the rejects before the last of them, and the line
+        totals of the records up to it (the lines after it count as not read)."""
         table = block.table.slice(0, keep)
         if keep == 0:
-            return table, []
+            return table, [], block.line_totals(records=0)
+        last_record = int(block.record_of_rows([keep - 1])[0])
         last_line = int(block.line_of_rows([keep - 1])[0])
-        return table, [r for r in block.rejects if r.line < last_line]
+        return table, [r for r in block.rejects if r.line < last_line], block.line_totals(records=last_record)
 
-    def _check_threshold(self, rows: int, final: bool) -> None:
-        rejected = len(self._rejects)
-        seen = rows + rejected
-        if not rejected or (not final and seen < MIN_ROWS_FOR_RATE):
+    def _check_threshold(self, final: bool) -> None:
+        stats = self._stats
+        seen = stats.data_lines
+        if not stats.rejected_lines or (not final and seen < MIN_ROWS_FOR_RATE):
             return
-        if rejected / seen > self.options.error_threshold:
-            raise RejectThresholdExceeded(self.path, rejected, seen, self.options.error_threshold)
+        if stats.reject_rate > self.options.error_threshold:
+            raise RejectThresholdExceeded(self.path, stats.rejected_lines, seen, self.options.error_threshold)

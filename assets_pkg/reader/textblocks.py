@@ -9,15 +9,16 @@ progress.
 import codecs
 import gzip
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from isal import igzip
 from isal.igzip_lib import IsalError
 
 from assets_pkg.reader.errors import ReaderError
+from assets_pkg.reader.quotes import RecordScan
 
 # What a corrupt gzip stream raises (isal's own error is not an OSError).
 DECOMPRESS_ERRORS = (gzip.BadGzipFile, zlib.error, IsalError, OSError)
@@ -27,8 +28,12 @@ _BOM = b"\xef\xbb\xbf"
 
 @dataclass(frozen=True)
 class TextBlock:
-    data: bytearray  # UTF-8, whole lines (the last line of the file may lack its newline)
+    data: bytearray  # UTF-8, whole records (the last line of the file may lack its newline)
     bytes_read: int  # file bytes consumed when the block was cut, for progress
+    # From the CSV record scan (quotes.scan_records), 1-based lines within the block:
+    spans: list = field(default_factory=list)  # (first, last) line of each multi-line record
+    unterminated: list = field(default_factory=list)  # lines whose opening quote never closed
+    bare_cr: list = field(default_factory=list)  # lines broken by a lone carriage return
 
 
 def count_lines(data) -> int:
@@ -41,9 +46,10 @@ class TextBlocks:
     Blocks do not count their lines here (that is a pass over every byte): the parser
     threads do it, and ``parsed.parse_in_order`` numbers the blocks in file order."""
 
-    def __init__(self, path: Path, gzipped: bool, encoding: str, block_bytes: int, quote: bytes | None = None):
+    def __init__(self, path: Path, gzipped: bool, encoding: str, block_bytes: int):
         self.path = path
-        self.quote = quote  # CSV: never cut a block inside a quoted value
+        # CSV: finds record ends (never inside a quoted value); set once the header is known.
+        self.scan_records: Callable[[bytearray, bool], RecordScan] | None = None
         self.encoding = encoding
         self.block_bytes = block_bytes
         self._raw = open(path, "rb")
@@ -150,40 +156,26 @@ class TextBlocks:
         del buf[end:]
         return buf
 
-    def _cut(self, data: bytearray) -> int:
-        """End of the last whole record in ``data`` (0 if none): after the last newline
-        that is outside quotes. Blocks start at a record start, so a newline is outside
-        quotes when an even number of quote characters precede it in the block (an
-        escaped quote is two of them)."""
-        cut = data.rfind(b"\n") + 1
-        if not self.quote or cut == 0 or data.find(self.quote, 0, cut) < 0:
-            return cut
-        quotes = data.count(self.quote, 0, cut)
-        plain_cut = cut
-        while quotes % 2 and cut > 0:
-            previous = data.rfind(b"\n", 0, cut - 1) + 1
-            quotes -= data.count(self.quote, previous, cut)
-            cut = previous
-        # A stray quote in an unquoted value ('5" screen') also makes the count odd; the
-        # walk back then ends before it, or finds no even point at all: then fall back to
-        # the last newline (so a quoted value longer than a whole block is not supported).
-        return cut if cut > 0 else plain_cut
+    def _scan(self, data: bytearray) -> RecordScan:
+        if self.scan_records is not None:
+            return self.scan_records(data, self._eof)
+        return RecordScan(len(data) if self._eof else data.rfind(b"\n") + 1)
 
     def blocks(self) -> Iterator[TextBlock]:
-        """Line-aligned blocks of about ``block_bytes`` each, until the end of the file."""
+        """Blocks of about ``block_bytes`` each, cut at record ends, until the end of the file."""
         carry = bytes(self._buffer)
         self._buffer = b""
         while True:
             data = self._next_data(carry) if not self._eof else bytearray(carry)
-            cut = len(data) if self._eof else self._cut(data)
-            while cut == 0 and not self._eof:
-                # One record longer than a block: keep reading until it ends.
+            scan = self._scan(data)
+            while scan.cut == 0 and not self._eof:
+                # One record longer than a block (or a quoted value still open): read on.
                 data = self._next_data(bytes(data))
-                cut = len(data) if self._eof else self._cut(data)
+                scan = self._scan(data)
             if not data:
                 return
-            carry = bytes(data[cut:])
-            del data[cut:]
-            yield TextBlock(data, self.bytes_read())
+            carry = bytes(data[scan.cut :])
+            del data[scan.cut :]
+            yield TextBlock(data, self.bytes_read(), scan.spans, scan.unterminated, scan.bare_cr)
             if self._eof and not carry:
                 return

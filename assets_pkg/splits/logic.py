@@ -197,7 +197,7 @@ def profile_shard(con, shard: Shard, params: SplitParams, signature=None, progre
     except BaseException:
         opened.discard_stage()
         raise
-    opened.commit_stage(rows=stats["rows_in"] - stats["rejected_lines"])
+    opened.commit_stage(rows=stats.pop("rows_arrived"))
     return profile
 
 
@@ -270,7 +270,11 @@ def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams,
         in_body = {r["kind"][len(STAT_PREFIX):] for r in small if r["kind"].startswith(STAT_PREFIX)}
     else:
         in_body = set()
-    stats["rows_in"] += opened.rejected_lines
+    # rows_in is counted from the source (Parquet footer, the reader's line identity), the
+    # parts from what arrived: a row lost on the way fails row_accounting
+    stats["rows_arrived"] = stats["rows_in"]
+    source_rows = opened.source_rows()
+    stats["rows_in"] = source_rows if source_rows is not None else stats["rows_in"] + opened.rejected_lines
     stats["rejected_lines"] = opened.rejected_lines
     if rejects_path is not None:  # the lines the text reader refused, kept (none: old file removed)
         Path(rejects_path).unlink(missing_ok=True)
@@ -281,7 +285,7 @@ def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams,
     stats["file_mtime_ns"] = st.st_mtime_ns
     # the shard's columns and types (the allocation derives ONE output schema from them)
     # and the statistics the aggregation did not already give
-    tail_stats = {k: v for k, v in stats.items() if k not in in_body}
+    tail_stats = {k: v for k, v in stats.items() if k not in in_body and k != "rows_arrived"}
     tail_rows = len(opened.columns) + len(tail_stats)
     extra = {
         "kind": ["column"] * len(opened.columns) + [STAT_PREFIX + k for k in tail_stats],

@@ -40,7 +40,24 @@ class OpenedShard:
             return self.staged_rejected
         if self.reader is None:
             return 0
-        return int(self.reader.stats.total_errors)
+        return int(self.reader.stats.rejected_lines)
+
+    def source_rows(self) -> int | None:
+        """Rows the shard holds, counted from the source rather than from what arrived:
+        a Parquet footer's row count, or the text reader's data lines (lines read less
+        header, skipped lines and the extra lines of quoted values spanning lines). None
+        for a shard read from a stage (pass 2), whose count pass 1 recorded."""
+        if self.staged_rejected is not None:
+            return None
+        if self.reader is None:
+            if self.shard.format == "parquet" and not self.shard.compressed:
+                import pyarrow.parquet as pq
+
+                return pq.ParquetFile(self.shard.path).metadata.num_rows
+            return None
+        st = self.reader.stats
+        continuation = st.row_lines - st.total_rows
+        return st.lines_read - st.header_lines - st.skipped_lines - continuation
 
     def commit_stage(self, rows: int) -> None:
         """Publish the staged rows (pass 1, after the whole shard was read and accepted;

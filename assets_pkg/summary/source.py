@@ -125,6 +125,7 @@ class Source:
         self.logger = logger
         self._tmp: Path | None = None
         self._profile: SourceProfile | None = None
+        self.rejected_lines = 0  # CSV lines the streaming reader refused (bad_rows="skip")
         self._open()
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -294,10 +295,11 @@ class Source:
             raise
         except ReaderError as exc:
             raise SummarySourceError(f"{batch.path}: {exc}") from None
-        rejects = getattr(reader, "rejects", None)
-        if rejects is not None and rejects.num_rows:
-            first = rejects.slice(0, 3).to_pylist()
-            msg = f"{batch.path}: {rejects.num_rows} unreadable CSV lines, e.g. {first}"
+        rejected = reader.stats.rejected_lines
+        if rejected:
+            self.rejected_lines += rejected
+            first = reader.rejects.slice(0, 3).to_pylist()
+            msg = f"{batch.path}: {rejected} unreadable CSV lines, e.g. {first}"
             if self.cfg.bad_rows == "error":
                 raise SummarySourceError(msg)
             self._note(msg)
@@ -380,7 +382,8 @@ class Source:
                 if ok and max_ts is not None and (prof.max_base_ts is None or max_ts > prof.max_base_ts):
                     prof.max_base_ts = max_ts
         good = sum(prof.rows_per_month.values())
-        prof.bad_rows = prof.rows - good
+        # lines the reader refused count as skipped rows too: none vanishes from the count
+        prof.bad_rows = prof.rows - good + self.rejected_lines
         for (file_rank, what, where_sql, params), count in sorted(problems.items(), key=lambda kv: (kv[0][0], kv[0][1])):
             examples = self.con.execute(
                 f"SELECT _row FROM {VIEW} WHERE _file = ? AND ({where_sql}) ORDER BY _row LIMIT 5",
