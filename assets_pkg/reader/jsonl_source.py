@@ -20,6 +20,7 @@ import pyarrow.json as pajson
 from assets_pkg.reader import rejects as rj
 from assets_pkg.reader.casting import normalize_strings
 from assets_pkg.reader.errors import ReaderError
+from assets_pkg.reader.linemap import blank_out_lines, invalid_utf8_lines, line_range_text, newline_positions
 from assets_pkg.reader.options import ReaderOptions
 from assets_pkg.reader.parsed import ParsedBlock, merge_sorted, parse_in_order
 from assets_pkg.reader.sniff import SniffedFormat
@@ -79,7 +80,8 @@ class JsonlSource:
             if declared:
                 return pa.schema(list(declared.items()))
             raise ReaderError(f"{self.path}: no JSON lines to read (file_path); cannot tell its columns")
-        sample = self._first.data
+        # lines of invalid UTF-8 would make invalid field names; they are rejects anyway
+        sample = blank_out_lines(self._first.data, invalid_utf8_lines(self._first.data))
         try:
             table = self._parse(sample, explicit=pa.schema(list(declared.items())) if declared else None, infer_rest=True)
             # Every line of the first block parsed, with the types the schema is made of:
@@ -150,7 +152,16 @@ class JsonlSource:
         rejects: list[rj.Reject] = []
         bad_rel: list[int] = []
         table = None
-        if block is self._first:
+        bad_utf8 = invalid_utf8_lines(data)
+        if bad_utf8:
+            # pyarrow.json would carry invalid UTF-8 into string columns: reject the lines
+            newlines = newline_positions(data)
+            for line in bad_utf8:
+                raw = line_range_text(data, newlines, line, line)
+                rejects.append(rj.Reject(line, rj.ENCODING_ERROR, "invalid UTF-8 (pass encoding= e.g. 'latin-1' if the file is not UTF-8)", rj.truncate_raw(raw)))
+            bad_rel.extend(bad_utf8)
+            data = blank_out_lines(data, bad_utf8)
+        elif block is self._first:
             table, self._first_table = self._first_table, None
         try:
             if table is None:
@@ -167,6 +178,8 @@ class JsonlSource:
         line_count = count_lines(data)
         needs_scan = table.num_rows + len(rejects) != line_count
         blanks = _blank_line_numbers(data) if needs_scan else np.empty(0, dtype=np.int64)
+        if bad_utf8:
+            blanks = np.setdiff1d(blanks, bad_utf8)  # emptied here, not blank in the file
         rejects.sort(key=lambda r: r.line)
         # Numbered from line 1 here; parse_in_order shifts to the file's line numbers.
         return ParsedBlock(self._finish(table), rejects, 1, block.bytes_read,

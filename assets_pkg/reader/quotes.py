@@ -81,7 +81,7 @@ def line_state(line: bytes, delimiter: int, inside: bool) -> LineState:
             inside = True
             at_field_start = False
         else:
-            if c == CR and i + 1 < n:
+            if c == CR:  # the one before the newline is not part of ``line``
                 bare_cr = True
             at_field_start = False
         i += 1

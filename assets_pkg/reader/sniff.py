@@ -68,11 +68,10 @@ def _read_sample(path: Path, gzipped: bool) -> bytes:
 
 
 def looks_binary(sample: bytes) -> bool:
-    """True for content no text format produces: NUL bytes or many control characters."""
+    """True for content no text format produces: many NUL or other control bytes. A few
+    stray ones are a damaged text file, whose lines the reader reads or rejects one by one."""
     if not sample:
         return False
-    if b"\x00" in sample:
-        return True
     controls = sum(1 for b in sample[:4096] if b < 32 and b not in (9, 10, 13, 12))
     return controls > len(sample[:4096]) * 0.05
 
@@ -82,6 +81,13 @@ def _first_content_line(sample: bytes) -> bytes:
         if line.strip():
             return line.lstrip(b"\xef\xbb\xbf").strip()
     return b""
+
+
+def _any_json_object_line(sample: bytes, lines: int = 20) -> bool:
+    """A damaged first line does not make a JSON lines file something else: any of the
+    first lines starting with '{' confirms the declared format (bad lines become rejects)."""
+    content = [line.strip() for line in sample.split(b"\n")[:lines] if line.strip()]
+    return any(line.startswith(b"{") for line in content)
 
 
 def _text_format_from_content(first_line: bytes) -> str:
@@ -137,7 +143,7 @@ def sniff_format(file_path, file_format: str = "auto", encoding: str = "utf-8") 
     content_fmt = _text_format_from_content(first_line)
     if expected is None:
         fmt = content_fmt
-    elif expected == "jsonl" and content_fmt != "jsonl":
+    elif expected == "jsonl" and content_fmt != "jsonl" and not _any_json_object_line(text_sample):
         raise ReaderError(
             f"{path}: expected JSON lines (file_format / name) but the first line does not start with '{{': "
             f"{first_line[:80]!r}"
