@@ -23,6 +23,13 @@ def _cmd_generate(args) -> int:
     return 0
 
 
+def _cmd_init(args) -> int:
+    from assets_pkg.instance import init_instance
+
+    print(f"Dagster instance ready at {init_instance()}")
+    return 0
+
+
 def _cmd_check(args) -> int:
     outcomes = []
     for domain in DOMAINS:
@@ -60,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--scale", default="demo", choices=["demo", "test"])
     gen.add_argument("--force", action="store_true", help="generate even where the inbox has files")
     gen.set_defaults(func=_cmd_generate)
+
+    init = sub.add_parser("init", help="create the Dagster instance at DAGSTER_HOME once (before `dagster dev`)")
+    init.set_defaults(func=_cmd_init)
 
     check = sub.add_parser("check", help="run every asset check on what is materialized now")
     check.add_argument("--group", choices=DOMAINS, help="only this group's checks")
