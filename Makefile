@@ -28,8 +28,10 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -n 2 --timeout 600
 
+# dagster dev starts the webserver and the daemon, which open the instance together: create
+# it first, under assets_pkg's lock, so a fresh data root is never initialized twice at once.
 ui: $(VENV)/.installed
-	@mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/assets-pkg init
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 bench: $(VENV)/.installed-dev

@@ -23,6 +23,13 @@ def _cmd_generate(args) -> int:
     return 0
 
 
+def _cmd_init(args) -> int:
+    from assets_pkg.instance import init_instance
+
+    print(f"Dagster instance ready at {init_instance()}")
+    return 0
+
+
 def _cmd_check(args) -> int:
     outcomes = []
     for domain in DOMAINS:
@@ -37,6 +44,12 @@ def _cmd_check(args) -> int:
     return 1 if failed else 0
 
 
+def _domain(name: str) -> str:
+    if name not in DOMAINS:
+        raise argparse.ArgumentTypeError(f"invalid domain {name!r} (choose from {', '.join(DOMAINS)})")
+    return name
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assets-pkg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,10 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     gen = sub.add_parser("generate", help="write deterministic sample inputs into data/inbox/")
-    gen.add_argument("domains", nargs="*", choices=DOMAINS)
+    # No `choices=` here: argparse checks an empty `nargs="*"` list against the choices and
+    # fails with "invalid choice: []", yet no domain means every domain.
+    gen.add_argument("domains", nargs="*", type=_domain, metavar="DOMAIN",
+                     help=f"domains to generate ({', '.join(DOMAINS)}); none = all")
     gen.add_argument("--scale", default="demo", choices=["demo", "test"])
     gen.add_argument("--force", action="store_true", help="generate even where the inbox has files")
     gen.set_defaults(func=_cmd_generate)
+
+    init = sub.add_parser("init", help="create the Dagster instance at DAGSTER_HOME once (before `dagster dev`)")
+    init.set_defaults(func=_cmd_init)
 
     check = sub.add_parser("check", help="run every asset check on what is materialized now")
     check.add_argument("--group", choices=DOMAINS, help="only this group's checks")

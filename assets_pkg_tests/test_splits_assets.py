@@ -223,26 +223,83 @@ def test_missing_input_file_fails_with_the_refused_names(data_root, inbox, insta
 
 
 
-def test_a_corrupt_shard_among_good_ones_fails_the_profile_step_naming_it(data_root, inbox, instance):
-    """Parquet shards are profiled two at a time on worker threads: the bad one's error
-    reaches the step with its file name, the workers stop, and no profile of it exists."""
-    keys = ["00001", "00002", "00003", "00004", "00005"]
-    for key in keys:
-        write_shard(make_rows(200, seed=int(key), n_customers=30), inbox / f"part-{key}.parquet")
-    (inbox / "part-00003.parquet").write_bytes(b"PAR1 not really parquet PAR1")
-    defs = make_defs(consolidate=False)
+def _run_range(defs, instance, keys):
     instance.add_dynamic_partitions("splits_shards", keys)
-    result = defs.resolve_job_def("splits_job").execute_in_process(
+    return defs.resolve_job_def("splits_job").execute_in_process(
         instance=instance, raise_on_error=False,
         tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+
+
+def _split_outputs(root: Path) -> dict:
+    return {f"{p.parent.name}/{p.name}": pq.read_table(p)
+            for name in ("train", "val", "oot") for p in sorted((root / "warehouse/splits" / name).glob("part-*"))}
+
+
+def _partition_status(instance, key: str):
+    """Materialized and failed partitions of an asset, as the UI computes them."""
+    from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+
+    from assets_pkg.splits.assets import shard_partitions
+
+    asset_key = dg.AssetKey(["splits", key])
+    value = get_and_update_asset_status_cache_value(instance, asset_key, shard_partitions, instance)
+    return (set(instance.get_materialized_partitions(asset_key)),
+            set(value.deserialize_failed_partition_subsets(shard_partitions).get_partition_keys()))
+
+
+def test_a_corrupt_shard_among_good_ones_fails_alone_naming_it(tmp_path, data_root, inbox, instance, monkeypatch):
+    """Parquet shards are profiled two at a time on worker threads: the bad one fails its own
+    partitions (no profile, no split, its train/val/oot partitions failed, the run failed
+    naming the file); the other 19 are profiled and split exactly as in a run without it."""
+    keys = [f"{n:05d}" for n in range(1, 21)]
+    for key in keys:
+        write_shard(make_rows(150, seed=int(key), n_customers=40), inbox / f"part-{key}.parquet")
+    (inbox / "part-00007.parquet").write_bytes(b"PAR1 not really parquet PAR1")
+    defs = make_defs(consolidate=False)
+    result = _run_range(defs, instance, keys)
     assert not result.success
-    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
-    assert failure.step_key == "splits__shard_profile"
-    assert "part-00003.parquet" in failure.event_specific_data.error.to_string()
-    assert not partition_path(["splits", "shard_profile"], "00003").exists()
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert [f.step_key for f in failures] == ["split_shards"]
+    assert "part-00007.parquet" in failures[0].event_specific_data.error.to_string()
+    assert not partition_path(["splits", "shard_profile"], "00007").exists()
+    good = [k for k in keys if k != "00007"]
+    for name in ("train", "val", "oot"):
+        materialized, failed = _partition_status(instance, name)
+        assert materialized == set(good) and failed == {"00007"}, name
+    checks = checks_of(result)
+    assert checks[("splits/train", "shard_mapping")] is False and checks[("splits/train", "row_accounting")] is False
+    outcomes = {o.name: o for o in evaluate_materialized()}
+    assert not outcomes["shard_mapping"].passed and "00007" in outcomes["shard_mapping"].metadata["failed_shards"]
+    assert not outcomes["row_accounting"].passed and "part-00007.parquet" in str(outcomes["row_accounting"].metadata)
+    assert outcomes["no_customer_leakage"].passed
     import threading
 
     assert not [t for t in threading.enumerate() if t.name.startswith("splits-shard")]
+
+    # the same 19 good shards alone, in another data root: the same outputs
+    alone = tmp_path / "alone"
+    (alone / "inbox/transactions").mkdir(parents=True)
+    for key in good:
+        (alone / "inbox/transactions" / f"part-{key}.parquet").write_bytes((inbox / f"part-{key}.parquet").read_bytes())
+    monkeypatch.setenv("ASSETS_PKG_DATA_DIR", str(alone))
+    (tmp_path / "alone_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "alone_home")) as other:
+        assert _run_range(defs, other, good).success
+    with_bad = _split_outputs(data_root)
+    assert {n.split("/")[1] for n in with_bad} == {f"part-{k}.parquet" for k in good}
+    without = _split_outputs(alone)
+    assert with_bad.keys() == without.keys()
+    for name, table in with_bad.items():
+        assert table.equals(without[name]), name
+
+    # fixed: the next run over the shard profiles and splits it, and every check passes
+    monkeypatch.setenv("ASSETS_PKG_DATA_DIR", str(data_root))
+    write_shard(make_rows(150, seed=7, n_customers=40), inbox / "part-00007.parquet")
+    fixed = _run_range(defs, instance, ["00007"])
+    assert fixed.success and all(checks_of(fixed).values())
+    assert not (data_root / "warehouse/splits/_failed/part-00007.json").exists()
+    assert "00007" in _partition_status(instance, "train")[0]
+
 
 def test_failed_error_check_blocks_consolidation(data_root, inbox, instance):
     write_shard(make_rows(100, seed=4, n_customers=20), inbox / "part-00004.parquet")

@@ -579,3 +579,39 @@ def test_pass_2_builds_its_joins_on_the_allocation_and_restores_the_setting(data
     run(data_root)
     assert con.execute("SELECT current_setting('disabled_optimizers')").fetchall()[0][0] == "top_n"
     assert invariants.row_accounting(data_root / "warehouse", read_json(manifest_file(data_root / "warehouse"))).passed
+
+
+def test_a_shard_that_cannot_be_read_fails_alone_and_the_others_are_split(tmp_path, data_root, inbox):
+    """A csv that cannot be parsed at all among good shards: run_all splits the others
+    exactly as without it, records the failure, names the file, and the checks fail."""
+    from assets_pkg.splits.pipeline import ShardsFailed, failure_file
+
+    for n in range(1, 7):
+        write_shard(make_rows(120, seed=n, n_customers=25), inbox / f"part-{n:05d}.csv")
+    (inbox / "part-00004.csv").write_bytes(b"\x1f\x8b\x00not a text file at all\x00\xff\xfe" * 50)
+    with pytest.raises(ShardsFailed, match=r"part-00004\.csv") as exc:
+        run(data_root, exports=False)
+    assert list(exc.value.failed) == ["00004"]
+    assert failure_file(data_root / "warehouse", "00004").exists()
+    manifest = read_json(manifest_file(data_root / "warehouse"))
+    assert "00004" not in manifest["shards"] and list(manifest["failed_shards"]) == ["00004"]
+
+    alone = tmp_path / "alone"
+    (alone / "inbox" / "transactions").mkdir(parents=True)
+    for p in inbox.glob("part-*.csv"):
+        if p.name != "part-00004.csv":
+            (alone / "inbox" / "transactions" / p.name).write_bytes(p.read_bytes())
+    run(alone, exports=False)
+    for split in ("train", "val", "oot"):
+        assert read_split(data_root, split).equals(read_split(alone, split)), split
+
+    params = make_params()
+    outcomes = {o.name: o for o in invariants.global_outcomes(connect(), data_root / "warehouse", inbox, params)}
+    assert not outcomes["shard_mapping"].passed and outcomes["shard_mapping"].metadata["failed_shards"] == ["00004"]
+    assert not outcomes["row_accounting"].passed and "part-00004.csv" in outcomes["row_accounting"].metadata["problems"][0]
+
+    # the shard leaves the inbox: its failure record goes with it, the checks pass again
+    (inbox / "part-00004.csv").unlink()
+    run(data_root, exports=False)
+    assert not failure_file(data_root / "warehouse", "00004").exists()
+    assert all(o.passed for o in invariants.global_outcomes(connect(), data_root / "warehouse", inbox, params))

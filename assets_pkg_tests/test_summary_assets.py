@@ -195,3 +195,47 @@ def test_demo_initial_then_batch_through_sensor(data_root, instance, inbox, tmp_
     full = tmp_path / "full"
     full_build(cfg_for(inbox), full, "2023-01", "2026-01")
     assert read_months(data_root / "warehouse" / "summary" / "account_summary") == read_months(full)
+
+
+def _bad_batches(inbox):
+    write_batch(inbox, "0001.parquet", BASE)
+    (inbox / "0002.parquet").write_bytes(b"PAR1 this is not parquet")  # corrupt
+    (inbox / "0003.csv").write_text("acct,month\n1,2024-01\n")  # wrong columns
+    # a good later batch: account 4 is new, account 1 gets a newer 2024-02 record
+    write_batch(inbox, "0004.parquet", [(4, "2024-03", 9.0, 1, 5), (1, "2024-02", 99.0, 3, 50)])
+
+
+def test_a_bad_batch_stops_the_build_by_default_naming_it(data_root, instance, inbox):
+    _bad_batches(inbox)
+    result = make_defs().resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, tags={RANGE_START: "2024-01", RANGE_END: "2024-04"},
+        asset_selection=[ACCOUNT_SUMMARY], raise_on_error=False,
+    )
+    assert not result.success
+    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    assert "0002.parquet" in failure.event_specific_data.error.to_string()
+    assert not (data_root / "warehouse" / "summary" / "account_summary").exists()
+    assert summary_state.load_processed() == {}
+
+
+def test_skip_bad_batches_builds_from_the_others_and_reports_them(data_root, instance, inbox, monkeypatch, tmp_path):
+    _bad_batches(inbox)
+    monkeypatch.setenv("SUMMARY_SKIP_BAD_BATCHES", "true")
+    result = run_range(make_defs(), instance, "2024-01", "2024-04")
+    assert result.success
+    mat = [e for e in result.get_asset_materialization_events() if e.asset_key == ACCOUNT_SUMMARY][0]
+    meta = mat.event_specific_data.materialization.metadata
+    assert meta["skipped_batches"].value == 2
+    skipped = meta["skipped_batch_files"].value
+    assert sorted(skipped) == ["0002.parquet", "0003.csv"]
+    assert "not a readable parquet file" in skipped["0002.parquet"] and "missing column" in skipped["0003.csv"]
+    logged = [e.user_message for e in instance.all_logs(result.run_id) if e.level >= 30]  # WARNING and up
+    assert any("0003.csv" in m and "skip_bad_batches" in m for m in logged)
+    # the bad files stay to do; the good ones are processed
+    assert sorted(summary_state.load_processed()) == ["0001.parquet", "0004.parquet"]
+    # the months equal a build from the good batches alone
+    alone = tmp_path / "alone"
+    write_batch(alone, "0001.parquet", BASE)
+    write_batch(alone, "0004.parquet", [(4, "2024-03", 9.0, 1, 5), (1, "2024-02", 99.0, 3, 50)])
+    full_build(cfg_for(alone), tmp_path / "ref", "2024-01", "2024-04")
+    assert read_months(data_root / "warehouse" / "summary" / "account_summary") == read_months(tmp_path / "ref")

@@ -133,6 +133,7 @@ def _child(kind: str, root: Path) -> dict:
         import dagster as dg
 
         os.environ["SUMMARY_CONFIG"] = str(root / "summary.json")
+        from assets_pkg.instance import open_instance
         from assets_pkg.io.parquet_io_manager import ShardedParquetIOManager
         from assets_pkg.resources.duckdb import DuckDBResource
         from assets_pkg.summary.assets import ACCOUNT_SUMMARY, LATEST_SUMMARY
@@ -145,7 +146,7 @@ def _child(kind: str, root: Path) -> dict:
         )
 
         job = defs.resolve_implicit_global_asset_job_def()
-        with dg.DagsterInstance.get() as instance:
+        with open_instance() as instance:
             if kind == "dagster_initial":
                 tags = {"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST}
             else:

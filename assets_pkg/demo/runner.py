@@ -1,16 +1,14 @@
 """`assets-pkg demo`: generate sample inputs where an inbox is empty, run every domain, report."""
 
 import importlib
-import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
-import dagster as dg
-
 from assets_pkg.demo.framework import DemoContext, DemoReport
 from assets_pkg.domains import DOMAINS as DEMO_DOMAINS
+from assets_pkg.instance import open_instance
 from assets_pkg.settings import Settings, get_settings
 
 
@@ -35,26 +33,15 @@ def generate_inputs(settings: Settings, domains, scale: str, force: bool = False
     return made
 
 
-def ensure_dagster_home(settings: Settings) -> Path:
-    """DAGSTER_HOME defaults to <data root>/.dagster, persistent so `make ui` shows the runs."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.data_root / ".dagster")))
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
-    return home
-
-
 def run_demo(scale: str = "demo", domains=DEMO_DOMAINS, out=sys.stdout) -> int:
     settings = get_settings()
-    ensure_dagster_home(settings)
     generated = generate_inputs(settings, domains, scale)
     from assets_pkg.definitions import defs
 
     report = DemoReport()
     report.line(f"data root: {settings.data_root}")
     report.line(f"generated sample inputs for: {', '.join(generated) or 'none (inboxes not empty)'}")
-    with dg.DagsterInstance.get() as instance:
+    with open_instance(settings) as instance:
         ctx = DemoContext(settings=settings, instance=instance, defs=defs, report=report, scale=scale)
         for domain in domains:
             started = time.perf_counter()

@@ -22,18 +22,21 @@ from assets_pkg.splits.logic import PROFILE_SCHEMA, SPLITS, profile_shard, profi
 from assets_pkg.splits.params import SplitParams, make_params
 from assets_pkg.splits.pipeline import (
     allocation_file,
+    clear_failure,
     compute_allocation,
     consolidate,
+    failed_shards,
     manifest_file,
     prune_stages,
     read_json,
+    record_failure,
     rejects_file,
     split_and_write,
     stale_shards,
     staged_file,
     update_label_rates,
 )
-from assets_pkg.splits.shard_pool import ShardPool
+from assets_pkg.splits.shard_pool import ShardFailure, ShardPool, isolated
 
 GROUP = "splits"
 KINDS = {"duckdb", "parquet"}
@@ -164,7 +167,13 @@ def shards_for(keys, found: Discovery) -> list[Shard]:
 )
 def shard_profile(context: dg.AssetExecutionContext, split_config: SplitConfig, duckdb: DuckDBResource):
     """Pass 1 of the temporal split, one input shard: customers with pre-split rows, label
-    values and row counts (rows in, null customers, bad dates, missing labels)."""
+    values and row counts (rows in, null customers, bad dates, missing labels).
+
+    A shard that cannot be read fails alone: it gets no profile (an old one is removed),
+    its error is logged and recorded (warehouse/splits/_failed/), and the other shards go
+    on. The step still succeeds so the others are allocated and split in this run; the
+    pass-2 step then fails the run naming the file, and the shard's train/val/oot
+    partitions are the failed ones."""
     params = split_config.params()
     found = discover(inbox_dir())
     shards = shards_for(context.partition_keys, found)
@@ -182,11 +191,17 @@ def shard_profile(context: dg.AssetExecutionContext, split_config: SplitConfig, 
     # one at a time: two streaming readers next to Dagster's own ~170 MB measured 500-525 MB
     # peak at 10M rows, at the 512 MB budget, for ~10% less time. Progress is logged for the
     # step (throttled), not per shard.
-    pool = ShardPool(duckdb.connect(), shards, profile, one_thread_each=True)
+    pool = ShardPool(duckdb.connect(), shards, isolated(profile), one_thread_each=True)
 
     def lazy_profile(shard: Shard) -> pa.RecordBatchReader:
         def batches():  # computed (or picked up) when the IO manager writes this partition
             table = pool.take(shard)
+            if isinstance(table, ShardFailure):  # no rows: the IO manager removes an old profile
+                record_failure(warehouse, table)
+                context.log.error(f"shard {shard.key} not profiled, it will not be split: {table.error}")
+                progress.shard_done(0)
+                return
+            clear_failure(warehouse, shard.key)
             progress.shard_done(profile_stats(table)["rows_in"])
             yield from table.to_batches()
 
@@ -217,8 +232,12 @@ def customer_allocation(context: dg.AssetExecutionContext, profiles: list[Path],
     params = split_config.params()
     warehouse = get_settings().warehouse
     started = time.perf_counter()
-    allocation, manifest = compute_allocation(duckdb.connect(), profiles, params, warehouse)
+    failed = failed_shards(warehouse, discover(inbox_dir()))
+    allocation, manifest = compute_allocation(duckdb.connect(), profiles, params, warehouse, failed)
     atomic_write_json(manifest_file(warehouse), manifest)
+    if failed:
+        context.log.error(f"allocation built without {len(failed)} shard(s) that failed to profile: "
+                          + "; ".join(f"{k}: {v['error']}" for k, v in sorted(failed.items())))
     ratio = invariants.split_ratio(manifest, params)
     rows = manifest["rows"]
     yield dg.Output(
@@ -233,6 +252,7 @@ def customer_allocation(context: dg.AssetExecutionContext, profiles: list[Path],
             "labels": dg.MetadataValue.json(manifest["labels"]),
             "expected_rows": dg.MetadataValue.json(rows),
             "changed_shards": dg.MetadataValue.json(manifest["changed_shards"]),
+            "failed_shards": dg.MetadataValue.json(failed),
             "manifest": dg.MetadataValue.path(str(manifest_file(warehouse))),
             "seconds": round(time.perf_counter() - started, 3),
         },
@@ -278,8 +298,9 @@ def split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, d
     if manifest is None:
         raise dg.Failure("splits/customer_allocation has not been materialized (no split manifest)")
     found = discover(inbox_dir())
-    run_keys = list(context.partition_keys)
-    affected = [k for k in stale_shards(warehouse, manifest, exclude=run_keys) if k in found.by_key()]
+    failed = {k: v for k, v in manifest.get("failed_shards", {}).items() if k in context.partition_keys}
+    run_keys = [k for k in context.partition_keys if k not in failed]
+    affected = [k for k in stale_shards(warehouse, manifest, exclude=context.partition_keys) if k in found.by_key()]
     if affected:
         context.log.info(f"re-splitting {len(affected)} shard(s) the new allocation affects: {affected}")
     con = duckdb.connect()
@@ -292,19 +313,31 @@ def split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, d
         )
         stats["rows"] = sum(r.counts["rows_in"] for r in results)
     by_key = {r.key: r for r in results}
-    for key in affected:  # partitions outside the run's range: record what was rewritten
+    # partitions outside the run's range: record what was rewritten; with failed shards in
+    # the run, the run's own good partitions too (one by one: an output of the step would
+    # mark the failed partitions materialized)
+    for key in affected + (run_keys if failed else []):
         r = by_key[key]
         for name in SPLITS:
             context.log_event(dg.AssetMaterialization(
                 asset_key=SPLIT_KEYS[name], partition=key,
                 metadata={"dagster/row_count": r.counts[name], "bytes": r.bytes[name],
-                          "reason": "allocation change", "rows_in": r.counts["rows_in"]},
+                          "reason": "allocation change" if key in affected else "split",
+                          "rows_in": r.counts["rows_in"]},
             ))
     rates = update_label_rates(con, warehouse, params)
     pruned = prune_stages(warehouse, found)
     if pruned:
         context.log.info(f"removed the staged rows of {len(pruned)} shard(s) no longer in the inbox: {pruned[:10]}")
     outcomes = invariants.global_outcomes(con, warehouse, inbox_dir(), params)
+    if failed:
+        yield from (check_result(o) for o in outcomes)
+        raise dg.Failure(
+            description=f"{len(failed)} shard(s) failed to profile and were not split (the other "
+                        f"{len(run_keys)} were): " + "; ".join(v["error"] for _, v in sorted(failed.items())),
+            metadata={"failed_shards": dg.MetadataValue.json(failed),
+                      "split_shards": dg.MetadataValue.json(run_keys)},
+        )
     run_results = [by_key[k] for k in run_keys]
     for name in SPLITS:
         rows = sum(r.counts[name] for r in run_results)

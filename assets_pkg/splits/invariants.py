@@ -3,11 +3,13 @@
 * ``no_customer_leakage`` (ERROR, splits/oot): train ∩ oot = ∅, train ∩ val = ∅ and, with
   ``exclude_known``, known ∩ oot = ∅. Offending ids in metadata.
 * ``shard_mapping`` (ERROR, splits/train): every output shard number exists in the input,
-  output names are shard names, and every output is current (its state fingerprint equals
-  the allocation's: no shard left behind when a new shard moved one of its customers).
+  output names are shard names, every output is current (its state fingerprint equals
+  the allocation's: no shard left behind when a new shard moved one of its customers), and
+  no input shard failed to profile (``failed_shards`` in the manifest).
 * ``row_accounting`` (ERROR, splits/train): per shard and in total, rows_in = train + val +
   oot + dropped by policy + dropped by label + dropped invalid + rejected lines, and the
-  rows in each output file equal what the allocation predicted from pass 1.
+  rows in each output file equal what the allocation predicted from pass 1; a shard that
+  failed to profile is a problem (its rows are accounted nowhere).
 * ``split_ratio`` (WARN, splits/customer_allocation): train share of known customers within
   2 points of TRAIN_RATIO.
 * ``consolidated_matches_shards`` (ERROR, splits/consolidated): each consolidated file has
@@ -96,7 +98,9 @@ def shard_mapping(warehouse: Path, inbox: Path, manifest: dict | None) -> CheckO
         state = read_json(state_file(warehouse, key))
         if state is None or state.get("fingerprint") != entry.get("fingerprint"):
             stale.append(key)
-    passed = not (orphans or bad_names or stale)
+    # shards that failed to profile are not split: never a pass while one is in the inbox
+    failed = sorted(k for k in (manifest or {}).get("failed_shards", {}) if k in inputs)
+    passed = not (orphans or bad_names or stale or failed)
     return CheckOutcome(
         asset="splits/train",
         name="shard_mapping",
@@ -105,19 +109,23 @@ def shard_mapping(warehouse: Path, inbox: Path, manifest: dict | None) -> CheckO
         description=(
             f"{len(orphans)} output shard(s) without an input shard, {len(bad_names)} badly named, "
             f"{len(stale)} shard(s) not split with the current allocation"
+            + (f", {len(failed)} failed to profile: {', '.join(failed[:10])}" if failed else "")
         ),
         metadata={
             "input_shards": len(inputs),
             "orphans": limited(orphans),
             "bad_names": limited(bad_names),
             "stale_shards": limited(stale),
+            "failed_shards": limited(failed),
         },
     )
 
 
 def row_accounting(warehouse: Path, manifest: dict | None) -> CheckOutcome:
     shards = (manifest or {}).get("shards", {})
-    problems = []
+    # a shard that failed to profile has rows nobody accounted for
+    problems = [f"{key}: not profiled, its rows are not accounted ({v['error']})"
+                for key, v in sorted((manifest or {}).get("failed_shards", {}).items())]
     totals = {k: 0 for k in ("rows_in", *SPLITS, *DROP_REASONS, "rejected_lines")}
     files = {s: shard_output_files(warehouse, s) for s in SPLITS}
     for key, entry in sorted(shards.items()):

@@ -35,12 +35,14 @@ from assets_pkg.splits.logic import (
     split_shard_to_parquet,
 )
 from assets_pkg.splits.params import SplitParams
+from assets_pkg.splits.shard_io import ShardError
 from assets_pkg.splits import staging
-from assets_pkg.splits.shard_pool import ShardPool, concurrent_scan
+from assets_pkg.splits.shard_pool import ShardFailure, ShardPool, concurrent_scan, isolated
 
 MANIFEST_NAME = "split_manifest.json"
 STATE_FOLDER = "_shard_state"
 STAGED_FOLDER = "_staged"
+FAILED_FOLDER = "_failed"
 
 
 # -- paths ----------------------------------------------------------------------------------
@@ -101,6 +103,39 @@ def prune_stages(warehouse: Path, found: Discovery) -> list[str]:
     return gone
 
 
+def failure_file(warehouse: Path, key: str) -> Path:
+    """The error of a shard that could not be profiled (``part-NNNNN.json``), until it is."""
+    return part_file(warehouse, FAILED_FOLDER, key, "json")
+
+
+def record_failure(warehouse: Path, failure: ShardFailure) -> None:
+    stat = failure.shard.path.stat() if failure.shard.path.exists() else None
+    atomic_write_json(failure_file(warehouse, failure.key), {
+        "file": failure.shard.name, "error": failure.error,
+        "bytes": stat.st_size if stat else None, "mtime_ns": stat.st_mtime_ns if stat else None,
+    })
+
+
+def clear_failure(warehouse: Path, key: str) -> None:
+    failure_file(warehouse, key).unlink(missing_ok=True)
+
+
+def failed_shards(warehouse: Path, found: Discovery) -> dict:
+    """``{key: {"file", "error"}}`` of the inbox shards whose last profile failed. The
+    records of shards no longer in the inbox are removed (nothing will retry them)."""
+    folder = asset_dir(warehouse, FAILED_FOLDER)
+    live = found.by_key()
+    out = {}
+    for path in sorted(folder.glob("part-*.json")) if folder.is_dir() else ():
+        key = shard_key(path.stem.removeprefix("part-"))
+        if key not in live:
+            path.unlink(missing_ok=True)
+            continue
+        record = read_json(path)
+        out[key] = {"file": record["file"], "error": record["error"]}
+    return out
+
+
 def write_profile(con, shard: Shard, params: SplitParams, warehouse: Path, signature=None) -> pa.Table:
     table = profile_shard(con, shard, params, signature, rejects_path=rejects_file(warehouse, shard.key),
                           stage_path=staged_file(warehouse, shard.key))
@@ -108,16 +143,28 @@ def write_profile(con, shard: Shard, params: SplitParams, warehouse: Path, signa
     return table
 
 
-def profile_all(con, shards: list[Shard], params: SplitParams, warehouse: Path, signature=None) -> None:
+def profile_all(con, shards: list[Shard], params: SplitParams, warehouse: Path, signature=None,
+                isolate: bool = False) -> list[ShardFailure]:
     """Pass 1 over many shards, two at a time with one DuckDB thread each (:class:`ShardPool`),
     text shards too: here two streaming readers and two profiles fit the 512 MB budget
     (about 400 MB peak at 10M csv rows). The Dagster step keeps text shards one at a time:
-    the Dagster process itself holds ~50 MB more."""
+    the Dagster process itself holds ~50 MB more. The first error stops it, unless
+    ``isolate``: then a shard that fails is recorded (:func:`record_failure`, its old
+    profile removed) and returned, and the others go on."""
     def one(cursor, shard: Shard) -> None:  # the profile is on disk; nothing held in memory
         write_profile(cursor, shard, params, warehouse, signature)
 
-    for _ in ShardPool(con, shards, one, concurrent=lambda shard: True, one_thread_each=True):
-        pass
+    failures = []
+    work = isolated(one) if isolate else one
+    for shard, result in zip(shards, ShardPool(con, shards, work, concurrent=lambda shard: True,
+                                               one_thread_each=True)):
+        if isinstance(result, ShardFailure):
+            shard_file(warehouse, "shard_profile", shard.key).unlink(missing_ok=True)
+            record_failure(warehouse, result)
+            failures.append(result)
+        else:
+            clear_failure(warehouse, shard.key)
+    return failures
 
 
 # -- allocation -----------------------------------------------------------------------------
@@ -157,18 +204,34 @@ def manifest_for(allocation: Allocation, params: SplitParams) -> dict:
     }
 
 
-def compute_allocation(con, profile_paths, params: SplitParams, warehouse: Path) -> tuple[Allocation, dict]:
+def compute_allocation(con, profile_paths, params: SplitParams, warehouse: Path,
+                       failed: dict | None = None) -> tuple[Allocation, dict]:
+    """The allocation from the shards that profiled. ``failed`` (:func:`failed_shards`)
+    goes into the manifest as ``failed_shards``: those shards are not split, their customers
+    count only once the shard profiles (as if it had not arrived yet), and the checks fail
+    until then."""
     previous = read_json(manifest_file(warehouse))
     allocation = build_allocation(con, list(profile_paths), params, previous)
     manifest = manifest_for(allocation, params)
+    manifest["failed_shards"] = dict(failed or {})
     return allocation, manifest
 
 
-def write_allocation(con, profile_paths, params: SplitParams, warehouse: Path) -> tuple[Allocation, dict]:
-    allocation, manifest = compute_allocation(con, profile_paths, params, warehouse)
+def write_allocation(con, profile_paths, params: SplitParams, warehouse: Path,
+                     failed: dict | None = None) -> tuple[Allocation, dict]:
+    allocation, manifest = compute_allocation(con, profile_paths, params, warehouse, failed)
     write_table(allocation.customers, allocation_file(warehouse))
     atomic_write_json(manifest_file(warehouse), manifest)
     return allocation, manifest
+
+
+class ShardsFailed(ShardError):
+    """Shards that failed to profile, named with their errors (the others were split)."""
+
+    def __init__(self, failed: dict):
+        self.failed = failed
+        super().__init__(f"{len(failed)} shard(s) failed to profile and were not split: "
+                         + "; ".join(v["error"] for _, v in sorted(failed.items())))
 
 
 # -- pass 2 ---------------------------------------------------------------------------------
@@ -318,20 +381,26 @@ def consolidate(con, warehouse: Path, exports: Path, fmt: str) -> dict:
 
 # -- everything -----------------------------------------------------------------------------
 def run_all(inbox: Path, warehouse: Path, exports: Path | None, params: SplitParams, con=None) -> dict:
-    """Discover, profile, allocate, split (and consolidate when ``exports`` is given)."""
+    """Discover, profile, allocate, split (and consolidate when ``exports`` is given).
+    A shard that fails to profile is left out, the others are split, then
+    :class:`ShardsFailed` names it (as the Dagster run does)."""
     from assets_pkg.duck import connect
 
     con = con or connect()
     found: Discovery = discover(inbox)
-    profile_all(con, found.shards, params, warehouse, found.signature)
-    profile_paths = [shard_file(warehouse, "shard_profile", s.key) for s in found.shards]
-    allocation, manifest = write_allocation(con, profile_paths, params, warehouse)
-    results = split_and_write(con, found.shards, params, warehouse, manifest, found.signature,
+    profile_all(con, found.shards, params, warehouse, found.signature, isolate=True)
+    failed = failed_shards(warehouse, found)
+    good = [s for s in found.shards if s.key not in failed]
+    profile_paths = [shard_file(warehouse, "shard_profile", s.key) for s in good]
+    allocation, manifest = write_allocation(con, profile_paths, params, warehouse, failed)
+    results = split_and_write(con, good, params, warehouse, manifest, found.signature,
                               customers=allocation.customers)
     manifest["label_rate"] = update_label_rates(con, warehouse, params)
     prune_stages(warehouse, found)
     summary = {"shards": len(found.shards), "problems": [str(p) for p in found.problems],
-               "results": results, "manifest": manifest}
+               "failed": failed, "results": results, "manifest": manifest}
+    if failed:  # the others are split; nothing is consolidated from a partial split
+        raise ShardsFailed(failed)
     if exports is not None:
         summary["consolidated"] = consolidate(con, warehouse, exports, params.output_format)
     return summary

@@ -17,6 +17,7 @@ workers (``concurrent``): they are then Arrow IPC read back, not parsed.
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Callable
 
 from assets_pkg.duck import setting, threads_of
@@ -28,11 +29,42 @@ def concurrent_scan(shard: Shard) -> bool:
     return shard.format == "parquet" and not shard.compressed
 
 
+@dataclass(frozen=True)
+class ShardFailure:
+    """The result of a shard whose work raised: one bad shard fails alone (its partition),
+    the others go on. ``error`` names the file."""
+
+    shard: Shard
+    error: str
+
+    @property
+    def key(self) -> str:
+        return self.shard.key
+
+    @classmethod
+    def of(cls, shard: Shard, exc: Exception) -> "ShardFailure":
+        text = f"{type(exc).__name__}: {exc}"
+        return cls(shard, text if shard.name in text else f"{shard.path}: {text}")
+
+
+def isolated(work: Callable) -> Callable:
+    """``work`` whose errors come back as a :class:`ShardFailure` result instead of stopping
+    the pool (an interrupt or MemoryError still stops everything)."""
+    def run(cursor, shard: Shard):
+        try:
+            return work(cursor, shard)
+        except Exception as exc:
+            return ShardFailure.of(shard, exc)
+
+    return run
+
+
 class ShardPool:
     """``take(shard)`` returns ``work(cursor, shard)``; iterating yields every shard's result
     in order. ``concurrent(shard)`` says which shards may run on a worker (default: the
     uncompressed Parquet ones). The first error is raised by the ``take`` of its shard and
-    cancels the work not yet started (work in flight finishes on its own). Close it (or use
+    cancels the work not yet started (work in flight finishes on its own); wrap ``work`` in
+    :func:`isolated` to get failures as results and keep going. Close it (or use
     ``with``) to stop the workers early; taking the last shard closes it too."""
 
     def __init__(self, con, shards: list[Shard], work: Callable, workers: int = 2, ahead: int = 2,

@@ -64,6 +64,11 @@ class SummaryConfig(dg.Config):
                           description="error: refuse bad records (naming file/row); skip: leave them out and count them.")
     max_rows_per_query: int = Field(default_factory=_default("max_rows_per_query"),
                                     description="Rows per DuckDB query; months are chunked to stay below it (memory bound).")
+    skip_bad_batches: bool = Field(
+        default_factory=_default("skip_bad_batches"),
+        description="A batch file that cannot be used (unreadable, corrupt, wrong columns): false (default) stops the "
+                    "build naming it, since skipping a batch changes history; true builds from the other batches, "
+                    "lists the skipped files in the metadata and leaves them unprocessed (env SUMMARY_SKIP_BAD_BATCHES).")
     accounts: list[str] | None = Field(
         default=None, description="account_summary only: recompute just these accounts, merged into the month files."
     )
@@ -83,6 +88,7 @@ class SummaryConfig(dg.Config):
             first_month=self.first_month,
             bad_rows=self.bad_rows,
             max_rows_per_query=self.max_rows_per_query,
+            skip_bad_batches=self.skip_bad_batches,
         )
 
 

@@ -85,11 +85,9 @@ def resolve_range(mode: str, start: str | None, end: str | None) -> tuple[str | 
 
 
 def _cmd_run(args) -> int:
-    import dagster as dg
-
     from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
     from assets_pkg.demo.framework import with_console_level
-    from assets_pkg.demo.runner import ensure_dagster_home
+    from assets_pkg.instance import open_instance
     from assets_pkg.settings import get_settings
 
     try:
@@ -100,7 +98,6 @@ def _cmd_run(args) -> int:
     print(note)
     if start is None:
         return 0
-    ensure_dagster_home(get_settings())
     from assets_pkg.definitions import defs
     from assets_pkg.summary.assets import ACCOUNT_SUMMARY, LATEST_SUMMARY
 
@@ -108,7 +105,7 @@ def _cmd_run(args) -> int:
     if args.accounts:
         run_config = {"ops": {"summary__account_summary": {"config": {"accounts": list(args.accounts)}}}}
     tags = {RANGE_START_TAG: start, RANGE_END_TAG: end, "summary/mode": args.mode}
-    with dg.DagsterInstance.get() as instance:
+    with open_instance(get_settings()) as instance:
         # Resolved while this instance is live: Dagster reads its defs-state storage then.
         job = defs.resolve_implicit_global_asset_job_def()
         result = job.execute_in_process(

@@ -9,10 +9,11 @@ import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from assets_pkg.settings import SettingError, env_str, get_settings
+from assets_pkg.settings import SettingError, env_bool, env_str, get_settings
 from assets_pkg.summary.months import MonthError, month_index
 
 CONFIG_VAR = "SUMMARY_CONFIG"
+SKIP_BAD_BATCHES_VAR = "SUMMARY_SKIP_BAD_BATCHES"
 KEY_TYPES = ("BIGINT", "VARCHAR")
 VALUE_TYPES = ("DOUBLE", "FLOAT", "BIGINT", "INTEGER", "VARCHAR")
 BAD_ROW_POLICIES = ("error", "skip")
@@ -36,6 +37,10 @@ class SummarySettings:
     first_month: str = "2016-01"
     bad_rows: str = "error"  # error: refuse the batch; skip: leave bad rows out and count them
     max_rows_per_query: int = 3_000_000  # bounds one DuckDB query (months are chunked by it)
+    # a batch file that cannot be used at all (unreadable, corrupt, wrong columns): False
+    # stops the build naming it (skipping a batch changes history); True builds from the
+    # others, reports it, and leaves it unprocessed
+    skip_bad_batches: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "history_columns", tuple(self.history_columns))
@@ -101,9 +106,10 @@ class SummarySettings:
 
 
 def load_summary_settings(path: str | os.PathLike | None = None, **overrides) -> SummarySettings:
-    """Defaults, then the file at ``path`` (or ``$SUMMARY_CONFIG``), then ``overrides``."""
+    """Defaults (``SUMMARY_SKIP_BAD_BATCHES`` too), then the file at ``path`` (or
+    ``$SUMMARY_CONFIG``), then ``overrides``."""
     path = path or env_str(CONFIG_VAR, "")
-    data: dict = {}
+    data: dict = {"skip_bad_batches": env_bool(SKIP_BAD_BATCHES_VAR, False)}
     if path:
         file = Path(path)
         if not file.is_file():

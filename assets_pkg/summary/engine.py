@@ -34,6 +34,7 @@ class RebuildResult:
     batches: int
     outcomes: list[CheckOutcome] = field(default_factory=list)
     newly_processed: list[str] = field(default_factory=list)
+    skipped_batches: dict[str, str] = field(default_factory=dict)  # name -> error (skip_bad_batches)
 
     def metadata(self) -> dict:
         meta = self.stats.metadata()
@@ -45,8 +46,11 @@ class RebuildResult:
                 "source_rows": self.profile.rows,
                 "skipped_rows": self.profile.bad_rows,
                 "newly_processed_batches": len(self.newly_processed),
+                "skipped_batches": len(self.skipped_batches),
             }
         )
+        if self.skipped_batches:
+            meta["skipped_batch_files"] = self.skipped_batches
         return meta
 
 
@@ -111,11 +115,13 @@ def rebuild_months(
     if update_state and accounts is None:
         processed = summary_state.load_processed(state_file)
         last_idx = max(profile.months) if profile.months else month_index(end)
-        updated = reflected_files(files, processed, profile.file_months, start, end, cfg, last_idx)
+        # a batch left out is not reflected: it stays to do (or, replaced, as it was)
+        read = [f for f in files if f.name not in source.skipped]
+        updated = reflected_files(read, processed, profile.file_months, start, end, cfg, last_idx)
         newly = sorted(n for n, e in updated.items() if processed.get(n) != e)
         if updated != processed:
             summary_state.save_processed(updated, state_file)
-    return RebuildResult(start, end, stats, profile, len(files), outcomes, newly)
+    return RebuildResult(start, end, stats, profile, len(files), outcomes, newly, dict(source.skipped))
 
 
 def _merge_accounts(table: pa.Table, path: Path, cfg: SummarySettings, accounts: list) -> pa.Table:

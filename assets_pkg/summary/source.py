@@ -126,6 +126,7 @@ class Source:
         self._tmp: Path | None = None
         self._profile: SourceProfile | None = None
         self.rejected_lines = 0  # CSV lines the streaming reader refused (bad_rows="skip")
+        self.skipped: dict[str, str] = {}  # batch name -> why it was left out (skip_bad_batches)
         self._open()
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -149,14 +150,16 @@ class Source:
         for batch in self.files:
             if batch.name not in self.rank:
                 raise ValueError(f"{batch.name} is not among the ranked batch names")
-            path = batch.path
-            if batch.kind == "csv":
-                if batch.size == 0:
-                    continue  # an empty batch holds no records
-                path = self._csv_to_parquet(batch)
-                if path is None:
-                    continue
-            parts.append(self._select_for(batch, path))
+            try:
+                part = self._part_for(batch)
+            except SummarySourceError as exc:
+                if not self.cfg.skip_bad_batches:
+                    raise
+                self.skipped[batch.name] = str(exc)
+                self._note(f"batch left out (skip_bad_batches): {exc}")
+                continue
+            if part is not None:
+                parts.append(part)
         cfg = self.cfg
         if not parts:
             cols = [
@@ -175,6 +178,18 @@ class Source:
             parts = [f"SELECT {', '.join(cols)} WHERE false"]
         sql = "\nUNION ALL\n".join(parts)
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {VIEW} AS {sql}")
+
+    def _part_for(self, batch: BatchFile) -> str | None:
+        """The batch's SELECT for the view (None: it holds no records); a batch that cannot
+        be used raises :class:`SummarySourceError` naming it."""
+        path = batch.path
+        if batch.kind == "csv":
+            if batch.size == 0:
+                return None  # an empty batch holds no records
+            path = self._csv_to_parquet(batch)
+            if path is None:
+                return None
+        return self._select_for(batch, path)
 
     def _schema_of(self, batch: BatchFile, path: Path) -> pa.Schema:
         try:
