@@ -19,6 +19,7 @@ twice. Cursor: ``{"seen": {...}, "runs": {run_key: {"base": key, "items": {...}}
 whatever a sensor adds.
 """
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 
@@ -83,6 +84,11 @@ class TrackedCursor:
         if retry:
             tags[RETRY_TAG] = base
         return dg.RunRequest(run_key=run_key, tags=tags, **kwargs)
+
+
+def work_key(prefix: str, work) -> str:
+    """The base run key of a piece of work: ``<prefix>-<digest of it>`` (JSON-able)."""
+    return f"{prefix}-{hashlib.md5(json.dumps(work, sort_keys=True).encode()).hexdigest()}"
 
 
 def run_status(instance: dg.DagsterInstance, sensor_name: str, run_key: str) -> dg.DagsterRunStatus | None:

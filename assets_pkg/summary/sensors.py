@@ -7,15 +7,12 @@ classifies its records (Case I/II/III) and finds the months to rebuild; the sens
 ONE run over that range of account_summary, followed by latest_summary in the same run.
 """
 
-import hashlib
-import json
-
 import dagster as dg
 
 from assets_pkg.duck import connect
 from assets_pkg.io.locks import LockTimeout
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
-from assets_pkg.sensor_runs import TrackedCursor
+from assets_pkg.sensor_runs import TrackedCursor, work_key
 from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.assets import account_summary, existing_month_files, latest_summary, monthly_partitions
 from assets_pkg.summary.config import load_summary_settings
@@ -72,8 +69,7 @@ def summary_batch_sensor(context: dg.SensorEvaluationContext):
     keys = monthly_partitions.get_partition_keys(dynamic_partitions_store=None)
     start, end = max(plan.start, keys[0]), min(plan.end, keys[-1])
     tags = {**plan.tags(), RANGE_START_TAG: start, RANGE_END_TAG: end}
-    digest = hashlib.sha1(json.dumps(sorted(items.items())).encode()).hexdigest()[:16]
     context.log.info(" | ".join(plan.lines()))
-    request = cursor.request(context, f"summary-{digest}", items,
+    request = cursor.request(context, work_key("summary", items), items,
                              asset_selection=[account_summary.key, latest_summary.key], tags=tags)
     return dg.SensorResult(run_requests=[request] if request else [], cursor=cursor.dumps())
