@@ -158,17 +158,16 @@ def test_paused_summary_run_and_a_newer_batch_end_as_a_full_rebuild(data_root, i
                 + [(99, "2021-03", 5.0, 0, 10_000)])
     proc_b = python(CLI, "summary", "run")  # incremental: the new batch
     out_a, out_b = race(proc_a, proc_b)
-    assert proc_a.returncode == 0, out_a
-    assert proc_b.returncode == 0, out_b
-    assert WAIT_LINE in out_b and "summary state" in out_b, out_b  # B waited for A's lock
 
     capsys.readouterr()
     assert cli_main(["check", "--group", "summary"]) == 0, capsys.readouterr().out
     full = tmp_path / "full"
     full_build(cfg_for(inbox), full, "2020-01", "2024-12")
     assert read_months(data_root / "warehouse" / "summary" / "account_summary") == read_months(full)
-    processed = summary_state.load_processed()
-    assert set(processed) == {"0001.parquet", "0002.parquet"}
+    assert set(summary_state.load_processed()) == {"0001.parquet", "0002.parquet"}
+    assert proc_a.returncode == 0, out_a
+    assert proc_b.returncode == 0, out_b
+    assert WAIT_LINE in out_b and "summary state" in out_b, out_b  # B waited for A's lock
     assert cli_main(["summary", "plan"]) == 0
     assert "nothing to rebuild" in capsys.readouterr().out
 
@@ -195,9 +194,6 @@ def test_paused_allocation_and_a_new_shard_keep_the_splits_consistent(data_root,
     instance.add_dynamic_partitions("splits_shards", ["00003"])
     proc_b = python(RUN_JOB, "splits_job", "00003", "00003")
     out_a, out_b = race(proc_a, proc_b)
-    assert proc_a.returncode == 0, out_a
-    assert proc_b.returncode == 0, out_b
-    assert WAIT_LINE in out_b and "splits state" in out_b, out_b
 
     failed = [o.line() for o in evaluate_materialized() if o.severity == "ERROR" and not o.passed]
     assert not failed, failed
@@ -205,3 +201,6 @@ def test_paused_allocation_and_a_new_shard_keep_the_splits_consistent(data_root,
     assert sorted(manifest["shards"]) == ["00001", "00002", "00003"]
     oot = pq.read_table(data_root / "warehouse/splits/oot/part-00001.parquet").column("customer_id")
     assert known_later not in oot.to_pylist()  # train customer: its post-split rows never reach OOT
+    assert proc_a.returncode == 0, out_a
+    assert proc_b.returncode == 0, out_b
+    assert WAIT_LINE in out_b and "splits state" in out_b, out_b  # B waited for A's lock
