@@ -14,6 +14,7 @@ import dagster as dg
 
 from assets_pkg.checking import ERROR, WARN, CheckOutcome
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
+from assets_pkg.sensor_runs import RUN_KEY_TAG, SENSOR_NAME_TAG
 from assets_pkg.settings import Settings
 
 
@@ -137,11 +138,14 @@ class DemoContext:
     def _launch(self, sensor, run_request: dg.RunRequest):
         job_name = run_request.job_name or (sensor.job_name if sensor.has_jobs else None)
         job = self.defs.resolve_job_def(job_name) if job_name else self.defs.resolve_implicit_global_asset_job_def()
+        tags = dict(run_request.tags or {})
+        if run_request.run_key:  # as the daemon tags a sensor's run: the sensor finds it by its run key
+            tags.update({RUN_KEY_TAG: run_request.run_key, SENSOR_NAME_TAG: sensor.name})
         result = job.execute_in_process(
             instance=self.instance,
             partition_key=run_request.partition_key,
             run_config=with_console_level(run_request.run_config or None),
-            tags=dict(run_request.tags or {}),
+            tags=tags,
             asset_selection=list(run_request.asset_selection) if run_request.asset_selection else None,
         )
         self.report.record_check_evaluations(result.get_asset_check_evaluations())

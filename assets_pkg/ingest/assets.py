@@ -7,6 +7,7 @@ from assets_pkg.dagster_layer import check_result, log_progress
 from assets_pkg.ingest.files import find_inbox_file, load_column_types
 from assets_pkg.ingest.quality import reject_rate_outcome
 from assets_pkg.ingest.stream import stream_file_to_shards
+from assets_pkg.io.locks import domain_lock
 from assets_pkg.settings import env_float, env_int, get_settings
 
 INGEST_KEY = dg.AssetKey(["ingest", "files"])
@@ -69,17 +70,21 @@ def ingest_files(context: dg.AssetExecutionContext, config: IngestConfig):
     """
     per_file = {}
     for key in context.partition_keys:
-        source = find_inbox_file(inbox_dir(), key)
-        result = stream_file_to_shards(
-            source.path,
-            output_root() / source.stem,
-            shard_rows=config.shard_rows,
-            chunk_size=config.chunk_size,
-            memory_limit_mb=config.memory_limit_mb,
-            error_threshold=config.error_threshold,
-            column_types=load_column_types(source.path),
-            progress_callback=log_progress(context),
-        )
+        # one writer per output folder: the source is read under its lock, so a run that
+        # waited publishes the file as it is now, never over a newer run's output
+        stem = find_inbox_file(inbox_dir(), key).stem
+        with domain_lock("ingest", context.run_id, logger=context.log, part=stem):
+            source = find_inbox_file(inbox_dir(), key)
+            result = stream_file_to_shards(
+                source.path,
+                output_root() / source.stem,
+                shard_rows=config.shard_rows,
+                chunk_size=config.chunk_size,
+                memory_limit_mb=config.memory_limit_mb,
+                error_threshold=config.error_threshold,
+                column_types=load_column_types(source.path),
+                progress_callback=log_progress(context),
+            )
         context.add_asset_metadata(_file_metadata(result, source.identity()), partition_key=key)
         per_file[key] = (result.row_lines, result.rejects)
     outcome = reject_rate_outcome(per_file, config.reject_warn_rate)

@@ -13,6 +13,8 @@ import pyarrow as pa
 from pydantic import Field
 
 from assets_pkg.dagster_layer import check_result
+from assets_pkg.io.locks import domain_lock
+from assets_pkg.io.parquet_io_manager import existing_partition_file
 from assets_pkg.obs import stage
 from assets_pkg.resources.duckdb import DuckDBResource
 from assets_pkg.settings import env_bool, env_float, env_int, env_list, env_str, get_settings
@@ -23,7 +25,6 @@ from assets_pkg.splits.params import SplitParams, make_params
 from assets_pkg.splits.pipeline import (
     allocation_file,
     clear_failure,
-    compute_allocation,
     consolidate,
     failed_shards,
     manifest_file,
@@ -35,6 +36,7 @@ from assets_pkg.splits.pipeline import (
     stale_shards,
     staged_file,
     update_label_rates,
+    write_allocation,
 )
 from assets_pkg.splits.shard_pool import ShardFailure, ShardPool, isolated
 
@@ -157,6 +159,18 @@ def shards_for(keys, found: Discovery) -> list[Shard]:
     return [by_key[k] for k in keys]
 
 
+def splits_lock(context: dg.AssetExecutionContext):
+    """The splits' domain lock (allocation, manifest, shard state and outputs) for a step."""
+    return domain_lock("splits", context.run_id, logger=context.log)
+
+
+def current_profiles(instance: dg.DagsterInstance) -> list[Path]:
+    """The profile file of every registered shard that has one (what the IO manager loads)."""
+    keys = instance.get_dynamic_partitions(PARTITIONS_NAME)
+    paths = (existing_partition_file(PROFILE_KEY.path, key, shard_partitions) for key in keys)
+    return [p for p in paths if p is not None]
+
+
 @dg.asset(
     key=PROFILE_KEY,
     partitions_def=shard_partitions,
@@ -226,24 +240,30 @@ def customer_allocation(context: dg.AssetExecutionContext, profiles: list[Path],
                         duckdb: DuckDBResource):
     """Known customers -> train | val by the salted hash md5(f"{RANDOM_SEED}:{customer}") vs
     TRAIN_RATIO (stable: a customer never changes side as shards arrive), the global label
-    map, and the split manifest (warehouse/splits/split_manifest.json)."""
-    from assets_pkg.io import atomic_write_json
-
+    map, and the split manifest (warehouse/splits/split_manifest.json); this asset writes
+    warehouse/splits/customer_allocation.parquet itself, under the splits lock."""
     params = split_config.params()
     warehouse = get_settings().warehouse
     started = time.perf_counter()
-    failed = failed_shards(warehouse, discover(inbox_dir()))
-    allocation, manifest = compute_allocation(duckdb.connect(), profiles, params, warehouse, failed)
-    atomic_write_json(manifest_file(warehouse), manifest)
+    with splits_lock(context):
+        # every shard's profile as it is now (the list loaded as input may predate another
+        # run's shards); the allocation file and the manifest are published together under
+        # the lock, so no run overwrites them with an allocation computed before its own
+        failed = failed_shards(warehouse, discover(inbox_dir()))
+        allocation, manifest = write_allocation(duckdb.connect(), current_profiles(context.instance), params,
+                                                warehouse, failed)
     if failed:
         context.log.error(f"allocation built without {len(failed)} shard(s) that failed to profile: "
                           + "; ".join(f"{k}: {v['error']}" for k, v in sorted(failed.items())))
     ratio = invariants.split_ratio(manifest, params)
     rows = manifest["rows"]
-    yield dg.Output(
-        allocation.customers,
+    path = allocation_file(warehouse)
+    return dg.MaterializeResult(
+        check_results=[check_result(ratio, ALLOCATION_KEY)],
         metadata={
             "dagster/row_count": allocation.customers.num_rows,
+            "bytes": path.stat().st_size if path.exists() else 0,
+            "path": dg.MetadataValue.path(str(path)),
             "known_customers": manifest["customers"]["known"],
             "train_customers": manifest["customers"]["train"],
             "val_customers": manifest["customers"]["val"],
@@ -257,7 +277,6 @@ def customer_allocation(context: dg.AssetExecutionContext, profiles: list[Path],
             "seconds": round(time.perf_counter() - started, 3),
         },
     )
-    yield check_result(ratio, ALLOCATION_KEY)
 
 
 @dg.multi_asset(
@@ -290,7 +309,13 @@ def split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, d
     """Pass 2 of the temporal split: each shard joined with the allocation in DuckDB and
     written as train/val/oot shards with the input's number. Shards that an allocation
     change affects (a new customer became known, the label map changed) are re-split in
-    the same run and recorded as materializations of their partitions."""
+    the same run and recorded as materializations of their partitions. Under the splits
+    lock: the manifest and allocation it reads are the ones published last."""
+    with splits_lock(context):
+        yield from _split_shards(context, split_config, duckdb)
+
+
+def _split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, duckdb: DuckDBResource):
     params = split_config.params()
     settings = get_settings()
     warehouse = settings.warehouse
@@ -392,8 +417,9 @@ def consolidated(context: dg.AssetExecutionContext, split_config: SplitConfig, d
     params = split_config.params()
     settings = get_settings()
     started = time.perf_counter()
-    out = consolidate(duckdb.connect(), settings.warehouse, settings.exports, params.output_format)
-    outcome = invariants.consolidated_matches(settings.warehouse, settings.exports, params.output_format)
+    with splits_lock(context):  # shards and manifest of one moment, not half of another run's pass 2
+        out = consolidate(duckdb.connect(), settings.warehouse, settings.exports, params.output_format)
+        outcome = invariants.consolidated_matches(settings.warehouse, settings.exports, params.output_format)
     meta = {"dagster/row_count": sum(v["rows"] for v in out.values()),
             "bytes": sum(v["bytes"] for v in out.values()),
             "seconds": round(time.perf_counter() - started, 3)}

@@ -28,7 +28,7 @@ from assets_pkg.splits.pipeline import (
     file_rows,
     manifest_file,
     read_json,
-    state_file,
+    stale_shards,
 )
 
 RATIO_TOLERANCE = 0.02
@@ -93,11 +93,7 @@ def shard_mapping(warehouse: Path, inbox: Path, manifest: dict | None) -> CheckO
                 bad_names.append(f"{split}/{path.name}")
             elif key not in inputs:
                 orphans.append(f"{split}/{path.name}")
-    stale = []
-    for key, entry in sorted((manifest or {}).get("shards", {}).items()):
-        state = read_json(state_file(warehouse, key))
-        if state is None or state.get("fingerprint") != entry.get("fingerprint"):
-            stale.append(key)
+    stale = stale_shards(warehouse, manifest or {})
     # shards that failed to profile are not split: never a pass while one is in the inbox
     failed = sorted(k for k in (manifest or {}).get("failed_shards", {}) if k in inputs)
     passed = not (orphans or bad_names or stale or failed)

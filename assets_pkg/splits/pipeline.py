@@ -339,14 +339,16 @@ def update_label_rates(con, warehouse: Path, params: SplitParams) -> dict:
 
 
 def stale_shards(warehouse: Path, manifest: dict, exclude=()) -> list[str]:
-    """Shards whose outputs were built under another fingerprint than the allocation's now
-    (a new shard made one of their customers known, or the label map changed)."""
+    """Shards of the manifest whose outputs were built under another fingerprint than the
+    allocation's now (a new shard made one of their customers known, or the label map
+    changed), or not built at all (their run stopped after the allocation, or another run
+    published an allocation with them and has not split them yet)."""
     out = []
     for key, entry in sorted(manifest.get("shards", {}).items()):
         if key in exclude:
             continue
         state = read_json(state_file(warehouse, key))
-        if state is not None and state.get("fingerprint") != entry.get("fingerprint"):
+        if state is None or state.get("fingerprint") != entry.get("fingerprint"):
             out.append(key)
     return out
 

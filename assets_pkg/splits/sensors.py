@@ -7,15 +7,16 @@ new shards; keys inside the range that did not change are re-split, which is ide
 Shards a changed allocation affects are re-split inside that same run by the pass-2 op.
 When nothing is new but an output is stale (e.g. an earlier run failed), the sensor asks
 for a pass-2 run over the stale shards. Refused files are logged and named in the skip
-reason or the run's tags; the cursor remembers each shard's name, size and mtime.
+reason or the run's tags; the cursor remembers each shard's name, size and mtime, and the
+runs it requested until they finish: a run that fails or is canceled gives its shards back
+(they are requested again under a new run key, :mod:`assets_pkg.sensor_runs`).
 """
 
-import hashlib
-import json
 
 import dagster as dg
 
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
+from assets_pkg.sensor_runs import TrackedCursor, work_key
 from assets_pkg.settings import get_settings
 from assets_pkg.splits.assets import (
     CONSOLIDATED_KEY,
@@ -42,48 +43,55 @@ def range_tags(keys: list[str], order: list[str]) -> tuple[str | None, dict]:
     return None, {RANGE_START_TAG: ordered[0], RANGE_END_TAG: ordered[-1]}
 
 
+SENSOR_NAME = "splits_shard_sensor"
+
+
 def build_splits_sensor(job, consolidate: bool):
-    @dg.sensor(name="splits_shard_sensor", job=job, minimum_interval_seconds=30,
+    @dg.sensor(name=SENSOR_NAME, job=job, minimum_interval_seconds=30,
                description="Registers one dynamic partition per inbox/transactions shard and requests "
-                           "one run for all new or changed shards.")
+                           "one run for all new or changed shards; a shard whose run fails is requested again.")
     def splits_shard_sensor(context: dg.SensorEvaluationContext):
         found = discover(inbox_dir())
         for problem in found.problems:
             context.log.warning(f"refused: {problem}")
         refused = "; ".join(str(p) for p in found.problems)
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        seen = cursor.get("files", {})
+        cursor = TrackedCursor.load(SENSOR_NAME, context.cursor, legacy_seen_key="files")
+        cursor.settle(context)  # the shards of a failed or canceled run are changed again
         current = {s.key: file_signature(s) for s in found.shards}
         existing = list(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
         new_keys = sorted(k for k in current if k not in existing)
-        changed = sorted(k for k, sig in current.items() if seen.get(k) != sig)
+        changed = sorted(k for k, sig in current.items() if cursor.seen.get(k) != sig)
         order = existing + new_keys
-        next_cursor = json.dumps({"files": current}, sort_keys=True)
         add = [shard_partitions.build_add_request(new_keys)] if new_keys else []
+        requests = []
         if changed:
             partition_key, tags = range_tags(changed, order)
             tags["splits/shards"] = str(len(changed))
             if refused:
                 tags["splits/refused_files"] = refused[:1000]
-            digest = hashlib.md5(json.dumps({k: current[k] for k in changed}, sort_keys=True).encode()).hexdigest()
-            request = dg.RunRequest(run_key=f"splits-{digest}", partition_key=partition_key, tags=tags)
+            items = {k: current[k] for k in changed}
+            requests.append(cursor.request(context, work_key("splits", items), items, partition_key=partition_key,
+                                           tags=tags))
             context.log.info(f"{len(changed)} new or changed shard(s): {changed}")
-            return dg.SensorResult(run_requests=[request], dynamic_partitions_requests=add, cursor=next_cursor)
-        manifest = read_json(manifest_file(get_settings().warehouse))
-        stale = [k for k in stale_shards(get_settings().warehouse, manifest or {}) if k in current and k in existing]
-        if stale:
-            partition_key, tags = range_tags(stale, order)
-            selection = [SPLIT_KEYS[n] for n in SPLIT_KEYS] + ([CONSOLIDATED_KEY] if consolidate else [])
-            fingerprints = [manifest["shards"][k]["fingerprint"] for k in stale]
-            digest = hashlib.md5(json.dumps(fingerprints).encode()).hexdigest()
-            return dg.SensorResult(
-                run_requests=[dg.RunRequest(run_key=f"splits-stale-{digest}", partition_key=partition_key,
-                                            tags=tags, asset_selection=selection)],
-                dynamic_partitions_requests=add, cursor=next_cursor,
-            )
+        else:
+            manifest = read_json(manifest_file(get_settings().warehouse))
+            stale = [k for k in stale_shards(get_settings().warehouse, manifest or {})
+                     if k in current and k in existing]
+            if stale:
+                partition_key, tags = range_tags(stale, order)
+                selection = [SPLIT_KEYS[n] for n in SPLIT_KEYS] + ([CONSOLIDATED_KEY] if consolidate else [])
+                fingerprints = [manifest["shards"][k]["fingerprint"] for k in stale]
+                requests.append(cursor.request(context, work_key("splits-stale", fingerprints), {},
+                                               partition_key=partition_key, tags=tags, asset_selection=selection))
+        cursor.seen = current  # every shard is unchanged or requested now; removed ones are forgotten
+        requests = [r for r in requests if r is not None]
+        if requests:
+            return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=add, cursor=cursor.dumps())
         reason = f"no new shards ({len(current)} known)"
+        if cursor.runs:
+            reason += f"; {len(cursor.runs)} run(s) in flight"
         if refused:
             reason += f"; refused: {refused}"
-        return dg.SensorResult(skip_reason=reason, dynamic_partitions_requests=add, cursor=next_cursor)
+        return dg.SensorResult(skip_reason=reason, dynamic_partitions_requests=add, cursor=cursor.dumps())
 
     return splits_shard_sensor

@@ -12,6 +12,7 @@ from pydantic import Field
 from assets_pkg.dagster_layer import check_result
 from assets_pkg.io.parquet_io_manager import partition_path
 from assets_pkg.io import write_table
+from assets_pkg.io.locks import domain_lock
 from assets_pkg.obs import Stopwatch, peak_rss_mb
 from assets_pkg.resources.duckdb import DuckDBResource
 from assets_pkg.summary.config import SummarySettings, load_summary_settings
@@ -96,6 +97,11 @@ def month_file(month: str):
     return partition_path(ACCOUNT_SUMMARY.path, month, "parquet", monthly_partitions)
 
 
+def existing_month_files() -> list:
+    folder = month_file("2000-01").parent
+    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(".")) if folder.is_dir() else []
+
+
 def _case_metadata(tags: dict) -> dict:
     return {k.split("/", 1)[1]: int(v) for k, v in tags.items() if k.startswith("summary/") and v.lstrip("-").isdigit()}
 
@@ -122,7 +128,8 @@ def account_summary(context: dg.AssetExecutionContext, config: SummaryConfig, du
     months = context.partition_keys
     cfg = config.settings()
     result = rebuild_months(
-        cfg, months[0], months[-1], month_file, accounts=config.accounts, con=duckdb.connect(), logger=context.log
+        cfg, months[0], months[-1], month_file, accounts=config.accounts, con=duckdb.connect(), logger=context.log,
+        run_id=context.run_id,
     )
     for outcome in result.outcomes:
         yield check_result(outcome, ACCOUNT_SUMMARY)
@@ -152,15 +159,21 @@ def account_summary(context: dg.AssetExecutionContext, config: SummaryConfig, du
 def latest_summary(context: dg.AssetExecutionContext, config: SummaryConfig, duckdb: DuckDBResource, months: list):
     """One row per account: its row of account_summary at its greatest month (history
     arrays included). Reads only key and month of every month file, then the full rows
-    from the files that hold an account's latest month."""
+    from the files that hold an account's latest month.
+
+    Under the summary's domain lock, over the month files as they are then: the list
+    loaded as input may predate months another run wrote since."""
     watch = Stopwatch()
     cfg = config.settings()
     con = duckdb.connect()
     path = partition_path(LATEST_SUMMARY.path, None)
-    relation = latest_relation(con, cfg, months)
-    written = write_table(relation, path) if relation is not None else write_table(_empty(cfg), path)
-    by_month = {p.stem: p for p in months}
-    yield check_result(check_one_row_per_account(con, cfg, written.path, by_month), LATEST_SUMMARY)
+    with domain_lock("summary", context.run_id, logger=context.log):
+        months = existing_month_files()
+        relation = latest_relation(con, cfg, months)
+        written = write_table(relation, path) if relation is not None else write_table(_empty(cfg), path)
+        by_month = {p.stem: p for p in months}
+        outcome = check_one_row_per_account(con, cfg, written.path, by_month)
+    yield check_result(outcome, LATEST_SUMMARY)
     yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": written.rows,

@@ -7,6 +7,7 @@ checks for the months written -> record which batches the summary now reflects.
 """
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 
 from assets_pkg.checking import CheckOutcome
 from assets_pkg.duck import connect
+from assets_pkg.io.locks import domain_lock
 from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.build import FINGERPRINT_KEY, BuildStats, MonthRows, build_months, write_month_file
 from assets_pkg.summary.config import SummarySettings
@@ -82,14 +84,29 @@ def rebuild_months(
     now_month: str | None = None,
     state_file: Path | None = None,
     on_month: Callable[[str, int], None] | None = None,
+    run_id: str | None = None,
 ) -> RebuildResult:
     """Recompute months ``start..end`` (inclusive) from every batch in the inbox.
 
     ``accounts``: recompute only these accounts and merge them into the existing month
-    files (other accounts' rows are kept as they are).
+    files (other accounts' rows are kept as they are). With ``update_state`` it runs under
+    the summary's domain lock (``run_id`` names the holder to a run that has to wait).
     """
     con = con or connect()
     accounts = parse_accounts(cfg, accounts)
+    # One writer at a time, from listing the source to saving the state: a run that waited
+    # computes from the batches as they are now, never from a list taken before another
+    # run's batch landed, and merges into the state that run saved. A build that records no
+    # state (a reference build into its own folder) is not the domain's writer.
+    folder = state_file.parent if state_file is not None else None
+    lock = domain_lock("summary", run_id, logger=logger, folder=folder) if update_state else nullcontext()
+    with lock:
+        return _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_checks, update_state,
+                               now_month, state_file, on_month)
+
+
+def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_checks, update_state, now_month,
+                    state_file, on_month) -> RebuildResult:
     files = list_batch_files(cfg.source_path)
     with Source(con, cfg, files, now_month=now_month, logger=logger) as source:
         profile = source.profile()  # raises on bad input: nothing written yet

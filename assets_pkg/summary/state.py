@@ -5,12 +5,15 @@ identity (size:mtime) and the months it held. A run of ``account_summary`` over 
 ``[s, e]`` marks a new batch as processed only when every month that batch affects lies
 inside ``[s, e]``; so the file is the truth for "what is still to do", whoever ran what.
 The sensor's cursor only prevents requesting the same files twice while a run is in flight.
+Every write of the file is a read-modify-write under the summary's domain lock
+(:mod:`assets_pkg.io.locks`), so no writer saves over another's record from a stale copy.
 """
 
 import json
 from pathlib import Path
 
 from assets_pkg.io import atomic_write_json
+from assets_pkg.io.locks import domain_lock
 from assets_pkg.settings import get_settings
 from assets_pkg.summary.source import BatchFile
 
@@ -53,11 +56,14 @@ def pending_files(files: list[BatchFile], processed: dict[str, dict], also_seen:
     return new, gone
 
 
-def record_without_rebuild(new: list[BatchFile], path: Path | None = None) -> None:
-    """Mark batches that hold no usable records (nothing to rebuild) as processed."""
+def record_without_rebuild(new: list[BatchFile], path: Path | None = None, timeout_s: float | None = None) -> None:
+    """Mark batches that hold no usable records (nothing to rebuild) as processed: a
+    read-modify-write of the state under the summary's lock (raises LockTimeout after
+    ``timeout_s``, default DOMAIN_LOCK_TIMEOUT_S)."""
     if not new:
         return
-    processed = load_processed(path)
-    for f in new:
-        processed[f.name] = {"identity": f.identity, "months": []}
-    save_processed(processed, path)
+    with domain_lock("summary", timeout_s=timeout_s, folder=path.parent if path is not None else None):
+        processed = load_processed(path)
+        for f in new:
+            processed[f.name] = {"identity": f.identity, "months": []}
+        save_processed(processed, path)
