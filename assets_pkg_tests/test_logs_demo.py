@@ -47,6 +47,7 @@ def test_evaluate_materialized_flags_overlap_and_hole(data_root):
     assert outcomes["segments_readable"].passed is True
 
 
+@pytest.mark.slow
 def test_one_failing_partition_fails_alone(data_root, instance, monkeypatch):
     """The demo over an HTTP source whose 'web' log answers garbage: web's partitions fail
     with a clear error naming the page, app's partitions (and one truncated body) still go through."""
