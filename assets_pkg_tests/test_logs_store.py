@@ -40,7 +40,8 @@ def write_segment(root, log_id, start, end, rows=3, schema=PART_SCHEMA):
     return folder
 
 
-@pytest.mark.parametrize("bad", ["../x", "a/b", "/etc", "", ".", "..", "a b", "x\x00", None, 5])
+@pytest.mark.parametrize("bad", ["../x", "a/b", "/etc", "", ".", "..", "a b", "x\x00", None, 5,
+                                 ".hidden", "app..", "...", ".lock", "..x", "a..b", "x" * 129, "x" * 300])
 def test_bad_log_ids_are_refused(bad, tmp_path):
     with pytest.raises(InvalidLogIdError):
         validate_log_id(bad)
@@ -50,7 +51,7 @@ def test_bad_log_ids_are_refused(bad, tmp_path):
 
 def test_good_log_ids_stay_under_root(tmp_path):
     store = SegmentStore(tmp_path)
-    for good in ["app", "web-1", "a.b_c", "..x"]:
+    for good in ["app", "web-1", "a.b_c", "_x", "x" * 128]:
         assert store.log_dir(good).parent == tmp_path.resolve()
 
 

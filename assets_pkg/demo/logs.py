@@ -61,6 +61,11 @@ def _metadata(result, asset_path: str) -> dict:
     return {}
 
 
+def _user_error(exc: BaseException) -> BaseException:
+    """The error the asset raised, not Dagster's step wrapper around it."""
+    return getattr(exc, "user_exception", None) or exc.__cause__ or exc
+
+
 def run(ctx) -> None:
     inbox = ctx.settings.inbox / INBOX
     configured = log_ids()
@@ -84,10 +89,19 @@ def run(ctx) -> None:
             f"written={len(out['segments_written'])} segment(s) in {out['duration_seconds']:.2f} s"
         )
 
-    # 2. the daily partitions: partial where the ad-hoc window is cached, miss elsewhere
+    # 2. the daily partitions: partial where the ad-hoc window is cached, miss elsewhere. A
+    # partition that fails (its source broke) is reported and the others still run, as one
+    # run per partition would in the daemon.
     for log_id in ids:
         for day in days:
-            result = ctx.materialize(["logs/log_events", "logs/log_summary"], partition_key=partition_key(log_id, day))
+            try:
+                result = ctx.materialize(["logs/log_events", "logs/log_summary"],
+                                         partition_key=partition_key(log_id, day))
+            except Exception as exc:
+                cause = _user_error(exc)
+                ctx.report.line(f"{log_id:<5} {day}: FAILED {type(cause).__name__}: {cause}")
+                ctx.report.errors.append(f"logs {log_id} {day}: {type(cause).__name__}: {cause}")
+                continue
             events, summary = _metadata(result, "logs/log_events"), _metadata(result, "logs/log_summary")
             ctx.report.line(
                 f"{log_id:<5} {day}: {events.get('decision', '?'):<7} fetched={events.get('rows_fetched', 0):>7,} "

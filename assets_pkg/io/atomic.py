@@ -5,6 +5,7 @@ one ``os.replace`` (files) or ``os.rename`` (folders). A reader never sees a hal
 file, and a killed run leaves only ``.tmp-`` names, which nothing treats as complete.
 """
 
+import errno
 import json
 import os
 import shutil
@@ -15,6 +16,29 @@ from contextlib import contextmanager
 from pathlib import Path
 
 TEMP_MARKER = ".tmp-"
+# Errors of the disk being written (full, quota, file size limit, I/O, read-only): the OS
+# reports them without a file name, so the writer adds the one it was writing.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+WRITE_ERRNOS = DISK_FULL_ERRNOS | {errno.EIO, errno.EROFS}
+
+
+def naming_path(exc: OSError, path: Path | str) -> OSError:
+    """``exc`` as an OSError naming ``path`` when it is a disk write error naming no file
+    ("No space left on device" alone does not say which disk); otherwise ``exc`` itself."""
+    if exc.filename is not None or exc.errno not in WRITE_ERRNOS:
+        return exc
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
+
+
+@contextmanager
+def _paths_named(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        named = naming_path(exc, path)
+        if named is exc:
+            raise
+        raise named from exc
 
 
 def temp_sibling(final: Path) -> Path:
@@ -37,9 +61,10 @@ def atomic_path(final: Path | str) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(final)
     try:
-        yield tmp
-        if tmp.exists():
-            os.replace(tmp, final)
+        with _paths_named(final):
+            yield tmp
+            if tmp.exists():
+                os.replace(tmp, final)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -61,7 +86,8 @@ def atomic_dir(final: Path | str, replace: bool = False) -> Iterator[Path]:
     tmp = temp_sibling(final)
     tmp.mkdir()
     try:
-        yield tmp
+        with _paths_named(final):
+            yield tmp
         retired = None
         if final.exists():
             retired = temp_sibling(final)

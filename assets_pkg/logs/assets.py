@@ -22,7 +22,8 @@ from assets_pkg.obs import peak_rss_mb
 
 EVENT_CHECKS = {
     "no_overlapping_segments": "ERROR when two cached segments of the log cover the same milliseconds.",
-    "segments_readable": "ERROR when a segment part intersecting the day cannot be read or has another schema.",
+    "segments_readable": "ERROR when a segment part intersecting the day cannot be decoded (every page, checksums "
+                         "verified), has another schema, or holds another window than its folder names.",
     "window_covered": "ERROR when some millisecond of the partition's day is not cached (freshness horizon aside).",
     "unique_event_ids": "WARN when an event_id appears more than once in the day's cached events.",
 }

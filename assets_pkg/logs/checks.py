@@ -6,24 +6,31 @@ check would otherwise load every partition), through the pure functions of
 what is cached now, for ``assets-pkg check``.
 """
 
-from assets_pkg.checking import CheckOutcome
+from assets_pkg.checking import ERROR, CheckOutcome
 from assets_pkg.logs.quality import (
+    EVENTS_ASSET,
     no_overlapping_segments,
     segments_readable,
     unique_event_ids,
     window_covered,
 )
-from assets_pkg.logs.store import SegmentStore
-
+from assets_pkg.logs.store import LogCacheError, SegmentStore
 
 
 def evaluate_materialized(store: SegmentStore | None = None) -> list[CheckOutcome]:
     """Every cached log: no overlaps, readable segments, unique ids, and coverage of the span
-    from its first to its last cached millisecond (a hole in between fails window_covered)."""
+    from its first to its last cached millisecond (a hole in between fails window_covered).
+    A log folder that cannot be listed (a stray file, a malformed folder name) is one failed
+    ``segments_readable`` naming the entry, and the other logs are still checked."""
     store = store or SegmentStore()
     outcomes: list[CheckOutcome] = []
     for log_id in store.log_ids():
-        segments = store.segments(log_id, check_overlaps=False)
+        try:
+            segments = store.segments(log_id, check_overlaps=False)
+        except LogCacheError as exc:
+            outcomes.append(CheckOutcome(EVENTS_ASSET, "segments_readable", False, ERROR, f"{log_id}: {exc}",
+                                         {"log_id": log_id}))
+            continue
         outcomes.append(no_overlapping_segments(store, log_id))
         if not segments:
             continue

@@ -9,8 +9,7 @@ def _cmd_fetch(args) -> int:
     from assets_pkg.logs.fetch import fetch_request
     from assets_pkg.logs.planner import InvalidWindowError
     from assets_pkg.logs.resources import LogSourceResource
-    from assets_pkg.logs.sources import LogSourceError
-    from assets_pkg.logs.store import InvalidLogIdError, LogCacheError
+    from assets_pkg.logs.store import LogsError
     from assets_pkg.settings import SettingError
 
     logger = logging.getLogger("assets_pkg.logs")
@@ -20,7 +19,7 @@ def _cmd_fetch(args) -> int:
         source = LogSourceResource(source=args.source).build(logger)
         result = fetch_request(args.log_id, args.start, args.end, source,
                                bypass_cache=True if args.bypass_cache else None, logger=logger)
-    except (InvalidWindowError, InvalidLogIdError, LogCacheError, LogSourceError, SettingError) as exc:
+    except (InvalidWindowError, LogsError, SettingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2, default=str))

@@ -3,8 +3,10 @@
 ``GET /logs/{log_id}/events?start_ms=S&end_ms=E&limit=N[&page_token=T]`` answers
 ``{"events": [...], "next_page_token": ...}`` from in-memory events. It binds 127.0.0.1 on a
 free port, records every request (log_id, start, end, token) and can inject faults: queued
-responses (status, headers, delay) served before normal answers, empty pages that still
-carry a token, a token that repeats forever, and a required bearer token.
+responses (status, headers, delay, a body that drips or is cut short, another content type,
+no Content-Length; for one log only, after some requests, or for good) served instead of
+normal answers, empty pages that still carry a token, a token that repeats forever, empty
+pages with ever-new tokens, and a required bearer token.
 """
 
 import bisect
@@ -22,12 +24,27 @@ class Fault:
     headers: dict | None = None
     delay_seconds: float = 0.0  # sleep before answering (timeouts)
     body: str = '{"error": "injected"}'
+    drip_seconds: float = 0.0  # pause before each byte of the body (a body that never ends in time)
+    truncate_to: int | None = None  # send this many body bytes, then close (Content-Length says all)
+    content_type: str = "application/json"
+    send_length: bool = True  # False: no Content-Length, the closed connection ends the body
+    log_id: str | None = None  # only requests for this log
+    skip: int = 0  # let this many matching requests through first
+    repeat: bool = False  # serve it to every matching request, not once
+
+    def matches(self, log_id) -> bool:
+        if self.log_id is not None and self.log_id != log_id:
+            return False
+        if self.skip:
+            self.skip -= 1
+            return False
+        return True
 
 
 class FakeLogApi:
     def __init__(self, events: dict[str, list[dict]] | None = None, token: str | None = None,
                  empty_pages: bool = False, repeat_token: bool = False, max_limit: int = 1000,
-                 keep_order: bool = False):
+                 keep_order: bool = False, endless_tokens: bool = False):
         self._events: dict[str, list[dict]] = {}
         self._stamps: dict[str, list[int]] = {}
         self.keep_order = keep_order  # serve events in the given order (to test a misbehaving API)
@@ -36,6 +53,7 @@ class FakeLogApi:
         self.token = token
         self.empty_pages = empty_pages
         self.repeat_token = repeat_token
+        self.endless_tokens = endless_tokens  # empty pages, each with a new token, forever
         self.max_limit = max_limit
         self.faults: list[Fault] = []
         self.requests: list[dict] = []
@@ -100,10 +118,10 @@ class FakeLogApi:
                   "status": None, "authorization": handler.headers.get("Authorization")}
         with self._lock:
             self.requests.append(record)
-            fault = self.faults.pop(0) if self.faults else None
         if len(parts) != 3 or parts[0] != "logs" or parts[2] != "events":
             return self._send(handler, record, 404, {"error": "not found"})
         record["log_id"] = urllib.parse.unquote(parts[1])
+        fault = self._take_fault(record["log_id"])
         try:
             start = int(query["start_ms"][0])
             end = int(query["end_ms"][0])
@@ -115,11 +133,13 @@ class FakeLogApi:
         if fault is not None:
             if fault.delay_seconds:
                 time.sleep(fault.delay_seconds)
-            return self._send(handler, record, fault.status, fault.body, fault.headers)
+            return self._send(handler, record, fault.status, fault.body, fault.headers, fault)
         if self.token is not None and handler.headers.get("Authorization") != f"Bearer {self.token}":
             return self._send(handler, record, 401, {"error": "unauthorized"})
         if self.repeat_token:
             return self._send(handler, record, 200, {"events": [], "next_page_token": "again"})
+        if self.endless_tokens:
+            return self._send(handler, record, 200, {"events": [], "next_page_token": f"n{len(self.requests)}"})
         limit = max(1, min(limit, self.max_limit))
         stamps = self._stamps.get(record["log_id"], [])
         events = self._events.get(record["log_id"], [])
@@ -143,17 +163,34 @@ class FakeLogApi:
         next_token = f"o{nxt}" if nxt < hi else None
         return self._send(handler, record, 200, {"events": page, "next_page_token": next_token})
 
-    def _send(self, handler, record, status, body, headers=None):
+    def _take_fault(self, log_id) -> Fault | None:
+        with self._lock:
+            for i, fault in enumerate(self.faults):
+                if fault.matches(log_id):
+                    return fault if fault.repeat else self.faults.pop(i)
+        return None
+
+    def _send(self, handler, record, status, body, headers=None, fault: Fault | None = None):
         record["status"] = status
         data = (body if isinstance(body, str) else json.dumps(body)).encode()
+        fault = fault or Fault()
         try:
             handler.send_response(status)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(data)))
+            handler.send_header("Content-Type", fault.content_type)
+            if fault.send_length:
+                handler.send_header("Content-Length", str(len(data)))
             for key, value in (headers or {}).items():
                 handler.send_header(key, str(value))
             handler.end_headers()
-            handler.wfile.write(data)
+            if fault.truncate_to is not None:
+                data = data[:fault.truncate_to]
+            if fault.drip_seconds:
+                for i in range(len(data)):
+                    time.sleep(fault.drip_seconds)
+                    handler.wfile.write(data[i:i + 1])
+                    handler.wfile.flush()
+            else:
+                handler.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
             pass
 

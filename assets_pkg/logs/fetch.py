@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from assets_pkg.io.atomic import atomic_dir, atomic_write_json, is_temp_name
+from assets_pkg.io.atomic import DISK_FULL_ERRNOS, atomic_dir, atomic_write_json, is_temp_name
 from assets_pkg.logs.planner import (
     CoveragePlan,
     ranges_json,
@@ -25,6 +25,7 @@ from assets_pkg.logs.store import (
     segment_dir,
     validate_log_id,
     verify_segment,
+    write_segment_manifest,
 )
 from assets_pkg.logs.summary import SummaryAccumulator, summarize_window, segment_files
 from assets_pkg.logs.writer import PartWriter, flush_bytes_setting, flush_rows_setting
@@ -198,15 +199,20 @@ def _fetch_segment(source, log_dir, log_id, start_ms, end_ms, rows_cap, bytes_ca
                 batches += 1
                 writer.write(batch)
             writer.close()
+            # What the segment holds, recorded before it is published: the checks compare the
+            # folder's name and the data with it.
+            write_segment_manifest(tmp, (start_ms, end_ms), writer.part_rows, writer.ts_min, writer.ts_max)
     except _SourceFailure as failure:
         log_event("fetch_subrange_failed", logger, level="error", **fields, error=str(failure.original)[:500])
         raise failure.original
     except OSError as exc:  # only the writer / the publishing rename get here
         log_event("cache_write_failed", logger, level="error", **fields, path=str(final), error=str(exc)[:500])
-        raise CacheWriteError(
-            f"cannot write the log segment {final}: {exc}; make the cache folder "
-            f"({log_dir.parent}, LOG_INGESTION_CACHE_DIR) writable, or set BYPASS_CACHE=true"
-        ) from exc
+        if exc.errno in DISK_FULL_ERRNOS:
+            remedy = (f"free space on the disk holding {log_dir.parent} (or point LOG_INGESTION_CACHE_DIR at "
+                      "another disk), or set BYPASS_CACHE=true")
+        else:
+            remedy = f"make the cache folder ({log_dir.parent}, LOG_INGESTION_CACHE_DIR) writable, or set BYPASS_CACHE=true"
+        raise CacheWriteError(f"cannot write the log segment {final}: {exc}; {remedy}") from exc
     stats = {"rows": writer.rows, "parts": len(writer.parts), "bytes": writer.bytes, "batches": batches}
     log_event("fetch_subrange_finished", logger, **fields, cached=True, **stats, seconds=watch.seconds,
               segment=str(final))

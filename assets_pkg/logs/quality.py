@@ -28,7 +28,7 @@ def segments_readable(store: SegmentStore, log_id: str, start_ms: int, end_ms: i
     bad, rows = [], 0
     for seg in segments:
         try:
-            rows += verify_segment(seg)
+            rows += verify_segment(seg, deep=True)
         except Exception as exc:
             bad.append(str(exc))
     return CheckOutcome(

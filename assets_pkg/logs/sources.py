@@ -12,32 +12,36 @@ in :data:`assets_pkg.logs.store.PART_SCHEMA`, only events in ``[start_ms, end_ms
   only (no per-row Python, and no Python values turned into Arrow ones, which would make
   pyarrow import pandas).
 - :class:`HttpLogSource` speaks the API of DESIGN.md 4.4 with paging, retries with backoff on
-  429/5xx/timeouts, a repeated-token guard and event_id de-duplication.
+  429/5xx/timeouts/truncated bodies, event_id de-duplication, and bounds that make every
+  fetch end (:class:`HttpLimits`: a deadline per request covering connect and the whole body,
+  a deadline per window, a page limit, a limit of pages without progress, a response size
+  cap). A malformed answer is a :class:`MalformedResponseError` naming log, window and page.
 """
 
 import abc
+import http.client
 import json
 import queue
 import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets_pkg.logs.store import validate_log_id
+from assets_pkg.logs.store import LogsError, validate_log_id
 from assets_pkg.logs.writer import BatchNormalizer, EventFormatError, arrow_literal, events_to_batch
 from assets_pkg.obs import log_event
+from assets_pkg.settings import SettingError, env_float, env_int
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
 
 
-class LogSourceError(RuntimeError):
+class LogSourceError(LogsError):
     """The source failed (after retries where they apply); the message says why."""
 
 
@@ -191,6 +195,76 @@ def _ascending(ts: pa.Array) -> bool:
 # --- HTTP API ------------------------------------------------------------------------------
 
 
+DEFAULT_REQUEST_TIMEOUT_S = 120.0
+DEFAULT_WINDOW_DEADLINE_S = 3600.0
+DEFAULT_MAX_PAGES = 1_000_000
+DEFAULT_MAX_EMPTY_PAGES = 1000
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 2**20
+_READ_CHUNK = 256 * 1024
+
+
+class MalformedResponseError(LogSourceError):
+    """The API answered something that is not the documented page (names log, window, page)."""
+
+
+class FetchLimitError(LogSourceError):
+    """A deadline, the page or size limit, or a source paging without progress ended a fetch."""
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """Bounds that make every HTTP fetch end (each a setting, see README)."""
+
+    request_timeout_s: float  # one request: connect, headers and the whole body
+    window_deadline_s: float  # one window: every page, retry and backoff
+    max_pages: int
+    max_empty_pages: int  # consecutive pages that add no event while a token is still given
+    max_response_bytes: int  # one response's body
+
+    @classmethod
+    def from_settings(cls, request_timeout_s: float | None = None, window_deadline_s: float | None = None,
+                      max_pages: int | None = None, max_empty_pages: int | None = None,
+                      max_response_bytes: int | None = None) -> "HttpLimits":
+        """Each value given, else its env var, else the default; all must be > 0."""
+        values = {
+            "LOG_API_REQUEST_TIMEOUT_S": request_timeout_s if request_timeout_s is not None
+            else env_float("LOG_API_REQUEST_TIMEOUT_S", DEFAULT_REQUEST_TIMEOUT_S),
+            "LOG_API_WINDOW_DEADLINE_S": window_deadline_s if window_deadline_s is not None
+            else env_float("LOG_API_WINDOW_DEADLINE_S", DEFAULT_WINDOW_DEADLINE_S),
+            "LOG_API_MAX_PAGES": max_pages if max_pages is not None else env_int("LOG_API_MAX_PAGES", DEFAULT_MAX_PAGES),
+            "LOG_API_MAX_EMPTY_PAGES": max_empty_pages if max_empty_pages is not None
+            else env_int("LOG_API_MAX_EMPTY_PAGES", DEFAULT_MAX_EMPTY_PAGES),
+            "LOG_API_MAX_RESPONSE_BYTES": max_response_bytes if max_response_bytes is not None
+            else env_int("LOG_API_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES),
+        }
+        for name, value in values.items():
+            if not value > 0:
+                raise SettingError(f"{name}={value} must be greater than 0")
+        return cls(*values.values())
+
+
+@dataclass(frozen=True)
+class _Where:
+    """What an error names: the log, the window and the page."""
+
+    log_id: str
+    start_ms: int
+    end_ms: int
+    page: int
+
+    def __str__(self) -> str:
+        return f"log {self.log_id!r} window [{self.start_ms}, {self.end_ms}) page {self.page}"
+
+
+class _Retry(Exception):
+    """A failed request worth repeating (429, 5xx, timeout, connection error, truncated body)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
 class HttpLogSource(LogSource):
     name = "http"
 
@@ -203,7 +277,7 @@ class HttpLogSource(LogSource):
         max_retries: int = 5,
         backoff_seconds: float = 0.5,
         max_backoff_seconds: float = 30.0,
-        max_pages: int = 1_000_000,
+        limits: HttpLimits | None = None,
         logger=None,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -212,11 +286,11 @@ class HttpLogSource(LogSource):
         self.base_url = base_url.rstrip("/")
         self.token = token or None
         self.page_limit = int(page_limit)
-        self.timeout_seconds = float(timeout_seconds)
+        self.timeout_seconds = float(timeout_seconds)  # one socket operation (connect, one read)
         self.max_retries = int(max_retries)
         self.backoff_seconds = float(backoff_seconds)
         self.max_backoff_seconds = float(max_backoff_seconds)
-        self.max_pages = int(max_pages)
+        self.limits = limits or HttpLimits.from_settings()
         self.logger = logger
         self.sleep = sleep
         self.requests = 0
@@ -228,61 +302,49 @@ class HttpLogSource(LogSource):
     def fetch(self, log_id: str, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:
         validate_log_id(log_id)
         self.calls += 1
-        # The API returns events ascending, so a repeated event (same event_id, same timestamp)
-        # can only come back while the timestamp has not moved on: remembering the ids of the
-        # latest timestamp keeps de-duplication exact with bounded memory.
-        seen_ids: set[str] = set()
-        last_ts: int | None = None
+        limits = self.limits
+        # The deadline covers the consumer's time between pages too: it bounds how long the
+        # log's lock is held.
+        deadline = time.monotonic() + limits.window_deadline_s
+        dedupe = _Dedupe(start_ms, end_ms)
         seen_tokens: set[str] = set()
         token: str | None = None
-        pages = 0
-        duplicates = 0
+        page = 0
+        idle = 0
         while True:
-            pages += 1
-            if pages > self.max_pages:
-                raise LogSourceError(f"log API: more than {self.max_pages} pages for {log_id} [{start_ms}, {end_ms})")
-            body = self._get_page(log_id, start_ms, end_ms, token)
-            events = body.get("events")
-            if not isinstance(events, list):
-                raise LogSourceError(f"log API: page for {log_id} has no 'events' list")
-            keep = []
-            for event in events:
-                if not isinstance(event, dict):
-                    raise LogSourceError(f"log API: page for {log_id} has an event that is not an object")
-                stamp = event.get("timestamp")
-                if isinstance(stamp, int) and not isinstance(stamp, bool):
-                    if not (start_ms <= stamp < end_ms):
-                        continue  # outside the requested window: the API promised not to, ignore it
-                    if last_ts is not None and stamp < last_ts:
-                        raise LogSourceError(
-                            f"log API returned events out of order for {log_id} [{start_ms}, {end_ms}): "
-                            f"timestamp {stamp} after {last_ts} (page {pages}); the API must answer ascending"
-                        )
-                    if stamp != last_ts:
-                        seen_ids.clear()
-                        last_ts = stamp
-                eid = event.get("event_id")
-                if eid is not None:
-                    if eid in seen_ids:
-                        duplicates += 1
-                        continue
-                    seen_ids.add(eid)
-                keep.append(event)
+            page += 1
+            where = _Where(log_id, start_ms, end_ms, page)
+            if page > limits.max_pages:
+                raise FetchLimitError(
+                    f"log API: {where}: more than LOG_API_MAX_PAGES={limits.max_pages} pages; raise the setting "
+                    "or fetch a shorter window"
+                )
+            body = self._get_page(where, token, deadline)
+            keep = dedupe.page(_page_events(body, where), where)
             if keep:
+                idle = 0
                 yield events_to_batch(keep)
-            next_token = body.get("next_page_token")
-            if not next_token:
+            else:
+                idle += 1
+            next_token = _next_token(body, where)
+            if next_token is None:
                 break
+            if idle >= limits.max_empty_pages:
+                raise FetchLimitError(
+                    f"log API: {where}: {idle} pages in a row without a new event while it keeps giving page "
+                    f"tokens (last {next_token[:80]!r}): the paging makes no progress; refusing to loop "
+                    f"(LOG_API_MAX_EMPTY_PAGES={limits.max_empty_pages})"
+                )
             if next_token in seen_tokens:
-                raise LogSourceError(
-                    f"log API returned page token {next_token!r} twice for {log_id} [{start_ms}, {end_ms}): "
-                    "the paging never ends; refusing to loop"
+                raise MalformedResponseError(
+                    f"log API returned page token {next_token!r} twice for {where}: the paging never ends; "
+                    "refusing to loop"
                 )
             seen_tokens.add(next_token)
             token = next_token
-        if duplicates:
+        if dedupe.dropped:
             log_event("fetch_duplicates_dropped", self.logger, log_id=log_id, start_ms=start_ms, end_ms=end_ms,
-                      duplicates=duplicates)
+                      duplicates=dedupe.dropped)
 
     def _url(self, log_id: str, start_ms: int, end_ms: int, token: str | None) -> str:
         params = {"start_ms": start_ms, "end_ms": end_ms, "limit": self.page_limit}
@@ -290,63 +352,209 @@ class HttpLogSource(LogSource):
             params["page_token"] = token
         return f"{self.base_url}/logs/{urllib.parse.quote(log_id, safe='')}/events?{urllib.parse.urlencode(params)}"
 
-    def _get_page(self, log_id: str, start_ms: int, end_ms: int, token: str | None) -> dict:
-        url = self._url(log_id, start_ms, end_ms, token)
-        headers = {"Accept": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+    def _get_page(self, where: _Where, token: str | None, deadline: float) -> dict:
+        url = self._url(where.log_id, where.start_ms, where.end_ms, token)
         attempt = 0
         while True:
             attempt += 1
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._deadline_error(where, attempt - 1, "")
             self.requests += 1
-            retry_after = None
             try:
-                request = urllib.request.Request(url, headers=headers, method="GET")
-                with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
-                    raw = response.read()
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    raise LogSourceError(f"log API: {self._safe(url)} answered 200 with a body that is not JSON") from None
-                if not isinstance(body, dict):
-                    raise LogSourceError(f"log API: {self._safe(url)} answered 200 with JSON that is not an object")
-                return body
-            except urllib.error.HTTPError as exc:
-                status = exc.code
-                if status == 401:
-                    raise LogSourceError(
-                        f"log API refused the request (HTTP 401 Unauthorized) at {self._safe(url)}: "
-                        "set LOG_API_TOKEN to a valid bearer token"
-                    ) from None
-                if status == 403:
-                    raise LogSourceError(
-                        f"log API forbids access (HTTP 403) to log {log_id!r} at {self._safe(url)}: check LOG_API_TOKEN's rights"
-                    ) from None
-                if status != 429 and status < 500:
-                    raise LogSourceError(f"log API answered HTTP {status} for {self._safe(url)}; not retrying") from None
-                reason = f"HTTP {status}"
-                if status == 429:
-                    retry_after = _retry_after_seconds(exc.headers.get("Retry-After") if exc.headers else None)
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
-                inner = getattr(exc, "reason", exc)
-                kind = "timeout" if isinstance(inner, (socket.timeout, TimeoutError)) else "connection error"
-                reason = f"{kind}: {inner}"
+                return self._request(url, where, min(self.limits.request_timeout_s, left))
+            except _Retry as retry:
+                reason, retry_after = retry.reason, retry.retry_after
             if attempt > self.max_retries:
-                log_event("fetch_failed", self.logger, level="error", log_id=log_id, start_ms=start_ms, end_ms=end_ms,
-                          attempts=attempt, reason=reason)
+                log_event("fetch_failed", self.logger, level="error", log_id=where.log_id, start_ms=where.start_ms,
+                          end_ms=where.end_ms, page=where.page, attempts=attempt, reason=reason)
                 raise LogSourceError(
-                    f"log API failed {attempt} time(s) for {self._safe(url)} (last: {reason}); giving up after "
+                    f"log API failed {attempt} time(s) for {where} at {url} (last: {reason}); giving up after "
                     f"{self.max_retries} retries"
                 )
             delay = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (attempt - 1))
             if retry_after is not None:
                 delay = min(self.max_backoff_seconds, max(delay, retry_after))
-            log_event("fetch_retry", self.logger, level="warning", log_id=log_id, start_ms=start_ms, end_ms=end_ms,
-                      attempt=attempt, reason=reason, delay_seconds=round(delay, 3))
+            if time.monotonic() + delay >= deadline:
+                raise self._deadline_error(where, attempt, f" (last: {reason})")
+            log_event("fetch_retry", self.logger, level="warning", log_id=where.log_id, start_ms=where.start_ms,
+                      end_ms=where.end_ms, page=where.page, attempt=attempt, reason=reason,
+                      delay_seconds=round(delay, 3))
             self.sleep(delay)
 
-    def _safe(self, url: str) -> str:
-        return url  # the token travels in a header, never in the URL
+    def _deadline_error(self, where: _Where, attempts: int, last: str) -> FetchLimitError:
+        log_event("fetch_failed", self.logger, level="error", log_id=where.log_id, start_ms=where.start_ms,
+                  end_ms=where.end_ms, page=where.page, attempts=attempts, reason="window deadline")
+        return FetchLimitError(
+            f"log API: {where}: the window's deadline LOG_API_WINDOW_DEADLINE_S={self.limits.window_deadline_s:g} s "
+            f"passed after {attempts} attempt(s) at this page{last}; nothing of this window was cached"
+        )
+
+    def _request(self, url: str, where: _Where, budget: float) -> dict:
+        """One GET, all of it (connect, headers, body) within ``budget`` seconds."""
+        stop = time.monotonic() + budget
+        parts = urllib.parse.urlsplit(url)
+        connection = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        conn = connection(parts.hostname, parts.port, timeout=min(self.timeout_seconds, budget))
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            conn.connect()
+            # Kept: http.client drops conn.sock once a response says it closes the connection,
+            # and every read below gets the time left of the request, not a fresh timeout.
+            sock = conn.sock
+            sock.settimeout(_time_left(stop, self.timeout_seconds))
+            conn.request("GET", f"{parts.path}?{parts.query}", headers=headers)
+            response = conn.getresponse()
+            self._check_status(response, url, where)
+            raw = self._read_body(response, sock, stop, where)
+        except (socket.timeout, TimeoutError):
+            raise _Retry(f"timeout: no complete answer within {budget:.3g} s (LOG_API_REQUEST_TIMEOUT_S; "
+                         f"{self.timeout_seconds:g} s per read)") from None
+        except http.client.IncompleteRead as exc:
+            raise _Retry(f"truncated body: {len(exc.partial)} bytes, {exc.expected} more announced") from None
+        except (http.client.HTTPException, OSError) as exc:
+            raise _Retry(f"connection error: {exc!r}") from None
+        finally:
+            conn.close()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise MalformedResponseError(f"log API: {where}: {url} answered 200 with a body that is not JSON") from None
+        if not isinstance(body, dict):
+            raise MalformedResponseError(f"log API: {where}: {url} answered 200 with JSON that is not an object")
+        return body
+
+    def _check_status(self, response, url: str, where: _Where) -> None:
+        status = response.status
+        if 200 <= status < 300:
+            ctype = response.getheader("Content-Type")
+            if ctype and "json" not in ctype.lower():
+                raise MalformedResponseError(
+                    f"log API: {where}: {url} answered {status} with Content-Type {ctype!r}, not JSON (a proxy or "
+                    "login page?); check LOG_API_URL"
+                )
+            return
+        if 300 <= status < 400:
+            raise LogSourceError(f"log API redirects (HTTP {status}) {url} to {response.getheader('Location')!r}: "
+                                 "set LOG_API_URL to the final address")
+        if status == 401:
+            raise LogSourceError(
+                f"log API refused the request (HTTP 401 Unauthorized) at {url}: set LOG_API_TOKEN to a valid bearer token"
+            )
+        if status == 403:
+            raise LogSourceError(f"log API forbids access (HTTP 403) to log {where.log_id!r} at {url}: "
+                                 "check LOG_API_TOKEN's rights")
+        if status != 429 and status < 500:
+            raise LogSourceError(f"log API answered HTTP {status} for {url} ({where}); not retrying")
+        raise _Retry(f"HTTP {status}", _retry_after_seconds(response.getheader("Retry-After")) if status == 429 else None)
+
+    def _read_body(self, response, sock, stop: float, where: _Where) -> bytearray:
+        """The body, read a chunk at a time within the request's time and the size cap."""
+        cap = self.limits.max_response_bytes
+        announced = response.getheader("Content-Length")
+        if announced and announced.strip().isdigit() and int(announced) > cap:
+            raise self._too_large(where, f"{int(announced)} bytes announced")
+        body = bytearray()
+        while True:
+            sock.settimeout(_time_left(stop, self.timeout_seconds))
+            chunk = response.read1(_READ_CHUNK)  # one recv: a dripping body cannot stretch a read
+            if not chunk:
+                break
+            body += chunk
+            if len(body) > cap:
+                raise self._too_large(where, f"more than {cap} bytes read")
+        if response.length:  # the connection closed before Content-Length bytes came
+            raise http.client.IncompleteRead(bytes(body), response.length)
+        return body
+
+    def _too_large(self, where: _Where, size: str) -> FetchLimitError:
+        return FetchLimitError(
+            f"log API: {where}: the response is larger than LOG_API_MAX_RESPONSE_BYTES="
+            f"{self.limits.max_response_bytes} ({size}); lower the source's page_limit or raise the setting"
+        )
+
+
+def _time_left(stop: float, per_read: float) -> float:
+    left = stop - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the request's deadline passed")
+    return min(per_read, left)
+
+
+def _page_events(body: dict, where: _Where) -> list[dict]:
+    """The page's events, each an object with integer millisecond timestamp."""
+    events = body.get("events")
+    if not isinstance(events, list):
+        raise MalformedResponseError(f"log API: {where}: the page has no 'events' list")
+    for event in events:
+        if not isinstance(event, dict):
+            raise MalformedResponseError(f"log API: {where}: an event is not a JSON object ({str(event)[:80]})")
+        stamp = event.get("timestamp")
+        if isinstance(stamp, bool) or not isinstance(stamp, int):
+            what = "has no 'timestamp'" if stamp is None else f"has timestamp {stamp!r} ({type(stamp).__name__})"
+            raise MalformedResponseError(
+                f"log API: {where}: event {event.get('event_id')!r} {what}; the API must give integer milliseconds"
+            )
+    return events
+
+
+def _next_token(body: dict, where: _Where) -> str | None:
+    token = body.get("next_page_token")
+    if token is None or token == "":
+        return None
+    if not isinstance(token, str):
+        raise MalformedResponseError(
+            f"log API: {where}: next_page_token is a {type(token).__name__} ({json.dumps(token, default=str)[:80]}), "
+            "not a string or null"
+        )
+    return token
+
+
+class _Dedupe:
+    """Drops events whose event_id was already kept.
+
+    The API answers ascending, so a repeat can only come back at the latest timestamp or,
+    across a page boundary, from the page before (a server that re-sends the end of one
+    page at the start of the next): remembering the ids of the latest timestamp and of the
+    previous page keeps de-duplication exact with memory bounded by about two pages. An
+    earlier timestamp that is not such a repeat is out of order: the fetch fails."""
+
+    def __init__(self, start_ms: int, end_ms: int):
+        self.start_ms, self.end_ms = start_ms, end_ms
+        self.last_ts: int | None = None
+        self.at_last_ts: set = set()
+        self.previous: set = set()
+        self.dropped = 0
+
+    def page(self, events: list[dict], where: _Where) -> list[dict]:
+        keep = []
+        current: set = set()
+        for event in events:
+            stamp = event["timestamp"]
+            if not self.start_ms <= stamp < self.end_ms:
+                continue  # outside the requested window: the API promised not to, ignore it
+            eid = event.get("event_id")
+            key = eid if eid is None or isinstance(eid, str) else json.dumps(eid, sort_keys=True, default=str)
+            if key is not None and (key in self.at_last_ts or key in self.previous or key in current):
+                self.dropped += 1
+                continue
+            if self.last_ts is not None and stamp < self.last_ts:
+                raise LogSourceError(
+                    f"log API returned events out of order for {where}: timestamp {stamp} after {self.last_ts}; "
+                    "the API must answer ascending"
+                )
+            if stamp != self.last_ts:
+                self.at_last_ts = set()
+                self.last_ts = stamp
+            if key is not None:
+                self.at_last_ts.add(key)
+                current.add(key)
+            keep.append(event)
+        if current:
+            self.previous = current
+        return keep
 
 
 def _retry_after_seconds(value) -> float | None:

@@ -8,9 +8,16 @@ without events has one zero-row part, so "cached, empty" differs from "not cache
 A segment is written into a hidden temp folder part by part and published with one rename
 (:func:`assets_pkg.io.atomic.atomic_dir`); a killed run leaves only ``.tmp-`` names, which
 the scanner ignores. One ``fcntl.flock`` per log_id is held from planning to publication.
+
+Each segment carries ``segment.json`` (written into the temp folder before the rename): the
+window it was fetched for, its row count, timestamp min/max and rows per part. A folder
+whose name claims another window than its manifest is refused; segments published before
+manifests existed are verified by their data (every timestamp inside the folder's window).
+Parts are written with page checksums so the deep check catches a flipped byte in any page.
 """
 
 import fcntl
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -21,10 +28,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assets_pkg.io.atomic import is_temp_name
+import pyarrow.compute as pc
+
+from assets_pkg.io.atomic import atomic_write_json, is_temp_name
 from assets_pkg.settings import env_str, get_settings
 
 LOG_ID_RE = re.compile(r"[A-Za-z0-9._-]+")
+LOG_ID_MAX_LENGTH = 128
+MANIFEST_NAME = "segment.json"
+MANIFEST_FORMAT = 1
 _FROM_RE = re.compile(r"from=(-?\d+)")
 _TO_RE = re.compile(r"to=(-?\d+)")
 _PART_RE = re.compile(r"part-(\d{5})\.parquet")
@@ -43,11 +55,15 @@ PART_SCHEMA = pa.schema(
 REMEDY = "delete that segment folder to re-fetch it, or set BYPASS_CACHE=true to read from the source"
 
 
-class LogCacheError(RuntimeError):
-    """Base class: something in the cache is wrong; the message names path and remedy."""
+class LogsError(RuntimeError):
+    """Base class of the logs domain's errors: the CLI prints the message as one line."""
 
 
-class InvalidLogIdError(ValueError):
+class LogCacheError(LogsError):
+    """Something in the cache is wrong; the message names path and remedy."""
+
+
+class InvalidLogIdError(LogsError, ValueError):
     pass
 
 
@@ -64,12 +80,29 @@ class CacheWriteError(LogCacheError):
 
 
 def validate_log_id(log_id) -> str:
-    if not isinstance(log_id, str) or not LOG_ID_RE.fullmatch(log_id) or log_id in (".", ".."):
+    """A log id is a folder name under the cache root: letters, digits, '.', '_' and '-',
+    at most 128 characters, not starting or ending with '.', no '..' (no hidden folder,
+    no '.lock', nothing a file system or another tool treats specially)."""
+    if isinstance(log_id, str) and len(log_id) > LOG_ID_MAX_LENGTH:
         raise InvalidLogIdError(
-            f"log_id {log_id!r} is invalid: use letters, digits, '.', '_' or '-' "
-            "(no slashes, not '.' or '..', not empty)"
+            f"log_id {log_id[:40]!r}... is {len(log_id)} characters long: log ids are at most "
+            f"{LOG_ID_MAX_LENGTH} characters (each is a folder name in the cache)"
+        )
+    if (not isinstance(log_id, str) or not LOG_ID_RE.fullmatch(log_id) or log_id.startswith(".")
+            or log_id.endswith(".") or ".." in log_id):
+        raise InvalidLogIdError(
+            f"log_id {log_id!r} is invalid: use letters, digits, '.', '_' or '-' (no slashes, not empty, "
+            "not starting or ending with '.', no '..')"
         )
     return log_id
+
+
+def is_log_id(name: str) -> bool:
+    try:
+        validate_log_id(name)
+    except InvalidLogIdError:
+        return False
+    return True
 
 
 def cache_root() -> Path:
@@ -128,7 +161,7 @@ class SegmentStore:
     def log_ids(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and LOG_ID_RE.fullmatch(p.name) and not is_temp_name(p.name))
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and is_log_id(p.name))
 
     # -- listing ------------------------------------------------------------------------
     def segments(self, log_id: str, check_overlaps: bool = True) -> list[Segment]:
@@ -208,22 +241,73 @@ def find_overlaps(segments: list[Segment]) -> list[tuple[Segment, Segment]]:
     return pairs
 
 
+def write_segment_manifest(folder: Path, segment_window: tuple[int, int], parts: dict[str, int],
+                           ts_min: int | None, ts_max: int | None) -> Path:
+    """Record what a segment holds, in its (still temporary) folder, before it is published."""
+    start_ms, end_ms = segment_window
+    return atomic_write_json(Path(folder) / MANIFEST_NAME, {
+        "format": MANIFEST_FORMAT, "start_ms": start_ms, "end_ms": end_ms, "rows": sum(parts.values()),
+        "timestamp_min": ts_min, "timestamp_max": ts_max, "parts": parts,
+    })
+
+
+def read_segment_manifest(segment: Segment) -> dict | None:
+    """The segment's manifest, or None for a segment published before manifests existed."""
+    path = segment.path / MANIFEST_NAME
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise CorruptSegmentError(f"cannot read the segment manifest {path}: {exc}; {REMEDY}") from exc
+    keys = ("start_ms", "end_ms", "rows", "timestamp_min", "timestamp_max", "parts")
+    if not isinstance(doc, dict) or any(k not in doc for k in keys) or not isinstance(doc["parts"], dict):
+        raise CorruptSegmentError(f"segment manifest {path} lacks one of {', '.join(keys)}; {REMEDY}")
+    return doc
+
+
+def _check_manifest(segment: Segment, manifest: dict, parts: list[Path]) -> None:
+    """The folder name must state the window the segment was fetched for."""
+    where = segment.path
+    if (manifest["start_ms"], manifest["end_ms"]) != segment.window:
+        raise CorruptSegmentError(
+            f"segment folder {where} claims [{segment.start_ms}, {segment.end_ms}) but holds the events of "
+            f"[{manifest['start_ms']}, {manifest['end_ms']}) (its {MANIFEST_NAME}): it was renamed or moved; "
+            f"rename it back to from={manifest['start_ms']}/to={manifest['end_ms']} or {REMEDY}"
+        )
+    names = sorted(p.name for p in parts)
+    if names != sorted(manifest["parts"]):
+        raise CorruptSegmentError(
+            f"segment {where} has part files {names} but its {MANIFEST_NAME} lists {sorted(manifest['parts'])}; {REMEDY}"
+        )
+    for bound in ("timestamp_min", "timestamp_max"):
+        value = manifest[bound]
+        if value is not None and not segment.start_ms <= value < segment.end_ms:
+            raise CorruptSegmentError(
+                f"segment {where}: {MANIFEST_NAME} records {bound}={value}, outside the folder's window "
+                f"[{segment.start_ms}, {segment.end_ms}); {REMEDY}"
+            )
+
+
 def verify_segment(segment: Segment, deep: bool = False) -> int:
     """Check every part of a segment; return its row count or raise CorruptSegmentError.
 
-    Reads the Parquet footer of each part (cheap); ``deep=True`` also decodes the data.
-    """
+    Always: the manifest matches the folder name, each part's footer and schema (cheap).
+    ``deep=True`` also decodes every page of every column (verifying page checksums) and
+    compares row count and timestamp min/max with the manifest, or, for a segment without
+    one, checks every timestamp lies in the folder's window."""
     parts = segment.parts
     if not parts:
         raise CorruptSegmentError(f"segment {segment.path} has no part files; {REMEDY}")
+    manifest = read_segment_manifest(segment)
+    if manifest is not None:
+        _check_manifest(segment, manifest, parts)
     rows = 0
+    ts_min = ts_max = None
     for part in parts:
         try:
-            pf = pq.ParquetFile(part)
+            pf = pq.ParquetFile(part, page_checksum_verification=deep)
             schema = pf.schema_arrow
-            if deep:
-                for i in range(pf.num_row_groups):
-                    pf.read_row_group(i)
         except Exception as exc:  # pyarrow raises several types for damaged files
             raise CorruptSegmentError(f"cannot read cached part {part}: {exc}; {REMEDY}") from exc
         if not _same_schema(schema, PART_SCHEMA):
@@ -231,8 +315,52 @@ def verify_segment(segment: Segment, deep: bool = False) -> int:
                 f"cached part {part} has schema ({_schema_text(schema)}) but log parts must have "
                 f"({_schema_text(PART_SCHEMA)}); {REMEDY}"
             )
-        rows += pf.metadata.num_rows
+        part_rows = pf.metadata.num_rows
+        if manifest is not None and manifest["parts"][part.name] != part_rows:
+            raise CorruptSegmentError(
+                f"cached part {part} has {part_rows} rows but {MANIFEST_NAME} recorded "
+                f"{manifest['parts'][part.name]}; {REMEDY}"
+            )
+        rows += part_rows
+        if deep:
+            lo, hi = _decode_part(pf, part)
+            ts_min = lo if ts_min is None or (lo is not None and lo < ts_min) else ts_min
+            ts_max = hi if ts_max is None or (hi is not None and hi > ts_max) else ts_max
+    if deep:
+        _check_contents(segment, manifest, rows, ts_min, ts_max)
     return rows
+
+
+def _decode_part(pf: pq.ParquetFile, part: Path) -> tuple[int | None, int | None]:
+    """Decode every page of every column (one row group at a time); timestamp min/max."""
+    lo = hi = None
+    try:
+        for i in range(pf.num_row_groups):
+            ts = pf.read_row_group(i).column("timestamp")
+            if len(ts) and ts.null_count < len(ts):
+                bounds = pc.min_max(ts)
+                a, b = bounds["min"].as_py(), bounds["max"].as_py()
+                lo = a if lo is None else min(lo, a)
+                hi = b if hi is None else max(hi, b)
+    except Exception as exc:
+        raise CorruptSegmentError(f"cannot decode cached part {part}: {exc}; {REMEDY}") from exc
+    return lo, hi
+
+
+def _check_contents(segment: Segment, manifest: dict | None, rows: int, ts_min, ts_max) -> None:
+    if manifest is not None:
+        recorded = (manifest["rows"], manifest["timestamp_min"], manifest["timestamp_max"])
+        if recorded != (rows, ts_min, ts_max):
+            raise CorruptSegmentError(
+                f"segment {segment.path} holds {rows} rows with timestamps [{ts_min}, {ts_max}] but its "
+                f"{MANIFEST_NAME} recorded {recorded[0]} rows [{recorded[1]}, {recorded[2]}]; {REMEDY}"
+            )
+    outside = [v for v in (ts_min, ts_max) if v is not None and not segment.start_ms <= v < segment.end_ms]
+    if outside:
+        raise CorruptSegmentError(
+            f"segment {segment.path} holds events at {outside[0]}, outside its folder's window "
+            f"[{segment.start_ms}, {segment.end_ms}): the folder was renamed or its parts moved; {REMEDY}"
+        )
 
 
 def _same_schema(a: pa.Schema, b: pa.Schema) -> bool:

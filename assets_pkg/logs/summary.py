@@ -59,6 +59,23 @@ def segment_files(segments: list[Segment]) -> list[str]:
     return [str(p) for seg in segments for p in seg.parts]
 
 
+_DECODE_ALL = "SELECT " + ", ".join(
+    f"max({'length(' + f.name + ')' if f.type == pa.string() else f.name})" for f in PART_SCHEMA
+) + " FROM read_parquet(?)"
+
+
+def unreadable_file(con: duckdb.DuckDBPyConnection, files: list[str]) -> str | None:
+    """The first of ``files`` DuckDB cannot scan (every column), after a query over all of
+    them failed: DuckDB's own message often names no file ("don't know what type")."""
+    for path in files:
+        try:
+            # An aggregate of every column, so each page is decoded (count(*) alone reads the footer).
+            con.execute(_DECODE_ALL, [path]).fetchall()
+        except duckdb.Error:
+            return path
+    return None
+
+
 def scan_segments(
     segments: list[Segment], start_ms: int, end_ms: int, con: duckdb.DuckDBPyConnection | None = None
 ) -> SummaryAccumulator:
@@ -76,9 +93,10 @@ def scan_segments(
             [files, start_ms, end_ms],
         ).fetchall()
     except duckdb.Error as exc:
+        bad = unreadable_file(con, files) or f"one of {len(files)} part files under {Path(files[0]).parent.parent.parent}"
         raise SummaryError(
-            f"cannot read the cached segments of [{start_ms}, {end_ms}) ({len(files)} part files under "
-            f"{Path(files[0]).parent.parent.parent}): {exc}. Delete the damaged segment folder or set BYPASS_CACHE=true"
+            f"cannot read the cached segments of [{start_ms}, {end_ms}): {bad}: {exc}. "
+            "Delete that segment folder (it is re-fetched) or set BYPASS_CACHE=true"
         ) from exc
     finally:
         if own:
