@@ -126,7 +126,8 @@ def sniff_format(file_path, file_format: str = "auto", encoding: str = "utf-8") 
     if expected == "parquet":
         raise ReaderError(f"{path}: expected a Parquet file (file_format / name) but it does not start with PAR1")
     if not sample:
-        raise ReaderError(f"{path}: file is empty after decompression: no header and no rows")
+        raise ReaderError(f"{path}: file is empty after decompression (or its gzip data is truncated): "
+                          "no header and no rows")
     # Multi-byte encodings (utf-16/32) contain NUL bytes; judge their decoded text instead.
     text_sample = sample
     if encoding.lower().replace("_", "-") not in ("utf-8", "utf8", "utf-8-sig", "latin-1", "latin1", "iso-8859-1", "cp1252", "ascii"):
