@@ -21,10 +21,21 @@ Behaviour worth knowing (each is tested in assets_pkg_tests/test_reader_*.py):
 - Rejects: ``line`` is the 1-based physical line (header = line 1; for Parquet the
   1-based row); a quoted CSV value spanning lines reports the line its record starts
   on. Kinds: ragged_row, type_error, encoding_error (invalid UTF-8 under utf-8: that
-  line is rejected, the read goes on), json_error, schema_error. ``raw`` holds the
-  line's text (cut at 10,000 characters). A rejected row is removed, never nulled.
-- ``error_threshold``: rejects / (rows + rejects) is checked after each block once
-  1,000 rows were seen and at the end; above it the read stops with
+  record is rejected, the read goes on), unterminated_quote, line_break (a lone ``\r``
+  inside an unquoted line), json_error, schema_error. ``raw`` holds the record's text
+  (cut at 10,000 characters). A rejected row is removed, never nulled.
+- Quotes (quotes.py): a quoted value may span lines only when it closes as RFC 4180
+  says (a quote followed by the delimiter or the line end) within ``max_quoted_lines``
+  lines (default 1000), before the end of the file, in a record with the header's
+  number of fields. Otherwise the line with the opening quote is an
+  ``unterminated_quote`` reject and reading resumes on the next line: a stray quote
+  costs one line, never the rest of the file.
+- Lines: every physical line read is in exactly one of header, skipped (``skip_rows``,
+  blank lines), rejected (every line of a rejected record) and row lines;
+  ``stats.line_counts()`` reports them and a read whose lines do not add up stops with
+  AccountingError rather than return rows that may be misplaced.
+- ``error_threshold``: rejected lines / (row lines + rejected lines) is checked after
+  each block once 1,000 lines were seen and at the end; above it the read stops with
   RejectThresholdExceeded (chunks already yielded stay yielded: write atomically).
 - ``skip_rows`` skips that many lines after the header (JSONL/Parquet: the first lines
   or rows) without parsing them. ``skip_empty`` skips blank lines; ``False`` keeps them
