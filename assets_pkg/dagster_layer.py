@@ -41,3 +41,16 @@ def log_progress(context):
         context.log.info(format_progress(event))
 
     return _callback
+
+
+def with_console_level(run_config, level: str = "INFO") -> dict:
+    """Run config with the console logger at INFO: the demo's report should not drown in
+    Dagster's DEBUG engine events (progress and check lines are INFO and stay)."""
+    if run_config is None:
+        config = {}
+    elif hasattr(run_config, "to_config_dict"):
+        config = dict(run_config.to_config_dict())
+    else:
+        config = dict(run_config)
+    config.setdefault("loggers", {"console": {"config": {"log_level": level}}})
+    return config

@@ -13,22 +13,10 @@ from pathlib import Path
 import dagster as dg
 
 from assets_pkg.checking import ERROR, WARN, CheckOutcome
+from assets_pkg.dagster_layer import with_console_level
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.sensor_runs import RUN_KEY_TAG, SENSOR_NAME_TAG
 from assets_pkg.settings import Settings
-
-
-def with_console_level(run_config, level: str = "INFO") -> dict:
-    """Run config with the console logger at INFO: the demo's report should not drown in
-    Dagster's DEBUG engine events (progress and check lines are INFO and stay)."""
-    if run_config is None:
-        config = {}
-    elif hasattr(run_config, "to_config_dict"):
-        config = dict(run_config.to_config_dict())
-    else:
-        config = dict(run_config)
-    config.setdefault("loggers", {"console": {"config": {"log_level": level}}})
-    return config
 
 
 @dataclass

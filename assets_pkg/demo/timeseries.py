@@ -124,13 +124,13 @@ def run(ctx) -> None:
     from assets_pkg.duck import connect
     from assets_pkg.timeseries.catalog import catalog_path, load_catalog
     from assets_pkg.timeseries.export import target_paths
-    from assets_pkg.timeseries.load import scan_time_range
+    from assets_pkg.timeseries.assets import DAILY
+    from assets_pkg.timeseries.load import data_days
 
     catalog = load_catalog(catalog_path(ctx.settings.inbox))
-    from assets_pkg.timeseries.assets import DAILY
 
     valid = set(DAILY.get_partition_keys())
-    days = [d for d in data_days(catalog, connect, scan_time_range) if d in valid]
+    days = [d for d in data_days(catalog) if d in valid]
     if not days:
         ctx.report.line("no time-series data in the inbox")
         return
@@ -169,27 +169,6 @@ def run(ctx) -> None:
             ctx.report.line(f"{day}: {summary.get('rows', 0)} merged rows -> {names or 'no files'}; coverage: {cov}")
     finally:
         con.close()
-
-
-def data_days(catalog, connect, scan_time_range) -> list[str]:
-    """UTC days between the earliest and the latest timestamp of any dataset."""
-    con = connect()
-    lo, hi = None, None
-    try:
-        for spec in catalog.datasets:
-            stats = scan_time_range(con, spec)
-            if stats.min_ts_us is None:
-                continue
-            lo = stats.min_ts_us if lo is None else min(lo, stats.min_ts_us)
-            hi = stats.max_ts_us if hi is None else max(hi, stats.max_ts_us)
-    finally:
-        con.close()
-    if lo is None:
-        return []
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-    d0 = (epoch + dt.timedelta(microseconds=lo)).date()
-    d1 = (epoch + dt.timedelta(microseconds=hi)).date()
-    return [(d0 + dt.timedelta(days=i)).isoformat() for i in range((d1 - d0).days + 1)]
 
 
 def dg_selection():

@@ -86,7 +86,7 @@ def resolve_range(mode: str, start: str | None, end: str | None) -> tuple[str | 
 
 def _cmd_run(args) -> int:
     from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
-    from assets_pkg.demo.framework import with_console_level
+    from assets_pkg.dagster_layer import with_console_level
     from assets_pkg.instance import open_instance
     from assets_pkg.settings import get_settings
 

@@ -46,10 +46,8 @@ def _validate(args) -> int:
 
 
 def _days(args) -> int:
-    from assets_pkg.demo.timeseries import data_days
-    from assets_pkg.duck import connect
-    from assets_pkg.timeseries.load import scan_time_range
+    from assets_pkg.timeseries.load import data_days
 
-    for day in data_days(_catalog(args), connect, scan_time_range):
+    for day in data_days(_catalog(args)):
         print(day)
     return 0

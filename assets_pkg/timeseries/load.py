@@ -15,6 +15,7 @@ Timestamps: the output column ``ts`` is a naive TIMESTAMP in UTC.
   are rejects (kept in a rejects table); more than ``max_reject_share`` of a file aborts.
 """
 
+import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from assets_pkg.duck import quote_ident
+from assets_pkg.duck import connect, quote_ident
 from assets_pkg.obs import log_event
 from assets_pkg.timeseries.catalog import DatasetSpec
 
@@ -374,3 +375,24 @@ def _process_batch(con, spec: DatasetSpec, batch: pa.RecordBatch, start_us, end_
         ).fetchall()
         stats.rows_in_window += int(res[0][0]) if res else 0
     con.execute("DROP TABLE IF EXISTS __ts_parsed")
+
+
+def data_days(catalog) -> list[str]:
+    """UTC days between the earliest and the latest timestamp of any dataset."""
+    con = connect()
+    lo, hi = None, None
+    try:
+        for spec in catalog.datasets:
+            stats = scan_time_range(con, spec)
+            if stats.min_ts_us is None:
+                continue
+            lo = stats.min_ts_us if lo is None else min(lo, stats.min_ts_us)
+            hi = stats.max_ts_us if hi is None else max(hi, stats.max_ts_us)
+    finally:
+        con.close()
+    if lo is None:
+        return []
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    d0 = (epoch + dt.timedelta(microseconds=lo)).date()
+    d1 = (epoch + dt.timedelta(microseconds=hi)).date()
+    return [(d0 + dt.timedelta(days=i)).isoformat() for i in range((d1 - d0).days + 1)]
