@@ -3,12 +3,11 @@
 Dagster creates a fresh home's SQLite storages (runs, event log index, schedules) on first
 open, and that creation is not safe across processes: two processes opening a fresh home
 together can both stamp the alembic version table and leave it with two heads, after which
-every open fails. So the first open is serialized by an exclusive ``flock`` on
+every open fails. So the first open is serialized by an exclusive lock (``io.locks.hold``) on
 ``<DAGSTER_HOME>/.init.lock``, held while ``dagster.yaml`` is written and every storage is
 created; later opens take the same lock briefly and find everything in place.
 """
 
-import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets_pkg.io.atomic import atomic_write_text
+from assets_pkg.io.locks import hold
 from assets_pkg.settings import Settings, get_settings
 
 INIT_LOCK_NAME = ".init.lock"
@@ -31,15 +31,8 @@ def ensure_dagster_home(settings: Settings | None = None) -> Path:
     return home
 
 
-@contextmanager
-def _init_lock(home: Path) -> Iterator[None]:
-    fd = os.open(home / INIT_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+def _init_lock(home: Path):
+    return hold(home / INIT_LOCK_NAME, "Dagster instance initialization")
 
 
 def _create(home: Path) -> dg.DagsterInstance:

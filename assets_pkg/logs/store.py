@@ -7,7 +7,7 @@ without events has one zero-row part, so "cached, empty" differs from "not cache
 
 A segment is written into a hidden temp folder part by part and published with one rename
 (:func:`assets_pkg.io.atomic.atomic_dir`); a killed run leaves only ``.tmp-`` names, which
-the scanner ignores. One ``fcntl.flock`` per log_id is held from planning to publication.
+the scanner ignores. One lock per log_id (``io.locks.hold``) is held from planning to publication.
 
 Each segment carries ``segment.json`` (written into the temp folder before the rename): the
 window it was fetched for, its row count, timestamp min/max and rows per part. A folder
@@ -16,7 +16,6 @@ manifests existed are verified by their data (every timestamp inside the folder'
 Parts are written with page checksums so the deep check catches a flipped byte in any page.
 """
 
-import fcntl
 import json
 import os
 import re
@@ -31,6 +30,7 @@ import pyarrow.parquet as pq
 import pyarrow.compute as pc
 
 from assets_pkg.io.atomic import atomic_write_json, is_temp_name
+from assets_pkg.io.locks import hold
 from assets_pkg.settings import env_str, get_settings
 
 LOG_ID_RE = re.compile(r"[A-Za-z0-9._-]+")
@@ -210,22 +210,18 @@ class SegmentStore:
     # -- locking ------------------------------------------------------------------------
     @contextmanager
     def lock(self, log_id: str) -> Iterator[Path]:
-        """Exclusive per-log_id lock (``fcntl.flock`` on ``<log dir>/.lock``)."""
+        """Exclusive per-log_id lock on ``<log dir>/.lock`` (``io.locks.hold``: the holder is
+        named in the file, a second fetcher waits up to DOMAIN_LOCK_TIMEOUT_S)."""
         log_dir = self.log_dir(log_id)
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(log_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise CacheWriteError(
                 f"cannot create the log cache folder {log_dir} ({exc.strerror or exc}); make "
                 f"LOG_INGESTION_CACHE_DIR={self.root} a writable folder, or set BYPASS_CACHE=true"
             ) from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with hold(log_dir / LOCK_NAME, f"log cache of {log_id!r}"):
             yield log_dir
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
 
 def find_overlaps(segments: list[Segment]) -> list[tuple[Segment, Segment]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from assets_pkg.duck import quote_ident
 from assets_pkg.splits import staging
@@ -51,8 +52,6 @@ class OpenedShard:
             return None
         if self.reader is None:
             if self.shard.format == "parquet" and not self.shard.compressed:
-                import pyarrow.parquet as pq
-
                 return pq.ParquetFile(self.shard.path).metadata.num_rows
             return None
         st = self.reader.stats
