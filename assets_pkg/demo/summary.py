@@ -111,7 +111,7 @@ def run(ctx) -> None:
     from assets_pkg.summary.assets import ACCOUNT_SUMMARY, LATEST_SUMMARY
     from assets_pkg.summary.config import load_summary_settings
     from assets_pkg.summary.engine import source_months
-    from assets_pkg.summary.sensors import plan_pending
+    from assets_pkg.summary.plan import plan_pending
 
     report = ctx.report
     cfg = load_summary_settings()

@@ -3,23 +3,24 @@
 import dagster as dg
 from pydantic import Field
 
+from assets_pkg import layout
 from assets_pkg.dagster_layer import check_result, log_progress
 from assets_pkg.ingest.files import find_inbox_file, load_column_types
 from assets_pkg.ingest.quality import reject_rate_outcome
 from assets_pkg.ingest.stream import stream_file_to_shards
 from assets_pkg.io.locks import domain_lock
-from assets_pkg.settings import env_float, env_int, get_settings
+from assets_pkg.settings import env_float, env_int
 
 INGEST_KEY = dg.AssetKey(["ingest", "files"])
 ingest_partitions = dg.DynamicPartitionsDefinition(name="ingest_files")
 
 
 def inbox_dir():
-    return get_settings().inbox / "files"
+    return layout.inbox_dir("files")
 
 
 def output_root():
-    return get_settings().warehouse / "ingest" / "files"
+    return layout.asset_dir(INGEST_KEY.path)
 
 
 class IngestConfig(dg.Config):

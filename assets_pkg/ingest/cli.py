@@ -4,9 +4,9 @@ import json
 import sys
 from pathlib import Path
 
+from assets_pkg import layout
 from assets_pkg.ingest.files import load_column_types, scan_inbox
 from assets_pkg.ingest.stream import stream_file_to_shards
-from assets_pkg.settings import get_settings
 
 
 def register(subparsers) -> None:
@@ -71,7 +71,7 @@ def _cmd_stream(args) -> int:
 
 
 def _cmd_scan(args) -> int:
-    scan = scan_inbox(get_settings().inbox / "files")
+    scan = scan_inbox(layout.inbox_dir("files"))
     for f in scan.files:
         print(f"ok       {f.partition_key} -> {f.stem}/")
     for problem in scan.refused:

@@ -3,7 +3,7 @@
 A domain's state (summary months + processed batches, splits allocation + shard state,
 ingest outputs) is written by read-modify-write: a second run computing from a copy read
 before the first one published would overwrite it with stale data. :func:`domain_lock`
-serializes them with an exclusive ``fcntl.flock`` on ``<warehouse>/<domain>/_state/.lock``
+serializes them with an exclusive ``fcntl.flock`` on ``<warehouse>/<domain>/_state/.lock`` (:func:`assets_pkg.layout.state_dir`)
 (embedded profile; the kernel drops it when the holder dies, even by ``kill -9``).
 
 The holder writes who it is into the lock file itself (pid, host, run id, since when, what),
@@ -25,12 +25,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from assets_pkg.settings import env_float, get_settings
+from assets_pkg import layout
+from assets_pkg.settings import env_float
 
 TIMEOUT_VAR = "DOMAIN_LOCK_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 300.0
 LOCK_NAME = ".lock"
-STATE_FOLDER = "_state"
 _POLL_S = 0.05
 
 _log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def lock_timeout_s() -> float:
 
 
 def domain_lock_path(domain: str, part: str | None = None, folder: Path | None = None) -> Path:
-    folder = Path(folder) if folder is not None else get_settings().warehouse / domain / STATE_FOLDER
+    folder = Path(folder) if folder is not None else layout.state_dir(domain)
     return folder / (f"{part}{LOCK_NAME}" if part else LOCK_NAME)
 
 

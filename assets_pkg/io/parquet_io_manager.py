@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
+from assets_pkg import layout
 from assets_pkg.io.formats import FORMATS, file_extension, write_table
-from assets_pkg.settings import get_settings
 
 
 class Formatted(NamedTuple):
@@ -30,7 +30,8 @@ class Formatted(NamedTuple):
 
 
 def partition_file_stem(partition_key: str, partitions_def=None) -> str:
-    """The file name (without extension) of one partition, folders included."""
+    """The file name (without extension) of one partition, folders included: the
+    partitions definition picks the partition kind, :mod:`assets_pkg.layout` the name."""
     if isinstance(partitions_def, dg.MultiPartitionsDefinition):
         # One folder per leading dimension; a time dimension goes last so it names the file.
         values = partitions_def.get_partition_key_from_str(partition_key).keys_by_dimension
@@ -38,16 +39,12 @@ def partition_file_stem(partition_key: str, partitions_def=None) -> str:
             partitions_def.partitions_defs,
             key=lambda d: (isinstance(d.partitions_def, dg.TimeWindowPartitionsDefinition), d.name),
         )
-        folders = [f"{d.name}={values[d.name]}" for d in dims[:-1]]
         last = dims[-1]
-        return "/".join([*folders, partition_file_stem(values[last.name], last.partitions_def)])
+        return layout.multi_stem([(d.name, values[d.name]) for d in dims[:-1]],
+                                 partition_file_stem(values[last.name], last.partitions_def))
     if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
         return time_window_file_stem(partition_key, partitions_def)
-    if partition_key.isdigit():
-        return f"part-{int(partition_key):05d}"
-    if "/" in partition_key or partition_key in ("", ".", ".."):
-        raise ValueError(f"partition key {partition_key!r} cannot be a file name")
-    return partition_key
+    return layout.partition_stem(partition_key)
 
 
 _STEM_FORMAT_BY_CRON = {
@@ -65,19 +62,13 @@ def time_window_file_stem(partition_key: str, partitions_def) -> str:
     return partitions_def.time_window_for_partition_key(partition_key).start.strftime(fmt)
 
 
-def asset_folder(asset_key_path, base_dir: Path | None = None) -> Path:
-    base = Path(base_dir) if base_dir else get_settings().warehouse
-    return base.joinpath(*asset_key_path)
-
-
 def partition_path(asset_key_path, partition_key: str | None, fmt: str = "parquet",
                    partitions_def=None, base_dir: Path | None = None) -> Path:
     """Where one partition (or the unpartitioned asset) of ``asset_key_path`` lives."""
     ext = file_extension(fmt)
-    folder = asset_folder(asset_key_path, base_dir)
     if partition_key is None:
-        return folder.with_name(f"{folder.name}.{ext}")
-    return folder / f"{partition_file_stem(partition_key, partitions_def)}.{ext}"
+        return layout.asset_file(asset_key_path, ext, base_dir)
+    return layout.partition_file(asset_key_path, partition_file_stem(partition_key, partitions_def), ext, base_dir)
 
 
 def existing_partition_file(asset_key_path, partition_key: str | None, partitions_def=None,
@@ -104,7 +95,7 @@ class ShardedParquetIOManager(dg.ConfigurableIOManager):
     )
 
     def _base(self) -> Path:
-        return Path(self.base_dir) if self.base_dir else get_settings().warehouse
+        return Path(self.base_dir) if self.base_dir else layout.warehouse()
 
     # -- writing ---------------------------------------------------------------------------
     def handle_output(self, context: dg.OutputContext, obj) -> None:

@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from assets_pkg import layout
 from assets_pkg.io.atomic import DISK_FULL_ERRNOS, atomic_dir, atomic_write_json, is_temp_name
 from assets_pkg.logs.planner import (
     CoveragePlan,
@@ -30,7 +31,7 @@ from assets_pkg.logs.store import (
 from assets_pkg.logs.summary import SummaryAccumulator, summarize_window, segment_files
 from assets_pkg.logs.writer import PartWriter, flush_bytes_setting, flush_rows_setting
 from assets_pkg.obs import Stopwatch, log_event
-from assets_pkg.settings import SettingError, env_bool, env_int, get_settings
+from assets_pkg.settings import SettingError, env_bool, env_int
 
 BYPASS = "bypass"
 
@@ -43,7 +44,7 @@ def freshness_minutes_setting(value: int | None = None) -> int:
 
 
 def exports_dir() -> Path:
-    return get_settings().exports / "logs"
+    return layout.exports_dir("logs")
 
 
 def summary_path(log_id: str, start_ms: int, end_ms: int) -> Path:

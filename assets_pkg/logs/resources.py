@@ -5,8 +5,9 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
+from assets_pkg import layout
 from assets_pkg.logs.sources import HttpLimits, HttpLogSource, LocalLogSource, LogSource, LogSourceError
-from assets_pkg.settings import SettingError, env_str, get_settings
+from assets_pkg.settings import SettingError, env_str
 
 SOURCES = ("local", "http")
 
@@ -52,7 +53,7 @@ class LogSourceResource(dg.ConfigurableResource):
     def build(self, logger=None) -> LogSource:
         kind = self.resolved_source()
         if kind == "local":
-            inbox = self.inbox_dir or str(get_settings().inbox / "logs")
+            inbox = self.inbox_dir or str(layout.inbox_dir("logs"))
             return LocalLogSource(inbox, logger=logger)
         url = self.api_url or env_str("LOG_API_URL", "")
         if not url:

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 import pyarrow.compute as pc
 
+from assets_pkg import layout
 from assets_pkg.io.atomic import atomic_write_json, is_temp_name
 from assets_pkg.io.locks import hold
 from assets_pkg.settings import env_str, get_settings
@@ -110,7 +111,7 @@ def cache_root() -> Path:
     settings = get_settings()
     raw = env_str("LOG_INGESTION_CACHE_DIR", "")
     if not raw:
-        return settings.cache / "logs"
+        return layout.cache_dir("logs")
     path = Path(raw).expanduser()
     return (path if path.is_absolute() else Path.cwd() / path).resolve()
 

@@ -12,6 +12,7 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
+from assets_pkg import layout
 from assets_pkg.dagster_layer import check_result
 from assets_pkg.io.locks import domain_lock
 from assets_pkg.io.parquet_io_manager import existing_partition_file
@@ -103,7 +104,7 @@ class SplitConfig(dg.ConfigurableResource):
 
 
 def inbox_dir() -> Path:
-    return get_settings().inbox / "transactions"
+    return layout.inbox_dir("transactions")
 
 
 class StepProgress:

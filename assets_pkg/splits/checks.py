@@ -7,6 +7,7 @@ op reports no_customer_leakage / shard_mapping / row_accounting (ERROR, blocking
 split_ratio (WARN), consolidated reports consolidated_matches_shards.
 """
 
+from assets_pkg import layout
 from assets_pkg.checking import CheckOutcome
 from assets_pkg.settings import get_settings
 from assets_pkg.splits import invariants
@@ -28,7 +29,7 @@ def evaluate_materialized(params=None) -> list[CheckOutcome]:
     if manifest is None:
         return []
     con = connect()
-    outcomes = invariants.global_outcomes(con, warehouse, settings.inbox / "transactions", params)
+    outcomes = invariants.global_outcomes(con, warehouse, layout.inbox_dir("transactions"), params)
     outcomes.append(invariants.split_ratio(manifest, params))
     if any(consolidated_file(settings.exports, s, params.output_format).exists() for s in ("train", "val", "oot")):
         outcomes.append(invariants.consolidated_matches(warehouse, settings.exports, params.output_format))

@@ -4,10 +4,10 @@ import json
 
 
 def _cmd_shards(args) -> int:
-    from assets_pkg.settings import get_settings
+    from assets_pkg import layout
     from assets_pkg.splits.discovery import discover
 
-    inbox = get_settings().inbox / "transactions"
+    inbox = layout.inbox_dir("transactions")
     found = discover(inbox)
     print(f"inbox: {inbox}")
     for shard in found.shards:

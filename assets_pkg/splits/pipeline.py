@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from assets_pkg import layout
 from assets_pkg.io import atomic_write_json, file_extension, write_table
 from assets_pkg.io.formats import FORMATS
 from assets_pkg.splits.discovery import Discovery, Shard, discover, shard_key
@@ -47,12 +48,12 @@ FAILED_FOLDER = "_failed"
 
 # -- paths ----------------------------------------------------------------------------------
 def asset_dir(warehouse: Path, name: str) -> Path:
-    return Path(warehouse) / "splits" / name
+    return layout.asset_dir(["splits", name], warehouse)
 
 
 def part_file(warehouse: Path, folder: str, key: str, ext: str) -> Path:
     """``<warehouse>/splits/<folder>/part-NNNNN.<ext>``: every per-shard file's name."""
-    return asset_dir(warehouse, folder) / f"part-{shard_key(key)}.{ext}"
+    return layout.partition_file(["splits", folder], layout.shard_stem(key), ext, warehouse)
 
 
 def shard_file(warehouse: Path, name: str, key: str, fmt: str = "parquet") -> Path:
@@ -60,11 +61,11 @@ def shard_file(warehouse: Path, name: str, key: str, fmt: str = "parquet") -> Pa
 
 
 def allocation_file(warehouse: Path) -> Path:
-    return Path(warehouse) / "splits" / "customer_allocation.parquet"
+    return layout.asset_file(["splits", "customer_allocation"], "parquet", warehouse)
 
 
 def manifest_file(warehouse: Path) -> Path:
-    return Path(warehouse) / "splits" / MANIFEST_NAME
+    return layout.asset_dir(["splits"], warehouse) / MANIFEST_NAME
 
 
 def state_file(warehouse: Path, key: str) -> Path:
@@ -72,7 +73,7 @@ def state_file(warehouse: Path, key: str) -> Path:
 
 
 def consolidated_file(exports: Path, split: str, fmt: str) -> Path:
-    return Path(exports) / "splits" / split / f"{split}_processed_data.{file_extension(fmt)}"
+    return layout.exports_dir("splits", exports) / split / f"{split}_processed_data.{file_extension(fmt)}"
 
 
 def read_json(path: Path) -> dict | None:
@@ -377,7 +378,7 @@ def consolidate(con, warehouse: Path, exports: Path, fmt: str) -> dict:
     manifest = read_json(manifest_file(warehouse))
     if manifest is not None:
         manifest["consolidated"] = out
-        atomic_write_json(Path(exports) / "splits" / MANIFEST_NAME, manifest)
+        atomic_write_json(layout.exports_dir("splits", exports) / MANIFEST_NAME, manifest)
     return out
 
 

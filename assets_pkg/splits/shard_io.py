@@ -14,6 +14,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from assets_pkg import layout
 from assets_pkg.duck import quote_ident
 from assets_pkg.splits import staging
 from assets_pkg.splits.discovery import Shard
@@ -189,10 +190,8 @@ def _with_header(shard: Shard, signature: list[str]) -> Path:
     import gzip
     import shutil
 
-    from assets_pkg.settings import get_settings
-
     delimiter = "\t" if shard.format == "tsv" else ","
-    folder = get_settings().data_root / "tmp" / "splits_headers"
+    folder = layout.scratch_dir("splits_headers")
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{os.getpid()}-{shard.key}.{shard.format}"
     opener = gzip.open if shard.compressed else open

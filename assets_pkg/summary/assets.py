@@ -10,7 +10,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets_pkg.dagster_layer import check_result
-from assets_pkg.io.parquet_io_manager import partition_path
+from assets_pkg import layout
 from assets_pkg.io import write_table
 from assets_pkg.io.locks import domain_lock
 from assets_pkg.obs import Stopwatch, peak_rss_mb
@@ -18,10 +18,12 @@ from assets_pkg.resources.duckdb import DuckDBResource
 from assets_pkg.summary.config import SummarySettings, load_summary_settings
 from assets_pkg.summary.engine import rebuild_months
 from assets_pkg.summary.latest import latest_relation
+from assets_pkg.summary.months import LATEST_ASSET_PATH, MONTHS_ASSET_PATH
+from assets_pkg.summary.plan import existing_month_files, month_file
 from assets_pkg.summary.validate import CHECK_NAMES, check_one_row_per_account
 
-ACCOUNT_SUMMARY = dg.AssetKey(["summary", "account_summary"])
-LATEST_SUMMARY = dg.AssetKey(["summary", "latest_summary"])
+ACCOUNT_SUMMARY = dg.AssetKey(list(MONTHS_ASSET_PATH))
+LATEST_SUMMARY = dg.AssetKey(list(LATEST_ASSET_PATH))
 
 CHECK_DESCRIPTIONS = {
     "unique_account_month": "One row per (account, month); each row sits in its month's file.",
@@ -93,15 +95,6 @@ class SummaryConfig(dg.Config):
         )
 
 
-def month_file(month: str):
-    return partition_path(ACCOUNT_SUMMARY.path, month, "parquet", monthly_partitions)
-
-
-def existing_month_files() -> list:
-    folder = month_file("2000-01").parent
-    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(".")) if folder.is_dir() else []
-
-
 def _case_metadata(tags: dict) -> dict:
     return {k.split("/", 1)[1]: int(v) for k, v in tags.items() if k.startswith("summary/") and v.lstrip("-").isdigit()}
 
@@ -114,7 +107,7 @@ def _case_metadata(tags: dict) -> dict:
     kinds={"duckdb", "parquet"},
     owners=["team:data-platform"],
     check_specs=[dg.AssetCheckSpec(name, asset=ACCOUNT_SUMMARY, description=CHECK_DESCRIPTIONS[name]) for name in CHECK_NAMES],
-    metadata={"partition_file": "data/warehouse/summary/account_summary/YYYY-MM.parquet"},
+    metadata={"partition_file": "/".join(["<ASSETS_PKG_DATA_DIR>/warehouse", *MONTHS_ASSET_PATH, "YYYY-MM.parquet"])},
 )
 def account_summary(context: dg.AssetExecutionContext, config: SummaryConfig, duckdb: DuckDBResource):
     """One row per (account, month): the winning record (greatest base_ts; ties: later batch
@@ -166,7 +159,7 @@ def latest_summary(context: dg.AssetExecutionContext, config: SummaryConfig, duc
     watch = Stopwatch()
     cfg = config.settings()
     con = duckdb.connect()
-    path = partition_path(LATEST_SUMMARY.path, None)
+    path = layout.asset_file(LATEST_ASSET_PATH)
     with domain_lock("summary", context.run_id, logger=context.log):
         months = existing_month_files()
         relation = latest_relation(con, cfg, months)

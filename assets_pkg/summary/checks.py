@@ -2,22 +2,21 @@
 @asset_check without partitions_def would load every partition, DESIGN 6); this module
 evaluates the same pure checks against what is materialized now, for `assets-pkg check`."""
 
+from assets_pkg import layout
 from assets_pkg.checking import ERROR, CheckOutcome
 from assets_pkg.duck import connect
-from assets_pkg.io.parquet_io_manager import partition_path
-from assets_pkg.summary.assets import LATEST_SUMMARY
 from assets_pkg.summary.config import load_summary_settings
+from assets_pkg.summary.months import LATEST_ASSET_PATH
+from assets_pkg.summary.plan import existing_month_files
 from assets_pkg.summary.source import Source, list_batch_files
 from assets_pkg.summary.validate import ASSET, check_one_row_per_account, summary_outcomes
 
 
 def evaluate_materialized() -> list[CheckOutcome]:
-    from assets_pkg.summary.sensors import existing_month_files
-
     cfg = load_summary_settings()
     month_files = {p.stem: p for p in existing_month_files()}
     con = connect()
-    latest = partition_path(LATEST_SUMMARY.path, None)
+    latest = layout.asset_file(LATEST_ASSET_PATH)
     try:
         with Source(con, cfg, list_batch_files(cfg.source_path)) as source:
             source.profile()

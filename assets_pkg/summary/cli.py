@@ -30,7 +30,7 @@ def register(subparsers) -> None:
 
 
 def _cmd_plan(args) -> int:
-    from assets_pkg.summary.sensors import plan_pending
+    from assets_pkg.summary.plan import plan_pending
 
     try:
         plan, new, gone = plan_pending()
@@ -49,7 +49,7 @@ def resolve_range(mode: str, start: str | None, end: str | None) -> tuple[str | 
     """(start, end, note) for a mode; (None, None, why) when there is nothing to do."""
     from assets_pkg.summary.config import load_summary_settings
     from assets_pkg.summary.engine import source_months
-    from assets_pkg.summary.sensors import existing_month_files, plan_pending
+    from assets_pkg.summary.plan import existing_month_files, plan_pending
 
     for value, name in ((start, "--start-month"), (end, "--end-month")):
         if value is not None and not is_month(value):

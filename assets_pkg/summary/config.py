@@ -51,7 +51,9 @@ class SummarySettings:
     # ---- derived -------------------------------------------------------------------------
     @property
     def source_path(self) -> Path:
-        return Path(self.source_dir) if self.source_dir else get_settings().inbox / "accounts"
+        from assets_pkg import layout
+
+        return Path(self.source_dir) if self.source_dir else layout.inbox_dir("accounts")
 
     @property
     def all_value_columns(self) -> tuple[str, ...]:

@@ -61,3 +61,8 @@ def contiguous_ranges(months) -> list[tuple[str, str]]:
         else:
             runs.append((month_str(i), month_str(i)))
     return runs
+
+
+# Where the summary's assets live (assets_pkg.layout turns them into files)
+MONTHS_ASSET_PATH = ("summary", "account_summary")
+LATEST_ASSET_PATH = ("summary", "latest_summary")

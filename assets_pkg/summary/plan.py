@@ -15,11 +15,13 @@ from pathlib import Path
 
 import duckdb
 
-from assets_pkg.duck import quote_ident
+from assets_pkg import layout
+from assets_pkg.duck import connect, quote_ident
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
-from assets_pkg.summary.config import SummarySettings
-from assets_pkg.summary.months import month_index, month_index_sql, month_str
-from assets_pkg.summary.source import BatchFile, Source
+from assets_pkg.summary import state as summary_state
+from assets_pkg.summary.config import SummarySettings, load_summary_settings
+from assets_pkg.summary.months import MONTHS_ASSET_PATH, month_index, month_index_sql, month_str
+from assets_pkg.summary.source import BatchFile, Source, list_batch_files
 
 
 @dataclass
@@ -223,3 +225,26 @@ def reflected_files(
         elif old:
             out[f.name] = old  # replaced but not yet rebuilt: keep the old entry (plan sees a change)
     return out
+
+
+def month_file(month: str) -> Path:
+    """The account_summary partition of ``month`` (``YYYY-MM``)."""
+    return layout.partition_file(MONTHS_ASSET_PATH, layout.partition_stem(month, layout.MONTH))
+
+
+def existing_month_files() -> list[Path]:
+    """The materialized account_summary partitions (the summarized state)."""
+    return layout.partition_files(MONTHS_ASSET_PATH)
+
+
+def plan_pending(cursor: dict | None = None, logger=None):
+    """(plan, new files, gone entries) for what is not yet processed (nor in ``cursor``):
+    what the sensor requests, ``summary plan`` prints and the demo reports."""
+    cfg = load_summary_settings()
+    files = list_batch_files(cfg.source_path)
+    processed = summary_state.load_processed()
+    new, gone = summary_state.pending_files(files, processed, also_seen=cursor or {})
+    if not new and not gone:
+        return Plan(), new, gone
+    plan = plan_batches(connect(), cfg, new, files, existing_month_files(), gone, logger=logger)
+    return plan, new, gone

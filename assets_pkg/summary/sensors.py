@@ -9,29 +9,14 @@ ONE run over that range of account_summary, followed by latest_summary in the sa
 
 import dagster as dg
 
-from assets_pkg.duck import connect
 from assets_pkg.io.locks import LockTimeout
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.sensor_runs import TrackedCursor, work_key
 from assets_pkg.summary import state as summary_state
-from assets_pkg.summary.assets import account_summary, existing_month_files, latest_summary, monthly_partitions
-from assets_pkg.summary.config import load_summary_settings
-from assets_pkg.summary.plan import Plan, plan_batches
-from assets_pkg.summary.source import list_batch_files
+from assets_pkg.summary.assets import account_summary, latest_summary, monthly_partitions
+from assets_pkg.summary.plan import plan_pending
 
 GONE = "<gone>"
-
-
-def plan_pending(cursor: dict | None = None, logger=None):
-    """(plan, new files, gone entries) for what is not yet processed (nor in ``cursor``)."""
-    cfg = load_summary_settings()
-    files = list_batch_files(cfg.source_path)
-    processed = summary_state.load_processed()
-    new, gone = summary_state.pending_files(files, processed, also_seen=cursor or {})
-    if not new and not gone:
-        return Plan(), new, gone
-    plan = plan_batches(connect(), cfg, new, files, existing_month_files(), gone, logger=logger)
-    return plan, new, gone
 
 
 SENSOR_NAME = "summary_batch_sensor"

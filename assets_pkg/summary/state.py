@@ -12,16 +12,16 @@ Every write of the file is a read-modify-write under the summary's domain lock
 import json
 from pathlib import Path
 
+from assets_pkg import layout
 from assets_pkg.io import atomic_write_json
 from assets_pkg.io.locks import domain_lock
-from assets_pkg.settings import get_settings
 from assets_pkg.summary.source import BatchFile
 
 STATE_FILE = "processed_batches.json"
 
 
 def state_path() -> Path:
-    return get_settings().warehouse / "summary" / "_state" / STATE_FILE
+    return layout.state_dir("summary") / STATE_FILE
 
 
 def load_processed(path: Path | None = None) -> dict[str, dict]:

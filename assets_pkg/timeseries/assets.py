@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from assets_pkg import layout
 from assets_pkg.checking import CheckOutcome
 from assets_pkg.dagster_layer import check_result, log_progress
 from assets_pkg.io.atomic import atomic_write_json
@@ -61,7 +62,7 @@ class TimeseriesConfig(dg.Config):
 
 
 def exports_dir() -> Path:
-    return get_settings().exports / "timeseries"
+    return layout.exports_dir("timeseries")
 
 
 def _day_of(path: Path) -> str:

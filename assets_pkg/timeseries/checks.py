@@ -9,6 +9,7 @@ the warehouse and export files, without materializing anything.
 
 from pathlib import Path
 
+from assets_pkg import layout
 from assets_pkg.checking import ERROR, CheckOutcome
 from assets_pkg.duck import connect
 from assets_pkg.settings import get_settings
@@ -18,7 +19,7 @@ from assets_pkg.timeseries.export import target_paths
 
 
 def merged_folder() -> Path:
-    return get_settings().warehouse / "timeseries" / "merged"
+    return layout.asset_dir(["timeseries", "merged"])
 
 
 def evaluate_materialized() -> list[CheckOutcome]:
@@ -31,7 +32,7 @@ def evaluate_materialized() -> list[CheckOutcome]:
         catalog = load_catalog(catalog_path(settings.inbox))
     except CatalogError as exc:
         return [CheckOutcome(ana.MERGED_ASSET, "catalog", False, ERROR, str(exc))]
-    out_dir = settings.exports / "timeseries"
+    out_dir = layout.exports_dir("timeseries")
     outcomes = []
     con = connect()
     try:

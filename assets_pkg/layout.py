@@ -1,0 +1,100 @@
+"""Where everything lives under the data root: the one place that turns (asset,
+partition) into a location (DESIGN.md sections 2 and 3). No dagster import.
+
+- A materialized asset lives under ``<warehouse>/<asset key path>``: one file per partition
+  (``part-NNNNN`` for a shard, ``YYYY-MM`` for a month, ``YYYY-MM-DD`` for a day, the key
+  itself otherwise; multi-partitions one ``<dim>=<value>`` folder per leading dimension), or
+  ``<warehouse>/<asset key path>.<ext>`` when unpartitioned.
+- A domain's own bookkeeping (locks, processed state, stages) lives in folders starting
+  with ``_`` beside its assets; user-facing files under ``<exports>/<domain>``; inputs
+  under ``<inbox>/<domain>``.
+
+The IO manager (the Dagster layer) maps a partitions definition to a partition *kind*
+and asks here for the name; every domain, check and CLI command asks here too, so a new
+storage backend changes this module and ``settings``, not the domains.
+"""
+
+from pathlib import Path
+
+from assets_pkg.settings import get_settings
+
+SHARD, MONTH, DAY, HOUR, KEY = "shard", "month", "day", "hour", "key"
+STATE_FOLDER = "_state"
+
+
+def shard_stem(key: str | int) -> str:
+    """``part-NNNNN``: a shard's number, five digits at least (the input shard's number)."""
+    text = str(key)
+    if not text.isdigit():
+        raise ValueError(f"shard key {key!r} is not a number")
+    return f"part-{int(text):05d}"
+
+
+def partition_stem(key: str, kind: str = KEY) -> str:
+    """The file name (no extension) of one partition of the given kind. Time kinds get a
+    key already formatted by the caller (``YYYY-MM``, ``YYYY-MM-DD``, ``YYYY-MM-DDTHH``)."""
+    if kind == SHARD or (kind == KEY and key.isdigit()):
+        return shard_stem(key)
+    if "/" in key or key in ("", ".", ".."):
+        raise ValueError(f"partition key {key!r} cannot be a file name")
+    return key
+
+
+def multi_stem(folders: list[tuple[str, str]], last_stem: str) -> str:
+    """A multi-partition's relative name: one ``<dim>=<value>`` folder per leading
+    dimension, the last dimension's stem naming the file."""
+    for dim, value in folders:
+        partition_stem(value)  # same rules for a folder name
+    return "/".join([*(f"{dim}={value}" for dim, value in folders), last_stem])
+
+
+def warehouse() -> Path:
+    return get_settings().warehouse
+
+
+def asset_dir(asset_key_path, base: Path | None = None) -> Path:
+    """The folder of a partitioned asset (``<warehouse>/<key path>``)."""
+    return Path(base or warehouse()).joinpath(*asset_key_path)
+
+
+def asset_file(asset_key_path, ext: str = "parquet", base: Path | None = None) -> Path:
+    """The one file of an unpartitioned asset (``<warehouse>/<key path>.<ext>``)."""
+    folder = asset_dir(asset_key_path, base)
+    return folder.with_name(f"{folder.name}.{ext}")
+
+
+def partition_file(asset_key_path, stem: str, ext: str = "parquet", base: Path | None = None) -> Path:
+    return asset_dir(asset_key_path, base) / f"{stem}.{ext}"
+
+
+def partition_files(asset_key_path, ext: str = "parquet", base: Path | None = None) -> list[Path]:
+    """The published partition files of an asset, sorted (temp and hidden files skipped)."""
+    folder = asset_dir(asset_key_path, base)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(f"*.{ext}") if not p.name.startswith("."))
+
+
+def state_dir(domain: str, base: Path | None = None) -> Path:
+    """A domain's bookkeeping folder (locks, processed state): ``<warehouse>/<domain>/_state``."""
+    return asset_dir([domain, STATE_FOLDER], base)
+
+
+def exports_dir(domain: str, base: Path | None = None) -> Path:
+    """User-facing files of a domain: ``<exports>/<domain>``."""
+    return Path(base or get_settings().exports) / domain
+
+
+def cache_dir(domain: str) -> Path:
+    """A domain's cache (log segments): ``<data root>/cache/<domain>``."""
+    return get_settings().cache / domain
+
+
+def scratch_dir(name: str) -> Path:
+    """Per-process scratch that no other step relies on: ``<data root>/tmp/<name>``."""
+    return get_settings().data_root / "tmp" / name
+
+
+def inbox_dir(domain: str) -> Path:
+    """A domain's inputs: ``<inbox>/<domain>``."""
+    return get_settings().inbox / domain
