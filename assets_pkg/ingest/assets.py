@@ -53,6 +53,7 @@ class IngestConfig(dg.Config):
     group_name="ingest",
     kinds={"parquet", "csv"},
     owners=["team:data-platform"],
+    code_version="1",
     check_specs=[
         dg.AssetCheckSpec(
             "reject_rate",

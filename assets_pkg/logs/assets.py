@@ -52,6 +52,7 @@ def _level_metadata(summary: dict) -> dict:
     partitions_def=LOG_PARTITIONS,
     kinds={"duckdb", "parquet"},
     owners=["team:data-eng"],
+    code_version="1",
     check_specs=[
         dg.AssetCheckSpec(name, asset=dg.AssetKey(["logs", "log_events"]), description=description)
         for name, description in EVENT_CHECKS.items()
@@ -98,6 +99,7 @@ def log_events(context: dg.AssetExecutionContext, config: LogFetchConfig, log_so
     deps=[log_events],
     kinds={"duckdb", "parquet"},
     owners=["team:data-eng"],
+    code_version="1",
 )
 def log_summary(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """Summary of one log's day over every cached segment intersecting it, read as one

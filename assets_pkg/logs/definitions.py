@@ -1,5 +1,7 @@
 """The logs domain's Definitions (merged into ``assets_pkg.definitions.defs``)."""
 
+import os
+
 import dagster as dg
 
 from assets_pkg.logs.assets import log_events, log_summary
@@ -11,5 +13,10 @@ defs = dg.Definitions(
     assets=[log_events, log_summary],
     jobs=[logs_daily_job, logs_fetch_window_job],
     schedules=[logs_daily_schedule],
-    resources={"log_source": LogSourceResource(), RESULT_IO_MANAGER: dg.mem_io_manager},
+    # the token is read from the environment where the step runs: it never lands in run
+    # config or the UI (dg.EnvVar; unset, the source goes without one)
+    resources={
+        "log_source": LogSourceResource(api_token=dg.EnvVar("LOG_API_TOKEN") if os.environ.get("LOG_API_TOKEN") else None),
+        RESULT_IO_MANAGER: dg.mem_io_manager,
+    },
 )

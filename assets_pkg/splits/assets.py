@@ -43,6 +43,7 @@ from assets_pkg.splits.shard_pool import ShardFailure, ShardPool, isolated
 
 GROUP = "splits"
 KINDS = {"duckdb", "parquet"}
+OWNERS = ["team:ml-platform"]
 PARTITIONS_NAME = "splits_shards"
 shard_partitions = dg.DynamicPartitionsDefinition(name=PARTITIONS_NAME)
 
@@ -178,6 +179,7 @@ def current_profiles(instance: dg.DagsterInstance) -> list[Path]:
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name=GROUP,
     kinds=KINDS,
+    owners=OWNERS,
     code_version="2",  # 2: one row per customer with pre/post counts (logic.PROFILE_SCHEMA)
 )
 def shard_profile(context: dg.AssetExecutionContext, split_config: SplitConfig, duckdb: DuckDBResource):
@@ -233,6 +235,7 @@ def shard_profile(context: dg.AssetExecutionContext, split_config: SplitConfig, 
     ins={"profiles": dg.AssetIn(key=PROFILE_KEY, metadata={"load_as": "paths"})},
     group_name=GROUP,
     kinds=KINDS,
+    owners=OWNERS,
     check_specs=[dg.AssetCheckSpec("split_ratio", asset=ALLOCATION_KEY,
                                    description="train share of known customers within 2 points of TRAIN_RATIO")],
     code_version="1",
@@ -289,6 +292,7 @@ def customer_allocation(context: dg.AssetExecutionContext, profiles: list[Path],
             partitions_def=shard_partitions,
             group_name=GROUP,
             kinds=KINDS,
+            owners=OWNERS,
             description=f"Pass 2: the {name} rows of each input shard, same shard number "
                         f"(splits/{name}/part-NNNNN.<OUTPUT_FORMAT>; an empty split has no file).",
         )
@@ -408,6 +412,7 @@ def _accounting_metadata(results) -> dict:
     deps=[SPLIT_KEYS[n] for n in SPLITS],
     group_name=GROUP,
     kinds=KINDS,
+    owners=OWNERS,
     check_specs=[dg.AssetCheckSpec("consolidated_matches_shards", asset=CONSOLIDATED_KEY,
                                    description="each consolidated file has exactly its split's shard rows")],
     code_version="1",

@@ -106,6 +106,7 @@ def _case_metadata(tags: dict) -> dict:
     group_name="summary",
     kinds={"duckdb", "parquet"},
     owners=["team:data-platform"],
+    code_version="1",
     check_specs=[dg.AssetCheckSpec(name, asset=ACCOUNT_SUMMARY, description=CHECK_DESCRIPTIONS[name]) for name in CHECK_NAMES],
     metadata={"partition_file": "/".join(["<ASSETS_PKG_DATA_DIR>/warehouse", *MONTHS_ASSET_PATH, "YYYY-MM.parquet"])},
 )
@@ -142,6 +143,7 @@ def account_summary(context: dg.AssetExecutionContext, config: SummaryConfig, du
     group_name="summary",
     kinds={"duckdb", "parquet"},
     owners=["team:data-platform"],
+    code_version="1",
     check_specs=[
         dg.AssetCheckSpec(
             "one_row_per_account", asset=LATEST_SUMMARY,

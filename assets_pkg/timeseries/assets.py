@@ -99,6 +99,8 @@ daily_asset = functools.partial(
     dg.asset,
     key_prefix=PREFIX,
     group_name=GROUP,
+    owners=["team:analytics"],
+    code_version="1",
     partitions_def=DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
