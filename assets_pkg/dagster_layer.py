@@ -54,3 +54,19 @@ def with_console_level(run_config, level: str = "INFO") -> dict:
         config = dict(run_config)
     config.setdefault("loggers", {"console": {"config": {"log_level": level}}})
     return config
+
+
+def materialize_selection(defs: dg.Definitions, instance: dg.DagsterInstance, selection, partition_key=None,
+                          run_config=None, tags=None, log_level: str = "INFO", raise_on_error: bool = True):
+    """One in-process run of ``selection`` on ``instance``: the one way the CLI and the demo
+    materialize (the console logger at ``log_level``, range tags passed through)."""
+    job = defs.resolve_implicit_global_asset_job_def()
+    asset_keys = list(dg.AssetSelection.from_coercible(selection).resolve(defs.resolve_asset_graph()))
+    return job.execute_in_process(
+        instance=instance,
+        partition_key=partition_key,
+        run_config=with_console_level(run_config, log_level),
+        tags=dict(tags or {}),
+        asset_selection=asset_keys,
+        raise_on_error=raise_on_error,
+    )

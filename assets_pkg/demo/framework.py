@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets_pkg.checking import ERROR, WARN, CheckOutcome
-from assets_pkg.dagster_layer import with_console_level
+from assets_pkg.dagster_layer import materialize_selection, with_console_level
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.sensor_runs import RUN_KEY_TAG, SENSOR_NAME_TAG
 from assets_pkg.settings import Settings
@@ -78,15 +78,7 @@ class DemoContext:
         run_tags = dict(tags or {})
         if partition_range is not None:
             run_tags[RANGE_START_TAG], run_tags[RANGE_END_TAG] = partition_range
-        job = self.defs.resolve_implicit_global_asset_job_def()
-        asset_keys = list(dg.AssetSelection.from_coercible(selection).resolve(self.defs.resolve_asset_graph()))
-        result = job.execute_in_process(
-            instance=self.instance,
-            partition_key=partition_key,
-            run_config=with_console_level(run_config),
-            tags=run_tags,
-            asset_selection=asset_keys,
-        )
+        result = materialize_selection(self.defs, self.instance, selection, partition_key, run_config, run_tags)
         self.report.record_check_evaluations(result.get_asset_check_evaluations())
         return result
 

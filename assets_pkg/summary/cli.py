@@ -86,7 +86,7 @@ def resolve_range(mode: str, start: str | None, end: str | None) -> tuple[str | 
 
 def _cmd_run(args) -> int:
     from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
-    from assets_pkg.dagster_layer import with_console_level
+    from assets_pkg.dagster_layer import materialize_selection
     from assets_pkg.instance import open_instance
     from assets_pkg.settings import get_settings
 
@@ -107,11 +107,8 @@ def _cmd_run(args) -> int:
     tags = {RANGE_START_TAG: start, RANGE_END_TAG: end, "summary/mode": args.mode}
     with open_instance(get_settings()) as instance:
         # Resolved while this instance is live: Dagster reads its defs-state storage then.
-        job = defs.resolve_implicit_global_asset_job_def()
-        result = job.execute_in_process(
-            instance=instance, run_config=with_console_level(run_config, "WARNING"), tags=tags,
-            asset_selection=[ACCOUNT_SUMMARY, LATEST_SUMMARY], raise_on_error=False,
-        )
+        result = materialize_selection(defs, instance, [ACCOUNT_SUMMARY, LATEST_SUMMARY], run_config=run_config,
+                                       tags=tags, log_level="WARNING", raise_on_error=False)
     print(f"run {result.run_id}: months {start}..{end} {'succeeded' if result.success else 'FAILED'}")
     failed = 0
     for ev in result.get_asset_check_evaluations():
