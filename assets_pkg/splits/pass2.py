@@ -26,8 +26,8 @@ def joins_built_on_allocation(con):
     allocation, the label map) instead of flipping it.
 
     DuckDB knows no row count for a streamed (text) shard and then builds the join's hash
-    table on the shard: every row with all its columns (~110 MB for a 500k-row csv shard,
-    and slower) instead of the customers table. ``build_side_probe_side`` is the optimizer
+    table on the shard (every row with all its columns: more memory, and slower) instead
+    of the customers table. ``build_side_probe_side`` is the optimizer
     that flips the sides. The setting is global, so a pass 2 that splits shards on several
     cursors sets it once around all of them; nested blocks do nothing."""
     names = [n for n in (current_setting(con, "disabled_optimizers") or "").split(",") if n.strip()]

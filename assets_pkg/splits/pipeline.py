@@ -85,9 +85,9 @@ def write_profile(con, shard: Shard, params: SplitParams, warehouse: Path, signa
 def profile_all(con, shards: list[Shard], params: SplitParams, warehouse: Path, signature=None,
                 isolate: bool = False) -> list[ShardFailure]:
     """Pass 1 over many shards, two at a time with one DuckDB thread each (:class:`ShardPool`),
-    text shards too: here two streaming readers and two profiles fit the 512 MB budget
-    (about 400 MB peak at 10M csv rows). The Dagster step keeps text shards one at a time:
-    the Dagster process itself holds ~50 MB more. The first error stops it, unless
+    text shards too: here two streaming readers and two profiles fit the 512 MB budget.
+    The Dagster step keeps text shards one at a time: the Dagster process itself holds
+    more memory. The first error stops it, unless
     ``isolate``: then a shard that fails is recorded (:func:`record_failure`, its old
     profile removed) and returned, and the others go on."""
     def one(cursor, shard: Shard) -> None:  # the profile is on disk; nothing held in memory

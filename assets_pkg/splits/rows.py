@@ -17,7 +17,7 @@ DROP_REASONS = ("dropped_null_customer", "dropped_bad_date", "dropped_label", "d
 
 def empty_table(schema: pa.Schema) -> pa.Table:
     """An empty table of ``schema`` (``Schema.empty_table()`` and ``pa.array([])`` import
-    pandas: ~0.5 s of a run)."""
+    pandas, which a split run otherwise never loads)."""
     return pa.Table.from_batches([], schema=schema)
 
 
@@ -26,9 +26,9 @@ def text_key_sql(expr: str) -> str:
 
     DuckDB's ``trim`` removes the Unicode space separators (U+0020, U+00A0, U+2000..., the
     only ASCII one is the space). An ASCII value (as many bytes as characters) that neither
-    starts nor ends with a space is therefore its own trim: testing that first is about
-    1.25x cheaper per row than trimming every value of a high-cardinality id column, and
-    gives the same text (a property test compares both)."""
+    starts nor ends with a space is therefore its own trim: testing that first is cheaper
+    per row than trimming every value of a high-cardinality id column, and gives the same
+    text (a property test compares both)."""
     x = f"CAST({expr} AS VARCHAR)"
     return (f"NULLIF(CASE WHEN {x} LIKE ' %' OR {x} LIKE '% ' OR strlen({x}) <> length({x}) "
             f"THEN TRIM({x}) ELSE {x} END, '')")

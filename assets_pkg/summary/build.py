@@ -140,7 +140,7 @@ def build_months(
     hist_types = [ARROW_TYPES[cfg.value_type(c)] for c in cfg.history_columns]
     # at most `writers` months are queued or being written while the next one is stored;
     # every account of the fullest month gets a row, so start there (growing by doubling
-    # from a small ring copied it ~10 times: 1 s of an incremental run at 1M accounts)
+    # from a small ring would copy it again and again)
     fullest = max((n for m, n in profile.rows_per_month.items() if lo <= m <= end_i), default=0)
     if accounts is not None:
         fullest = min(fullest, len(accounts))

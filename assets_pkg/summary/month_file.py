@@ -36,20 +36,16 @@ def key_arrow_type(cfg: SummarySettings) -> pa.DataType:
     return pa.int64() if cfg.key_type == "BIGINT" else pa.string()
 
 
-# Parquet codecs of the month files. Encoding the 2 x 36 list values per row is most of the
-# build's CPU; measured on a real 843k-row month (1M accounts; pyarrow; CPU s, file size):
-#   zstd + statistics (before) 2.6-2.9 s 171 MB | lists zstd, no list stats 2.4 s 171 MB |
-#   lists snappy 1.55 s 207 MB | lists lz4 1.85 s 200 MB | lists uncompressed 1.23 s 366 MB
-# Uncompressed lists cost less CPU per file but write 2x the bytes (22 GB for 45M rows):
-# at full size the initial build got no faster (page cache / disk), so lists are snappy.
-# (Re-measured with uncompressed float lists only: -9% CPU for +37% bytes; not taken.)
+# Parquet codecs of the month files. Encoding the history list values is most of the
+# build's CPU: snappy costs less CPU than zstd for slightly larger files; uncompressed
+# lists cost less still but double the bytes, and the full-size build got no faster
+# (the figures: bench/NOTES.md).
 SCALAR_COMPRESSION = "zstd"
 HISTORY_COMPRESSION = "snappy"
 
 # Rows per row group, written one batch at a time: the writer's level buffers for 64k rows
-# are reused by the allocator, 256k-row ones were fresh (zeroed) pages every time: 256k ->
-# 64k took the initial build's kernel time from 14 s to 8.5 s and its peak RSS from 3.1 GB
-# to 2.3 GB (1M accounts).
+# are reused by the allocator, larger ones are fresh (zeroed) pages every time, which costs
+# kernel time and peak memory (bench/NOTES.md).
 ROW_GROUP_ROWS = 65_536
 
 
@@ -57,13 +53,12 @@ def write_month_file(rows: "pa.Table | MonthRows", path: Path) -> WriteResult:
     """Publish one month atomically (empty: delete the old file).
 
     Like :func:`assets_pkg.io.write_table`, but tuned for the history lists: no dictionary
-    encoding of the lists (dictionary attempts on 36 values per row cost ~30% of the build
-    time) nor of scalars that are unique or nearly so per month (key, timestamp, floats:
-    the memo tables were 2% of the build), no column statistics of the lists (min/max of
-    list leaves serve no reader) and ``HISTORY_COMPRESSION``. A :class:`MonthRows` is
-    written one row group at a time, its lists gathered just before they are encoded.
-    Schema metadata (the source fingerprint, see :func:`month_fingerprints`) is stored in
-    the file.
+    encoding of the lists (dictionary attempts on every list value are costly and never
+    pay) nor of scalars that are unique or nearly so per month (key, timestamp, floats),
+    no column statistics of the lists (min/max of list leaves serve no reader) and
+    ``HISTORY_COMPRESSION``. A :class:`MonthRows` is written one row group at a time, its
+    lists gathered just before they are encoded. Schema metadata (the source fingerprint,
+    see :func:`assets_pkg.summary.build.month_fingerprints`) is stored in the file.
     """
     path = Path(path)
     if rows.num_rows == 0:

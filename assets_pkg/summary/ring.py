@@ -19,8 +19,8 @@ class KeyIndex:
     """Account key -> ring row, rows handed out in first-seen order.
 
     Integer keys keep a sorted copy of the keys with their rows, so a month's lookup is a
-    ``searchsorted`` and new keys are merged in (``pc.index_in`` rebuilt a hash set of every
-    key seen so far on each call: 5% of the build at 1M accounts). Other key types use
+    ``searchsorted`` and new keys are merged in (``pc.index_in`` rebuilds a hash set of
+    every key seen so far on each call). Other key types use
     ``index_in``.
     """
 
@@ -85,13 +85,13 @@ class HistoryRing:
     again in ``p + D`` (``accounts x 2D`` values + validity per history column), so the
     window ``M, M-1, ..., M-L+1`` of an account is the contiguous slice ``[p, p + L)`` of
     its row, already in order ``[0] = M``: a month's history arrays are a row ``take`` and
-    one slice copy, 3x faster than the row x column gather of an L-column ring (measured;
-    that gather was a third of the build), for twice the memory.
+    one slice copy, much faster than the row x column gather of an L-column ring, for
+    twice the memory.
 
     The slack lets month M's window be read while months M+1 .. M+lag are being stored
     (they use slots outside it), so a writer thread gathers M's arrays batch by batch as
-    it encodes them instead of the main thread materializing whole months (that held
-    ~0.4 GB per queued month at 1M accounts).
+    it encodes them instead of the main thread materializing whole months (each queued
+    month would hold all its history arrays).
     """
 
     def __init__(self, length: int, dtypes: list, capacity: int = 1024, lag: int = 0):
@@ -168,9 +168,9 @@ class HistoryWindow:
 
     def _take(self, ring: np.ndarray, rows: np.ndarray, reuse: str | None) -> np.ndarray:
         """``ring[rows, pos:pos + L]``, flattened: whole rows are taken (a memcpy each),
-        then the window is cut out. Measured against ``ring[np.ix_(rows, cols)]`` (3x
-        slower) and a take of fixed-size records over the strided window (numpy copies
-        the whole ring to make it contiguous first, on every call)."""
+        then the window is cut out. Faster than ``ring[np.ix_(rows, cols)]`` and than a
+        take of fixed-size records over the strided window (numpy copies the whole ring to
+        make it contiguous first, on every call)."""
         wide = self._array(reuse and reuse + "_rows", (len(rows), ring.shape[1]), ring.dtype)
         np.take(ring, rows, axis=0, out=wide, mode="clip")  # "raise" would copy through a temp
         out = self._array(reuse, (len(rows), self.length), ring.dtype)
