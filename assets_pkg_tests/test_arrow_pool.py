@@ -31,11 +31,11 @@ def test_jemalloc_is_wanted_only_on_linux_unset_and_before_pyarrow_loads():
 def test_importing_the_package_first_sets_the_pool_pyarrow_then_uses():
     default = _pool_after("pass")
     expected = "jemalloc" if sys.platform.startswith("linux") else default
-    assert _pool_after("import assets_pkg.splits.logic") == expected
+    assert _pool_after("import assets_pkg.splits.profile") == expected
 
 
 def test_a_pool_the_user_chose_wins():
-    assert _pool_after("import assets_pkg.splits.logic", **{ENV: "system"}) == "system"
+    assert _pool_after("import assets_pkg.splits.profile", **{ENV: "system"}) == "system"
 
 
 def test_pyarrow_loaded_first_keeps_its_pool_and_says_so():

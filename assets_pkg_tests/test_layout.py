@@ -9,7 +9,7 @@ from assets_pkg import layout
 
 PACKAGE = Path(__file__).resolve().parents[1] / "assets_pkg"
 # a data-root folder joined with a literal: ``settings.warehouse / "x"``, ``get_settings().inbox / "y"``
-HAND_BUILT = re.compile(r"\.(warehouse|exports|inbox|cache|data_root)\)? ?/ ?[\"']")
+HAND_BUILT = re.compile(r"(\.|Path\()(warehouse|exports|inbox|cache|data_root)\)? ?/ ?[\"']")
 ALLOWED = {"layout.py", "settings.py", "instance.py"}  # instance.py: DAGSTER_HOME's default
 
 

@@ -9,13 +9,13 @@ import pytest
 from assets_pkg.logs.assets import log_events, log_summary
 from assets_pkg.logs.cli import main
 from assets_pkg.logs.definitions import defs as logs_defs
-from assets_pkg.logs.fake_api import FakeLogApi, make_events
 from assets_pkg.logs.partitions import partition_key
 from assets_pkg.logs.planner import day_window
 from assets_pkg.logs.resources import LogSourceResource
 from assets_pkg.logs.schedules import logs_daily_schedule
 from assets_pkg.logs.sources import HttpLogSource, LocalLogSource
 from assets_pkg.settings import SettingError
+from assets_pkg_tests.fake_log_api import FakeLogApi, make_events
 
 DAY = "2025-01-02"
 D0, D1 = day_window(DAY)

@@ -53,7 +53,7 @@ def test_one_failing_partition_fails_alone(data_root, instance, monkeypatch):
     with a clear error naming the page, app's partitions (and one truncated body) still go through."""
     import json
 
-    from assets_pkg.logs.fake_api import Fault, FakeLogApi, make_events
+    from assets_pkg_tests.fake_log_api import Fault, FakeLogApi, make_events
     from assets_pkg.logs.planner import day_window
 
     settings = get_settings()

@@ -7,10 +7,10 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 
-from assets_pkg.logs.fake_api import Fault, FakeLogApi, make_events
 from assets_pkg.logs.fetch import fetch_window
 from assets_pkg.logs.sources import HttpLogSource, LogSourceError
 from assets_pkg.logs.store import SegmentStore, find_overlaps
+from assets_pkg_tests.fake_log_api import Fault, FakeLogApi, make_events
 
 FAR_FUTURE = 10**13
 EVENTS = make_events("app", 0, 100_000, 10)  # 10_000 events, one every 10 ms

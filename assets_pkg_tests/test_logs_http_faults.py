@@ -9,7 +9,6 @@ import time
 import pytest
 
 from assets_pkg.logs.cli import main as logs_main
-from assets_pkg.logs.fake_api import Fault, FakeLogApi, make_events
 from assets_pkg.logs.fetch import fetch_window
 from assets_pkg.logs.resources import LogSourceResource
 from assets_pkg.logs.sources import (
@@ -21,6 +20,7 @@ from assets_pkg.logs.sources import (
 )
 from assets_pkg.logs.store import LOCK_NAME, SegmentStore
 from assets_pkg.settings import SettingError
+from assets_pkg_tests.fake_log_api import Fault, FakeLogApi, make_events
 
 FAR_FUTURE = 10**13
 EVENTS = make_events("app", 0, 100_000, 10)  # 10_000 events

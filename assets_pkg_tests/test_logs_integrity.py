@@ -11,7 +11,6 @@ import pytest
 
 from assets_pkg.cli import main as cli_main
 from assets_pkg.logs.checks import evaluate_materialized
-from assets_pkg.logs.fake_api import FakeLogApi, make_events
 from assets_pkg.logs.fetch import fetch_window
 from assets_pkg.logs.quality import segments_readable
 from assets_pkg.logs.sources import HttpLogSource
@@ -25,6 +24,7 @@ from assets_pkg.logs.store import (
     verify_segment,
 )
 from assets_pkg.logs.summary import SummaryError
+from assets_pkg_tests.fake_log_api import FakeLogApi, make_events
 
 FAR_FUTURE = 10**13
 EVENTS = make_events("app", 0, 3_000_000, 100)  # 30_000 events
@@ -158,7 +158,7 @@ def test_long_log_id_is_refused_with_the_right_remedy(data_root, api, capsys):
 
 FULL_DISK_SCRIPT = textwrap.dedent("""
     import resource, signal, sys
-    from assets_pkg.logs.fake_api import FakeLogApi, make_events
+    from assets_pkg_tests.fake_log_api import FakeLogApi, make_events
     from assets_pkg.logs.fetch import fetch_window
     from assets_pkg.logs.sources import HttpLogSource
     from assets_pkg.io.atomic import atomic_write_bytes

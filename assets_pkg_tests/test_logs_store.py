@@ -6,7 +6,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assets_pkg.logs.fake_api import FakeLogApi, make_events
 from assets_pkg.logs.fetch import fetch_window
 from assets_pkg.logs.sources import HttpLogSource
 from assets_pkg.logs.store import (
@@ -22,6 +21,7 @@ from assets_pkg.logs.store import (
     verify_segment,
 )
 from assets_pkg.logs.summary import SummaryError, scan_segments
+from assets_pkg_tests.fake_log_api import FakeLogApi, make_events
 
 FAR_FUTURE = 10**13
 

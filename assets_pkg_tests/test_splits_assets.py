@@ -13,7 +13,7 @@ from assets_pkg.resources.duckdb import DuckDBResource
 from assets_pkg.splits.assets import SplitConfig
 from assets_pkg.splits.checks import evaluate_materialized
 from assets_pkg.splits.definitions import build_defs
-from assets_pkg.splits.logic import side_of
+from assets_pkg.splits.hashing import side_of
 from assets_pkg.splits.pipeline import manifest_file, read_json
 
 SENSOR = "splits_shard_sensor"

@@ -12,11 +12,11 @@ from assets_pkg.duck import connect
 from assets_pkg.settings import SettingError
 from assets_pkg.splits import invariants
 from assets_pkg.splits.discovery import classify, discover, parse_shard_name
-from assets_pkg.splits.logic import hash_fraction, side_of
+from assets_pkg.splits.hashing import hash_fraction, side_of
+from assets_pkg.splits.outputs import file_rows
 from assets_pkg.splits.params import make_params, params_from_env
 from assets_pkg.splits.pipeline import (
     consolidated_file,
-    file_rows,
     manifest_file,
     read_json,
     run_all,
@@ -492,7 +492,7 @@ def test_pass_2_concurrent_shard_failure_names_the_file_and_keeps_earlier_output
 
 # -- compact profile ------------------------------------------------------------------------
 def test_profile_has_one_row_per_customer_with_pre_and_post_rows(data_root, inbox):
-    from assets_pkg.splits.logic import PROFILE_SCHEMA, profile_shard, profile_stats
+    from assets_pkg.splits.profile import PROFILE_SCHEMA, profile_shard, profile_stats
 
     records = [
         ("A", "2023-05-01", "x"), ("A", "2023-06-01", "y"), ("A", "2024-02-01", "x"),  # A: 2 pre, 1 post
@@ -544,7 +544,7 @@ def test_allocation_expectations_from_the_compact_profile(data_root, inbox):
 
 
 def test_allocation_refuses_a_profile_in_the_old_layout(data_root):
-    from assets_pkg.splits.logic import build_allocation
+    from assets_pkg.splits.allocation import build_allocation
 
     old = data_root / "old.parquet"
     pq.write_table(pa.table({"shard": ["00001"], "source": ["part-00001.csv"], "kind": ["pre"], "customer": ["A"],
@@ -557,7 +557,7 @@ def test_allocation_refuses_a_profile_in_the_old_layout(data_root):
 def test_pass_2_builds_its_joins_on_the_allocation_and_restores_the_setting(data_root, inbox, fmt):
     """A streamed (text) shard has no row count: DuckDB would build the join's hash table
     on the shard. Pass 2 turns the side flip off for its statement only."""
-    from assets_pkg.splits.logic import _run_pass2
+    from assets_pkg.splits.pass2 import _run_pass2
 
     write_shard(make_rows(500, seed=1, n_customers=50), inbox / f"part-00001.{fmt}")
     shard = discover(inbox).shards[0]

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from assets_pkg.demo.splits import write_shard
 from assets_pkg.duck import connect
 from assets_pkg.splits import invariants
-from assets_pkg.splits.logic import side_of
+from assets_pkg.splits.hashing import side_of
 from assets_pkg.splits.params import make_params
-from assets_pkg.splits.pipeline import consolidated_file, file_rows, manifest_file, read_json, run_all
+from assets_pkg.splits.outputs import file_rows
+from assets_pkg.splits.pipeline import consolidated_file, manifest_file, read_json, run_all
 
 SPLIT = dt.date(2024, 1, 1)
 row = st.tuples(
@@ -102,7 +103,7 @@ def _text_con():
 def test_text_key_sql_equals_trim_cast_nullif(values):
     """The cheap customer/label text (a LIKE test before trimming) is exactly
     NULLIF(TRIM(CAST(x AS VARCHAR)), '') for any text: spaces, other blanks, LIKE wildcards."""
-    from assets_pkg.splits.logic import text_key_sql
+    from assets_pkg.splits.rows import text_key_sql
 
     con = _text_con()
     con.from_arrow(pa.table({"x": pa.array(values, pa.string())})).create_view("__texts", replace=True)

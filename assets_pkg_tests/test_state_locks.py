@@ -176,7 +176,7 @@ def test_paused_summary_run_and_a_newer_batch_end_as_a_full_rebuild(data_root, i
 def test_paused_allocation_and_a_new_shard_keep_the_splits_consistent(data_root, instance):
     from assets_pkg.demo.splits import write_shard
     from assets_pkg.splits.checks import evaluate_materialized
-    from assets_pkg.splits.logic import side_of
+    from assets_pkg.splits.hashing import side_of
     from assets_pkg.splits.pipeline import manifest_file, read_json
 
     inbox = data_root / "inbox" / "transactions"

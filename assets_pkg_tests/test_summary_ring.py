@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assets_pkg.summary.build import HistoryRing, KeyIndex, MonthRows, write_month_file
+from assets_pkg.summary.month_file import write_month_file
+from assets_pkg.summary.ring import HistoryRing, KeyIndex, MonthRows
 from assets_pkg_tests.test_summary_helpers import cfg_for, full_build, read_months, reference, write_batch
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets_pkg.checking import ERROR, WARN, CheckOutcome
+from assets_pkg.checking import ERROR, WARN
 from assets_pkg.dagster_layer import materialize_selection, with_console_level
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.sensor_runs import RUN_KEY_TAG, SENSOR_NAME_TAG
@@ -38,12 +38,6 @@ class DemoReport:
             entry = self.checks[(ev.asset_key.to_user_string(), ev.check_name)]
             entry[0 if ev.passed else 1] += 1
             entry[2] = "ERROR" if ev.severity == dg.AssetCheckSeverity.ERROR else WARN
-
-    def record_outcomes(self, outcomes: list[CheckOutcome]) -> None:
-        for outcome in outcomes:
-            entry = self.checks[(outcome.asset, outcome.name)]
-            entry[0 if outcome.passed else 1] += 1
-            entry[2] = outcome.severity
 
     @property
     def failed_error_checks(self) -> list[str]:

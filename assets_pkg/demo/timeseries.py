@@ -127,7 +127,7 @@ def run(ctx) -> None:
     from assets_pkg.timeseries.assets import DAILY
     from assets_pkg.timeseries.load import data_days
 
-    catalog = load_catalog(catalog_path(ctx.settings.inbox))
+    catalog = load_catalog(catalog_path())
 
     valid = set(DAILY.get_partition_keys())
     days = [d for d in data_days(catalog) if d in valid]

@@ -11,7 +11,6 @@ output folder (``<folder>.rejects.parquet``; the folder itself keeps its previou
 and the error names that file.
 """
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path

@@ -280,17 +280,6 @@ def write_manifest(log_id, start_ms, end_ms, segments: list[Segment], plan: Cove
     return atomic_write_json(manifest_path(log_id, start_ms, end_ms), doc)
 
 
-def window_relation(con, segments: list[Segment], start_ms: int, end_ms: int):
-    """The window as one DuckDB relation (every intersecting segment, filtered)."""
-    files = segment_files(segments)
-    if not files:
-        raise ValueError(f"no cached segment intersects [{start_ms}, {end_ms})")
-    return con.sql(
-        "SELECT * FROM read_parquet($files) WHERE timestamp >= $s AND timestamp < $e",
-        params={"files": files, "s": start_ms, "e": end_ms},
-    )
-
-
 def fetch_request(log_id: str, start, end, source: LogSource, bypass_cache: bool | None = None,
                   logger=None, **kwargs) -> dict:
     """The job's and the CLI's entry point: ISO (or epoch-ms) bounds -> the result as a dict."""

@@ -17,7 +17,6 @@ Parts are written with page checksums so the deep check catches a flipped byte i
 """
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +31,7 @@ import pyarrow.compute as pc
 from assets_pkg import layout
 from assets_pkg.io.atomic import atomic_write_json, is_temp_name
 from assets_pkg.io.locks import hold
-from assets_pkg.settings import env_str, get_settings
+from assets_pkg.settings import env_str
 
 LOG_ID_RE = re.compile(r"[A-Za-z0-9._-]+")
 LOG_ID_MAX_LENGTH = 128
@@ -108,7 +107,6 @@ def is_log_id(name: str) -> bool:
 
 def cache_root() -> Path:
     """``LOG_INGESTION_CACHE_DIR`` (relative paths are under the data root) or ``<data>/cache/logs``."""
-    settings = get_settings()
     raw = env_str("LOG_INGESTION_CACHE_DIR", "")
     if not raw:
         return layout.cache_dir("logs")

@@ -231,12 +231,6 @@ def _flat_json_objects(extra: pa.RecordBatch) -> pa.Array | None:
     return pc.binary_join_element_wise(*pieces, arrow_literal(""))
 
 
-def filter_window(batch: pa.RecordBatch, start_ms: int, end_ms: int) -> pa.RecordBatch:
-    ts = batch.column("timestamp")
-    mask = pc.and_(pc.greater_equal(ts, arrow_literal(int(start_ms))), pc.less(ts, arrow_literal(int(end_ms))))
-    return batch.filter(mask)
-
-
 # --- the part writer -------------------------------------------------------------------
 
 # Dictionary-encode only the columns that repeat (level; attributes often do): trying a

@@ -2,7 +2,8 @@
 
 Every shard asset is partitioned by ``splits_shards`` (one dynamic partition per input
 shard, key = 5-digit shard number) with a single-run backfill policy, so the sensor's ONE
-run covers all new shards. The work lives in ``assets_pkg.splits.logic`` / ``pipeline``.
+run covers all new shards. The work lives in ``assets_pkg.splits.pipeline`` (the steps) and
+the pure modules it calls (``profile``, ``allocation``, ``pass2``, ``outputs``).
 """
 
 import time
@@ -21,7 +22,6 @@ from assets_pkg.resources.duckdb import DuckDBResource
 from assets_pkg.settings import env_bool, env_float, env_int, env_list, env_str, get_settings
 from assets_pkg.splits import invariants
 from assets_pkg.splits.discovery import Discovery, Shard, discover
-from assets_pkg.splits.logic import PROFILE_SCHEMA, SPLITS, profile_shard, profile_stats
 from assets_pkg.splits.params import SplitParams, make_params
 from assets_pkg.splits.pipeline import (
     allocation_file,
@@ -39,6 +39,8 @@ from assets_pkg.splits.pipeline import (
     update_label_rates,
     write_allocation,
 )
+from assets_pkg.splits.profile import PROFILE_SCHEMA, profile_shard, profile_stats
+from assets_pkg.splits.rows import SPLITS
 from assets_pkg.splits.shard_pool import ShardFailure, ShardPool, isolated
 
 GROUP = "splits"
@@ -180,7 +182,7 @@ def current_profiles(instance: dg.DagsterInstance) -> list[Path]:
     group_name=GROUP,
     kinds=KINDS,
     owners=OWNERS,
-    code_version="2",  # 2: one row per customer with pre/post counts (logic.PROFILE_SCHEMA)
+    code_version="2",  # 2: one row per customer with pre/post counts (profile.PROFILE_SCHEMA)
 )
 def shard_profile(context: dg.AssetExecutionContext, split_config: SplitConfig, duckdb: DuckDBResource):
     """Pass 1 of the temporal split, one input shard: customers with pre-split rows, label

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from assets_pkg.splits.logic import SPLITS, shard_output_files
+from assets_pkg.splits.outputs import shard_output_files
+from assets_pkg.splits.rows import SPLITS
 
 
 def split_files(split: str, warehouse: Path | str | None = None) -> list[Path]:

@@ -21,15 +21,15 @@ from pathlib import Path
 from assets_pkg.checking import ERROR, WARN, CheckOutcome, limited
 from assets_pkg.duck import quote_ident
 from assets_pkg.splits.discovery import discover
-from assets_pkg.splits.logic import DROP_REASONS, SPLITS, files_relation, shard_output_files
+from assets_pkg.splits.outputs import file_rows, files_relation, shard_output_files
 from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.pipeline import (
     consolidated_file,
-    file_rows,
     manifest_file,
     read_json,
     stale_shards,
 )
+from assets_pkg.splits.rows import DROP_REASONS, SPLITS
 
 RATIO_TOLERANCE = 0.02
 

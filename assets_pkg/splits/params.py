@@ -48,10 +48,6 @@ class SplitParams:
         """``oot_policy == "exclude_known"``: no known customer (train or val) in oot."""
         return self.oot_policy == "exclude_known"
 
-    @property
-    def split_day(self) -> dt.date:
-        return dt.date.fromisoformat(self.split_date)
-
     def allocation_key(self) -> dict:
         """The settings an allocation depends on (pass 2 refuses a mismatch)."""
         return {

@@ -1,12 +1,14 @@
 """The split steps as file-to-file functions (no dagster import).
 
-The Dagster assets call these one step at a time; :func:`run_all` chains them for the CLI,
-the tests and the benchmark's "logic called directly" variant. Paths follow the IO
-manager's layout (``<warehouse>/splits/<asset>/part-NNNNN.<ext>``), so files written here
-and by the assets are the same files.
+:func:`run_all` chains the steps in the order a Dagster run materializes them (the CLI,
+the tests and the benchmark's "logic called directly" variant call it); the assets call
+the same steps one at a time. The sections below follow that order: pass 1
+(:mod:`~assets_pkg.splits.profile`), the allocation (:mod:`~assets_pkg.splits.allocation`),
+pass 2 (:mod:`~assets_pkg.splits.pass2`), consolidation; then the paths. Paths follow the
+IO manager's layout (``<warehouse>/splits/<asset>/part-NNNNN.<ext>``), so files written
+here and by the assets are the same files.
 """
 
-import datetime as dt
 import json
 import re
 import time
@@ -14,30 +16,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from assets_pkg import layout
 from assets_pkg.io import atomic_write_json, file_extension, write_table
 from assets_pkg.io.formats import FORMATS
+from assets_pkg.splits import staging
+from assets_pkg.splits.allocation import Allocation, build_allocation, manifest_for
 from assets_pkg.splits.discovery import Discovery, Shard, discover, shard_key
-from assets_pkg.splits.logic import (
-    SPLITS,
-    Allocation,
+from assets_pkg.splits.outputs import files_relation, output_label_rates, shard_output_files
+from assets_pkg.splits.params import SplitParams
+from assets_pkg.splits.pass2 import (
     ShardSplit,
-    build_allocation,
-    files_relation,
     joins_built_on_allocation,
-    one_thread_per_statement,
-    output_label_rates,
     load_allocation,
-    profile_shard,
-    shard_output_files,
+    one_thread_per_statement,
     split_shard,
     split_shard_to_parquet,
 )
-from assets_pkg.splits.params import SplitParams
+from assets_pkg.splits.profile import profile_shard
+from assets_pkg.splits.rows import SPLITS
 from assets_pkg.splits.shard_io import ShardError
-from assets_pkg.splits import staging
 from assets_pkg.splits.shard_pool import ShardFailure, ShardPool, concurrent_scan, isolated
 
 MANIFEST_NAME = "split_manifest.json"
@@ -46,67 +44,67 @@ STAGED_FOLDER = "_staged"
 FAILED_FOLDER = "_failed"
 
 
-# -- paths ----------------------------------------------------------------------------------
-def asset_dir(warehouse: Path, name: str) -> Path:
-    return layout.asset_dir(["splits", name], warehouse)
+# -- everything -----------------------------------------------------------------------------
 
 
-def part_file(warehouse: Path, folder: str, key: str, ext: str) -> Path:
-    """``<warehouse>/splits/<folder>/part-NNNNN.<ext>``: every per-shard file's name."""
-    return layout.partition_file(["splits", folder], layout.shard_stem(key), ext, warehouse)
+def run_all(inbox: Path, warehouse: Path, exports: Path | None, params: SplitParams, con=None) -> dict:
+    """Discover, profile, allocate, split (and consolidate when ``exports`` is given).
+    A shard that fails to profile is left out, the others are split, then
+    :class:`ShardsFailed` names it (as the Dagster run does)."""
+    from assets_pkg.duck import connect
 
-
-def shard_file(warehouse: Path, name: str, key: str, fmt: str = "parquet") -> Path:
-    return part_file(warehouse, name, key, file_extension(fmt))
-
-
-def allocation_file(warehouse: Path) -> Path:
-    return layout.asset_file(["splits", "customer_allocation"], "parquet", warehouse)
-
-
-def manifest_file(warehouse: Path) -> Path:
-    return layout.asset_dir(["splits"], warehouse) / MANIFEST_NAME
-
-
-def state_file(warehouse: Path, key: str) -> Path:
-    return part_file(warehouse, STATE_FOLDER, key, "json")
-
-
-def consolidated_file(exports: Path, split: str, fmt: str) -> Path:
-    return layout.exports_dir("splits", exports) / split / f"{split}_processed_data.{file_extension(fmt)}"
-
-
-def read_json(path: Path) -> dict | None:
-    path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else None
+    con = con or connect()
+    found: Discovery = discover(inbox)
+    profile_all(con, found.shards, params, warehouse, found.signature, isolate=True)
+    failed = failed_shards(warehouse, found)
+    good = [s for s in found.shards if s.key not in failed]
+    profile_paths = [shard_file(warehouse, "shard_profile", s.key) for s in good]
+    allocation, manifest = write_allocation(con, profile_paths, params, warehouse, failed)
+    results = split_and_write(con, good, params, warehouse, manifest, found.signature,
+                              customers=allocation.customers)
+    manifest["label_rate"] = update_label_rates(con, warehouse, params)
+    prune_stages(warehouse, found)
+    summary = {"shards": len(found.shards), "problems": [str(p) for p in found.problems],
+               "failed": failed, "results": results, "manifest": manifest}
+    if failed:  # the others are split; nothing is consolidated from a partial split
+        raise ShardsFailed(failed)
+    if exports is not None:
+        summary["consolidated"] = consolidate(con, warehouse, exports, params.output_format)
+    return summary
 
 
 # -- pass 1 ---------------------------------------------------------------------------------
-def rejects_file(warehouse: Path, key: str) -> Path:
-    """Lines of an input shard the streaming reader rejected (line, error, raw text)."""
-    return part_file(warehouse, "_rejects", key, "parquet")
 
 
-def staged_file(warehouse: Path, key: str) -> Path:
-    """A text shard's parsed rows from pass 1 for pass 2 (:mod:`assets_pkg.splits.staging`)."""
-    return part_file(warehouse, STAGED_FOLDER, key, "arrow")
+def write_profile(con, shard: Shard, params: SplitParams, warehouse: Path, signature=None) -> pa.Table:
+    table = profile_shard(con, shard, params, signature, rejects_path=rejects_file(warehouse, shard.key),
+                          stage_path=staged_file(warehouse, shard.key))
+    write_table(table, shard_file(warehouse, "shard_profile", shard.key))
+    return table
 
 
-def prune_stages(warehouse: Path, found: Discovery) -> list[str]:
-    """Remove the stages of shards no longer in the inbox (their pass 2 will never come)."""
-    folder = asset_dir(warehouse, STAGED_FOLDER)
-    live = set(found.by_key())
-    staged = {m.group(1) for p in (folder.iterdir() if folder.is_dir() else ())
-              if (m := re.fullmatch(r"part-(\d+)\.arrow(?:\.json)?", p.name))}
-    gone = sorted({shard_key(n) for n in staged} - live)
-    for key in gone:
-        staging.remove(staged_file(warehouse, key))
-    return gone
+def profile_all(con, shards: list[Shard], params: SplitParams, warehouse: Path, signature=None,
+                isolate: bool = False) -> list[ShardFailure]:
+    """Pass 1 over many shards, two at a time with one DuckDB thread each (:class:`ShardPool`),
+    text shards too: here two streaming readers and two profiles fit the 512 MB budget.
+    The Dagster step keeps text shards one at a time: the Dagster process itself holds
+    more memory. The first error stops it, unless
+    ``isolate``: then a shard that fails is recorded (:func:`record_failure`, its old
+    profile removed) and returned, and the others go on."""
+    def one(cursor, shard: Shard) -> None:  # the profile is on disk; nothing held in memory
+        write_profile(cursor, shard, params, warehouse, signature)
 
-
-def failure_file(warehouse: Path, key: str) -> Path:
-    """The error of a shard that could not be profiled (``part-NNNNN.json``), until it is."""
-    return part_file(warehouse, FAILED_FOLDER, key, "json")
+    failures = []
+    work = isolated(one) if isolate else one
+    for shard, result in zip(shards, ShardPool(con, shards, work, concurrent=lambda shard: True,
+                                               one_thread_each=True)):
+        if isinstance(result, ShardFailure):
+            shard_file(warehouse, "shard_profile", shard.key).unlink(missing_ok=True)
+            record_failure(warehouse, result)
+            failures.append(result)
+        else:
+            clear_failure(warehouse, shard.key)
+    return failures
 
 
 def record_failure(warehouse: Path, failure: ShardFailure) -> None:
@@ -137,72 +135,7 @@ def failed_shards(warehouse: Path, found: Discovery) -> dict:
     return out
 
 
-def write_profile(con, shard: Shard, params: SplitParams, warehouse: Path, signature=None) -> pa.Table:
-    table = profile_shard(con, shard, params, signature, rejects_path=rejects_file(warehouse, shard.key),
-                          stage_path=staged_file(warehouse, shard.key))
-    write_table(table, shard_file(warehouse, "shard_profile", shard.key))
-    return table
-
-
-def profile_all(con, shards: list[Shard], params: SplitParams, warehouse: Path, signature=None,
-                isolate: bool = False) -> list[ShardFailure]:
-    """Pass 1 over many shards, two at a time with one DuckDB thread each (:class:`ShardPool`),
-    text shards too: here two streaming readers and two profiles fit the 512 MB budget
-    (about 400 MB peak at 10M csv rows). The Dagster step keeps text shards one at a time:
-    the Dagster process itself holds ~50 MB more. The first error stops it, unless
-    ``isolate``: then a shard that fails is recorded (:func:`record_failure`, its old
-    profile removed) and returned, and the others go on."""
-    def one(cursor, shard: Shard) -> None:  # the profile is on disk; nothing held in memory
-        write_profile(cursor, shard, params, warehouse, signature)
-
-    failures = []
-    work = isolated(one) if isolate else one
-    for shard, result in zip(shards, ShardPool(con, shards, work, concurrent=lambda shard: True,
-                                               one_thread_each=True)):
-        if isinstance(result, ShardFailure):
-            shard_file(warehouse, "shard_profile", shard.key).unlink(missing_ok=True)
-            record_failure(warehouse, result)
-            failures.append(result)
-        else:
-            clear_failure(warehouse, shard.key)
-    return failures
-
-
 # -- allocation -----------------------------------------------------------------------------
-def manifest_for(allocation: Allocation, params: SplitParams) -> dict:
-    """The split manifest: settings, label map, per-shard rows per split, customers per
-    split, label rate per split, input files with size and mtime, fingerprints."""
-    state = allocation.state
-    shards = state["shards"]
-    totals = {}
-    for entry in shards.values():
-        for k, v in entry["rows"].items():
-            totals[k] = totals.get(k, 0) + v
-    totals["rows_in"] = sum(e["rows_in"] for e in shards.values())
-    return {
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "split_date": params.split_date,
-        "train_ratio": params.train_ratio,
-        "random_seed": params.random_seed,
-        "oot_policy": params.oot_policy,
-        "output_format": params.output_format,
-        "hash": "md5(f'{RANDOM_SEED}:{customer}')[:8] big-endian / 2**64 < TRAIN_RATIO -> train",
-        "label_field": params.label_field,
-        "main_target": params.main_target,
-        "targets": list(params.target_columns),
-        **state,
-        "rows": totals,
-        "label_rate": {},  # filled from the written shards by pass 2 (update_label_rates)
-        "input_files": {
-            k: {
-                "file": e["source"],
-                "bytes": e["stats"].get("file_bytes"),
-                "mtime": dt.datetime.fromtimestamp(e["stats"].get("file_mtime_ns", 0) / 1e9, dt.timezone.utc)
-                .isoformat(timespec="seconds"),
-            }
-            for k, e in sorted(shards.items())
-        },
-    }
 
 
 def compute_allocation(con, profile_paths, params: SplitParams, warehouse: Path,
@@ -236,36 +169,17 @@ class ShardsFailed(ShardError):
 
 
 # -- pass 2 ---------------------------------------------------------------------------------
+
+
 @dataclass
+
+
 class ShardResult:
     key: str
     counts: dict
     files: dict = field(default_factory=dict)  # split -> path or None
     bytes: dict = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def write_split(con, split: ShardSplit, params: SplitParams, warehouse: Path, fingerprint: str | None) -> ShardResult:
-    """Write one shard's train/val/oot files (empty split: no file, old one deleted) and its
-    state sidecar (fingerprint + counts) that marks the outputs as current."""
-    result = ShardResult(split.shard.key, dict(split.counts))
-    for name in SPLITS:
-        path = shard_file(warehouse, name, split.shard.key, params.output_format)
-        rel = split.relation(con, name)
-        if rel is None:
-            path.unlink(missing_ok=True)
-            written = None
-            size = 0
-        else:
-            res = write_table(rel, path, params.output_format)
-            written, size = res.path, res.bytes
-            if res.rows != split.counts.get(name, 0):
-                raise RuntimeError(f"{path}: wrote {res.rows} rows, expected {split.counts.get(name)}")
-        result.files[name] = written
-        result.bytes[name] = size
-    split.drop(con)
-    _finish_shard(warehouse, split.shard, params, result, fingerprint)
-    return result
 
 
 def split_and_write(con, shards: list[Shard], params: SplitParams, warehouse: Path, manifest: dict,
@@ -317,6 +231,29 @@ def split_and_write(con, shards: list[Shard], params: SplitParams, warehouse: Pa
     return results
 
 
+def write_split(con, split: ShardSplit, params: SplitParams, warehouse: Path, fingerprint: str | None) -> ShardResult:
+    """Write one shard's train/val/oot files (empty split: no file, old one deleted) and its
+    state sidecar (fingerprint + counts) that marks the outputs as current."""
+    result = ShardResult(split.shard.key, dict(split.counts))
+    for name in SPLITS:
+        path = shard_file(warehouse, name, split.shard.key, params.output_format)
+        rel = split.relation(con, name)
+        if rel is None:
+            path.unlink(missing_ok=True)
+            written = None
+            size = 0
+        else:
+            res = write_table(rel, path, params.output_format)
+            written, size = res.path, res.bytes
+            if res.rows != split.counts.get(name, 0):
+                raise RuntimeError(f"{path}: wrote {res.rows} rows, expected {split.counts.get(name)}")
+        result.files[name] = written
+        result.bytes[name] = size
+    split.drop(con)
+    _finish_shard(warehouse, split.shard, params, result, fingerprint)
+    return result
+
+
 def _finish_shard(warehouse: Path, shard: Shard, params: SplitParams, result: ShardResult, fingerprint) -> None:
     """Drop copies in other formats and record the state that marks the outputs current."""
     for name in SPLITS:
@@ -339,6 +276,18 @@ def update_label_rates(con, warehouse: Path, params: SplitParams) -> dict:
     return manifest["label_rate"]
 
 
+def prune_stages(warehouse: Path, found: Discovery) -> list[str]:
+    """Remove the stages of shards no longer in the inbox (their pass 2 will never come)."""
+    folder = asset_dir(warehouse, STAGED_FOLDER)
+    live = set(found.by_key())
+    staged = {m.group(1) for p in (folder.iterdir() if folder.is_dir() else ())
+              if (m := re.fullmatch(r"part-(\d+)\.arrow(?:\.json)?", p.name))}
+    gone = sorted({shard_key(n) for n in staged} - live)
+    for key in gone:
+        staging.remove(staged_file(warehouse, key))
+    return gone
+
+
 def stale_shards(warehouse: Path, manifest: dict, exclude=()) -> list[str]:
     """Shards of the manifest whose outputs were built under another fingerprint than the
     allocation's now (a new shard made one of their customers known, or the label map
@@ -355,6 +304,8 @@ def stale_shards(warehouse: Path, manifest: dict, exclude=()) -> list[str]:
 
 
 # -- consolidation --------------------------------------------------------------------------
+
+
 def consolidate(con, warehouse: Path, exports: Path, fmt: str) -> dict:
     """One file per split under exports/splits/<split>/, streamed from the shard files
     (in shard-number order: the same inputs give byte-identical files)."""
@@ -382,36 +333,53 @@ def consolidate(con, warehouse: Path, exports: Path, fmt: str) -> dict:
     return out
 
 
-# -- everything -----------------------------------------------------------------------------
-def run_all(inbox: Path, warehouse: Path, exports: Path | None, params: SplitParams, con=None) -> dict:
-    """Discover, profile, allocate, split (and consolidate when ``exports`` is given).
-    A shard that fails to profile is left out, the others are split, then
-    :class:`ShardsFailed` names it (as the Dagster run does)."""
-    from assets_pkg.duck import connect
-
-    con = con or connect()
-    found: Discovery = discover(inbox)
-    profile_all(con, found.shards, params, warehouse, found.signature, isolate=True)
-    failed = failed_shards(warehouse, found)
-    good = [s for s in found.shards if s.key not in failed]
-    profile_paths = [shard_file(warehouse, "shard_profile", s.key) for s in good]
-    allocation, manifest = write_allocation(con, profile_paths, params, warehouse, failed)
-    results = split_and_write(con, good, params, warehouse, manifest, found.signature,
-                              customers=allocation.customers)
-    manifest["label_rate"] = update_label_rates(con, warehouse, params)
-    prune_stages(warehouse, found)
-    summary = {"shards": len(found.shards), "problems": [str(p) for p in found.problems],
-               "failed": failed, "results": results, "manifest": manifest}
-    if failed:  # the others are split; nothing is consolidated from a partial split
-        raise ShardsFailed(failed)
-    if exports is not None:
-        summary["consolidated"] = consolidate(con, warehouse, exports, params.output_format)
-    return summary
+# -- paths ----------------------------------------------------------------------------------
 
 
-def file_rows(path: Path) -> int:
-    if path.suffix == ".parquet":
-        return pq.ParquetFile(path).metadata.num_rows
-    from assets_pkg.splits.logic import count_file_rows
+def asset_dir(warehouse: Path, name: str) -> Path:
+    return layout.asset_dir(["splits", name], warehouse)
 
-    return count_file_rows(None, path)
+
+def part_file(warehouse: Path, folder: str, key: str, ext: str) -> Path:
+    """``<warehouse>/splits/<folder>/part-NNNNN.<ext>``: every per-shard file's name."""
+    return layout.partition_file(["splits", folder], layout.shard_stem(key), ext, warehouse)
+
+
+def shard_file(warehouse: Path, name: str, key: str, fmt: str = "parquet") -> Path:
+    return part_file(warehouse, name, key, file_extension(fmt))
+
+
+def allocation_file(warehouse: Path) -> Path:
+    return layout.asset_file(["splits", "customer_allocation"], "parquet", warehouse)
+
+
+def manifest_file(warehouse: Path) -> Path:
+    return layout.asset_dir(["splits"], warehouse) / MANIFEST_NAME
+
+
+def state_file(warehouse: Path, key: str) -> Path:
+    return part_file(warehouse, STATE_FOLDER, key, "json")
+
+
+def consolidated_file(exports: Path, split: str, fmt: str) -> Path:
+    return layout.exports_dir("splits", exports) / split / f"{split}_processed_data.{file_extension(fmt)}"
+
+
+def read_json(path: Path) -> dict | None:
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def rejects_file(warehouse: Path, key: str) -> Path:
+    """Lines of an input shard the streaming reader rejected (line, error, raw text)."""
+    return part_file(warehouse, "_rejects", key, "parquet")
+
+
+def staged_file(warehouse: Path, key: str) -> Path:
+    """A text shard's parsed rows from pass 1 for pass 2 (:mod:`assets_pkg.splits.staging`)."""
+    return part_file(warehouse, STAGED_FOLDER, key, "arrow")
+
+
+def failure_file(warehouse: Path, key: str) -> Path:
+    """The error of a shard that could not be profiled (``part-NNNNN.json``), until it is."""
+    return part_file(warehouse, FAILED_FOLDER, key, "json")

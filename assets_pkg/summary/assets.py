@@ -183,6 +183,6 @@ def latest_summary(context: dg.AssetExecutionContext, config: SummaryConfig, duc
 
 
 def _empty(cfg: SummarySettings):
-    from assets_pkg.summary.build import key_arrow_type, output_schema
+    from assets_pkg.summary.month_file import key_arrow_type, output_schema
 
     return output_schema(cfg, key_arrow_type(cfg)).empty_table()

@@ -6,10 +6,10 @@ file (or the built-in default) supplies the values the launchpad starts from.
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from assets_pkg.settings import SettingError, env_bool, env_str, get_settings
+from assets_pkg.settings import SettingError, env_bool, env_str
 from assets_pkg.summary.months import MonthError, month_index
 
 CONFIG_VAR = "SUMMARY_CONFIG"
@@ -101,10 +101,6 @@ class SummarySettings:
         data["history_columns"] = list(self.history_columns)
         data["value_columns"] = list(self.value_columns)
         return data
-
-    def with_overrides(self, **overrides) -> "SummarySettings":
-        known = {f.name for f in fields(self)}
-        return replace(self, **{k: v for k, v in overrides.items() if k in known and v is not None})
 
 
 def load_summary_settings(path: str | os.PathLike | None = None, **overrides) -> SummarySettings:

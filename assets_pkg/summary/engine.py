@@ -19,10 +19,12 @@ from assets_pkg.checking import CheckOutcome
 from assets_pkg.duck import connect
 from assets_pkg.io.locks import domain_lock
 from assets_pkg.summary import state as summary_state
-from assets_pkg.summary.build import FINGERPRINT_KEY, BuildStats, MonthRows, build_months, write_month_file
+from assets_pkg.summary.build import BuildStats, build_months
 from assets_pkg.summary.config import SummarySettings
+from assets_pkg.summary.month_file import FINGERPRINT_KEY, write_month_file
 from assets_pkg.summary.months import add_months, month_index, month_str
 from assets_pkg.summary.plan import reflected_files
+from assets_pkg.summary.ring import MonthRows
 from assets_pkg.summary.source import Source, SourceProfile, list_batch_files
 from assets_pkg.summary.validate import summary_outcomes
 

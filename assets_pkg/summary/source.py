@@ -476,19 +476,11 @@ def month_chunks(rows_per_month: dict[int, int], lo: int, hi: int, max_rows: int
     return chunks
 
 
-def describe_months(indexes) -> str:
-    idx = sorted(indexes)
-    if not idx:
-        return "none"
-    return f"{month_str(idx[0])}..{month_str(idx[-1])} ({len(idx)} months)"
-
-
 __all__ = [
     "BatchFile",
     "Source",
     "SourceProfile",
     "SummarySourceError",
-    "describe_months",
     "is_month",
     "list_batch_files",
     "month_chunks",

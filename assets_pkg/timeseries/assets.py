@@ -20,7 +20,7 @@ from assets_pkg.dagster_layer import check_result, log_progress
 from assets_pkg.io.atomic import atomic_write_json
 from assets_pkg.obs import log_event, peak_rss_mb, stage
 from assets_pkg.resources.duckdb import DuckDBResource
-from assets_pkg.settings import env_float, env_str, get_settings
+from assets_pkg.settings import env_float, env_str
 from assets_pkg.timeseries import analysis as ana
 from assets_pkg.timeseries.catalog import Catalog, catalog_path, load_catalog
 from assets_pkg.timeseries.export import export_day
@@ -55,7 +55,7 @@ class TimeseriesConfig(dg.Config):
     )
 
     def load(self) -> Catalog:
-        return load_catalog(Path(self.catalog) if self.catalog else catalog_path(get_settings().inbox))
+        return load_catalog(Path(self.catalog) if self.catalog else catalog_path())
 
     def threshold(self, catalog: Catalog) -> float:
         return catalog.coverage_threshold if self.coverage_threshold < 0 else self.coverage_threshold

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import yaml
 
+from assets_pkg import layout
+
 CATALOG_NAME = "datasets.yaml"
 AGGREGATIONS = ("mean", "sum", "min", "max", "first", "last", "count")
 UPSAMPLING_METHODS = ("none", "ffill", "linear")
@@ -142,9 +144,9 @@ class Catalog:
         return [col for spec in self.datasets for col in spec.output_columns()]
 
 
-def catalog_path(inbox: Path) -> Path:
-    """Where the catalog lives for an inbox root (``<data>/inbox``)."""
-    return Path(inbox) / "timeseries" / CATALOG_NAME
+def catalog_path() -> Path:
+    """Where the catalog lives: ``<data>/inbox/timeseries/datasets.yaml``."""
+    return layout.inbox_dir("timeseries") / CATALOG_NAME
 
 
 def load_catalog(path: Path | str) -> Catalog:

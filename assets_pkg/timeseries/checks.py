@@ -12,7 +12,6 @@ from pathlib import Path
 from assets_pkg import layout
 from assets_pkg.checking import ERROR, CheckOutcome
 from assets_pkg.duck import connect
-from assets_pkg.settings import get_settings
 from assets_pkg.timeseries import analysis as ana
 from assets_pkg.timeseries.catalog import CatalogError, catalog_path, load_catalog
 from assets_pkg.timeseries.export import target_paths
@@ -24,12 +23,11 @@ def merged_folder() -> Path:
 
 def evaluate_materialized() -> list[CheckOutcome]:
     """unique_buckets, coverage and export_matches_merged for every materialized day."""
-    settings = get_settings()
     days = sorted(p for p in merged_folder().glob("????-??-??.parquet")) if merged_folder().is_dir() else []
     if not days:
         return []
     try:
-        catalog = load_catalog(catalog_path(settings.inbox))
+        catalog = load_catalog(catalog_path())
     except CatalogError as exc:
         return [CheckOutcome(ana.MERGED_ASSET, "catalog", False, ERROR, str(exc))]
     out_dir = layout.exports_dir("timeseries")

@@ -15,10 +15,9 @@ def register(subparsers) -> None:
 
 
 def _catalog(args):
-    from assets_pkg.settings import get_settings
     from assets_pkg.timeseries.catalog import catalog_path, load_catalog
 
-    return load_catalog(Path(args.catalog) if args.catalog else catalog_path(get_settings().inbox))
+    return load_catalog(Path(args.catalog) if args.catalog else catalog_path())
 
 
 def _validate(args) -> int:

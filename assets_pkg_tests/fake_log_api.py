@@ -1,4 +1,4 @@
-"""A real HTTP server speaking the log API of DESIGN.md 4.4, for tests, demo and bench.
+"""A real HTTP server speaking the log API of DESIGN.md 4.4, for the tests.
 
 ``GET /logs/{log_id}/events?start_ms=S&end_ms=E&limit=N[&page_token=T]`` answers
 ``{"events": [...], "next_page_token": ...}`` from in-memory events. It binds 127.0.0.1 on a

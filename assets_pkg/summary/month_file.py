@@ -1,0 +1,101 @@
+"""The month file: how one month's summary table is encoded to and decoded from Parquet
+(no dagster import).
+
+The schema (key, month, timestamp, value columns, ``<C>_history`` lists), the codecs tuned
+for the history lists, the atomic write, and the source fingerprint a file carries in its
+schema metadata (:data:`FINGERPRINT_KEY`): a file carrying the current fingerprint holds
+exactly the winners the source gives for its month now, so the build may read its history
+columns back instead of aggregating the source again.
+"""
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from assets_pkg.io import WriteResult, atomic_path
+from assets_pkg.summary.config import SummarySettings
+from assets_pkg.summary.ring import MonthRows
+
+ARROW_TYPES = {"DOUBLE": pa.float64(), "FLOAT": pa.float32(), "BIGINT": pa.int64(), "INTEGER": pa.int32()}
+
+def output_schema(cfg: SummarySettings, key_type: pa.DataType) -> pa.Schema:
+    fields = [
+        pa.field(cfg.key_column, key_type),
+        pa.field(cfg.month_column, pa.string()),
+        pa.field(cfg.timestamp_column, pa.timestamp("us")),
+    ]
+    for col in cfg.all_value_columns:
+        fields.append(pa.field(col, ARROW_TYPES.get(cfg.value_type(col), pa.string())))
+    for col in cfg.history_columns:
+        fields.append(pa.field(cfg.history_name(col), pa.list_(ARROW_TYPES[cfg.value_type(col)])))
+    return pa.schema(fields)
+
+
+def key_arrow_type(cfg: SummarySettings) -> pa.DataType:
+    return pa.int64() if cfg.key_type == "BIGINT" else pa.string()
+
+
+# Parquet codecs of the month files. Encoding the history list values is most of the
+# build's CPU: snappy costs less CPU than zstd for slightly larger files; uncompressed
+# lists cost less still but double the bytes, and the full-size build got no faster
+# (the figures: bench/NOTES.md).
+SCALAR_COMPRESSION = "zstd"
+HISTORY_COMPRESSION = "snappy"
+
+# Rows per row group, written one batch at a time: the writer's level buffers for 64k rows
+# are reused by the allocator, larger ones are fresh (zeroed) pages every time, which costs
+# kernel time and peak memory (bench/NOTES.md).
+ROW_GROUP_ROWS = 65_536
+
+
+def write_month_file(rows: "pa.Table | MonthRows", path: Path) -> WriteResult:
+    """Publish one month atomically (empty: delete the old file).
+
+    Like :func:`assets_pkg.io.write_table`, but tuned for the history lists: no dictionary
+    encoding of the lists (dictionary attempts on every list value are costly and never
+    pay) nor of scalars that are unique or nearly so per month (key, timestamp, floats),
+    no column statistics of the lists (min/max of list leaves serve no reader) and
+    ``HISTORY_COMPRESSION``. A :class:`MonthRows` is written one row group at a time, its
+    lists gathered just before they are encoded. Schema metadata (the source fingerprint,
+    see :func:`assets_pkg.summary.build.month_fingerprints`) is stored in the file.
+    """
+    path = Path(path)
+    if rows.num_rows == 0:
+        path.unlink(missing_ok=True)
+        return WriteResult(path=None, rows=0, bytes=0)
+    schema = rows.schema
+    scalar = [f.name for f in schema if not pa.types.is_list(f.type)]
+    key = schema.names[0]
+    repetitive = [f.name for f in schema if f.name in scalar and f.name != key
+                  and (pa.types.is_string(f.type) or pa.types.is_integer(f.type))]
+    # per-column codecs are keyed by leaf path: "<name>.list.element" for the lists
+    codecs = {f.name: SCALAR_COMPRESSION for f in schema if f.name in scalar}
+    codecs.update({f"{f.name}.list.element": HISTORY_COMPRESSION for f in schema if f.name not in scalar})
+    batches = rows.batches(ROW_GROUP_ROWS) if isinstance(rows, MonthRows) else rows.to_batches(ROW_GROUP_ROWS)
+    with atomic_path(path) as tmp:
+        with pq.ParquetWriter(tmp, schema, compression=codecs, use_dictionary=repetitive,
+                              write_statistics=scalar) as writer:
+            for batch in batches:
+                writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
+    return WriteResult(path=path, rows=rows.num_rows, bytes=path.stat().st_size)
+
+
+FINGERPRINT_KEY = b"assets_pkg.summary.source"
+
+
+def file_fingerprint(path: Path) -> str | None:
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowException):
+        return None
+    value = meta.get(FINGERPRINT_KEY)
+    return value.decode() if value else None
+
+
+def read_history_columns(path: Path, cfg: SummarySettings) -> pa.Table | None:
+    """The key and the history value columns of a month file; None when it cannot be read."""
+    try:
+        return pq.read_table(path, columns=[cfg.key_column, *cfg.history_columns])
+    except (OSError, pa.ArrowException, KeyError):
+        return None
