@@ -16,7 +16,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from assets_pkg.checking import ERROR, WARN, CheckOutcome, limited
-from assets_pkg.duck import quote_ident
+from assets_pkg.duck import quote_ident, setting
 from assets_pkg.timeseries.catalog import Catalog
 from assets_pkg.timeseries.merge import BUCKET
 
@@ -76,7 +76,10 @@ def analyse(con: duckdb.DuckDBPyConnection, export_parquet: Path, day: str, key_
         parts.append(f"count(*) FILTER (WHERE {cond})")
     pairs = [(a, b) for i, a in enumerate(cols) for b in cols[i + 1:]]
     parts += [f"corr({quote_ident(a)}, {quote_ident(b)})" for a, b in pairs]
-    row = con.execute(f"SELECT {', '.join(parts)} FROM __export").fetchall()[0]
+    # one thread: a float sum's order decides its last digit, and a day's export must give
+    # the same statistics every run (a day is small; the scan is not the cost)
+    with setting(con, "threads", 1):
+        row = con.execute(f"SELECT {', '.join(parts)} FROM __export").fetchall()[0]
     rows, buckets = int(row[0]), int(row[1])
     columns, i = {}, 2
     for c in cols:
