@@ -105,12 +105,15 @@ class SettingsModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def __init__(self, **values):
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingError(describe_errors(type(self), exc)) from None
+
     @classmethod
     def build(cls, **values):
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            raise SettingError(describe_errors(cls, exc)) from None
+        return cls(**values)
 
     @classmethod
     def env_defaults(cls) -> dict:
