@@ -17,9 +17,13 @@ from assets_pkg.splits.assets import SplitConfig
 from assets_pkg.splits.params import SplitParams, params_from_env
 from assets_pkg.summary.assets import SummaryConfig
 from assets_pkg.summary.config import SummarySettings, load_summary_settings
+from assets_pkg.ingest.assets import IngestConfig
+from assets_pkg.ingest.settings import IngestSettings
+from assets_pkg.timeseries.assets import TimeseriesConfig
+from assets_pkg.timeseries.settings import TimeseriesSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-DECLARATIONS = (SplitParams, SummarySettings)
+DECLARATIONS = (SplitParams, SummarySettings, IngestSettings, TimeseriesSettings)
 
 
 class Sample(SettingsModel):
@@ -71,13 +75,17 @@ def test_generated_config_class_works_as_asset_config(monkeypatch):
     assert "SAMPLE_RATIO='lots' is not a number" in error.to_string()
 
 
-@pytest.mark.parametrize("config_cls,model,extra", [(SplitConfig, SplitParams, set()),
-                                                     (SummaryConfig, SummarySettings, {"accounts"})])
-def test_domain_config_classes_follow_their_declaration(config_cls, model, extra):
+@pytest.mark.parametrize("config_cls,model,extra,hidden", [
+    (SplitConfig, SplitParams, set(), set()),
+    (SummaryConfig, SummarySettings, {"accounts"}, {"value_types"}),  # value_types: the file only
+    (IngestConfig, IngestSettings, set(), set()),
+    (TimeseriesConfig, TimeseriesSettings, set(), {"start_date"}),  # the partitions' start: read at load
+])
+def test_domain_config_classes_follow_their_declaration(config_cls, model, extra, hidden):
     shown = {name: f.description for name, f in config_cls.model_fields.items()}
     declared = {name: f.description for name, f in model.model_fields.items() if name in shown}
     assert set(shown) - set(declared) == extra
-    assert set(model.model_fields) - set(shown) <= {"value_types"}  # value_types: the file only
+    assert set(model.model_fields) - set(shown) == hidden
     assert all(shown[name] == declared[name] for name in declared)
 
 
@@ -132,8 +140,9 @@ def test_readme_lists_every_declared_env_var_with_its_default():
                 continue
             assert var in rows, f"README settings table lacks {var} ({model.__name__}.{name})"
             cell = rows[var]
-            if re.fullmatch(r"`[^`]*`", cell):  # a plain default: it must be the declared one
-                assert cell.strip("`") == _shown(field.get_default(call_default_factory=True)), var
+            default = _shown(field.get_default(call_default_factory=True))
+            if default and re.fullmatch(r"`[^`]*`", cell):  # a plain default: it must be the declared one
+                assert cell.strip("`") == default, var
 
 
 def probe(tmp_path, **env) -> dict:
