@@ -1,6 +1,10 @@
 """Small adapters between the pure modules and Dagster, shared by every domain."""
 
+import typing
+from collections.abc import Callable, Iterable, Mapping
+
 import dagster as dg
+from pydantic import Field, create_model
 
 from assets_pkg.checking import ERROR, CheckOutcome
 
@@ -70,3 +74,59 @@ def materialize_selection(defs: dg.Definitions, instance: dg.DagsterInstance, se
         asset_selection=asset_keys,
         raise_on_error=raise_on_error,
     )
+def _config_type(annotation):
+    """Dagster config has lists, not tuples."""
+    if typing.get_origin(annotation) is tuple:
+        return list[typing.get_args(annotation)[0]]
+    return annotation
+
+
+def _config_value(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def config_class(
+    model,
+    base: type = dg.Config,
+    *,
+    defaults: Callable[[], Mapping] | None = None,
+    exclude: Iterable[str] = (),
+) -> type:
+    """The launchpad's config class of a settings declaration (``assets_pkg.settings.SettingsModel``):
+    the same fields, types and descriptions, on ``base`` (``dg.Config`` for op config,
+    ``dg.ConfigurableResource`` for a resource).
+
+    A field the run does not set takes its value when the config object is built, i.e.
+    when the run starts, from ``defaults()`` (default: the declared default overridden by
+    the env var). So a bad env var or settings file fails that domain's runs with the
+    error naming it, never the loading of the code location. ``settings()`` gives the
+    validated declaration (``SettingError`` naming the setting). Fields in ``exclude``
+    stay out of the launchpad and keep the value ``defaults()`` gives them.
+    """
+    read_defaults = defaults or model.env_defaults
+    excluded = set(exclude)
+    names = [name for name in model.model_fields if name not in excluded]
+
+    class Declared(base):
+        def __init__(self, **values):
+            missing = [name for name in names if name not in values]
+            if missing:
+                found = read_defaults()  # one read (file, env) for every missing field
+                values = {**{name: _config_value(found[name]) for name in missing}, **values}
+            super().__init__(**values)
+
+        def settings(self):
+            chosen = {name: getattr(self, name) for name in names}
+            return model.build(**({**read_defaults(), **chosen} if excluded else chosen))
+
+    def fallback(name):
+        # never used when built through __init__ above; keeps the field optional in the
+        # launchpad (a static default would freeze the env of the moment the code loaded)
+        return lambda: _config_value(read_defaults()[name])
+
+    fields = {
+        name: (_config_type(model.model_fields[name].annotation),
+               Field(default_factory=fallback(name), description=model.model_fields[name].description))
+        for name in names
+    }
+    return create_model(model.__name__ + "Config", __base__=Declared, __doc__=model.__doc__, **fields)

@@ -2,12 +2,21 @@
 
 Reading at call time (not import time) lets tests and the CLI point the project at
 another data root with ``ASSETS_PKG_DATA_DIR`` without reloading modules.
-Domain configs use :func:`env_str` & co. for the defaults their launchpad shows.
+
+A domain declares its settings once, as a :class:`SettingsModel` whose fields are made
+with :func:`setting` (type, default, description, env var). :meth:`SettingsModel.from_env`
+reads them (the env var overrides the default) and the Dagster layer derives the launchpad
+config class from the same declaration (``assets_pkg.dagster_layer.config_class``).
 """
 
 import os
+import typing
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 DATA_DIR_VAR = "ASSETS_PKG_DATA_DIR"
 
@@ -51,6 +60,104 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None or raw.strip() == "":
         return list(default)
     return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def setting(default: Any, *, description: str, env: str | None = None, form: str | None = None) -> Any:
+    """One declared setting: its default, the description the launchpad shows, the env
+    var that overrides the default and, where the type does not say it, the expected form
+    (named in the error a bad value gets)."""
+    extra = {"env": env, "form": form}
+    if isinstance(default, (dict, list)):
+        return Field(default_factory=lambda: type(default)(default), description=description, json_schema_extra=extra)
+    return Field(default=default, description=description, json_schema_extra=extra)
+
+
+def env_var_of(model: type[BaseModel], name: str) -> str | None:
+    """The env var declared for field ``name`` (None: the field has none)."""
+    extra = model.model_fields[name].json_schema_extra
+    return extra.get("env") if isinstance(extra, dict) else None
+
+
+def _env_reader(annotation):
+    """The env_* reader that parses a field of this type (None: not settable by env)."""
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple):
+        return lambda name, default: tuple(env_list(name, list(default)))
+    return {str: env_str, int: env_int, float: env_float, bool: env_bool}.get(annotation)
+
+
+def env_value(model: type[BaseModel], name: str):
+    """Field ``name`` of ``model`` as the environment sets it (its env var, else its
+    default); a bad value raises :class:`SettingError` naming the variable."""
+    field = model.model_fields[name]
+    default = field.get_default(call_default_factory=True)
+    var = env_var_of(model, name)
+    read = _env_reader(field.annotation)
+    return default if var is None or read is None else read(var, default)
+
+
+class SettingsModel(BaseModel):
+    """Base of a domain's settings declaration: validated, frozen, unknown names refused.
+
+    Validators raise ``ValueError`` with the expected form; :meth:`build` turns what
+    pydantic reports into one :class:`SettingError` naming each bad setting by its env var
+    (or its field name where it has none)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __init__(self, **values):
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingError(describe_errors(type(self), exc)) from None
+
+    @classmethod
+    def build(cls, **values):
+        return cls(**values)
+
+    @classmethod
+    def env_defaults(cls) -> dict:
+        """Every field: its declared default, overridden by its env var. Each variable is
+        parsed alone (a bad one raises naming it); the fields are validated together by
+        :meth:`build`, after a run's own values are merged in."""
+        return {name: env_value(cls, name) for name in cls.model_fields}
+
+    @classmethod
+    def from_env(cls, **overrides):
+        """Defaults, overridden by the env vars, overridden by ``overrides``."""
+        return cls.build(**{**cls.env_defaults(), **overrides})
+
+
+def at_load(read, fallback, what: str):
+    """A setting the code location needs while it loads (a partitions start, a job's
+    selection). A bad value must not take the other domains down with it: warn and use
+    ``fallback``; the domain's runs (and sensor) fail on the same setting, naming it."""
+    try:
+        return read()
+    except SettingError as exc:
+        warnings.warn(f"{what}: {exc}; using {fallback!r} while loading, runs of this domain fail until it is fixed",
+                      stacklevel=2)
+        return fallback
+
+
+def describe_errors(model: type[BaseModel], exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        name = err["loc"][0] if err["loc"] else None
+        message = err["msg"].removeprefix("Value error, ")
+        if name is None:
+            parts.append(message)  # a check across fields names its settings itself
+        elif err["type"] == "extra_forbidden":
+            parts.append(f"unknown setting {name!r}; known: {', '.join(model.model_fields)}")
+        else:
+            label = env_var_of(model, name) if name in model.model_fields else None
+            form = (model.model_fields[name].json_schema_extra or {}).get("form") if name in model.model_fields else None
+            if err["type"] == "value_error":  # our validators' words: "is not a date (use YYYY-MM-DD)"
+                parts.append(f"{label or name}={err['input']!r} {message}")
+            else:  # pydantic's type errors, with the form the declaration names
+                hint = f" (expected {form})" if form else ""
+                parts.append(f"{label or name}={err['input']!r}: {message}{hint}")
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True)

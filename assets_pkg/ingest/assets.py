@@ -1,15 +1,14 @@
 """`ingest/files`: one dynamic partition per inbox file, streamed into Parquet shards."""
 
 import dagster as dg
-from pydantic import Field
 
 from assets_pkg import layout
-from assets_pkg.dagster_layer import check_result, log_progress
+from assets_pkg.dagster_layer import check_result, config_class, log_progress
 from assets_pkg.ingest.files import find_inbox_file, load_column_types
 from assets_pkg.ingest.quality import reject_rate_outcome
+from assets_pkg.ingest.settings import IngestSettings
 from assets_pkg.ingest.stream import stream_file_to_shards
 from assets_pkg.io.locks import domain_lock
-from assets_pkg.settings import env_float, env_int
 
 INGEST_KEY = dg.AssetKey(["ingest", "files"])
 ingest_partitions = dg.DynamicPartitionsDefinition(name="ingest_files")
@@ -23,27 +22,9 @@ def output_root():
     return layout.asset_dir(INGEST_KEY.path)
 
 
-class IngestConfig(dg.Config):
-    shard_rows: int = Field(
-        default_factory=lambda: env_int("INGEST_SHARD_ROWS", 1_000_000),
-        description="Rows per output Parquet shard (env INGEST_SHARD_ROWS).",
-    )
-    chunk_size: int = Field(
-        default_factory=lambda: env_int("CHUNK_SIZE", 100_000),
-        description="Rows per streamed chunk (env CHUNK_SIZE).",
-    )
-    memory_limit_mb: int = Field(
-        default_factory=lambda: env_int("MEMORY_LIMIT_MB", 256),
-        description="Reader memory budget in MiB (env MEMORY_LIMIT_MB).",
-    )
-    error_threshold: float = Field(
-        default_factory=lambda: env_float("ERROR_THRESHOLD", 0.05),
-        description="Reject share above which a file's ingest fails (env ERROR_THRESHOLD).",
-    )
-    reject_warn_rate: float = Field(
-        default_factory=lambda: env_float("REJECT_WARN_RATE", 0.01),
-        description="Reject share above which the reject_rate check warns (env REJECT_WARN_RATE).",
-    )
+class IngestConfig(config_class(IngestSettings)):
+    """How inbox files are streamed (declared in ``ingest/settings.py``); env defaults are
+    read when the run starts."""
 
 
 @dg.asset(
@@ -70,6 +51,7 @@ def ingest_files(context: dg.AssetExecutionContext, config: IngestConfig):
     folder is replaced only when the new one is complete. One run covers every file the
     sensor found; per-file metadata: rows, rejects, rows/s, peak memory.
     """
+    settings = config.settings()
     per_file = {}
     for key in context.partition_keys:
         # one writer per output folder: the source is read under its lock, so a run that
@@ -80,16 +62,16 @@ def ingest_files(context: dg.AssetExecutionContext, config: IngestConfig):
             result = stream_file_to_shards(
                 source.path,
                 output_root() / source.stem,
-                shard_rows=config.shard_rows,
-                chunk_size=config.chunk_size,
-                memory_limit_mb=config.memory_limit_mb,
-                error_threshold=config.error_threshold,
+                shard_rows=settings.shard_rows,
+                chunk_size=settings.chunk_size,
+                memory_limit_mb=settings.memory_limit_mb,
+                error_threshold=settings.error_threshold,
                 column_types=load_column_types(source.path),
                 progress_callback=log_progress(context),
             )
         context.add_asset_metadata(_file_metadata(result, source.identity()), partition_key=key)
         per_file[key] = (result.row_lines, result.rejects)
-    outcome = reject_rate_outcome(per_file, config.reject_warn_rate)
+    outcome = reject_rate_outcome(per_file, settings.reject_warn_rate)
     return dg.MaterializeResult(check_results=[check_result(outcome, INGEST_KEY)])
 
 

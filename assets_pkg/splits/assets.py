@@ -11,18 +11,17 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
-from pydantic import Field
 
 from assets_pkg import layout
-from assets_pkg.dagster_layer import check_result
+from assets_pkg.dagster_layer import check_result, config_class
 from assets_pkg.io.locks import domain_lock
 from assets_pkg.io.parquet_io_manager import existing_partition_file
 from assets_pkg.obs import stage
 from assets_pkg.resources.duckdb import DuckDBResource
-from assets_pkg.settings import env_bool, env_float, env_int, env_list, env_str, get_settings
+from assets_pkg.settings import get_settings
 from assets_pkg.splits import invariants
 from assets_pkg.splits.discovery import Discovery, Shard, discover
-from assets_pkg.splits.params import SplitParams, make_params
+from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.pipeline import (
     allocation_file,
     clear_failure,
@@ -55,55 +54,16 @@ SPLIT_KEYS = {name: dg.AssetKey(["splits", name]) for name in SPLITS}
 CONSOLIDATED_KEY = dg.AssetKey(["splits", "consolidated"])
 
 
-class SplitConfig(dg.ConfigurableResource):
-    """Settings of the temporal split. Each field defaults from the original script's env var.
+class SplitConfig(config_class(SplitParams, dg.ConfigurableResource)):
+    """Settings of the temporal split (declared in ``splits/params.py``). Each field defaults
+    from the original script's env var, read when the run starts.
 
     A resource (``split_config``; a ``dg.Config`` subclass) rather than per-op config, so one
     value set in the launchpad applies to every splits step of the run.
     """
 
-    date_column: str = Field(default_factory=lambda: env_str("DATE_COLUMN", "date"),
-                             description="Column with the row's date (env DATE_COLUMN).")
-    group_id_column: str = Field(default_factory=lambda: env_str("GROUP_ID_COLUMN", "customer_id"),
-                                 description="Customer id column; a customer is never in two splits (env GROUP_ID_COLUMN).")
-    split_date: str = Field(default_factory=lambda: env_str("SPLIT_DATE", "2024-01-01"),
-                            description="YYYY-MM-DD: rows before it are pre-split (train/val), rows on or after are OOT (env SPLIT_DATE).")
-    train_ratio: float = Field(default_factory=lambda: env_float("TRAIN_RATIO", 0.9),
-                               description="Share of known customers in train, strictly between 0 and 1 (env TRAIN_RATIO).")
-    random_seed: int = Field(default_factory=lambda: env_int("RANDOM_SEED", 42),
-                             description="Salt of the customer hash md5(f'{seed}:{customer}') (env RANDOM_SEED).")
-    output_format: str = Field(default_factory=lambda: env_str("OUTPUT_FORMAT", "parquet"),
-                               description="parquet | csv | tsv for the split shards and consolidated files (env OUTPUT_FORMAT).")
-    targets: list[str] = Field(default_factory=lambda: env_list("TARGETS", []),
-                               description="Target columns (multi-task); empty = LABEL_FIELD (env TARGETS, comma separated).")
-    main_task_index: int = Field(default_factory=lambda: env_int("MAIN_TASK_INDEX", 0),
-                                 description="Index into TARGETS of the main label (env MAIN_TASK_INDEX).")
-    label_field: str = Field(default_factory=lambda: env_str("LABEL_FIELD", "label"),
-                             description="Output column of the main label; non-numeric labels are coded through the global label map (env LABEL_FIELD).")
-    consolidate_streaming_output: bool = Field(
-        default_factory=lambda: env_bool("CONSOLIDATE_STREAMING_OUTPUT", False),
-        description="Env CONSOLIDATE_STREAMING_OUTPUT, read when the code location loads: true puts splits/consolidated "
-                    "(single files per split under exports/splits/) into splits_job, the sensor's run.")
-    oot_policy: str = Field(default_factory=lambda: env_str("OOT_POLICY", "exclude_train"),
-                            description="exclude_train (default): post-split rows of train customers are dropped; exclude_known: of any known customer.")
-    error_threshold: float = Field(default=0.05,
-                                   description="Share of rejected lines / unparseable dates that fails a shard.")
-
     def params(self) -> SplitParams:
-        return make_params(
-            date_column=self.date_column,
-            group_id_column=self.group_id_column,
-            split_date=self.split_date,
-            train_ratio=self.train_ratio,
-            random_seed=self.random_seed,
-            output_format=self.output_format,
-            targets=self.targets,
-            main_task_index=self.main_task_index,
-            label_field=self.label_field,
-            consolidate=self.consolidate_streaming_output,
-            oot_policy=self.oot_policy,
-            error_threshold=self.error_threshold,
-        )
+        return self.settings()
 
 
 def inbox_dir() -> Path:

@@ -1,37 +1,120 @@
-"""Validated split settings as plain data (no dagster import).
+"""Split settings, declared once (no dagster import).
 
-The Dagster layer (``SplitConfig`` in ``assets.py``) builds a :class:`SplitParams` with
-:func:`make_params`; tests, the CLI and the benchmark call it directly. Every error names
-the setting (env var) the user has to fix.
+:class:`SplitParams` is the one declaration: each field's type, default, description and
+env var (the original script's names). :func:`params_from_env` reads it from the
+environment, the Dagster layer derives ``SplitConfig`` (``assets.py``) from it, and tests,
+the CLI and the benchmark call :func:`make_params`. Every error names the setting (env var)
+the user has to fix.
 """
 
 import datetime as dt
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+
+from pydantic import field_validator, model_validator
 
 from assets_pkg.io.formats import FORMATS
-from assets_pkg.settings import SettingError
+from assets_pkg.settings import SettingsModel, setting
 
 OOT_POLICIES = ("exclude_train", "exclude_known")
 SIGNATURE_FILE = "_signature.txt"  # header-less CSV/TSV shards take their column names from here
 DOT_MARKER = "__DOT__"
 
 
-@dataclass(frozen=True)
-class SplitParams:
-    date_column: str = "date"
-    group_id_column: str = "customer_id"
-    split_date: str = "2024-01-01"
-    train_ratio: float = 0.9
-    random_seed: int = 42
-    output_format: str = "parquet"
-    targets: tuple[str, ...] = ()
-    main_task_index: int = 0
-    label_field: str = "label"
-    consolidate: bool = False
-    oot_policy: str = "exclude_train"
-    error_threshold: float = 0.05
+class SplitParams(SettingsModel):
+    """Settings of the temporal split. Each field defaults from the original script's env var."""
+
+    date_column: str = setting("date", env="DATE_COLUMN", description="Column with the row's date (env DATE_COLUMN).")
+    group_id_column: str = setting(
+        "customer_id", env="GROUP_ID_COLUMN",
+        description="Customer id column; a customer is never in two splits (env GROUP_ID_COLUMN).")
+    split_date: str = setting(
+        "2024-01-01", env="SPLIT_DATE", form="a date YYYY-MM-DD",
+        description="YYYY-MM-DD: rows before it are pre-split (train/val), rows on or after are OOT (env SPLIT_DATE).")
+    train_ratio: float = setting(
+        0.9, env="TRAIN_RATIO", form="a number strictly between 0 and 1",
+        description="Share of known customers in train, strictly between 0 and 1 (env TRAIN_RATIO).")
+    random_seed: int = setting(
+        42, env="RANDOM_SEED", description="Salt of the customer hash md5(f'{seed}:{customer}') (env RANDOM_SEED).")
+    output_format: str = setting(
+        "parquet", env="OUTPUT_FORMAT",
+        description="parquet | csv | tsv for the split shards and consolidated files (env OUTPUT_FORMAT).")
+    targets: tuple[str, ...] = setting(
+        (), env="TARGETS", description="Target columns (multi-task); empty = LABEL_FIELD (env TARGETS, comma separated).")
+    main_task_index: int = setting(
+        0, env="MAIN_TASK_INDEX", description="Index into TARGETS of the main label (env MAIN_TASK_INDEX).")
+    label_field: str = setting(
+        "label", env="LABEL_FIELD",
+        description="Output column of the main label; non-numeric labels are coded through the global label map "
+                    "(env LABEL_FIELD).")
+    consolidate_streaming_output: bool = setting(
+        False, env="CONSOLIDATE_STREAMING_OUTPUT",
+        description="Env CONSOLIDATE_STREAMING_OUTPUT, read when the code location loads: true puts splits/consolidated "
+                    "(single files per split under exports/splits/) into splits_job, the sensor's run.")
+    oot_policy: str = setting(
+        "exclude_train", env="OOT_POLICY",
+        description="exclude_train (default): post-split rows of train customers are dropped; exclude_known: of any "
+                    "known customer (env OOT_POLICY).")
+    error_threshold: float = setting(
+        0.05, description="Share of rejected lines / unparseable dates that fails a shard.")
+
+    @field_validator("date_column", "group_id_column", "label_field", mode="before")
+    @classmethod
+    def _column(cls, value):
+        if not str(value).strip():
+            raise ValueError("must not be empty")
+        return str(value).strip()
+
+    @field_validator("split_date", mode="before")
+    @classmethod
+    def _date(cls, value):
+        try:
+            return dt.date.fromisoformat(str(value).strip()).isoformat()
+        except ValueError:
+            raise ValueError("is not a date (use YYYY-MM-DD)") from None
+
+    @field_validator("train_ratio")
+    @classmethod
+    def _ratio(cls, value):
+        if not 0.0 < value < 1.0:
+            raise ValueError("must be strictly between 0 and 1")
+        return value
+
+    @field_validator("output_format", mode="before")
+    @classmethod
+    def _format(cls, value):
+        fmt = str(value).strip().lower()
+        if fmt not in FORMATS:
+            raise ValueError(f"is unknown; use one of {', '.join(FORMATS)}")
+        return fmt
+
+    @field_validator("oot_policy")
+    @classmethod
+    def _policy(cls, value):
+        if value not in OOT_POLICIES:
+            raise ValueError(f"is unknown; use one of {', '.join(OOT_POLICIES)}")
+        return value
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _targets(cls, value):
+        if isinstance(value, str):
+            return tuple(t.strip() for t in value.split(",") if t.strip())
+        return tuple(value)
+
+    @field_validator("error_threshold")
+    @classmethod
+    def _threshold(cls, value):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError("must be between 0 and 1")
+        return value
+
+    @model_validator(mode="after")
+    def _main_task(self):
+        if not 0 <= self.main_task_index < (len(self.targets) or 1):
+            raise ValueError(f"MAIN_TASK_INDEX={self.main_task_index} is out of range for "
+                             f"TARGETS={','.join(self.targets) or self.label_field!r}")
+        return self
 
     @property
     def target_columns(self) -> tuple[str, ...]:
@@ -63,85 +146,13 @@ class SplitParams:
     def digest(self) -> str:
         return hashlib.md5(json.dumps(self.allocation_key(), sort_keys=True).encode()).hexdigest()
 
-    def as_dict(self) -> dict:
-        return asdict(self)
 
-
-def make_params(
-    *,
-    date_column: str = "date",
-    group_id_column: str = "customer_id",
-    split_date: str = "2024-01-01",
-    train_ratio: float = 0.9,
-    random_seed: int = 42,
-    output_format: str = "parquet",
-    targets=(),
-    main_task_index: int = 0,
-    label_field: str = "label",
-    consolidate: bool = False,
-    oot_policy: str = "exclude_train",
-    error_threshold: float = 0.05,
-) -> SplitParams:
-    """Validate and build :class:`SplitParams`; raises SettingError naming the setting."""
-    try:
-        day = dt.date.fromisoformat(str(split_date).strip())
-    except ValueError:
-        raise SettingError(f"SPLIT_DATE={split_date!r} is not a date (use YYYY-MM-DD)") from None
-    try:
-        ratio = float(train_ratio)
-    except (TypeError, ValueError):
-        raise SettingError(f"TRAIN_RATIO={train_ratio!r} is not a number") from None
-    if not 0.0 < ratio < 1.0:
-        raise SettingError(f"TRAIN_RATIO={train_ratio!r} must be strictly between 0 and 1")
-    fmt = str(output_format).strip().lower()
-    if fmt not in FORMATS:
-        raise SettingError(f"OUTPUT_FORMAT={output_format!r} is unknown; use one of {', '.join(FORMATS)}")
-    if oot_policy not in OOT_POLICIES:
-        raise SettingError(f"oot_policy={oot_policy!r} is unknown; use one of {', '.join(OOT_POLICIES)}")
-    if isinstance(targets, str):
-        targets = [t.strip() for t in targets.split(",") if t.strip()]
-    targets = tuple(targets)
-    n_targets = len(targets) or 1
-    if not 0 <= int(main_task_index) < n_targets:
-        raise SettingError(
-            f"MAIN_TASK_INDEX={main_task_index} is out of range for TARGETS={','.join(targets) or label_field!r}"
-        )
-    for name, value in (("DATE_COLUMN", date_column), ("GROUP_ID_COLUMN", group_id_column),
-                        ("LABEL_FIELD", label_field)):
-        if not str(value).strip():
-            raise SettingError(f"{name} must not be empty")
-    if not 0.0 <= float(error_threshold) <= 1.0:
-        raise SettingError(f"error_threshold={error_threshold!r} must be between 0 and 1")
-    return SplitParams(
-        date_column=str(date_column).strip(),
-        group_id_column=str(group_id_column).strip(),
-        split_date=day.isoformat(),
-        train_ratio=ratio,
-        random_seed=int(random_seed),
-        output_format=fmt,
-        targets=targets,
-        main_task_index=int(main_task_index),
-        label_field=str(label_field).strip(),
-        consolidate=bool(consolidate),
-        oot_policy=oot_policy,
-        error_threshold=float(error_threshold),
-    )
+def make_params(**values) -> SplitParams:
+    """Validate and build :class:`SplitParams` (unset fields: the declared defaults, not
+    the environment); raises SettingError naming the setting."""
+    return SplitParams.build(**values)
 
 
 def params_from_env() -> SplitParams:
-    """The defaults the launchpad shows: the original script's env vars."""
-    from assets_pkg.settings import env_bool, env_float, env_int, env_list, env_str
-
-    return make_params(
-        date_column=env_str("DATE_COLUMN", "date"),
-        group_id_column=env_str("GROUP_ID_COLUMN", "customer_id"),
-        split_date=env_str("SPLIT_DATE", "2024-01-01"),
-        train_ratio=env_float("TRAIN_RATIO", 0.9),
-        random_seed=env_int("RANDOM_SEED", 42),
-        output_format=env_str("OUTPUT_FORMAT", "parquet"),
-        targets=env_list("TARGETS", []),
-        main_task_index=env_int("MAIN_TASK_INDEX", 0),
-        label_field=env_str("LABEL_FIELD", "label"),
-        consolidate=env_bool("CONSOLIDATE_STREAMING_OUTPUT", False),
-        oot_policy=env_str("OOT_POLICY", "exclude_train"),
-    )
+    """The declared defaults, overridden by the original script's env vars."""
+    return SplitParams.from_env()

@@ -46,11 +46,12 @@ def range_tags(keys: list[str], order: list[str]) -> tuple[str | None, dict]:
 SENSOR_NAME = "splits_shard_sensor"
 
 
-def build_splits_sensor(job, consolidate: bool):
+def build_splits_sensor(job, consolidate: bool, check_settings):
     @dg.sensor(name=SENSOR_NAME, job=job, minimum_interval_seconds=30,
                description="Registers one dynamic partition per inbox/transactions shard and requests "
                            "one run for all new or changed shards; a shard whose run fails is requested again.")
     def splits_shard_sensor(context: dg.SensorEvaluationContext):
+        check_settings()  # a bad setting fails the tick naming it, rather than every run it would request
         found = discover(inbox_dir())
         for problem in found.problems:
             context.log.warning(f"refused: {problem}")

@@ -9,11 +9,12 @@ import warnings
 import dagster as dg
 from pydantic import Field
 
-from assets_pkg.dagster_layer import check_result
 from assets_pkg import layout
+from assets_pkg.dagster_layer import check_result, config_class
 from assets_pkg.io import write_table
 from assets_pkg.io.locks import domain_lock
 from assets_pkg.obs import Stopwatch, peak_rss_mb
+from assets_pkg.settings import at_load
 from assets_pkg.resources.duckdb import DuckDBResource
 from assets_pkg.summary.config import SummarySettings, load_summary_settings
 from assets_pkg.summary.engine import rebuild_months
@@ -32,67 +33,26 @@ CHECK_DESCRIPTIONS = {
     "history_consistency": "For consecutive months m-1, m of an account: hist_m[1:] == hist_(m-1)[:-1].",
 }
 
-_DEFAULTS = load_summary_settings()
-
 # single_run() backfill policies are what DESIGN 5 asks for; their beta notice is noise here
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
 
+# a broken SUMMARY_CONFIG must not stop the other domains loading: the partitions start
+# at the declared first month and the summary's runs and sensor fail naming the file
 monthly_partitions = dg.MonthlyPartitionsDefinition(
-    start_date=_DEFAULTS.first_month, fmt="%Y-%m", end_offset=1
+    start_date=at_load(lambda: load_summary_settings().first_month,
+                       SummarySettings.model_fields["first_month"].default, "summary"),
+    fmt="%Y-%m", end_offset=1,
 )
 
 
-def _default(name):
-    return lambda: getattr(load_summary_settings(), name)
+class SummaryConfig(config_class(SummarySettings, defaults=lambda: dict(load_summary_settings()),
+                                 exclude=("value_types",))):
+    """Summary settings; defaults come from the SUMMARY_CONFIG file (or the built-in ones),
+    read when the run starts."""
 
-
-class SummaryConfig(dg.Config):
-    """Summary settings; defaults come from the SUMMARY_CONFIG file (or the built-in ones)."""
-
-    source_dir: str = Field(default_factory=_default("source_dir"),
-                            description="Folder of account batch files; empty = <data root>/inbox/accounts.")
-    key_column: str = Field(default_factory=_default("key_column"), description="Account key column.")
-    month_column: str = Field(default_factory=_default("month_column"), description="Month column, 'YYYY-MM'.")
-    timestamp_column: str = Field(default_factory=_default("timestamp_column"),
-                                  description="Load timestamp column; the greatest wins per (account, month).")
-    history_columns: list[str] = Field(default_factory=lambda: list(load_summary_settings().history_columns),
-                                       description="Columns that get a <col>_history array.")
-    value_columns: list[str] = Field(default_factory=lambda: list(load_summary_settings().value_columns),
-                                     description="Current-value columns carried to the summary (empty = history columns).")
-    key_type: str = Field(default_factory=_default("key_type"), description="BIGINT or VARCHAR.")
-    history_length: int = Field(default_factory=_default("history_length"), description="Length of every history array.")
-    first_month: str = Field(default_factory=_default("first_month"),
-                             description="First month of the partitions; earlier records are bad input.")
-    bad_rows: str = Field(default_factory=_default("bad_rows"),
-                          description="error: refuse bad records (naming file/row); skip: leave them out and count them.")
-    max_rows_per_query: int = Field(default_factory=_default("max_rows_per_query"),
-                                    description="Rows per DuckDB query; months are chunked to stay below it (memory bound).")
-    skip_bad_batches: bool = Field(
-        default_factory=_default("skip_bad_batches"),
-        description="A batch file that cannot be used (unreadable, corrupt, wrong columns): false (default) stops the "
-                    "build naming it, since skipping a batch changes history; true builds from the other batches, "
-                    "lists the skipped files in the metadata and leaves them unprocessed (env SUMMARY_SKIP_BAD_BATCHES).")
     accounts: list[str] | None = Field(
         default=None, description="account_summary only: recompute just these accounts, merged into the month files."
     )
-
-    def settings(self) -> SummarySettings:
-        base = load_summary_settings()
-        return SummarySettings(
-            source_dir=self.source_dir,
-            key_column=self.key_column,
-            month_column=self.month_column,
-            timestamp_column=self.timestamp_column,
-            history_columns=tuple(self.history_columns),
-            value_columns=tuple(self.value_columns),
-            value_types=base.value_types,
-            key_type=self.key_type.upper(),
-            history_length=self.history_length,
-            first_month=self.first_month,
-            bad_rows=self.bad_rows,
-            max_rows_per_query=self.max_rows_per_query,
-            skip_bad_batches=self.skip_bad_batches,
-        )
 
 
 def _case_metadata(tags: dict) -> dict:

@@ -1,15 +1,16 @@
-"""Summary settings: a YAML/JSON file named by ``SUMMARY_CONFIG``, with defaults built in.
-
-The same fields appear in the Dagster launchpad (``SummaryConfig`` in ``assets.py``); the
-file (or the built-in default) supplies the values the launchpad starts from.
+"""Summary settings, declared once: :class:`SummarySettings` (type, default, description of
+each field). The values come from the defaults, then ``SUMMARY_SKIP_BAD_BATCHES``, then a
+YAML/JSON file named by ``SUMMARY_CONFIG``; the Dagster launchpad's ``SummaryConfig``
+(``assets.py``) is derived from the same declaration and starts from those values.
 """
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from assets_pkg.settings import SettingError, env_bool, env_str
+from pydantic import field_validator, model_validator
+
+from assets_pkg.settings import SettingError, SettingsModel, env_str, setting
 from assets_pkg.summary.months import MonthError, month_index
 
 CONFIG_VAR = "SUMMARY_CONFIG"
@@ -21,32 +22,42 @@ BAD_ROW_POLICIES = ("error", "skip")
 DEFAULT_VALUE_TYPES = {"balance_am": "DOUBLE", "days_past_due": "INTEGER"}
 
 
-@dataclass(frozen=True)
-class SummarySettings:
-    """Everything the summary logic needs to know about the source and the output."""
+class SummarySettings(SettingsModel):
+    """Summary settings; defaults come from the SUMMARY_CONFIG file (or the built-in ones)."""
 
-    source_dir: str = ""  # empty: <data root>/inbox/accounts
-    key_column: str = "cons_acct_key"
-    month_column: str = "rpt_as_of_mo"
-    timestamp_column: str = "base_ts"
-    history_columns: tuple[str, ...] = ("balance_am", "days_past_due")
-    value_columns: tuple[str, ...] = ()  # empty: the history columns
-    value_types: dict = field(default_factory=lambda: dict(DEFAULT_VALUE_TYPES))
-    key_type: str = "BIGINT"
-    history_length: int = 36
-    first_month: str = "2016-01"
-    bad_rows: str = "error"  # error: refuse the batch; skip: leave bad rows out and count them
-    max_rows_per_query: int = 3_000_000  # bounds one DuckDB query (months are chunked by it)
-    # a batch file that cannot be used at all (unreadable, corrupt, wrong columns): False
-    # stops the build naming it (skipping a batch changes history); True builds from the
-    # others, reports it, and leaves it unprocessed
-    skip_bad_batches: bool = False
+    source_dir: str = setting("", description="Folder of account batch files; empty = <data root>/inbox/accounts.")
+    key_column: str = setting("cons_acct_key", description="Account key column.")
+    month_column: str = setting("rpt_as_of_mo", description="Month column, 'YYYY-MM'.")
+    timestamp_column: str = setting("base_ts", description="Load timestamp column; the greatest wins per (account, month).")
+    history_columns: tuple[str, ...] = setting(
+        ("balance_am", "days_past_due"), description="Columns that get a <col>_history array.")
+    value_columns: tuple[str, ...] = setting(
+        (), description="Current-value columns carried to the summary (empty = history columns).")
+    value_types: dict[str, str] = setting(
+        DEFAULT_VALUE_TYPES, description="DuckDB type per value column (DOUBLE, FLOAT, BIGINT, INTEGER, VARCHAR; "
+                                         "unlisted: DOUBLE). Set in the SUMMARY_CONFIG file.")
+    key_type: str = setting("BIGINT", description="BIGINT or VARCHAR.")
+    history_length: int = setting(36, description="Length of every history array.")
+    first_month: str = setting("2016-01", description="First month of the partitions; earlier records are bad input.")
+    bad_rows: str = setting(
+        "error", description="error: refuse bad records (naming file/row); skip: leave them out and count them.")
+    max_rows_per_query: int = setting(
+        3_000_000, description="Rows per DuckDB query; months are chunked to stay below it (memory bound).")
+    skip_bad_batches: bool = setting(
+        False, env=SKIP_BAD_BATCHES_VAR,
+        description="A batch file that cannot be used (unreadable, corrupt, wrong columns): false (default) stops the "
+                    "build naming it, since skipping a batch changes history; true builds from the other batches, "
+                    "lists the skipped files in the metadata and leaves them unprocessed (env SUMMARY_SKIP_BAD_BATCHES).")
 
-    def __post_init__(self):
-        object.__setattr__(self, "history_columns", tuple(self.history_columns))
-        object.__setattr__(self, "value_columns", tuple(self.value_columns))
-        object.__setattr__(self, "value_types", dict(self.value_types or {}))
-        self.validate()
+    @field_validator("value_types", mode="before")
+    @classmethod
+    def _types(cls, value):
+        return dict(value or {})
+
+    @field_validator("key_type", mode="before")
+    @classmethod
+    def _key_type(cls, value):
+        return str(value).upper()
 
     # ---- derived -------------------------------------------------------------------------
     @property
@@ -74,59 +85,65 @@ class SummarySettings:
         return f"{column}_history"
 
     # ---- validation ------------------------------------------------------------------------
-    def validate(self) -> None:
+    @model_validator(mode="after")
+    def _validate(self):
         try:
             month_index(self.first_month)
         except MonthError as exc:
-            raise SettingError(f"summary first_month: {exc}") from None
+            raise ValueError(f"summary first_month: {exc}") from None
         if self.history_length < 1:
-            raise SettingError(f"summary history_length must be >= 1, got {self.history_length}")
-        if self.key_type.upper() not in KEY_TYPES:
-            raise SettingError(f"summary key_type {self.key_type!r}: expected one of {KEY_TYPES}")
+            raise ValueError(f"summary history_length must be >= 1, got {self.history_length}")
+        if self.key_type not in KEY_TYPES:
+            raise ValueError(f"summary key_type {self.key_type!r}: expected one of {KEY_TYPES}")
         if self.bad_rows not in BAD_ROW_POLICIES:
-            raise SettingError(f"summary bad_rows {self.bad_rows!r}: expected one of {BAD_ROW_POLICIES}")
+            raise ValueError(f"summary bad_rows {self.bad_rows!r}: expected one of {BAD_ROW_POLICIES}")
         if not self.history_columns:
-            raise SettingError("summary history_columns is empty")
+            raise ValueError("summary history_columns is empty")
         for col in self.all_value_columns:
             if self.value_type(col) not in VALUE_TYPES:
-                raise SettingError(f"summary value_types[{col!r}]={self.value_type(col)!r}: expected one of {VALUE_TYPES}")
+                raise ValueError(f"summary value_types[{col!r}]={self.value_type(col)!r}: expected one of {VALUE_TYPES}")
         names = [self.key_column, self.month_column, self.timestamp_column, *self.all_value_columns]
         if len(set(names)) != len(names):
-            raise SettingError(f"summary columns must be distinct, got {names}")
+            raise ValueError(f"summary columns must be distinct, got {names}")
         if self.max_rows_per_query < 1000:
-            raise SettingError("summary max_rows_per_query must be >= 1000")
+            raise ValueError("summary max_rows_per_query must be >= 1000")
+        return self
 
     def to_dict(self) -> dict:
-        data = asdict(self)
+        data = self.model_dump()
         data["history_columns"] = list(self.history_columns)
         data["value_columns"] = list(self.value_columns)
         return data
 
 
-def load_summary_settings(path: str | os.PathLike | None = None, **overrides) -> SummarySettings:
-    """Defaults (``SUMMARY_SKIP_BAD_BATCHES`` too), then the file at ``path`` (or
-    ``$SUMMARY_CONFIG``), then ``overrides``."""
-    path = path or env_str(CONFIG_VAR, "")
-    data: dict = {"skip_bad_batches": env_bool(SKIP_BAD_BATCHES_VAR, False)}
-    if path:
-        file = Path(path)
-        if not file.is_file():
-            raise SettingError(f"{CONFIG_VAR}={str(path)!r}: no such file")
-        text = file.read_text(encoding="utf-8")
-        try:
-            if file.suffix.lower() == ".json":
-                data = json.loads(text)
-            else:
-                import yaml
+def _read_file(file: Path) -> dict:
+    if not file.is_file():
+        raise SettingError(f"{CONFIG_VAR}={str(file)!r}: no such file")
+    text = file.read_text(encoding="utf-8")
+    try:
+        if file.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
 
-                data = yaml.safe_load(text) or {}
-        except Exception as exc:  # noqa: BLE001 - report any parse error with the file name
-            raise SettingError(f"{CONFIG_VAR} file {file}: cannot parse: {exc}") from None
-        if not isinstance(data, dict):
-            raise SettingError(f"{CONFIG_VAR} file {file}: expected a mapping of settings")
-        known = {f.name for f in fields(SummarySettings)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise SettingError(f"{CONFIG_VAR} file {file}: unknown settings {unknown}; known: {sorted(known)}")
+            data = yaml.safe_load(text) or {}
+    except Exception as exc:  # noqa: BLE001 - report any parse error with the file name
+        raise SettingError(f"{CONFIG_VAR} file {file}: cannot parse: {exc}") from None
+    if not isinstance(data, dict):
+        raise SettingError(f"{CONFIG_VAR} file {file}: expected a mapping of settings")
+    return data
+
+
+def load_summary_settings(path: str | os.PathLike | None = None, **overrides) -> SummarySettings:
+    """Defaults, then ``SUMMARY_SKIP_BAD_BATCHES``, then the file at ``path`` (or
+    ``$SUMMARY_CONFIG``), then ``overrides``. A bad value raises SettingError naming the
+    variable or the file."""
+    path = path or env_str(CONFIG_VAR, "")
+    data = SummarySettings.env_defaults()
+    if path:
+        data.update(_read_file(Path(path)))
     data.update({k: v for k, v in overrides.items() if v is not None})
-    return SummarySettings(**data)
+    try:
+        return SummarySettings(**data)
+    except SettingError as exc:
+        raise SettingError(f"{CONFIG_VAR} file {path}: {exc}" if path else str(exc)) from None

@@ -12,49 +12,43 @@ from contextlib import closing
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
 
 from assets_pkg import layout
 from assets_pkg.checking import CheckOutcome
-from assets_pkg.dagster_layer import check_result, log_progress
+from assets_pkg.dagster_layer import check_result, config_class, log_progress
 from assets_pkg.io.atomic import atomic_write_json
 from assets_pkg.obs import log_event, peak_rss_mb, stage
 from assets_pkg.resources.duckdb import DuckDBResource
-from assets_pkg.settings import env_float, env_str
+from assets_pkg.settings import at_load, env_value
 from assets_pkg.timeseries import analysis as ana
 from assets_pkg.timeseries.catalog import Catalog, catalog_path, load_catalog
 from assets_pkg.timeseries.export import export_day
 from assets_pkg.timeseries.merge import merge_day
 from assets_pkg.timeseries.resample import resample_day
+from assets_pkg.timeseries.settings import TimeseriesSettings
 
 GROUP = "timeseries"
 PREFIX = ["timeseries"]
-START_DATE_VAR = "TIMESERIES_START_DATE"
-DEFAULT_START_DATE = "2024-01-01"
 
 
 def daily_partitions() -> dg.DailyPartitionsDefinition:
-    """UTC days from ``TIMESERIES_START_DATE`` (default 2024-01-01, the demo's first day)."""
-    return dg.DailyPartitionsDefinition(start_date=env_str(START_DATE_VAR, DEFAULT_START_DATE), timezone="UTC")
+    """UTC days from ``TIMESERIES_START_DATE`` (default 2024-01-01, the demo's first day).
+    A bad value does not stop the code location loading: the declared default is used and
+    the domain's runs fail naming the variable."""
+    start = at_load(lambda: TimeseriesSettings(start_date=env_value(TimeseriesSettings, "start_date")).start_date,
+                    TimeseriesSettings.model_fields["start_date"].default, "timeseries")
+    return dg.DailyPartitionsDefinition(start_date=start, timezone="UTC")
 
 
 DAILY = daily_partitions()
 
 
-class TimeseriesConfig(dg.Config):
-    """Where the catalog is, and the settings a run may override."""
-
-    catalog: str = Field(
-        default_factory=lambda: env_str("TIMESERIES_CATALOG", ""),
-        description="Path of datasets.yaml (env TIMESERIES_CATALOG; default <data root>/inbox/timeseries/datasets.yaml).",
-    )
-    coverage_threshold: float = Field(
-        default_factory=lambda: env_float("TIMESERIES_COVERAGE_THRESHOLD", -1.0),
-        description="coverage check warns below this share of buckets; -1 = the catalog's coverage_threshold "
-        "(env TIMESERIES_COVERAGE_THRESHOLD).",
-    )
+class TimeseriesConfig(config_class(TimeseriesSettings, exclude=("start_date",))):
+    """Where the catalog is, and the settings a run may override (declared in
+    ``timeseries/settings.py``); env defaults are read when the run starts."""
 
     def load(self) -> Catalog:
+        self.settings()  # every time-series setting valid (a bad one fails the run naming it)
         return load_catalog(Path(self.catalog) if self.catalog else catalog_path())
 
     def threshold(self, catalog: Catalog) -> float:
