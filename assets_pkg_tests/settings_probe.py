@@ -1,6 +1,7 @@
 """Run in a subprocess by test_settings.py (settings are read from the env at import).
 
-Imports the code location, then materializes one splits shard and one summary month on a
+Imports the code location, then materializes one splits shard, one summary month and one
+log day on a
 real instance and prints one JSON line: each domain's outcome and error text."""
 
 import json
@@ -40,6 +41,10 @@ def main(root: Path) -> None:
             instance=instance, tags={RANGE_START: "2024-01", RANGE_END: "2024-02"},
             asset_selection=[dg.AssetKey(["summary", "account_summary"])], raise_on_error=False)
         out["summary"] = "ok" if result.success else failure_text(result)
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, partition_key=dg.MultiPartitionKey({"log_id": "app", "day": "2025-01-02"}),
+            asset_selection=[dg.AssetKey(["logs", "log_events"])], raise_on_error=False)
+        out["logs"] = "ok" if result.success else failure_text(result)
     print(json.dumps(out))
 
 

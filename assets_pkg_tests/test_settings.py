@@ -174,3 +174,10 @@ def test_broken_summary_config_fails_only_the_summary_domain(tmp_path):
     out = probe(tmp_path, SUMMARY_CONFIG=str(broken))
     assert f"SUMMARY_CONFIG file {broken}: cannot parse" in out["summary"]
     assert out["splits_tick"] == "ok" and out["splits"] == "ok"
+
+
+@pytest.mark.slow
+def test_bad_log_start_date_fails_only_the_logs_domain(tmp_path):
+    out = probe(tmp_path, LOG_START_DATE="bad")
+    assert "LOG_START_DATE='bad' is not a date" in out["logs"]
+    assert out["splits"] == "ok" and out["summary"] == "ok"

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from assets_pkg.dagster_layer import check_result
 from assets_pkg.logs.fetch import fetch_window, write_summary
-from assets_pkg.logs.partitions import LOG_PARTITIONS, split_key
+from assets_pkg.logs.partitions import LOG_PARTITIONS, check_settings, split_key
 from assets_pkg.logs.planner import plan_coverage, ranges_json
 from assets_pkg.logs.quality import window_outcomes
 from assets_pkg.logs.resources import LogSourceResource
@@ -63,6 +63,7 @@ def log_events(context: dg.AssetExecutionContext, config: LogFetchConfig, log_so
     ``data/cache/logs/<log_id>/from=<ms>/to=<ms>/``. Only the sub-ranges of the day that no
     segment covers are fetched from the log source (LOG_SOURCE); the decision (hit / partial
     / miss), the ranges and the segments used and written are recorded as metadata."""
+    check_settings()
     log_id, day, start_ms, end_ms = split_key(context.partition_key)
     result = fetch_window(
         log_id, start_ms, end_ms, log_source.build(context.log),
@@ -105,6 +106,7 @@ def log_summary(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """Summary of one log's day over every cached segment intersecting it, read as one
     DuckDB dataset: row_count, columns, schema, timestamp min/max and counts by level,
     written to ``data/exports/logs/<log_id>/summary_<start_ms>_<end_ms>.json``."""
+    check_settings()
     log_id, day, start_ms, end_ms = split_key(context.partition_key)
     store = SegmentStore()
     segments = store.intersecting(log_id, start_ms, end_ms)
