@@ -147,3 +147,16 @@ def test_check_command_reads_what_is_on_disk(data_root, capsys):
     code = cli_main(["check", "--group", "ingest"])
     printed = capsys.readouterr().out
     assert code == 0 and "PASS  ingest/files:reject_rate" in printed
+
+
+def test_ingest_launchpad_exposes_every_reader_option():
+    import inspect
+
+    from assets_pkg.ingest.assets import IngestConfig
+    from assets_pkg.reader import StreamingReader
+
+    # the file comes from the partition, column types from its sidecar, progress goes to the run's log
+    not_config = {"file_path", "column_types", "report_progress", "progress_callback"}
+    options = set(inspect.signature(StreamingReader).parameters) - not_config
+    assert options <= set(IngestConfig.model_fields)
+    assert all(IngestConfig.model_fields[name].description for name in options)

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assets_pkg.reader import StreamingReader, sniff_format
+from assets_pkg.reader import ReaderOptionError, StreamingReader, sniff_format
 
 
 def read_all(reader: StreamingReader) -> pa.Table:
@@ -104,8 +104,8 @@ def test_column_types_declared(tmp_path):
     assert table.schema.field("amount").type == pa.float32()
 
 
-def test_skip_rows_skips_data_rows_after_header(tmp_path):
-    table = read_all(StreamingReader(write(tmp_path / "t.csv", CSV), skip_rows=2))
+def test_skip_data_rows_skips_data_rows_after_header(tmp_path):
+    table = read_all(StreamingReader(write(tmp_path / "t.csv", CSV), skip_data_rows=2))
     assert table.column("id").to_pylist() == [3]
 
 
@@ -145,7 +145,13 @@ def test_strip_whitespace_strips_values_and_header(tmp_path):
 
 def test_without_strip_whitespace_values_keep_spaces(tmp_path):
     path = write(tmp_path / "t.csv", "a,b\nx , y\n")
-    assert read_all(StreamingReader(path)).to_pydict() == {"a": ["x "], "b": [" y"]}
+    assert read_all(StreamingReader(path, strip_whitespace=False)).to_pydict() == {"a": ["x "], "b": [" y"]}
+
+
+def test_strip_whitespace_is_the_default(tmp_path):
+    path = write(tmp_path / "t.csv", " a , b \nx , y\n 5 ,  \n")
+    table = read_all(StreamingReader(path, skip_empty=False))
+    assert table.to_pydict() == {"a": ["x", "5"], "b": ["y", None]}
 
 
 def test_empty_field_is_null(tmp_path):
@@ -194,7 +200,7 @@ def test_strip_whitespace_infers_types_from_stripped_values(tmp_path):
 def test_first_block_typed_parse_is_reused_and_identical(tmp_path):
     # The first block is parsed once while inferring; its rows must equal a second pass.
     text = "i,v\n" + "".join(f"{i},{i / 3:.3f}\n" for i in range(50_000))
-    reader = StreamingReader(write(tmp_path / "t.csv", text), memory_limit_mb=1)
+    reader = StreamingReader(write(tmp_path / "t.csv", text), memory_limit_mb=1, chunk_size=50_000)
     first, second = read_all(reader), read_all(reader)
     assert first.equals(second) and first.num_rows == 50_000
     assert first.schema == pa.schema([("i", pa.int64()), ("v", pa.float64())])
@@ -209,12 +215,19 @@ def test_small_parse_blocks_are_joined_into_full_chunks(tmp_path):
 
 
 def test_chunk_bytes_stay_within_the_memory_budget(tmp_path):
-    # 1 MiB budget: a chunk is cut at 1 MiB of Arrow data even though chunk_size allows more.
+    # 16 MiB budget: a chunk is cut at 4 MiB of Arrow data (four 1 MiB blocks) although
+    # chunk_size (about 6 MiB of these rows) fits the budget.
     text = "i,s\n" + "".join(f"{i},{'x' * 200}\n" for i in range(30_000))
-    reader = StreamingReader(write(tmp_path / "t.csv", text), chunk_size=1_000_000, memory_limit_mb=1)
+    reader = StreamingReader(write(tmp_path / "t.csv", text), chunk_size=30_000, memory_limit_mb=16)
     chunks = list(reader)
-    assert sum(c.rows for c in chunks) == 30_000 and len(chunks) > 3
-    assert max(c.batch.nbytes for c in chunks) < 2 * 2**20
+    assert sum(c.rows for c in chunks) == 30_000 and len(chunks) >= 2
+    assert all(c.memory_bytes == c.batch.nbytes and c.memory_bytes <= 5 * 2**20 for c in chunks)
+
+
+def test_a_budget_too_small_for_one_chunk_names_both_options(tmp_path):
+    text = "i,s\n" + "".join(f"{i},{'x' * 200}\n" for i in range(30_000))
+    with pytest.raises(ReaderOptionError, match=r"chunk_size=1,000,000 rows takes about .* memory_limit_mb=1; lower chunk_size to at most"):
+        list(StreamingReader(write(tmp_path / "t.csv", text), chunk_size=1_000_000, memory_limit_mb=1))
 
 
 @pytest.mark.parametrize("fmt", ["csv", "tsv"])

@@ -10,7 +10,7 @@ import pytest
 
 from assets_pkg.reader import ReaderError, StreamingReader
 
-SMALL_BLOCKS = {"memory_limit_mb": 1}  # 256 KiB blocks: a few MB of text spans many blocks
+SMALL_BLOCKS = {"memory_limit_mb": 1, "chunk_size": 10_000}  # 256 KiB blocks: a few MB of text spans many blocks
 
 
 def many_rows_with_bad_lines(path, rows, bad_every, bad_text="x"):
@@ -32,7 +32,7 @@ def test_reject_lines_exact_across_many_blocks(tmp_path, name):
     bad = many_rows_with_bad_lines(tmp_path / "plain.csv", 300_000, 9_973)
     data = (tmp_path / "plain.csv").read_bytes()
     path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
-    reader = StreamingReader(path, column_types={"v": pa.int64()}, chunk_size=20_000, **SMALL_BLOCKS)
+    reader = StreamingReader(path, column_types={"v": pa.int64()}, **{**SMALL_BLOCKS, "chunk_size": 20_000})
     ids = [i for chunk in reader for i in chunk.batch.column("i").to_pylist()]
     assert reader.rejects.column("line").to_pylist() == bad
     assert len(ids) == 300_000 - len(bad) and ids == sorted(ids)
@@ -82,11 +82,23 @@ def test_quoted_line_breaks_across_block_boundaries(tmp_path):
     assert reader.rejects.to_pylist()[0]["line"] == 2 + 2 * rows
 
 
-def test_skip_rows_keeps_physical_line_numbers(tmp_path):
+def test_skip_data_rows_keeps_physical_line_numbers(tmp_path):
     (tmp_path / "t.csv").write_text("a,b\njunk\njunk\n1,2\n3\n")
-    reader = StreamingReader(tmp_path / "t.csv", skip_rows=2, error_threshold=1)
+    reader = StreamingReader(tmp_path / "t.csv", skip_data_rows=2, error_threshold=1)
     assert sum(c.rows for c in reader) == 1
     assert reader.rejects.column("line").to_pylist() == [5]
+
+
+def test_skip_rows_skips_a_preamble_before_the_header(tmp_path):
+    # the original's example: a protein file with 13 metadata lines before its header
+    preamble = "".join(f"# metadata line {i}: a, b\tc\n" for i in range(1, 14))
+    (tmp_path / "p.tsv").write_text(preamble + "protein\tlength\nP1\t120\nP2\tbad\nP3\t90\n")
+    reader = StreamingReader(tmp_path / "p.tsv", skip_rows=13, column_types={"length": pa.int64()}, error_threshold=1)
+    rows = [r for c in reader for r in c.batch.to_pylist()]
+    assert rows == [{"protein": "P1", "length": 120}, {"protein": "P3", "length": 90}]
+    assert reader.rejects.column("line").to_pylist() == [16]
+    assert reader.stats.line_counts() == {"lines_read": 17, "header_lines": 1, "skipped_lines": 13,
+                                          "rejected_lines": 1, "row_lines": 2, "rows": 2}
 
 
 def test_skip_rows_jsonl(tmp_path):

@@ -63,10 +63,8 @@ def ingest_files(context: dg.AssetExecutionContext, config: IngestConfig):
                 source.path,
                 output_root() / source.stem,
                 shard_rows=settings.shard_rows,
-                chunk_size=settings.chunk_size,
-                memory_limit_mb=settings.memory_limit_mb,
-                error_threshold=settings.error_threshold,
                 column_types=load_column_types(source.path),
+                **settings.reader_options(),
                 progress_callback=log_progress(context),
             )
         context.add_asset_metadata(_file_metadata(result, source.identity()), partition_key=key)

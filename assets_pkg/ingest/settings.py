@@ -19,8 +19,34 @@ class IngestSettings(SettingsModel):
     reject_warn_rate: float = setting(
         0.01, env="REJECT_WARN_RATE",
         description="Reject share above which the reject_rate check warns (env REJECT_WARN_RATE).")
+    # the streaming reader's other options, each as the reader documents it
+    file_format: str = setting("auto", description="auto | csv | tsv | jsonl | parquet (gzip is detected).")
+    encoding: str = setting("utf-8", description="Text encoding, or 'auto' (BOM, else UTF-8, Windows-1252, Latin-1).")
+    columns: tuple[str, ...] = setting((), description="Keep only these columns (empty: all).")
+    skip_rows: int = setting(0, description="Lines to skip before the header (a preamble).")
+    skip_data_rows: int = setting(0, description="Data lines to skip right after the header.")
+    max_rows: int = setting(0, description="Stop after this many rows (0: no limit).")
+    skip_empty: bool = setting(True, description="Skip rows whose selected columns are all empty (blank lines too).")
+    strip_whitespace: bool = setting(True, description="Strip spaces around header names and values.")
+    continue_on_error: bool = setting(True, description="Collect bad rows as rejects (False: stop at the first).")
+    delimiter: str = setting("", description="Field delimiter, one character (empty: from the name and content).")
+    max_quoted_lines: int = setting(1000, description="Lines a quoted value may span before its quote counts as "
+                                                      "unterminated.")
+    progress_interval: float = setting(5.0, description="Seconds between progress lines in the run's log.")
 
-    @field_validator("shard_rows", "chunk_size", "memory_limit_mb")
+    def reader_options(self) -> dict:
+        """The StreamingReader keyword arguments these settings stand for."""
+        return {
+            "file_format": self.file_format, "encoding": self.encoding, "chunk_size": self.chunk_size,
+            "memory_limit_mb": self.memory_limit_mb, "columns": list(self.columns) or None,
+            "skip_rows": self.skip_rows, "skip_data_rows": self.skip_data_rows,
+            "max_rows": self.max_rows or None, "skip_empty": self.skip_empty,
+            "strip_whitespace": self.strip_whitespace, "continue_on_error": self.continue_on_error,
+            "error_threshold": self.error_threshold, "delimiter": self.delimiter or None,
+            "max_quoted_lines": self.max_quoted_lines, "progress_interval": self.progress_interval,
+        }
+
+    @field_validator("shard_rows", "chunk_size", "memory_limit_mb", "max_quoted_lines")
     @classmethod
     def _positive(cls, value):
         if value < 1:

@@ -95,8 +95,9 @@ class LocalLogSource(LogSource):
         normalizer = BatchNormalizer()
         try:
             for path in self.files(log_id):
+                # log events as they were written: messages keep their whitespace
                 reader = StreamingReader(path, file_format="jsonl", chunk_size=self.chunk_size,
-                                         memory_limit_mb=self.memory_limit_mb,
+                                         memory_limit_mb=self.memory_limit_mb, strip_whitespace=False,
                                          column_types={"timestamp": pa.int64()})
                 for chunk in reader:
                     batch = chunk.batch

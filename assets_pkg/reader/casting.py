@@ -98,7 +98,8 @@ def normalize_strings(values: pa.Array, strip: bool) -> pa.Array:
     (the parser already maps empty fields to null, stripping can create new ones)."""
     if strip:
         values = pc.utf8_trim_whitespace(values)
-        values = pc.if_else(pc.equal(values, ""), pa.scalar(None, values.type), values)
+        # pa.nulls, not pa.scalar(None): a Python value would make pyarrow import pandas
+        values = pc.if_else(pc.equal(values, ""), pa.nulls(len(values), values.type), values)
     return values
 
 

@@ -60,9 +60,12 @@ class ChunkBuilder:
         ms = (self._ms + (time.perf_counter() - started) * 1000) / max(len(batches), 1)
         errors, self._errors, self._ms = self._errors, 0, 0.0
         for i, batch in enumerate(batches):
-            chunk = Chunk(self.stats.total_chunks, batch.num_rows, errors if i == 0 else 0, round(ms, 3), batch)
+            chunk = Chunk(self.stats.total_chunks, batch.num_rows, errors if i == 0 else 0, round(ms, 3), batch,
+                          batch.nbytes)
             self.stats.total_chunks += 1
             self.stats.total_rows += batch.num_rows
-            self.stats.chunks_with_errors += 1 if chunk.errors else 0
+            if chunk.errors:
+                self.stats.chunks_with_errors += 1
+                self.stats.error_chunk_ids.append(chunk.chunk_id)
             self.chunk_ms.append(ms)
             yield chunk

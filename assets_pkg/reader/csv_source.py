@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from assets_pkg.reader import rejects as rj
 from assets_pkg.reader.casting import casts, convert_table, normalize_strings
 from assets_pkg.reader.errors import ReaderError
 from assets_pkg.reader.linemap import (
-    blank_lines,
     blank_out_lines,
     invalid_utf8_lines,
     line_range_text,
@@ -60,12 +60,12 @@ class CsvSource:
         self.header_lines = 0
         self.preamble_lines = 0  # lines skipped by skip_rows
         try:
+            # skip_rows: lines before the header (a preamble, e.g. a protein file's 13 metadata
+            # lines); skip_data_rows: data lines right after it
+            self.preamble_lines = self._skip(opts.skip_rows)
             self.file_columns = self._read_header()
             self.header_lines = 1
-            for _ in range(opts.skip_rows):
-                if self.text.read_line() is None:
-                    break
-                self.preamble_lines += 1
+            self.preamble_lines += self._skip(opts.skip_data_rows)
             self.columns = self._select_columns()
             n_fields = len(self.file_columns)
             self.text.scan_records = lambda data, at_eof: scan_records(
@@ -89,16 +89,24 @@ class CsvSource:
     def bytes_read(self) -> int:
         return self.text.bytes_read()
 
+    def _skip(self, lines: int) -> int:
+        skipped = 0
+        while skipped < lines and self.text.read_line() is not None:
+            skipped += 1
+        return skipped
+
     # -- header and schema -------------------------------------------------------------
     def _read_header(self) -> list[str]:
+        self.header_line = line = self.text.next_line
         header = self.text.read_line()
         if header is None or not header.strip():
-            raise ReaderError(f"{self.path}: line 1 (the header) is empty; expected column names")
+            hint = f" (after skip_rows={self.opts.skip_rows} lines)" if self.opts.skip_rows else ""
+            raise ReaderError(f"{self.path}: line {line} (the header{hint}) is empty; expected column names")
         try:
             text = header.decode("utf-8")
         except UnicodeDecodeError:
             raise ReaderError(
-                f"{self.path}: line 1 (the header) is not valid UTF-8; pass encoding= (e.g. 'latin-1')"
+                f"{self.path}: line {line} (the header) is not valid UTF-8; pass encoding= (e.g. 'latin-1' or 'auto')"
             ) from None
         names = next(csv.reader([text], delimiter=self.delimiter))
         if self.opts.strip_whitespace:
@@ -107,7 +115,7 @@ class CsvSource:
             for other in _OTHER_DELIMITERS:
                 if other != self.delimiter and other in names[0]:
                     raise ReaderError(
-                        f"{self.path}: the header (line 1) is one column {names[0][:80]!r} containing "
+                        f"{self.path}: the header (line {line}) is one column {names[0][:80]!r} containing "
                         f"{_DELIMITER_NAMES[other]}: the delimiter is probably {_DELIMITER_NAMES[other]}, not "
                         f"{_DELIMITER_NAMES.get(self.delimiter, repr(self.delimiter))}; pass delimiter={other!r}"
                         + (" or file_format='tsv'" if other == "\t" else "")
@@ -115,7 +123,7 @@ class CsvSource:
         seen: set[str] = set()
         for name in names:
             if name in seen:
-                raise ReaderError(f"{self.path}: duplicate column name {name!r} in the header (line 1)")
+                raise ReaderError(f"{self.path}: duplicate column name {name!r} in the header (line {line})")
             seen.add(name)
         return names
 
@@ -215,15 +223,17 @@ class CsvSource:
             return ""
         return f" (type inferred from the first block; pass column_types={{{column!r}: pa.string()}} or another type to change it)"
 
-    def _blank_lines(self, table: pa.Table, data) -> np.ndarray:
-        """Blank lines to skip. A blank line parses as a row of nulls in every column, so
-        a column without nulls (O(1) to ask) proves there is none: the common case costs
-        no scan of the text."""
-        if not self.opts.skip_empty or table.num_rows == 0:
+    def _empty_rows(self, table: pa.Table) -> np.ndarray:
+        """Positions of rows whose every column is null (skip_empty). A column without
+        nulls (O(1) to ask) proves there is none: the common case costs no scan."""
+        if not self.opts.skip_empty or table.num_rows == 0 or table.num_columns == 0:
             return np.empty(0, dtype=np.int64)
         if any(column.null_count == 0 for column in table.columns):
             return np.empty(0, dtype=np.int64)
-        return blank_lines(data)
+        empty = pc.is_null(table.column(0))
+        for column in table.columns[1:]:
+            empty = pc.and_(empty, pc.is_null(column))
+        return np.flatnonzero(empty.to_numpy(zero_copy_only=False)).astype(np.int64)
 
     def _prepare(self, block: TextBlock) -> "PreparedText":
         """The block as the parser may see it: lines the record scan refused (an
@@ -263,7 +273,7 @@ class CsvSource:
         )
 
     def parse_block(self, block: TextBlock) -> ParsedBlock:
-        typed_fast_path = not self.opts.strip_whitespace
+        typed_fast_path = True
         cached = None
         if block is self._first:  # prepared and parsed already while inferring the schema
             prepared, self._first_prepared = self._first_prepared, None
@@ -289,11 +299,18 @@ class CsvSource:
         # Everything below counts records (1-based in the block); ``records`` turns them
         # into physical lines where a quoted value spans lines.
         invalid_rec = np.asarray(sorted(n for n, *_ in invalid), dtype=np.int64)
-        blanks = self._blank_lines(table, data)
-        if len(prepared.bad_lines) and len(blanks):
-            blanks = np.setdiff1d(blanks, prepared.bad_lines)  # emptied here, not blank in the file
-        blank_rec = lines_to_records(blanks, records, starts_only=True)
+        if self.opts.strip_whitespace:
+            # typed: only text columns (a number with spaces around it failed its type and
+            # came here as text); as text, every column before it is converted
+            table = pa.Table.from_arrays(
+                [normalize_strings(table.column(n).combine_chunks(), True)
+                 if not typed_fast_path or pa.types.is_string(table.schema.field(n).type) else table.column(n)
+                 for n in table.column_names],
+                names=table.column_names,
+            )
         bad_text_rec = lines_to_records(prepared.bad_lines, records, starts_only=True)
+        # skip_empty: a row whose every (selected) column is empty - a blank line included
+        blank_rec = np.setdiff1d(_records_of_rows(self._empty_rows(table), invalid_rec), bad_text_rec)
         drop_rec = merge_sorted(bad_text_rec, blank_rec)
         # Row position of a (non-ragged) record = record - 1 - ragged records before it.
         drop_rows = drop_rec - 1 - np.searchsorted(invalid_rec, drop_rec)
@@ -304,11 +321,6 @@ class CsvSource:
                 keep[drop_rows] = False
                 table = table.filter(pa.array(keep))
         else:
-            if self.opts.strip_whitespace:
-                table = pa.Table.from_arrays(
-                    [normalize_strings(table.column(n).combine_chunks(), True) for n in table.column_names],
-                    names=table.column_names,
-                )
             table, failures = convert_table(table, self._casts, drop_rows)
 
         # Lines are numbered from 1 here; parse_in_order shifts them to the file's lines.
@@ -323,9 +335,7 @@ class CsvSource:
         failure_rec = np.empty(0, dtype=np.int64)
         if failures:
             rows = np.asarray(sorted(failures), dtype=np.int64)
-            # Parsed rows are the records minus ragged records.
-            d = invalid_rec - 1 - np.arange(len(invalid_rec))
-            failure_rec = 1 + rows + np.searchsorted(d, rows, side="right")
+            failure_rec = _records_of_rows(rows, invalid_rec)
             newlines = newline_positions(data)
             for row, rec in zip(rows.tolist(), failure_rec.tolist()):
                 column, value, target = failures[row]
@@ -339,6 +349,12 @@ class CsvSource:
             rejected_records=merge_sorted(invalid_rec, bad_text_rec, failure_rec), skipped_records=blank_rec,
             line_count=prepared.line_count, record_lines=records,
         )
+
+
+def _records_of_rows(rows: np.ndarray, invalid_rec: np.ndarray) -> np.ndarray:
+    """Records (1-based) of parsed row positions, ragged records being skipped by the parser."""
+    d = invalid_rec - 1 - np.arange(len(invalid_rec))
+    return 1 + rows + np.searchsorted(d, rows, side="right")
 
 
 _ENCODING_MESSAGE = "invalid UTF-8 (pass encoding= e.g. 'latin-1' if the file is not UTF-8)"

@@ -46,7 +46,7 @@ class JsonlSource:
         self.header_lines = 0
         self.preamble_lines = 0  # lines skipped by skip_rows
         try:
-            for _ in range(opts.skip_rows):
+            for _ in range(opts.skip_rows + opts.skip_data_rows):  # no header: both skip first lines
                 if self.text.read_line() is None:
                     break
                 self.preamble_lines += 1
@@ -93,6 +93,8 @@ class JsonlSource:
             accepted: list[bytes] = []
             self._accept_consistent(accepted, good)
             if not accepted:
+                if declared:  # every column declared: the bad lines become rejects
+                    return pa.schema(list(declared.items()))
                 raise ReaderError(f"{self.path}: no valid JSON object in the first lines") from None
             table = self._parse(b"\n".join(accepted), explicit=None, infer_rest=True)
         fields = []

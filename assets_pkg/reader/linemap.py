@@ -66,16 +66,6 @@ def lines_to_records(lines, records: np.ndarray | None, starts_only: bool) -> np
     return np.unique(found)
 
 
-def blank_lines(data: bytes) -> np.ndarray:
-    """1-based numbers of the block's empty lines ('' or a lone '\\r')."""
-    arr = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(arr == 10)
-    starts = np.concatenate([[0], newlines[:-1] + 1])
-    length = newlines - starts
-    is_blank = (length == 0) | ((length == 1) & (arr[np.minimum(starts, len(arr) - 1)] == 13))
-    return np.flatnonzero(is_blank).astype(np.int64) + 1
-
-
 def invalid_utf8_lines(data) -> list[int]:
     """1-based lines holding bytes that are not valid UTF-8 (none for ASCII, at no cost)."""
     if data.isascii():

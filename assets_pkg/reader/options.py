@@ -25,7 +25,7 @@ class ReaderOptions:
     skip_rows: int = 0
     max_rows: int | None = None
     skip_empty: bool = True
-    strip_whitespace: bool = False
+    strip_whitespace: bool = True
     continue_on_error: bool = True
     error_threshold: float = 0.05
     report_progress: bool = False
@@ -33,6 +33,7 @@ class ReaderOptions:
     progress_callback: Callable | None = None
     delimiter: str | None = None
     max_quoted_lines: int = 1000
+    skip_data_rows: int = 0
 
     @property
     def block_bytes(self) -> int:
@@ -83,6 +84,7 @@ def validate_options(
     progress_callback,
     delimiter,
     max_quoted_lines=1000,
+    skip_data_rows=0,
 ) -> ReaderOptions:
     """Check every option and return them frozen; raise ReaderOptionError naming the first bad one."""
     if not isinstance(file_path, (str, Path)) or str(file_path) == "":
@@ -97,9 +99,10 @@ def validate_options(
     if not isinstance(encoding, str):
         raise ReaderOptionError("encoding", f"expected a codec name, got {encoding!r}")
     try:
-        codecs.lookup(encoding)
+        if encoding.lower() != "auto":
+            codecs.lookup(encoding)
     except LookupError:
-        raise ReaderOptionError("encoding", f"unknown encoding {encoding!r} (try 'utf-8' or 'latin-1')") from None
+        raise ReaderOptionError("encoding", f"unknown encoding {encoding!r} (try 'utf-8', 'latin-1' or 'auto')") from None
     if not _is_int(chunk_size) or chunk_size <= 0:
         raise ReaderOptionError("chunk_size", f"expected a positive integer number of rows, got {chunk_size!r}")
     if isinstance(memory_limit_mb, bool) or not isinstance(memory_limit_mb, (int, float)) or not memory_limit_mb > 0:
@@ -128,6 +131,8 @@ def validate_options(
         column_types = dict(column_types)
     if not _is_int(skip_rows) or skip_rows < 0:
         raise ReaderOptionError("skip_rows", f"expected an integer >= 0, got {skip_rows!r}")
+    if not _is_int(skip_data_rows) or skip_data_rows < 0:
+        raise ReaderOptionError("skip_data_rows", f"expected an integer >= 0, got {skip_data_rows!r}")
     if max_rows is not None and (not _is_int(max_rows) or max_rows < 0):
         raise ReaderOptionError("max_rows", f"expected None or an integer >= 0, got {max_rows!r}")
     _require_bool("skip_empty", skip_empty)
@@ -165,4 +170,5 @@ def validate_options(
         progress_callback=progress_callback,
         delimiter=delimiter,
         max_quoted_lines=max_quoted_lines,
+        skip_data_rows=skip_data_rows,
     )

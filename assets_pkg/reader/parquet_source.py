@@ -87,7 +87,7 @@ class ParquetSource:
     def parsed_blocks(self) -> Iterator[ParsedBlock]:
         row = 0  # 0-based row in the file of the next batch
         batch_rows = max(1, min(self.opts.chunk_size, 1 << 20))
-        to_skip = self.opts.skip_rows
+        to_skip = self.opts.skip_rows + self.opts.skip_data_rows  # no header: both skip first rows
         try:
             for batch in self.file.iter_batches(batch_size=batch_rows, columns=self.columns, use_threads=True):
                 first_row = row

@@ -7,6 +7,7 @@ A disagreement is an error rather than a guess, so a mislabelled file never load
 garbage.
 """
 
+import codecs
 import gzip
 import zlib
 from dataclasses import dataclass
@@ -72,8 +73,11 @@ def looks_binary(sample: bytes) -> bool:
     stray ones are a damaged text file, whose lines the reader reads or rejects one by one."""
     if not sample:
         return False
-    controls = sum(1 for b in sample[:4096] if b < 32 and b not in (9, 10, 13, 12))
-    return controls > len(sample[:4096]) * 0.05
+    head = sample[:4096]
+    if head.count(0) > len(head) * 0.10:  # UTF-16/32 read as bytes, or binary
+        return True
+    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 13, 12))
+    return len(head) >= 256 and controls > len(head) * 0.05
 
 
 def _first_content_line(sample: bytes) -> bytes:
@@ -86,6 +90,8 @@ def _first_content_line(sample: bytes) -> bytes:
 def _any_json_object_line(sample: bytes, lines: int = 20) -> bool:
     """A damaged first line does not make a JSON lines file something else: any of the
     first lines starting with '{' confirms the declared format (bad lines become rejects)."""
+    if b"\n" not in sample:
+        return True  # one line longer than the sample: nothing to judge it by
     content = [line.strip() for line in sample.split(b"\n")[:lines] if line.strip()]
     return any(line.startswith(b"{") for line in content)
 
@@ -96,7 +102,37 @@ def _text_format_from_content(first_line: bytes) -> str:
     return "tsv" if first_line.count(b"\t") > first_line.count(b",") else "csv"
 
 
-def sniff_format(file_path, file_format: str = "auto", encoding: str = "utf-8") -> SniffedFormat:
+# encoding="auto": the encodings tried, in order, on the first 64 KiB
+AUTO_ENCODINGS = ("utf-8", "cp1252", "latin-1")
+
+
+def detect_encoding(file_path) -> str:
+    """``encoding="auto"``: a UTF-16/32 or UTF-8 byte-order mark, else the first of UTF-8,
+    Windows-1252 and Latin-1 that decodes the first 64 KiB (Latin-1 decodes anything, so a
+    file is never refused for its encoding here; a later line that does not fit becomes an
+    ``encoding_error`` reject)."""
+    path = Path(file_path)
+    check_readable_file(path)
+    with open(path, "rb") as fh:
+        gzipped = fh.read(4).startswith(GZIP_MAGIC)
+    sample = _read_sample(path, gzipped)
+    for bom, name in ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+                      (b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if sample.startswith(bom):
+            return name
+    for name in AUTO_ENCODINGS:
+        try:
+            if name == "utf-8":  # a sample may end inside a multi-byte character: not final
+                codecs.getincrementaldecoder(name)().decode(sample)
+            else:
+                sample.decode(name)
+            return name
+        except UnicodeDecodeError:
+            continue
+    return "latin-1"
+
+
+def sniff_format(file_path, file_format: str = "auto", encoding: str = "utf-8", skip_lines: int = 0) -> SniffedFormat:
     """Return the format, compression and delimiter of ``file_path``.
 
     ``file_format="auto"`` takes the format from the name and checks it against the
@@ -140,7 +176,8 @@ def sniff_format(file_path, file_format: str = "auto", encoding: str = "utf-8") 
             f"{path}: looks like binary data, not CSV/TSV/JSONL text or Parquet "
             "(NUL or control bytes in the first 64 KiB)"
         )
-    first_line = _first_content_line(text_sample)
+    # skip_rows lines before the header (a preamble) say nothing about the format
+    first_line = _first_content_line(b"\n".join(text_sample.split(b"\n")[skip_lines:]) if skip_lines else text_sample)
     content_fmt = _text_format_from_content(first_line)
     if expected is None:
         fmt = content_fmt

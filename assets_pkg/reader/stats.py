@@ -12,6 +12,7 @@ class Chunk:
     errors: int  # rows rejected while producing this chunk
     processing_ms: float  # wall time spent producing it (read, parse, convert)
     batch: pa.RecordBatch
+    memory_bytes: int = 0  # Arrow memory the chunk's columns hold
 
 
 @dataclass
@@ -31,7 +32,7 @@ class ReadStats:
     rejected_lines: int = 0
     row_lines: int = 0
     chunks_with_errors: int = 0
-    avg_chunk_ms: float = 0.0
+    error_chunk_ids: list = field(default_factory=list)  # chunk_id of each chunk with rejects    avg_chunk_ms: float = 0.0
     peak_memory_mb: float = 0.0  # peak RSS of the process so far
     file_metadata: dict = field(default_factory=dict)  # path, size_bytes, format, compression, encoding, columns
     seconds: float = 0.0
@@ -69,6 +70,7 @@ class ReadStats:
             "total_rows": self.total_rows,
             "total_errors": self.total_errors,
             "chunks_with_errors": self.chunks_with_errors,
+            "error_chunk_ids": list(self.error_chunk_ids[:100]),
             "avg_chunk_ms": round(self.avg_chunk_ms, 2),
             "peak_memory_mb": self.peak_memory_mb,
             "seconds": round(self.seconds, 3),

@@ -9,6 +9,7 @@ file size. Each iteration is a fresh pass over the file (rejects and stats reset
 
 import asyncio
 import time
+from dataclasses import replace
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -20,13 +21,13 @@ from assets_pkg.io.atomic import atomic_path
 from assets_pkg.obs import peak_rss_mb
 from assets_pkg.reader.chunking import ChunkBuilder
 from assets_pkg.reader.csv_source import CsvSource
-from assets_pkg.reader.errors import AccountingError, RejectedRowError, RejectThresholdExceeded
+from assets_pkg.reader.errors import AccountingError, ReaderOptionError, RejectedRowError, RejectThresholdExceeded
 from assets_pkg.reader.jsonl_source import JsonlSource
 from assets_pkg.reader.options import validate_options
 from assets_pkg.reader.parquet_source import ParquetSource
 from assets_pkg.reader.progress import ProgressTracker, default_sink
 from assets_pkg.reader.rejects import Reject, rejects_table
-from assets_pkg.reader.sniff import sniff_format
+from assets_pkg.reader.sniff import detect_encoding, sniff_format
 from assets_pkg.reader.stats import Chunk, ReadStats
 
 # Below this many rows seen, one early reject would look like a huge rate: the threshold
@@ -56,7 +57,7 @@ class StreamingReader:
         skip_rows: int = 0,
         max_rows: int | None = None,
         skip_empty: bool = True,
-        strip_whitespace: bool = False,
+        strip_whitespace: bool = True,
         continue_on_error: bool = True,
         error_threshold: float = 0.05,
         report_progress: bool = False,
@@ -64,14 +65,17 @@ class StreamingReader:
         progress_callback: Callable | None = None,
         delimiter: str | None = None,
         max_quoted_lines: int = 1000,
+        skip_data_rows: int = 0,
     ):
         self.options = validate_options(
             file_path, file_format, encoding, chunk_size, memory_limit_mb, columns, column_types, skip_rows,
             max_rows, skip_empty, strip_whitespace, continue_on_error, error_threshold, report_progress,
-            progress_interval, progress_callback, delimiter, max_quoted_lines,
+            progress_interval, progress_callback, delimiter, max_quoted_lines, skip_data_rows,
         )
         self.path = self.options.file_path
-        self.format = sniff_format(self.path, self.options.file_format, self.options.encoding)
+        if self.options.encoding.lower() == "auto":
+            self.options = replace(self.options, encoding=detect_encoding(self.path))
+        self.format = sniff_format(self.path, self.options.file_format, self.options.encoding, self.options.skip_rows)
         self.size_bytes = self.path.stat().st_size
         self._schema: pa.Schema | None = None
         self._rejects: list[Reject] = []
@@ -161,6 +165,7 @@ class StreamingReader:
         stats.lines_read = source.header_lines + source.preamble_lines
         chunks = ChunkBuilder(opts.chunk_size, max(opts.block_bytes * 4, int(opts.memory_limit_mb * 2**20 / 8)), stats)
         rows = 0
+        sized = False  # chunk_size checked against the memory budget (on the first rows)
         blocks = None
         try:
             if opts.max_rows == 0:
@@ -172,6 +177,9 @@ class StreamingReader:
                 if block is None:
                     break
                 table, block_rejects, totals = block.table, block.rejects, block.line_totals()
+                if not sized and table.num_rows >= MIN_ROWS_FOR_RATE:  # enough rows for a typical size
+                    self._check_chunk_fits(table)
+                    sized = True
                 if opts.max_rows is not None and rows + table.num_rows >= opts.max_rows:
                     table, block_rejects, totals = self._cut_at_max_rows(block, opts.max_rows - rows)
                 if block_rejects and not opts.continue_on_error:
@@ -232,6 +240,24 @@ class StreamingReader:
         last_record = int(block.record_of_rows([keep - 1])[0])
         last_line = int(block.line_of_rows([keep - 1])[0])
         return table, [r for r in block.rejects if r.line < last_line], block.line_totals(records=last_record)
+
+    def _check_chunk_fits(self, table: pa.Table) -> None:
+        """A chunk of ``chunk_size`` rows, at the average size of the first block's rows
+        (at least 1,000 of them, so one long line does not decide), must fit in
+        ``memory_limit_mb``: else the budget cannot hold one chunk and the read stops here,
+        naming both options (the chunk builder cuts chunks at an eighth of the budget for
+        wide rows; this is the case where even that would hide a misconfiguration)."""
+        opts = self.options
+        per_row = table.nbytes / table.num_rows
+        need_mb = opts.chunk_size * per_row / 2**20
+        if need_mb > opts.memory_limit_mb:
+            fit = max(1, int(opts.memory_limit_mb * 2**20 / per_row))
+            raise ReaderOptionError(
+                "memory_limit_mb",
+                f"{self.path}: one chunk of chunk_size={opts.chunk_size:,} rows takes about {need_mb:,.0f} MiB "
+                f"({per_row:,.0f} bytes a row in the first rows), more than memory_limit_mb={opts.memory_limit_mb}; "
+                f"lower chunk_size to at most {fit:,} or raise memory_limit_mb to {int(need_mb) + 1}",
+            )
 
     def _check_threshold(self, final: bool) -> None:
         stats = self._stats
