@@ -37,10 +37,17 @@ Behaviour worth knowing (each is tested in assets_pkg_tests/test_reader_*.py):
 - ``error_threshold``: rejected lines / (row lines + rejected lines) is checked after
   each block once 1,000 lines were seen and at the end; above it the read stops with
   RejectThresholdExceeded (chunks already yielded stay yielded: write atomically).
-- ``skip_rows`` skips that many lines after the header (JSONL/Parquet: the first lines
-  or rows) without parsing them. ``skip_empty`` skips blank lines; ``False`` keeps them
-  as all-null rows (CSV/TSV; JSONL always skips them). ``strip_whitespace`` strips
-  header names and string values (CSV/TSV go through the slower text path then).
+- ``skip_rows`` skips that many lines before the header (a preamble; JSONL/Parquet: the
+  first lines or rows); ``skip_data_rows`` skips lines right after the header. Skipped
+  lines keep their physical numbers. ``skip_empty`` (default) skips rows whose selected
+  columns are all empty, blank lines included (CSV/TSV; JSONL always skips blank lines);
+  ``False`` keeps them as all-null rows. ``strip_whitespace`` (default on) strips header
+  names and values; text columns are trimmed after the typed parse, a number with spaces
+  around it goes through the text path. ``encoding="auto"``: a byte-order mark, else the
+  first of UTF-8, Windows-1252, Latin-1 that decodes the first 64 KiB.
+- Memory: a budget too small for one chunk of ``chunk_size`` rows (at the average size of
+  the first 1,000+ rows) stops the read naming both options; each chunk reports
+  ``memory_bytes``; ``stats.error_chunk_ids`` lists the chunks that had rejects.
 - Memory: ``memory_limit_mb`` sets the parse block (1/16 of it, 256 KiB..2 MiB); three
   blocks are in flight. Blocks are joined into chunks of ``chunk_size`` rows (the last
   one shorter), cut earlier when a chunk would pass 1/8 of ``memory_limit_mb`` (at
