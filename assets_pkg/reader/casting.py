@@ -98,8 +98,10 @@ def normalize_strings(values: pa.Array, strip: bool) -> pa.Array:
     (the parser already maps empty fields to null, stripping can create new ones)."""
     if strip:
         values = pc.utf8_trim_whitespace(values)
-        # pa.nulls, not pa.scalar(None): a Python value would make pyarrow import pandas
-        values = pc.if_else(pc.equal(values, ""), pa.nulls(len(values), values.type), values)
+        # no Python values here (pa.scalar("") and the like make pyarrow import pandas):
+        # empty = length cast to bool, inverted
+        empty = pc.invert(pc.cast(pc.utf8_length(values), pa.bool_()))
+        values = pc.if_else(empty, pa.nulls(len(values), values.type), values)
     return values
 
 

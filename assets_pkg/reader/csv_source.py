@@ -159,14 +159,20 @@ class CsvSource:
         inferred: dict[str, pa.DataType] = {}
         parsed = None
         if undeclared and self._first is not None:
-            if not self.opts.strip_whitespace:
-                try:
-                    parsed = self._read(self._first_prepared.data, declared)
-                    inferred = {name: parsed[0].schema.field(name).type for name in undeclared}
-                except pa.ArrowInvalid:
-                    parsed = None
+            data = self._first_prepared.data
+            try:
+                parsed = self._read(data, declared)
+                inferred = {name: parsed[0].schema.field(name).type for name in undeclared}
+            except pa.ArrowInvalid:
+                parsed = None
             if parsed is None:
-                inferred = self._infer_from_text(self._first_prepared.data, undeclared)
+                inferred = self._infer_from_text(data, undeclared)
+            elif self.opts.strip_whitespace:
+                # Arrow sees " 5 " as text: only columns with spaces around a value are
+                # inferred again from their stripped text (the common case costs nothing)
+                padded = [n for n in undeclared if pa.types.is_string(inferred[n]) and _padded(parsed[0].column(n))]
+                if padded:
+                    inferred.update(self._infer_from_text(data, padded))
         fields = []
         for name in self.columns:
             dtype = declared.get(name) or inferred.get(name, pa.string())
@@ -349,6 +355,12 @@ class CsvSource:
             rejected_records=merge_sorted(invalid_rec, bad_text_rec, failure_rec), skipped_records=blank_rec,
             line_count=prepared.line_count, record_lines=records,
         )
+
+
+def _padded(column) -> bool:
+    """Whether any value of a text column has whitespace around it."""
+    trimmed = pc.utf8_trim_whitespace(column)
+    return bool(pc.any(pc.not_equal(column, trimmed)).as_py())
 
 
 def _records_of_rows(rows: np.ndarray, invalid_rec: np.ndarray) -> np.ndarray:
