@@ -77,7 +77,7 @@ def test_generated_config_class_works_as_asset_config(monkeypatch):
 
 @pytest.mark.parametrize("config_cls,model,extra,hidden", [
     (SplitConfig, SplitParams, set(), set()),
-    (SummaryConfig, SummarySettings, {"accounts"}, {"value_types"}),  # value_types: the file only
+    (SummaryConfig, SummarySettings, {"accounts", "config_file", "backfill_filter"}, {"value_types"}),  # value_types: the file only
     (IngestConfig, IngestSettings, set(), set()),
     (TimeseriesConfig, TimeseriesSettings, set(), {"start_date"}),  # the partitions' start: read at load
 ])

@@ -170,7 +170,7 @@ def test_cli_run_modes_end_to_end(data_root, inbox, capsys):
     write_batch(inbox, "0001.parquet", BASE)
     assert main(["summary", "run", "--mode", "initial"]) == 0
     write_batch(inbox, "0002.parquet", [(1, "2024-05", 1.0, 0, 9)])
-    assert main(["summary", "run", "--mode", "forward"]) == 0
+    assert main(["summary", "run", "--mode", "forward", "--start-month", "2024-05"]) == 0
     out = capsys.readouterr().out
     assert "months 2024-05..2024-05 succeeded" in out
     write_batch(inbox, "0003.parquet", [(2, "2024-02", 7.0, 0, 9)])

@@ -48,11 +48,31 @@ monthly_partitions = dg.MonthlyPartitionsDefinition(
 class SummaryConfig(config_class(SummarySettings, defaults=lambda: dict(load_summary_settings()),
                                  exclude=("value_types",))):
     """Summary settings; defaults come from the SUMMARY_CONFIG file (or the built-in ones),
-    read when the run starts."""
+    read when the run starts; ``config_file`` names another such file for this run."""
 
+    config_file: str = Field(
+        default="", description="A summary settings file (YAML/JSON) for this run instead of $SUMMARY_CONFIG; "
+                                "fields set here still override it (`summary run --config`).")
     accounts: list[str] | None = Field(
         default=None, description="account_summary only: recompute just these accounts, merged into the month files."
     )
+    backfill_filter: str | None = Field(
+        default=None, description="account_summary only: a predicate over the source columns "
+                                  "(`summary run --backfill-filter`); the accounts with matching records in the "
+                                  "run's months are rebuilt and merged into the month files.")
+
+    def __init__(self, **values):
+        if values.get("config_file"):
+            # the settings this run leaves unset come from its file, not from $SUMMARY_CONFIG
+            found = load_summary_settings(values["config_file"]).to_dict()
+            values = {**{n: found[n] for n in SummarySettings.model_fields if n != "value_types"}, **values}
+        super().__init__(**values)
+
+    def settings(self) -> SummarySettings:
+        if not self.config_file:
+            return super().settings()
+        chosen = {n: getattr(self, n) for n in SummarySettings.model_fields if n != "value_types"}
+        return SummarySettings.build(**{**dict(load_summary_settings(self.config_file)), **chosen})
 
 
 def _case_metadata(tags: dict) -> dict:
@@ -83,7 +103,7 @@ def account_summary(context: dg.AssetExecutionContext, config: SummaryConfig, du
     cfg = config.settings()
     result = rebuild_months(
         cfg, months[0], months[-1], month_file, accounts=config.accounts, con=duckdb.connect(), logger=context.log,
-        run_id=context.run_id,
+        run_id=context.run_id, record_filter=config.backfill_filter,
     )
     for outcome in result.outcomes:
         yield check_result(outcome, ACCOUNT_SUMMARY)

@@ -25,7 +25,8 @@ from assets_pkg.summary.month_file import FINGERPRINT_KEY, write_month_file
 from assets_pkg.summary.months import add_months, month_index, month_str
 from assets_pkg.summary.plan import reflected_files
 from assets_pkg.summary.ring import MonthRows
-from assets_pkg.summary.source import Source, SourceProfile, list_batch_files
+from assets_pkg.summary.record_filter import matching_accounts_sql, validate_filter
+from assets_pkg.summary.source import VIEW, Source, SourceProfile, list_batch_files
 from assets_pkg.summary.validate import summary_outcomes
 
 
@@ -39,6 +40,7 @@ class RebuildResult:
     outcomes: list[CheckOutcome] = field(default_factory=list)
     newly_processed: list[str] = field(default_factory=list)
     skipped_batches: dict[str, str] = field(default_factory=dict)  # name -> error (skip_bad_batches)
+    filter_accounts: int | None = None  # accounts a record filter matched (None: no filter)
 
     def metadata(self) -> dict:
         meta = self.stats.metadata()
@@ -53,6 +55,8 @@ class RebuildResult:
                 "skipped_batches": len(self.skipped_batches),
             }
         )
+        if self.filter_accounts is not None:
+            meta["backfill_filter_accounts"] = self.filter_accounts
         if self.skipped_batches:
             meta["skipped_batch_files"] = self.skipped_batches
         return meta
@@ -87,15 +91,26 @@ def rebuild_months(
     state_file: Path | None = None,
     on_month: Callable[[str, int], None] | None = None,
     run_id: str | None = None,
+    record_filter: str | None = None,
 ) -> RebuildResult:
     """Recompute months ``start..end`` (inclusive) from every batch in the inbox.
 
     ``accounts``: recompute only these accounts and merge them into the existing month
     files (other accounts' rows are kept as they are). With ``update_state`` it runs under
     the summary's domain lock (``run_id`` names the holder to a run that has to wait).
+
+    ``record_filter`` (``--backfill-filter``): a predicate over the source columns
+    (:func:`assets_pkg.summary.record_filter.validate_filter`). The backfill reads the
+    records of ``start..end`` that pass it and rebuilds the accounts they belong to (within
+    ``accounts`` if given), merged into the month files like ``accounts``. Those rows are
+    computed from all of the account's records, so every month stays the pure function of
+    the source its checks verify (the original's backfill patched the filtered records into
+    the existing summary: the same result when the summary was current).
     """
     con = con or connect()
     accounts = parse_accounts(cfg, accounts)
+    if record_filter is not None:
+        record_filter = validate_filter(cfg, record_filter)
     # One writer at a time, from listing the source to saving the state: a run that waited
     # computes from the batches as they are now, never from a list taken before another
     # run's batch landed, and merges into the state that run saved. A build that records no
@@ -104,14 +119,21 @@ def rebuild_months(
     lock = domain_lock("summary", run_id, logger=logger, folder=folder) if update_state else nullcontext()
     with lock:
         return _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_checks, update_state,
-                               now_month, state_file, on_month)
+                               now_month, state_file, on_month, record_filter)
 
 
 def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_checks, update_state, now_month,
-                    state_file, on_month) -> RebuildResult:
+                    state_file, on_month, record_filter) -> RebuildResult:
     files = list_batch_files(cfg.source_path)
     with Source(con, cfg, files, now_month=now_month, logger=logger) as source:
         profile = source.profile()  # raises on bad input: nothing written yet
+        if record_filter is not None:
+            sql = matching_accounts_sql(cfg, VIEW, source.good_rows_sql(), record_filter)
+            matched = [r[0] for r in con.execute(sql, {"lo": month_index(start), "hi": month_index(end)}).fetchall()]
+            accounts = matched if accounts is None else [a for a in accounts if a in set(matched)]
+            if logger is not None:
+                logger.info(f"--backfill-filter {record_filter!r}: {len(matched)} account(s) with matching records "
+                            f"in {start}..{end}")
 
         def write(month: str, rows: MonthRows):
             path = month_path(month)
@@ -140,7 +162,8 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
         newly = sorted(n for n, e in updated.items() if processed.get(n) != e)
         if updated != processed:
             summary_state.save_processed(updated, state_file)
-    return RebuildResult(start, end, stats, profile, len(files), outcomes, newly, dict(source.skipped))
+    return RebuildResult(start, end, stats, profile, len(files), outcomes, newly, dict(source.skipped),
+                         None if record_filter is None else len(accounts))
 
 
 def _merge_accounts(table: pa.Table, path: Path, cfg: SummarySettings, accounts: list) -> pa.Table:

@@ -237,10 +237,11 @@ def existing_month_files() -> list[Path]:
     return layout.partition_files(MONTHS_ASSET_PATH)
 
 
-def plan_pending(cursor: dict | None = None, logger=None):
+def plan_pending(cursor: dict | None = None, logger=None, cfg=None):
     """(plan, new files, gone entries) for what is not yet processed (nor in ``cursor``):
-    what the sensor requests, ``summary plan`` prints and the demo reports."""
-    cfg = load_summary_settings()
+    what the sensor requests, ``summary plan`` prints and the demo reports. ``cfg``:
+    the settings (default: $SUMMARY_CONFIG)."""
+    cfg = cfg or load_summary_settings()
     files = list_batch_files(cfg.source_path)
     processed = summary_state.load_processed()
     new, gone = summary_state.pending_files(files, processed, also_seen=cursor or {})

@@ -377,22 +377,30 @@ def _process_batch(con, spec: DatasetSpec, batch: pa.RecordBatch, start_us, end_
     con.execute("DROP TABLE IF EXISTS __ts_parsed")
 
 
+def _utc_day(us: int) -> dt.date:
+    return (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=us)).date()
+
+
+def day_span(con, spec: DatasetSpec) -> tuple[str, str] | None:
+    """(first, last) UTC day with a timestamp in the dataset's file; None: no rows."""
+    stats = scan_time_range(con, spec)
+    if stats.min_ts_us is None:
+        return None
+    return _utc_day(stats.min_ts_us).isoformat(), _utc_day(stats.max_ts_us).isoformat()
+
+
+def days_between(first: str, last: str) -> list[str]:
+    d0, d1 = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    return [(d0 + dt.timedelta(days=i)).isoformat() for i in range((d1 - d0).days + 1)]
+
+
 def data_days(catalog) -> list[str]:
     """UTC days between the earliest and the latest timestamp of any dataset."""
     con = connect()
-    lo, hi = None, None
     try:
-        for spec in catalog.datasets:
-            stats = scan_time_range(con, spec)
-            if stats.min_ts_us is None:
-                continue
-            lo = stats.min_ts_us if lo is None else min(lo, stats.min_ts_us)
-            hi = stats.max_ts_us if hi is None else max(hi, stats.max_ts_us)
+        spans = [span for spec in catalog.datasets if (span := day_span(con, spec)) is not None]
     finally:
         con.close()
-    if lo is None:
+    if not spans:
         return []
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-    d0 = (epoch + dt.timedelta(microseconds=lo)).date()
-    d1 = (epoch + dt.timedelta(microseconds=hi)).date()
-    return [(d0 + dt.timedelta(days=i)).isoformat() for i in range((d1 - d0).days + 1)]
+    return days_between(min(s[0] for s in spans), max(s[1] for s in spans))
