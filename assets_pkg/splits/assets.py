@@ -27,6 +27,7 @@ from assets_pkg.splits.pipeline import (
     clear_failure,
     consolidate,
     failed_shards,
+    in_flight,
     manifest_file,
     prune_stages,
     read_json,
@@ -170,7 +171,7 @@ def shard_profile(context: dg.AssetExecutionContext, split_config: SplitConfig, 
     # one at a time: two streaming readers next to Dagster's own ~170 MB measured 500-525 MB
     # peak at 10M rows, at the 512 MB budget, for ~10% less time. Progress is logged for the
     # step (throttled), not per shard.
-    pool = ShardPool(duckdb.connect(), shards, isolated(profile), one_thread_each=True)
+    pool = ShardPool(duckdb.connect(), shards, isolated(profile), one_thread_each=True, **in_flight(params))
 
     def lazy_profile(shard: Shard) -> pa.RecordBatchReader:
         def batches():  # computed (or picked up) when the IO manager writes this partition
@@ -236,6 +237,7 @@ def customer_allocation(context: dg.AssetExecutionContext, profiles: list[Path],
             "oot_customers": manifest["customers"]["oot"],
             "shards": len(manifest["shards"]),
             "labels": dg.MetadataValue.json(manifest["labels"]),
+            "label_changed_rows": manifest["label_changed"],
             "expected_rows": dg.MetadataValue.json(rows),
             "changed_shards": dg.MetadataValue.json(manifest["changed_shards"]),
             "failed_shards": dg.MetadataValue.json(failed),
@@ -343,12 +345,15 @@ def _split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, 
             "rows_by_shard": dg.MetadataValue.json({r.key: r.counts[name] for r in run_results}),
             "bytes": sum(r.bytes[name] for r in run_results),
             "files_written": sum(1 for r in run_results if r.files[name] is not None),
+            # as the original reports them: input shards that gave this split no row
+            "empty_shards": sum(1 for r in run_results if not r.counts[name]),
             "shards": len(run_results),
             "format": params.output_format,
             "seconds": stats["seconds"],
             "peak_rss_mb": stats["peak_rss_mb"],
         }
-        meta["label_rate"] = dg.MetadataValue.json(rates.get(name, {}))
+        if params.labelled:
+            meta["label_rate"] = dg.MetadataValue.json(rates.get(name, {}))
         if name == "train":
             meta.update(_accounting_metadata(run_results))
             meta["affected_shards_resplit"] = dg.MetadataValue.json(affected)

@@ -62,7 +62,9 @@ def run_all(inbox: Path, warehouse: Path, exports: Path | None, params: SplitPar
     allocation, manifest = write_allocation(con, profile_paths, params, warehouse, failed)
     results = split_and_write(con, good, params, warehouse, manifest, found.signature,
                               customers=allocation.customers)
-    manifest["label_rate"] = update_label_rates(con, warehouse, params)
+    rates = update_label_rates(con, warehouse, params)
+    if params.labelled:
+        manifest["label_rate"] = rates
     prune_stages(warehouse, found)
     summary = {"shards": len(found.shards), "problems": [str(p) for p in found.problems],
                "failed": failed, "results": results, "manifest": manifest}
@@ -96,8 +98,9 @@ def profile_all(con, shards: list[Shard], params: SplitParams, warehouse: Path, 
 
     failures = []
     work = isolated(one) if isolate else one
-    for shard, result in zip(shards, ShardPool(con, shards, work, concurrent=lambda shard: True,
-                                               one_thread_each=True)):
+    pool = ShardPool(con, shards, work, concurrent=lambda shard: True, one_thread_each=True,
+                     **in_flight(params))
+    for shard, result in zip(shards, pool):
         if isinstance(result, ShardFailure):
             shard_file(warehouse, "shard_profile", shard.key).unlink(missing_ok=True)
             record_failure(warehouse, result)
@@ -221,7 +224,8 @@ def split_and_write(con, shards: list[Shard], params: SplitParams, warehouse: Pa
                                                             staging.identity(shard, signature))
 
     results = []
-    pool = ShardPool(con, shards, one, concurrent=staged_or_parquet)  # sees DuckDB's threads before the block
+    # sees DuckDB's threads before the block
+    pool = ShardPool(con, shards, one, concurrent=staged_or_parquet, **in_flight(params))
     # both settings are global: set once for every cursor of the pool
     with joins_built_on_allocation(con), one_thread_per_statement(con):
         for result in pool:
@@ -270,6 +274,10 @@ def update_label_rates(con, warehouse: Path, params: SplitParams) -> dict:
     """Label rate per split over every written shard, stored in the split manifest."""
     manifest = read_json(manifest_file(warehouse))
     if manifest is None:
+        return {}
+    if not params.labelled:  # no labels: no label rates (absent, not empty)
+        manifest.pop("label_rate", None)
+        atomic_write_json(manifest_file(warehouse), manifest)
         return {}
     manifest["label_rate"] = output_label_rates(con, warehouse, params, manifest["labels"])
     atomic_write_json(manifest_file(warehouse), manifest)
@@ -331,6 +339,11 @@ def consolidate(con, warehouse: Path, exports: Path, fmt: str) -> dict:
         manifest["consolidated"] = out
         atomic_write_json(layout.exports_dir("splits", exports) / MANIFEST_NAME, manifest)
     return out
+
+
+def in_flight(params: SplitParams) -> dict:
+    """ShardPool's width from MAX_WORKERS: shards worked on at once, and computed ahead."""
+    return {"workers": params.max_workers, "ahead": params.max_workers}
 
 
 # -- paths ----------------------------------------------------------------------------------
