@@ -244,7 +244,7 @@ def test_determinism_same_inputs_identical_outputs(tmp_path, monkeypatch):
         run(root)
         # (shard_profile records input mtimes, so only the split outputs are compared)
         files = sorted(f for s in ("train", "val", "oot") for f in (root / "warehouse" / "splits" / s).glob("part-*"))
-        files += sorted((root / "exports" / "splits").glob("*/*.parquet"))
+        files += sorted((root / "exports" / "splits").rglob("*.parquet"))
         outputs.append({str(f.relative_to(root)): f.read_bytes() for f in files})
     assert outputs[0].keys() == outputs[1].keys() and len(outputs[0]) > 10
     assert outputs[0] == outputs[1]
@@ -682,3 +682,69 @@ def test_a_shard_that_cannot_be_read_fails_alone_and_the_others_are_split(tmp_pa
     run(data_root, exports=False)
     assert not failure_file(data_root / "warehouse", "00004").exists()
     assert all(o.passed for o in invariants.global_outcomes(connect(), data_root / "warehouse", inbox, params))
+
+
+# -- the export tree (the original's output modes) -------------------------------------------
+def _tree(root: Path) -> list[str]:
+    base = root / "exports" / "splits"
+    return sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file() and p.name != "split_manifest.json")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_the_three_output_modes_write_the_original_tree_with_equal_counts(data_root, inbox, fmt):
+    from assets_pkg.splits.pipeline import consolidate
+
+    # shard 1: pre-split and post-split rows; shard 2: pre-split only (no OOT part)
+    write_shard(rows([("A", "2023-01-01", "1"), ("B", "2023-02-01", "0"), ("C", "2024-02-01", "1"),
+                      ("D", "2024-03-01", "0")]), inbox / "part-00001.parquet")
+    write_shard(rows([("E", "2023-05-01", "0"), ("F", "2023-06-01", "1")]), inbox / "part-00007.csv")
+    ext = fmt
+    base = make_params(**{**SETTINGS, "output_format": fmt})
+    summary = run(data_root, base)
+    expected = {t: sum(summary["manifest"]["rows"][s] for s in [t]) for t in ("train", "val", "oot")}
+    single = sorted([f"training_data/train/train_processed_data.{ext}", f"training_data/val/val_processed_data.{ext}",
+                     f"training_data/test/test_processed_data.{ext}", f"oot_data/oot_data.{ext}"])
+    assert _tree(data_root) == single  # default: ENABLE_TRUE_STREAMING=false
+    out_single = summary["consolidated"]
+
+    con = connect()
+    streaming = make_params(**{**SETTINGS, "output_format": fmt, "enable_true_streaming": True})
+    out_shards = consolidate(con, data_root / "warehouse", data_root / "exports", streaming)
+    parts = {f"training_data/{t}/part-{k}.{ext}" for t, s in (("train", "train"), ("val", "val"), ("test", "oot"))
+             for k in ("00001", "00007") if shard_file(data_root / "warehouse", s, k, fmt).exists()}
+    parts |= {f"oot_data/part-{k}.{ext}" for k in ("00001", "00007")
+              if shard_file(data_root / "warehouse", "oot", k, fmt).exists()}
+    assert "oot_data/part-00001." + ext in parts and "oot_data/part-00007." + ext not in parts
+    assert _tree(data_root) == sorted(parts)  # the single files are gone: no stale tree
+    assert invariants.consolidated_matches(data_root / "warehouse", data_root / "exports", streaming).passed
+    assert not invariants.consolidated_matches(data_root / "warehouse", data_root / "exports", base).passed
+
+    both = make_params(**{**SETTINGS, "output_format": fmt, "enable_true_streaming": True,
+                          "consolidate_streaming_output": True})
+    out_both = consolidate(con, data_root / "warehouse", data_root / "exports", both)
+    assert _tree(data_root) == single  # the parts are gone again
+    assert invariants.consolidated_matches(data_root / "warehouse", data_root / "exports", both).passed
+
+    for out in (out_single, out_shards, out_both):
+        got = {t: out[t]["rows"] for t in ("train", "val", "test", "oot_data")}
+        assert got == {"train": expected["train"], "val": expected["val"], "test": expected["oot"],
+                       "oot_data": expected["oot"]}
+    assert expected["oot"] == 2
+
+
+def test_empty_splits_still_get_their_single_files(data_root, inbox):
+    write_shard(rows([("A", "2023-01-01", "1"), ("B", "2023-02-01", "0")]), inbox / "part-00001.parquet")
+    run(data_root)  # nothing after the split date: no OOT row
+    test_file = data_root / "exports/splits/training_data/test/test_processed_data.parquet"
+    oot_file = data_root / "exports/splits/oot_data/oot_data.parquet"
+    assert file_rows(test_file) == 0 and file_rows(oot_file) == 0
+    assert "customer_id" in pq.read_schema(oot_file).names
+
+
+def test_an_old_layout_export_is_removed(data_root, inbox):
+    old = data_root / "exports/splits/train/train_processed_data.parquet"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"old")
+    write_shard(rows([("A", "2023-01-01", "1")]), inbox / "part-00001.parquet")
+    run(data_root)
+    assert not old.exists() and not old.parent.exists()

@@ -381,24 +381,32 @@ def _accounting_metadata(results) -> dict:
     kinds=KINDS,
     owners=OWNERS,
     check_specs=[dg.AssetCheckSpec("consolidated_matches_shards", asset=CONSOLIDATED_KEY,
-                                   description="each consolidated file has exactly its split's shard rows")],
-    code_version="1",
+                                   description="the export tree (chosen mode) has exactly its splits' shard rows")],
+    code_version="2",  # 2: the original's tree (training_data/, oot_data/) in the chosen mode
 )
 def consolidated(context: dg.AssetExecutionContext, split_config: SplitConfig, duckdb: DuckDBResource):
-    """Single files per split for batch users: exports/splits/{train,val,oot}/<split>_processed_data.<ext>,
-    streamed from the shards (row counts equal the shards exactly) plus the split manifest."""
+    """The original scripts' export tree under exports/splits/, from the split shards (row
+    counts equal the shards exactly), plus the split manifest. ENABLE_TRUE_STREAMING=false
+    (default) or CONSOLIDATE_STREAMING_OUTPUT=true: single files
+    training_data/{train,val,test}/<split>_processed_data.<ext> and oot_data/oot_data.<ext>
+    (test and oot_data: the OOT rows; written even when empty); ENABLE_TRUE_STREAMING=true
+    alone: 1:1 shards training_data/{train,val,test}/part-NNNNN.<ext>, oot_data/part-NNNNN.<ext>.
+    The other mode's files are removed."""
     params = split_config.params()
     settings = get_settings()
     started = time.perf_counter()
     with splits_lock(context):  # shards and manifest of one moment, not half of another run's pass 2
-        out = consolidate(duckdb.connect(), settings.warehouse, settings.exports, params.output_format)
-        outcome = invariants.consolidated_matches(settings.warehouse, settings.exports, params.output_format)
-    meta = {"dagster/row_count": sum(v["rows"] for v in out.values()),
-            "bytes": sum(v["bytes"] for v in out.values()),
+        out = consolidate(duckdb.connect(), settings.warehouse, settings.exports, params)
+        outcome = invariants.consolidated_matches(settings.warehouse, settings.exports, params)
+    targets = {k: v for k, v in out.items() if k != "mode"}
+    meta = {"dagster/row_count": sum(v["rows"] for k, v in targets.items() if k != "oot_data"),
+            "bytes": sum(v["bytes"] for v in targets.values()),
+            "mode": out["mode"],
             "seconds": round(time.perf_counter() - started, 3)}
-    for name, v in out.items():
+    for name, v in targets.items():
         meta[f"rows_{name}"] = v["rows"]
-        meta[f"path_{name}"] = v["path"] or "(no rows: no file)"
+        meta[f"files_{name}"] = len(v["files"])
+    meta["path"] = dg.MetadataValue.path(str(layout.exports_dir("splits", settings.exports)))
     return dg.MaterializeResult(metadata=meta, check_results=[check_result(outcome, CONSOLIDATED_KEY)])
 
 

@@ -23,6 +23,7 @@ from assets_pkg.io.formats import FORMATS
 from assets_pkg.splits import staging
 from assets_pkg.splits.allocation import Allocation, build_allocation, manifest_for
 from assets_pkg.splits.discovery import Discovery, Shard, discover, shard_key
+from assets_pkg.splits.export import single_file, write_export
 from assets_pkg.splits.outputs import files_relation, output_label_rates, shard_output_files
 from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.pass2 import (
@@ -71,7 +72,7 @@ def run_all(inbox: Path, warehouse: Path, exports: Path | None, params: SplitPar
     if failed:  # the others are split; nothing is consolidated from a partial split
         raise ShardsFailed(failed)
     if exports is not None:
-        summary["consolidated"] = consolidate(con, warehouse, exports, params.output_format)
+        summary["consolidated"] = consolidate(con, warehouse, exports, params)
     return summary
 
 
@@ -314,29 +315,14 @@ def stale_shards(warehouse: Path, manifest: dict, exclude=()) -> list[str]:
 # -- consolidation --------------------------------------------------------------------------
 
 
-def consolidate(con, warehouse: Path, exports: Path, fmt: str) -> dict:
-    """One file per split under exports/splits/<split>/, streamed from the shard files
-    (in shard-number order: the same inputs give byte-identical files)."""
-    con.execute("SET preserve_insertion_order = true")
-    con.execute("SET enable_progress_bar = false")
-    out = {}
-    for name in SPLITS:
-        files = [p for k, p in sorted(shard_output_files(warehouse, name).items()) if k.isdigit()]
-        target = consolidated_file(exports, name, fmt)
-        rel = files_relation(con, files)
-        if rel is None:
-            target.unlink(missing_ok=True)
-            out[name] = {"rows": 0, "bytes": 0, "path": None, "shards": 0}
-        else:
-            res = write_table(rel, target, fmt)
-            out[name] = {"rows": res.rows, "bytes": res.bytes, "path": str(res.path) if res.path else None,
-                         "shards": len(files)}
-        for other in FORMATS:
-            if other != fmt:
-                consolidated_file(exports, name, other).unlink(missing_ok=True)
+def consolidate(con, warehouse: Path, exports: Path, params: SplitParams) -> dict:
+    """The export tree under exports/splits/ in the chosen mode (:mod:`~assets_pkg.splits.export`),
+    streamed from the shard files in shard-number order (the same inputs give byte-identical
+    files), and the split manifest beside it."""
     manifest = read_json(manifest_file(warehouse))
+    out = write_export(con, warehouse, exports, params, (manifest or {}).get("schema"))
     if manifest is not None:
-        manifest["consolidated"] = out
+        manifest["export"] = out
         atomic_write_json(layout.exports_dir("splits", exports) / MANIFEST_NAME, manifest)
     return out
 
@@ -375,7 +361,9 @@ def state_file(warehouse: Path, key: str) -> Path:
 
 
 def consolidated_file(exports: Path, split: str, fmt: str) -> Path:
-    return layout.exports_dir("splits", exports) / split / f"{split}_processed_data.{file_extension(fmt)}"
+    """The single export file holding a warehouse split's rows (oot: training_data/test/)."""
+    target = {"oot": "test"}.get(split, split)
+    return single_file(exports, target, fmt)
 
 
 def read_json(path: Path) -> dict | None:
