@@ -7,6 +7,19 @@ import duckdb
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def split_settings(monkeypatch) -> dict:
+    """The demo data's split settings as env vars: DATE_COLUMN, GROUP_ID_COLUMN and
+    SPLIT_DATE are required (no defaults), so every test sets them, as the demo does; a
+    test of their absence deletes them. Subprocesses inherit them."""
+    from assets_pkg.demo.splits import demo_env
+
+    env = demo_env()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
 @pytest.fixture
 def data_root(tmp_path: Path, monkeypatch) -> Path:
     """A fresh data root (ASSETS_PKG_DATA_DIR) with DAGSTER_HOME inside it."""

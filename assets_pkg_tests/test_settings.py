@@ -168,6 +168,14 @@ def test_bad_split_setting_fails_only_the_splits_domain(tmp_path):
 
 
 @pytest.mark.slow
+def test_unset_required_split_setting_fails_only_the_splits_domain(tmp_path):
+    out = probe(tmp_path, SPLIT_DATE="")  # empty is unset; the code location still loads
+    assert "SPLIT_DATE='' is not set; it is required" in out["splits_tick"]
+    assert "SPLIT_DATE='' is not set; it is required" in out["splits"]
+    assert out["summary"] == "ok"
+
+
+@pytest.mark.slow
 def test_broken_summary_config_fails_only_the_summary_domain(tmp_path):
     broken = tmp_path / "summary.yaml"
     broken.write_text("history_length: [unclosed\n")

@@ -120,7 +120,8 @@ def test_sensor_one_run_for_all_new_shards_and_bad_names_reported(data_root, inb
     for key in added:
         assert partition_path(["splits", "shard_profile"], key).exists()
         assert partition_path(["splits", "train"], key).exists()
-    assert (data_root / "exports/splits/train/train_processed_data.parquet").exists()
+    assert (data_root / "exports/splits/training_data/train/train_processed_data.parquet").exists()
+    assert (data_root / "exports/splits/oot_data/oot_data.parquet").exists()
     materialized = instance.get_materialized_partitions(dg.AssetKey(["splits", "oot"]))
     assert materialized == set(added)
 
@@ -311,7 +312,7 @@ def test_failed_error_check_blocks_consolidation(data_root, inbox, instance):
     (result,) = launch_no_raise(defs, instance, data)
     assert not result.success
     assert checks_of(result)[("splits/train", "shard_mapping")] is False
-    assert not (data_root / "exports/splits/train/train_processed_data.parquet").exists()
+    assert not (data_root / "exports/splits/training_data").exists()
     outcome = {o.name: o for o in evaluate_materialized()}["shard_mapping"]
     assert not outcome.passed and "oot/part-00077.parquet" in outcome.metadata["orphans"]
 

@@ -35,7 +35,8 @@ def test_demo_run_reports_rows_and_green_checks(data_root, instance):
     assert not report.failed_error_checks, text
     for check in ("no_customer_leakage", "shard_mapping", "row_accounting", "consolidated_matches_shards"):
         assert any(name == check for (_, name) in report.checks), check
-    assert (data_root / "exports/splits/oot/oot_processed_data.parquet").exists()
+    assert (data_root / "exports/splits/training_data/test/test_processed_data.parquet").exists()
+    assert (data_root / "exports/splits/oot_data/oot_data.parquet").exists()
     assert instance.get_dynamic_partitions("splits_shards") == ["00001", "00005", "00010", "00042", "00099"]
 
 

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assets_pkg.demo.splits import make_rows, write_shard
+from assets_pkg.demo.splits import SETTINGS, make_rows, write_shard
 from assets_pkg.duck import connect
 from assets_pkg.settings import SettingError
 from assets_pkg.splits import invariants
@@ -39,7 +39,7 @@ def rows(records) -> pa.Table:
 
 
 def run(root: Path, params=None, exports=True):
-    params = params or make_params()
+    params = params or make_params(**SETTINGS)
     return run_all(root / "inbox" / "transactions", root / "warehouse", root / "exports" if exports else None, params)
 
 
@@ -103,6 +103,7 @@ def test_classify_keys_are_five_digits():
         ("TRAIN_RATIO", "abc", "TRAIN_RATIO"),
         ("OUTPUT_FORMAT", "xlsx", "OUTPUT_FORMAT"),
         ("MAIN_TASK_INDEX", "3", "MAIN_TASK_INDEX"),
+        ("MAX_WORKERS", "0", "MAX_WORKERS"),
     ],
 )
 def test_invalid_settings_name_the_variable(monkeypatch, var, value, needle):
@@ -163,7 +164,7 @@ def test_one_to_one_mapping_and_consolidated_counts(data_root, inbox):
     assert "merchant.category" in train.column_names
     assert set(train.column("label").to_pylist()) <= {0, 1, 2}
     assert manifest["labels"]["map"] == {"chargeback": 0, "fraud": 1, "legit": 2}
-    outcomes = invariants.global_outcomes(connect(), data_root / "warehouse", inbox, make_params())
+    outcomes = invariants.global_outcomes(connect(), data_root / "warehouse", inbox, make_params(**SETTINGS))
     assert all(o.passed for o in outcomes), [o.line() for o in outcomes]
 
 
@@ -181,7 +182,7 @@ def _leaky_inbox(inbox: Path) -> list[str]:
 @pytest.mark.parametrize("policy", ["exclude_train", "exclude_known"])
 def test_no_leakage_under_both_policies(data_root, inbox, policy):
     ids = _leaky_inbox(inbox)
-    params = make_params(oot_policy=policy)
+    params = make_params(**SETTINGS, oot_policy=policy)
     run(data_root, params)
     train, val, oot = (customers(data_root, s) for s in ("train", "val", "oot"))
     assert train and val and oot
@@ -202,7 +203,7 @@ def test_leakage_check_fails_and_names_the_customer(data_root, inbox):
     leaked = train.slice(0, 1)
     path = data_root / "warehouse" / "splits" / "oot" / "part-00007.parquet"
     pq.write_table(leaked.select(read_split(data_root, "oot").column_names), path)
-    outcome = invariants.no_customer_leakage(connect(), data_root / "warehouse", make_params())
+    outcome = invariants.no_customer_leakage(connect(), data_root / "warehouse", make_params(**SETTINGS))
     assert not outcome.passed
     assert outcome.metadata["offending_train_oot"] == [leaked.column("customer_id")[0].as_py()]
     mapping = invariants.shard_mapping(data_root / "warehouse", inbox, read_json(manifest_file(data_root / "warehouse")))
@@ -243,7 +244,7 @@ def test_determinism_same_inputs_identical_outputs(tmp_path, monkeypatch):
         run(root)
         # (shard_profile records input mtimes, so only the split outputs are compared)
         files = sorted(f for s in ("train", "val", "oot") for f in (root / "warehouse" / "splits" / s).glob("part-*"))
-        files += sorted((root / "exports" / "splits").glob("*/*.parquet"))
+        files += sorted((root / "exports" / "splits").rglob("*.parquet"))
         outputs.append({str(f.relative_to(root)): f.read_bytes() for f in files})
     assert outputs[0].keys() == outputs[1].keys() and len(outputs[0]) > 10
     assert outputs[0] == outputs[1]
@@ -261,7 +262,7 @@ def test_outputs_keep_the_input_row_order_when_duckdb_reads_a_shard_on_two_threa
     pq.write_table(table, path, row_group_size=4_000)
     assert pq.ParquetFile(path).metadata.num_row_groups == 10
     write_shard(make_rows(3_000, seed=8, n_customers=300, start_id=100_000), inbox / "part-00008.parquet")
-    run_all(inbox, data_root / "warehouse", data_root / "exports", make_params(), con=connect(threads=2))
+    run_all(inbox, data_root / "warehouse", data_root / "exports", make_params(**SETTINGS), con=connect(threads=2))
     for split in ("train", "val", "oot"):
         for name in ("part-00007.parquet", "part-00008.parquet"):
             ids = pq.read_table(data_root / "warehouse" / "splits" / split / name).column("transaction_id").to_numpy()
@@ -305,14 +306,80 @@ def test_numeric_labels_stay_numbers_and_missing_labels_are_dropped(data_root, i
     assert sorted(kept.column("label").to_pylist()) == [0, 1]
 
 
-def test_targets_and_main_task_index_pick_the_label(data_root, inbox):
+def test_one_target_is_the_label_as_it_is(data_root, inbox):
     table = rows([("A", "2023-01-01", "x"), ("B", "2023-01-01", "y")]).append_column("risk", pa.array(["hi", "lo"]))
     write_shard(table, inbox / "part-00001.parquet")
-    run(data_root, make_params(targets="label,risk", main_task_index=1, label_field="main_label"))
+    run(data_root, make_params(**{**SETTINGS, "targets": "risk", "label_field": "main_label"}))
     kept = pa.concat_tables([t for t in (read_split(data_root, "train"), read_split(data_root, "val")) if t is not None])
     got = dict(zip(kept.column("customer_id").to_pylist(), kept.column("main_label").to_pylist()))
-    assert got == {"A": 0, "B": 1}
-    assert "label" in kept.column_names  # the other target is carried unchanged
+    assert got == {"A": 0, "B": 1}  # "hi" < "lo" in the global label map
+    assert "label" in kept.column_names  # the other columns are carried unchanged
+
+
+def abuse_rows() -> pa.Table:
+    """The original's example: is_abuse = max(is_abusive_dnr, is_abusive_pda, is_abusive_rr)."""
+    return pa.table({
+        "customer_id": ["A", "B", "C", "D", "E"],
+        "date": ["2023-01-01"] * 5,
+        "is_abuse": [0, 0, 1, 0, 1],
+        "is_abusive_dnr": [1, 0, 0, 0, None],
+        "is_abusive_pda": [0, 0, 0, None, None],
+        "is_abusive_rr": [0, 0, 1, None, None],
+    })
+
+
+ABUSE = "is_abuse,is_abusive_dnr,is_abusive_pda,is_abusive_rr"
+
+
+def test_main_task_label_is_the_maximum_of_the_other_targets(data_root, inbox):
+    write_shard(abuse_rows(), inbox / "part-00001.parquet")
+    summary = run(data_root, make_params(**{**SETTINGS, "label_field": "", "targets": ABUSE, "main_task_index": 0}))
+    kept = pa.concat_tables([t for t in (read_split(data_root, "train"), read_split(data_root, "val")) if t is not None])
+    got = dict(zip(kept.column("customer_id").to_pylist(), kept.column("is_abuse").to_pylist()))
+    # A: dnr=1 turns is_abuse 0 -> 1; B, C unchanged; D: greatest() skips NULLs (0);
+    # E: every other target NULL -> no label -> dropped, as a row without a label
+    assert got == {"A": 1, "B": 0, "C": 1, "D": 0}
+    manifest = summary["manifest"]
+    assert manifest["label_changed"] == 2  # A (0 -> 1) and E (1 -> NULL)
+    assert manifest["rows"]["dropped_label"] == 1
+    assert manifest["main_label_from"] == ["is_abusive_dnr", "is_abusive_pda", "is_abusive_rr"]
+    assert read_json(manifest_file(data_root / "warehouse"))["label_changed"] == 2
+
+
+def test_a_missing_target_column_is_named(data_root, inbox):
+    write_shard(abuse_rows().drop_columns(["is_abusive_pda"]), inbox / "part-00001.parquet")
+    with pytest.raises(ShardError, match=r"part-00001\.parquet.*'is_abusive_pda' \(TARGETS\) is missing"):
+        run(data_root, make_params(**{**SETTINGS, "label_field": "", "targets": ABUSE}))
+
+
+def test_unlabelled_shards_split_with_label_field_unset(data_root, inbox, monkeypatch):
+    table = rows([("A", "2023-01-01", None), ("B", "2023-02-01", None), ("A", "2024-03-01", None),
+                  ("C", "2024-03-01", None)]).drop_columns(["label"])
+    write_shard(table, inbox / "part-00001.csv")
+    write_shard(table, inbox / "part-00002.parquet")
+    monkeypatch.delenv("LABEL_FIELD")
+    params = params_from_env()
+    assert not params.labelled
+    summary = run(data_root, params)
+    manifest = summary["manifest"]
+    assert manifest["rows"]["dropped_label"] == 0
+    assert manifest["rows"]["rows_in"] == 8
+    split_rows = sum(manifest["rows"][k] for k in ("train", "val", "oot"))
+    assert split_rows + manifest["rows"]["dropped_policy"] == 8
+    assert "label_rate" not in manifest and "label_rate" not in read_json(manifest_file(data_root / "warehouse"))
+    for split in ("train", "val", "oot"):
+        table = read_split(data_root, split)
+        assert table is None or "label" not in table.column_names
+
+
+@pytest.mark.parametrize("var", ["DATE_COLUMN", "GROUP_ID_COLUMN", "SPLIT_DATE"])
+def test_required_settings_unset_name_the_variable(monkeypatch, var):
+    monkeypatch.delenv(var)
+    with pytest.raises(SettingError, match=f"{var}='' is not set; it is required"):
+        params_from_env()
+    monkeypatch.setenv(var, "  ")
+    with pytest.raises(SettingError, match=f"{var}=.* is not set; it is required"):
+        params_from_env()
 
 
 # -- bad inputs ------------------------------------------------------------------------------
@@ -380,7 +447,7 @@ def test_label_never_seen_in_pass_1_fails_pass_2(data_root, inbox, fmt):
     from assets_pkg.splits.pipeline import split_and_write, write_allocation, write_profile
 
     write_shard(rows([("A", "2023-01-01", "x"), ("B", "2023-01-01", "y")]), inbox / "part-00001.parquet")
-    con, params, wh = connect(), make_params(output_format=fmt), data_root / "warehouse"
+    con, params, wh = connect(), make_params(**SETTINGS, output_format=fmt), data_root / "warehouse"
     shard = disc(inbox).shards[0]
     write_profile(con, shard, params, wh)
     _, manifest = write_allocation(con, [shard_file(wh, "shard_profile", "00001")], params, wh)
@@ -404,7 +471,7 @@ def test_header_less_csv_with_signature(data_root, inbox):
 
 def test_csv_output_format(data_root, inbox):
     write_shard(make_rows(200, seed=3, n_customers=40), inbox / "part-00003.parquet")
-    run(data_root, make_params(output_format="csv"))
+    run(data_root, make_params(**SETTINGS, output_format="csv"))
     wh = data_root / "warehouse"
     assert shard_file(wh, "train", "00003", "csv").exists()
     assert not shard_file(wh, "train", "00003", "parquet").exists()
@@ -433,7 +500,7 @@ def test_profile_all_two_parquet_shards_at_once_equals_one_at_a_time(data_root, 
     for number, fmt in ((1, "parquet"), (2, "parquet"), (3, "parquet"), (4, "csv")):
         write_shard(make_rows(300, seed=number, n_customers=50), inbox / f"part-{number:05d}.{fmt}")
     found = discover(inbox)
-    params = make_params()
+    params = make_params(**SETTINGS)
     tables = {}
     for threads in (1, 2):
         wh = data_root / f"wh{threads}"
@@ -452,7 +519,7 @@ def test_pass_2_two_parquet_shards_at_once_writes_the_same_files_as_one_at_a_tim
     outputs, orders = {}, {}
     for threads in (1, 2):
         wh = data_root / f"wh{threads}"
-        summary = run_all(inbox, wh, None, make_params(), con=connect(threads=threads))
+        summary = run_all(inbox, wh, None, make_params(**SETTINGS), con=connect(threads=threads))
         orders[threads] = [r.key for r in summary["results"]]
         outputs[threads] = {str(p.relative_to(wh)): p.read_bytes()
                             for p in sorted((wh / "splits").rglob("part-*"))
@@ -471,7 +538,7 @@ def test_pass_2_concurrent_shard_failure_names_the_file_and_keeps_earlier_output
         write_shard(make_rows(400, seed=number, n_customers=60), inbox / f"part-{number:05d}.parquet")
     found = discover(inbox)
     wh = data_root / "warehouse"
-    params = make_params()
+    params = make_params(**SETTINGS)
     con = connect(threads=2)
     profile_all(con, found.shards, params, wh, found.signature)
     paths = [shard_file(wh, "shard_profile", s.key) for s in found.shards]
@@ -504,7 +571,7 @@ def test_profile_has_one_row_per_customer_with_pre_and_post_rows(data_root, inbo
     ]
     write_shard(rows(records), inbox / "part-00007.parquet")
     shard = discover(inbox).shards[0]
-    profile = profile_shard(connect(), shard, make_params(error_threshold=0.2))
+    profile = profile_shard(connect(), shard, make_params(**SETTINGS, error_threshold=0.2))
     assert profile.schema == PROFILE_SCHEMA
     body = profile.to_pylist()
     per_customer = {r["customer"]: (r["pre"], r["post"]) for r in body if r["kind"] == "customer"}
@@ -527,7 +594,7 @@ def test_allocation_expectations_from_the_compact_profile(data_root, inbox):
                       ("M", "2023-03-01", "x"), ("M", "2024-05-01", "y")]), inbox / "part-00001.parquet")
     write_shard(rows([("K", "2023-01-01", "x")]), inbox / "part-00002.csv")
     for policy in ("exclude_train", "exclude_known"):
-        params = make_params(oot_policy=policy, train_ratio=0.5, random_seed=7)
+        params = make_params(**SETTINGS, oot_policy=policy, train_ratio=0.5, random_seed=7)
         summary = run(data_root, params)
         manifest = summary["manifest"]
         wh = data_root / "warehouse"
@@ -550,7 +617,7 @@ def test_allocation_refuses_a_profile_in_the_old_layout(data_root):
     pq.write_table(pa.table({"shard": ["00001"], "source": ["part-00001.csv"], "kind": ["pre"], "customer": ["A"],
                              "label": [None], "n": [1]}), old)
     with pytest.raises(ValueError, match=r"older layout.*re-materialize splits/shard_profile"):
-        build_allocation(connect(), [old], make_params())
+        build_allocation(connect(), [old], make_params(**SETTINGS))
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
@@ -605,7 +672,7 @@ def test_a_shard_that_cannot_be_read_fails_alone_and_the_others_are_split(tmp_pa
     for split in ("train", "val", "oot"):
         assert read_split(data_root, split).equals(read_split(alone, split)), split
 
-    params = make_params()
+    params = make_params(**SETTINGS)
     outcomes = {o.name: o for o in invariants.global_outcomes(connect(), data_root / "warehouse", inbox, params)}
     assert not outcomes["shard_mapping"].passed and outcomes["shard_mapping"].metadata["failed_shards"] == ["00004"]
     assert not outcomes["row_accounting"].passed and "part-00004.csv" in outcomes["row_accounting"].metadata["problems"][0]
@@ -615,3 +682,69 @@ def test_a_shard_that_cannot_be_read_fails_alone_and_the_others_are_split(tmp_pa
     run(data_root, exports=False)
     assert not failure_file(data_root / "warehouse", "00004").exists()
     assert all(o.passed for o in invariants.global_outcomes(connect(), data_root / "warehouse", inbox, params))
+
+
+# -- the export tree (the original's output modes) -------------------------------------------
+def _tree(root: Path) -> list[str]:
+    base = root / "exports" / "splits"
+    return sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file() and p.name != "split_manifest.json")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_the_three_output_modes_write_the_original_tree_with_equal_counts(data_root, inbox, fmt):
+    from assets_pkg.splits.pipeline import consolidate
+
+    # shard 1: pre-split and post-split rows; shard 2: pre-split only (no OOT part)
+    write_shard(rows([("A", "2023-01-01", "1"), ("B", "2023-02-01", "0"), ("C", "2024-02-01", "1"),
+                      ("D", "2024-03-01", "0")]), inbox / "part-00001.parquet")
+    write_shard(rows([("E", "2023-05-01", "0"), ("F", "2023-06-01", "1")]), inbox / "part-00007.csv")
+    ext = fmt
+    base = make_params(**{**SETTINGS, "output_format": fmt})
+    summary = run(data_root, base)
+    expected = {t: sum(summary["manifest"]["rows"][s] for s in [t]) for t in ("train", "val", "oot")}
+    single = sorted([f"training_data/train/train_processed_data.{ext}", f"training_data/val/val_processed_data.{ext}",
+                     f"training_data/test/test_processed_data.{ext}", f"oot_data/oot_data.{ext}"])
+    assert _tree(data_root) == single  # default: ENABLE_TRUE_STREAMING=false
+    out_single = summary["consolidated"]
+
+    con = connect()
+    streaming = make_params(**{**SETTINGS, "output_format": fmt, "enable_true_streaming": True})
+    out_shards = consolidate(con, data_root / "warehouse", data_root / "exports", streaming)
+    parts = {f"training_data/{t}/part-{k}.{ext}" for t, s in (("train", "train"), ("val", "val"), ("test", "oot"))
+             for k in ("00001", "00007") if shard_file(data_root / "warehouse", s, k, fmt).exists()}
+    parts |= {f"oot_data/part-{k}.{ext}" for k in ("00001", "00007")
+              if shard_file(data_root / "warehouse", "oot", k, fmt).exists()}
+    assert "oot_data/part-00001." + ext in parts and "oot_data/part-00007." + ext not in parts
+    assert _tree(data_root) == sorted(parts)  # the single files are gone: no stale tree
+    assert invariants.consolidated_matches(data_root / "warehouse", data_root / "exports", streaming).passed
+    assert not invariants.consolidated_matches(data_root / "warehouse", data_root / "exports", base).passed
+
+    both = make_params(**{**SETTINGS, "output_format": fmt, "enable_true_streaming": True,
+                          "consolidate_streaming_output": True})
+    out_both = consolidate(con, data_root / "warehouse", data_root / "exports", both)
+    assert _tree(data_root) == single  # the parts are gone again
+    assert invariants.consolidated_matches(data_root / "warehouse", data_root / "exports", both).passed
+
+    for out in (out_single, out_shards, out_both):
+        got = {t: out[t]["rows"] for t in ("train", "val", "test", "oot_data")}
+        assert got == {"train": expected["train"], "val": expected["val"], "test": expected["oot"],
+                       "oot_data": expected["oot"]}
+    assert expected["oot"] == 2
+
+
+def test_empty_splits_still_get_their_single_files(data_root, inbox):
+    write_shard(rows([("A", "2023-01-01", "1"), ("B", "2023-02-01", "0")]), inbox / "part-00001.parquet")
+    run(data_root)  # nothing after the split date: no OOT row
+    test_file = data_root / "exports/splits/training_data/test/test_processed_data.parquet"
+    oot_file = data_root / "exports/splits/oot_data/oot_data.parquet"
+    assert file_rows(test_file) == 0 and file_rows(oot_file) == 0
+    assert "customer_id" in pq.read_schema(oot_file).names
+
+
+def test_an_old_layout_export_is_removed(data_root, inbox):
+    old = data_root / "exports/splits/train/train_processed_data.parquet"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"old")
+    write_shard(rows([("A", "2023-01-01", "1")]), inbox / "part-00001.parquet")
+    run(data_root)
+    assert not old.exists() and not old.parent.exists()

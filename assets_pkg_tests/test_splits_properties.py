@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assets_pkg.demo.splits import write_shard
+from assets_pkg.demo.splits import SETTINGS, write_shard
 from assets_pkg.duck import connect
 from assets_pkg.splits import invariants
 from assets_pkg.splits.hashing import side_of
@@ -58,7 +58,7 @@ def test_invariants_on_random_data(inputs, policy, seed, ratio):
                     expected[(c, side)] += 1
                 elif not (side == "train" or (policy == "exclude_known" and side is not None)):
                     expected[(c, "oot")] += 1
-        params = make_params(oot_policy=policy, random_seed=seed, train_ratio=ratio)
+        params = make_params(**SETTINGS, oot_policy=policy, random_seed=seed, train_ratio=ratio)
         import os
         old = os.environ.get("ASSETS_PKG_DATA_DIR")
         os.environ["ASSETS_PKG_DATA_DIR"] = str(root)

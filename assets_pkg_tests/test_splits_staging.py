@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from assets_pkg.demo.splits import make_rows, write_shard
+from assets_pkg.demo.splits import SETTINGS, make_rows, write_shard
 from assets_pkg.duck import connect
 from assets_pkg.splits import invariants, staging
 from assets_pkg.splits.discovery import discover
@@ -43,7 +43,7 @@ def outputs(warehouse: Path) -> dict:
 def pass_1(inbox: Path, warehouse: Path, con=None):
     con = con or connect()
     found = discover(inbox)
-    params = make_params()
+    params = make_params(**SETTINGS)
     profile_all(con, found.shards, params, warehouse, found.signature)
     paths = [shard_file(warehouse, "shard_profile", s.key) for s in found.shards]
     allocation, manifest = write_allocation(con, paths, params, warehouse)

@@ -91,10 +91,11 @@ def _workdir(tag: str) -> Path:
 
 
 def variant_logic(inbox: Path, work: Path) -> int:
+    from assets_pkg.demo.splits import SETTINGS
     from assets_pkg.splits.params import make_params
     from assets_pkg.splits.pipeline import run_all
 
-    summary = run_all(inbox, work / "warehouse", None, make_params(split_date=SPLIT_DATE))
+    summary = run_all(inbox, work / "warehouse", None, make_params(**{**SETTINGS, "split_date": SPLIT_DATE}))
     return summary["manifest"]["rows"]["rows_in"]
 
 
@@ -104,6 +105,9 @@ def variant_dagster(inbox: Path, work: Path, persistent: bool = True) -> int:
     warnings.filterwarnings("ignore")
     import dagster as dg
 
+    from assets_pkg.demo.splits import use_demo_settings
+
+    use_demo_settings()  # DATE_COLUMN, GROUP_ID_COLUMN, SPLIT_DATE are required
     from assets_pkg.io.parquet_io_manager import ShardedParquetIOManager
     from assets_pkg.resources.duckdb import DuckDBResource
     from assets_pkg.splits.definitions import build_defs

@@ -18,6 +18,27 @@ LABELS = np.array(["chargeback", "fraud", "legit"])
 DEMO_SHARDS = [1, 2, 3, 5, 6, 8, 9, 10, 12, 13, 15, 17, 20, 21, 23, 25, 30, 31, 40, 42]
 TEST_SHARDS = [1, 5, 10, 42, 99]
 FORMATS = ("parquet", "csv", "tsv")
+# the demo data's own settings: DATE_COLUMN, GROUP_ID_COLUMN and SPLIT_DATE are required
+# (no defaults, as in the original script); a user's env vars win
+SETTINGS = {"date_column": "date", "group_id_column": "customer_id", "split_date": "2024-01-01",
+            "label_field": "label"}
+
+
+def demo_env() -> dict:
+    """:data:`SETTINGS` by env var name."""
+    from assets_pkg.settings import env_var_of
+    from assets_pkg.splits.params import SplitParams
+
+    return {env_var_of(SplitParams, name): value for name, value in SETTINGS.items()}
+
+
+def use_demo_settings() -> None:
+    """Set the demo data's split settings in the environment where the user has not."""
+    import os
+
+    for name, value in demo_env().items():
+        if not os.environ.get(name, "").strip():
+            os.environ[name] = value
 
 
 def make_rows(n: int, seed: int, n_customers: int = 2000, start_id: int = 0,
@@ -78,6 +99,7 @@ def run(ctx) -> None:
     from assets_pkg.splits.discovery import discover
     from assets_pkg.splits.pipeline import manifest_file, read_json
 
+    use_demo_settings()
     inbox = ctx.settings.inbox / INBOX
     found = discover(inbox)
     ctx.report.line(f"inbox {inbox}: {len(found.shards)} shards, {len(found.problems)} refused")

@@ -59,8 +59,10 @@ def count_rows(path: Path | str) -> int:
     raise ValueError(f"count_rows supports parquet only, got {path}")
 
 
-def write_table(data, path: Path | str, fmt: str = "parquet", compression: str = "zstd") -> WriteResult:
-    """Stream ``data`` into ``path`` atomically. Zero rows: no file, old file removed."""
+def write_table(data, path: Path | str, fmt: str = "parquet", compression: str = "zstd",
+                keep_empty: bool = False) -> WriteResult:
+    """Stream ``data`` into ``path`` atomically. Zero rows: no file, old file removed;
+    with ``keep_empty``, a file with the schema and no row (for readers that expect it)."""
     path = Path(path)
     file_extension(fmt)
     reader = to_record_batch_reader(data)
@@ -75,12 +77,14 @@ def write_table(data, path: Path | str, fmt: str = "parquet", compression: str =
                     writer = _open_writer(tmp, reader.schema, fmt, compression)
                 writer.write_batch(batch)
                 rows += batch.num_rows
+            if writer is None and keep_empty:
+                writer = _open_writer(tmp, reader.schema, fmt, compression)
         finally:
             if writer is not None:
                 writer.close()
-        if rows == 0 and tmp.exists():
+        if rows == 0 and tmp.exists() and not keep_empty:
             tmp.unlink()
-    if rows == 0:
+    if rows == 0 and not keep_empty:
         path.unlink(missing_ok=True)
         return WriteResult(path=None, rows=0, bytes=0)
     return WriteResult(path=path, rows=rows, bytes=path.stat().st_size)

@@ -2,9 +2,11 @@
 schema and what pass 2 must produce per shard; and the split manifest (no dagster import).
 
 A customer with a pre-split row in any shard is *known* and goes to its hashed side
-(:mod:`assets_pkg.splits.hashing`). Labels: the main target is
-``TARGETS[MAIN_TASK_INDEX]`` (``TARGETS`` defaults to ``LABEL_FIELD``); the output column
-``LABEL_FIELD`` holds it. When every label value seen in pass 1 (all shards) is numeric it
+(:mod:`assets_pkg.splits.hashing`). Labels (optional: none
+without ``TARGETS`` and ``LABEL_FIELD``): with several ``TARGETS`` the main label is the
+row-wise maximum of the targets other than ``TARGETS[MAIN_TASK_INDEX]`` (as the original
+builds it), with one the target itself (``TARGETS`` defaults to ``LABEL_FIELD``); the
+output column ``LABEL_FIELD`` (default: the main target's own column) holds it. When every label value seen in pass 1 (all shards) is numeric it
 is kept as a number; otherwise it is coded through one label map: sorted distinct values
 -> 0..n-1.
 """
@@ -23,6 +25,8 @@ from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.profile import PROFILE_SCHEMA, STAT_PREFIX
 from assets_pkg.splits.rows import DROP_REASONS, SPLITS, empty_table, quiet
 
+# no TARGETS, no LABEL_FIELD: no label column is coded or written
+UNLABELLED = {"mode": "none", "type": None, "map": {}}
 ALLOCATION_SCHEMA = pa.schema([("customer", pa.string()), ("side", pa.string()), ("u", pa.float64())])
 
 
@@ -75,7 +79,8 @@ def build_allocation(con, profile_paths: list[Path], params: SplitParams, previo
     small = con.execute(
         "SELECT shard, source, kind, customer, label, n, pre, post FROM __prof WHERE kind <> 'customer'"
     ).fetchall()
-    labels = label_spec([r[4] for r in small if r[2] == "label" and r[4] is not None])
+    labels = (label_spec([r[4] for r in small if r[2] == "label" and r[4] is not None]) if params.labelled
+              else UNLABELLED)
     register_labels(con, labels)
     schema = output_schema(small)
     shards = _expectations(con, params, labels, schema, small)
@@ -259,6 +264,7 @@ def manifest_for(allocation: Allocation, params: SplitParams) -> dict:
         for k, v in entry["rows"].items():
             totals[k] = totals.get(k, 0) + v
     totals["rows_in"] = sum(e["rows_in"] for e in shards.values())
+    labelled = {"label_rate": {}} if params.labelled else {}  # filled by pass 2 (update_label_rates)
     return {
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "split_date": params.split_date,
@@ -270,9 +276,11 @@ def manifest_for(allocation: Allocation, params: SplitParams) -> dict:
         "label_field": params.label_field,
         "main_target": params.main_target,
         "targets": list(params.target_columns),
+        "main_label_from": list(params.derived_targets),  # empty: the main target as it is
+        "label_changed": sum(e["stats"].get("label_changed", 0) for e in shards.values()),
         **state,
         "rows": totals,
-        "label_rate": {},  # filled from the written shards by pass 2 (update_label_rates)
+        **labelled,
         "input_files": {
             k: {
                 "file": e["source"],

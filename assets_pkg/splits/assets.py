@@ -27,6 +27,7 @@ from assets_pkg.splits.pipeline import (
     clear_failure,
     consolidate,
     failed_shards,
+    in_flight,
     manifest_file,
     prune_stages,
     read_json,
@@ -170,7 +171,7 @@ def shard_profile(context: dg.AssetExecutionContext, split_config: SplitConfig, 
     # one at a time: two streaming readers next to Dagster's own ~170 MB measured 500-525 MB
     # peak at 10M rows, at the 512 MB budget, for ~10% less time. Progress is logged for the
     # step (throttled), not per shard.
-    pool = ShardPool(duckdb.connect(), shards, isolated(profile), one_thread_each=True)
+    pool = ShardPool(duckdb.connect(), shards, isolated(profile), one_thread_each=True, **in_flight(params))
 
     def lazy_profile(shard: Shard) -> pa.RecordBatchReader:
         def batches():  # computed (or picked up) when the IO manager writes this partition
@@ -236,6 +237,7 @@ def customer_allocation(context: dg.AssetExecutionContext, profiles: list[Path],
             "oot_customers": manifest["customers"]["oot"],
             "shards": len(manifest["shards"]),
             "labels": dg.MetadataValue.json(manifest["labels"]),
+            "label_changed_rows": manifest["label_changed"],
             "expected_rows": dg.MetadataValue.json(rows),
             "changed_shards": dg.MetadataValue.json(manifest["changed_shards"]),
             "failed_shards": dg.MetadataValue.json(failed),
@@ -343,12 +345,15 @@ def _split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, 
             "rows_by_shard": dg.MetadataValue.json({r.key: r.counts[name] for r in run_results}),
             "bytes": sum(r.bytes[name] for r in run_results),
             "files_written": sum(1 for r in run_results if r.files[name] is not None),
+            # as the original reports them: input shards that gave this split no row
+            "empty_shards": sum(1 for r in run_results if not r.counts[name]),
             "shards": len(run_results),
             "format": params.output_format,
             "seconds": stats["seconds"],
             "peak_rss_mb": stats["peak_rss_mb"],
         }
-        meta["label_rate"] = dg.MetadataValue.json(rates.get(name, {}))
+        if params.labelled:
+            meta["label_rate"] = dg.MetadataValue.json(rates.get(name, {}))
         if name == "train":
             meta.update(_accounting_metadata(run_results))
             meta["affected_shards_resplit"] = dg.MetadataValue.json(affected)
@@ -376,24 +381,32 @@ def _accounting_metadata(results) -> dict:
     kinds=KINDS,
     owners=OWNERS,
     check_specs=[dg.AssetCheckSpec("consolidated_matches_shards", asset=CONSOLIDATED_KEY,
-                                   description="each consolidated file has exactly its split's shard rows")],
-    code_version="1",
+                                   description="the export tree (chosen mode) has exactly its splits' shard rows")],
+    code_version="2",  # 2: the original's tree (training_data/, oot_data/) in the chosen mode
 )
 def consolidated(context: dg.AssetExecutionContext, split_config: SplitConfig, duckdb: DuckDBResource):
-    """Single files per split for batch users: exports/splits/{train,val,oot}/<split>_processed_data.<ext>,
-    streamed from the shards (row counts equal the shards exactly) plus the split manifest."""
+    """The original scripts' export tree under exports/splits/, from the split shards (row
+    counts equal the shards exactly), plus the split manifest. ENABLE_TRUE_STREAMING=false
+    (default) or CONSOLIDATE_STREAMING_OUTPUT=true: single files
+    training_data/{train,val,test}/<split>_processed_data.<ext> and oot_data/oot_data.<ext>
+    (test and oot_data: the OOT rows; written even when empty); ENABLE_TRUE_STREAMING=true
+    alone: 1:1 shards training_data/{train,val,test}/part-NNNNN.<ext>, oot_data/part-NNNNN.<ext>.
+    The other mode's files are removed."""
     params = split_config.params()
     settings = get_settings()
     started = time.perf_counter()
     with splits_lock(context):  # shards and manifest of one moment, not half of another run's pass 2
-        out = consolidate(duckdb.connect(), settings.warehouse, settings.exports, params.output_format)
-        outcome = invariants.consolidated_matches(settings.warehouse, settings.exports, params.output_format)
-    meta = {"dagster/row_count": sum(v["rows"] for v in out.values()),
-            "bytes": sum(v["bytes"] for v in out.values()),
+        out = consolidate(duckdb.connect(), settings.warehouse, settings.exports, params)
+        outcome = invariants.consolidated_matches(settings.warehouse, settings.exports, params)
+    targets = {k: v for k, v in out.items() if k != "mode"}
+    meta = {"dagster/row_count": sum(v["rows"] for k, v in targets.items() if k != "oot_data"),
+            "bytes": sum(v["bytes"] for v in targets.values()),
+            "mode": out["mode"],
             "seconds": round(time.perf_counter() - started, 3)}
-    for name, v in out.items():
+    for name, v in targets.items():
         meta[f"rows_{name}"] = v["rows"]
-        meta[f"path_{name}"] = v["path"] or "(no rows: no file)"
+        meta[f"files_{name}"] = len(v["files"])
+    meta["path"] = dg.MetadataValue.path(str(layout.exports_dir("splits", settings.exports)))
     return dg.MaterializeResult(metadata=meta, check_results=[check_result(outcome, CONSOLIDATED_KEY)])
 
 

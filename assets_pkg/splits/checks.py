@@ -11,7 +11,8 @@ from assets_pkg import layout
 from assets_pkg.checking import CheckOutcome
 from assets_pkg.settings import get_settings
 from assets_pkg.splits import invariants
-from assets_pkg.splits.pipeline import consolidated_file, manifest_file, read_json
+from assets_pkg.splits.export import export_exists
+from assets_pkg.splits.pipeline import manifest_file, read_json
 
 CHECK_NAMES = ("no_customer_leakage", "shard_mapping", "row_accounting", "split_ratio",
                "consolidated_matches_shards")
@@ -31,6 +32,6 @@ def evaluate_materialized(params=None) -> list[CheckOutcome]:
     con = connect()
     outcomes = invariants.global_outcomes(con, warehouse, layout.inbox_dir("transactions"), params)
     outcomes.append(invariants.split_ratio(manifest, params))
-    if any(consolidated_file(settings.exports, s, params.output_format).exists() for s in ("train", "val", "oot")):
-        outcomes.append(invariants.consolidated_matches(warehouse, settings.exports, params.output_format))
+    if export_exists(settings.exports):
+        outcomes.append(invariants.consolidated_matches(warehouse, settings.exports, params))
     return outcomes

@@ -1,14 +1,13 @@
 """The splits domain's Definitions: assets, the shard sensor, its job and the config resource.
 
-`splits_job` materializes profile -> allocation -> train/val/oot, plus consolidated when
-CONSOLIDATE_STREAMING_OUTPUT=true (read when the code location loads). A bad split
-setting does not stop the code location loading: the sensor's ticks and the domain's runs
-fail naming it.
+`splits_job` materializes profile -> allocation -> train/val/oot -> consolidated (the
+original's export tree, in the mode ENABLE_TRUE_STREAMING / CONSOLIDATE_STREAMING_OUTPUT
+choose when the run starts). A bad or missing split setting does not stop the code
+location loading: the sensor's ticks and the domain's runs fail naming it.
 """
 
 import dagster as dg
 
-from assets_pkg.settings import at_load, env_value
 from assets_pkg.splits.assets import (
     ALLOCATION_KEY,
     CONSOLIDATED_KEY,
@@ -17,13 +16,12 @@ from assets_pkg.splits.assets import (
     SPLIT_KEYS,
     SplitConfig,
 )
-from assets_pkg.splits.params import SplitParams, params_from_env
+from assets_pkg.splits.params import params_from_env
 from assets_pkg.splits.sensors import build_splits_sensor
 
 
-def build_defs(consolidate: bool | None = None, split_config: SplitConfig | None = None) -> dg.Definitions:
-    if consolidate is None:
-        consolidate = at_load(lambda: env_value(SplitParams, "consolidate_streaming_output"), False, "splits")
+def build_defs(consolidate: bool = True, split_config: SplitConfig | None = None) -> dg.Definitions:
+    """``consolidate=False`` leaves splits/consolidated out of splits_job (benchmarks of the passes)."""
     keys = [PROFILE_KEY, ALLOCATION_KEY, *SPLIT_KEYS.values()] + ([CONSOLIDATED_KEY] if consolidate else [])
     job = dg.define_asset_job(
         "splits_job",

@@ -12,8 +12,9 @@
   failed to profile is a problem (its rows are accounted nowhere).
 * ``split_ratio`` (WARN, splits/customer_allocation): train share of known customers within
   2 points of TRAIN_RATIO.
-* ``consolidated_matches_shards`` (ERROR, splits/consolidated): each consolidated file has
-  exactly the rows of its split's shards.
+* ``consolidated_matches_shards`` (ERROR, splits/consolidated): the export tree in the chosen
+  mode has exactly the rows of its split's shards (per part in shard mode), and no file of
+  the other mode.
 """
 
 from pathlib import Path
@@ -23,8 +24,8 @@ from assets_pkg.duck import quote_ident
 from assets_pkg.splits.discovery import discover
 from assets_pkg.splits.outputs import file_rows, files_relation, shard_output_files
 from assets_pkg.splits.params import SplitParams
+from assets_pkg.splits.export import export_problems
 from assets_pkg.splits.pipeline import (
-    consolidated_file,
     manifest_file,
     read_json,
     stale_shards,
@@ -173,23 +174,15 @@ def split_ratio(manifest: dict | None, params: SplitParams) -> CheckOutcome:
     )
 
 
-def consolidated_matches(warehouse: Path, exports: Path, fmt: str) -> CheckOutcome:
-    problems, meta = [], {}
-    for split in SPLITS:
-        shard_rows = sum(file_rows(p) for k, p in shard_output_files(warehouse, split).items() if k.isdigit())
-        path = consolidated_file(exports, split, fmt)
-        rows = file_rows(path) if path.exists() else 0
-        meta[f"{split}_shards"] = shard_rows
-        meta[f"{split}_consolidated"] = rows
-        if rows != shard_rows:
-            problems.append(f"{split}: consolidated {rows} != shards {shard_rows}")
+def consolidated_matches(warehouse: Path, exports: Path, params: SplitParams) -> CheckOutcome:
+    problems, meta = export_problems(warehouse, exports, params)
     return CheckOutcome(
         asset="splits/consolidated",
         name="consolidated_matches_shards",
         passed=not problems,
         severity=ERROR,
-        description="; ".join(problems) or "row counts equal in sharded and consolidated outputs",
-        metadata=meta,
+        description="; ".join(problems[:10]) or f"export tree ({meta['mode']}) has exactly the split shards' rows",
+        metadata={**meta, "problems": limited(problems)},
     )
 
 

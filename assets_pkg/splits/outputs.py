@@ -70,15 +70,17 @@ def output_label_rates(con, warehouse: Path, params: SplitParams, labels: dict) 
     and, for numeric labels, the mean (the positive rate of a 0/1 label). One column scan."""
     names = {code: value for value, code in labels.get("map", {}).items()}
     out: dict = {}
+    if not params.labelled:
+        return out
     for split in SPLITS:
         files = [p for k, p in sorted(shard_output_files(warehouse, split).items()) if k.isdigit()]
-        rel = files_relation(con, files, [params.label_field])
+        rel = files_relation(con, files, [params.output_label])
         if rel is None:
             out[split] = {"rows": 0, "by_label": {}, "share": {}}
             continue
         rel.create_view("__labels_out", replace=True)
         rows = con.execute(
-            f"SELECT {quote_ident(params.label_field)} AS v, count(*) FROM __labels_out GROUP BY 1 ORDER BY 1"
+            f"SELECT {quote_ident(params.output_label)} AS v, count(*) FROM __labels_out GROUP BY 1 ORDER BY 1"
         ).fetchall()
         total = sum(n for _, n in rows) or 1
         by_label = {str(names.get(v, v)): int(n) for v, n in rows}

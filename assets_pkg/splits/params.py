@@ -19,18 +19,23 @@ from assets_pkg.settings import SettingsModel, setting
 OOT_POLICIES = ("exclude_train", "exclude_known")
 SIGNATURE_FILE = "_signature.txt"  # header-less CSV/TSV shards take their column names from here
 DOT_MARKER = "__DOT__"
+REQUIRED = "is not set; it is required (as in the original script)"
 
 
 class SplitParams(SettingsModel):
     """Settings of the temporal split. Each field defaults from the original script's env var."""
 
-    date_column: str = setting("date", env="DATE_COLUMN", description="Column with the row's date (env DATE_COLUMN).")
+    # DATE_COLUMN, GROUP_ID_COLUMN and SPLIT_DATE are required, as in the original script:
+    # declared empty, an unset one fails the domain's runs and ticks naming the variable
+    date_column: str = setting("", env="DATE_COLUMN",
+                               description="Required: column with the row's date (env DATE_COLUMN).")
     group_id_column: str = setting(
-        "customer_id", env="GROUP_ID_COLUMN",
-        description="Customer id column; a customer is never in two splits (env GROUP_ID_COLUMN).")
+        "", env="GROUP_ID_COLUMN",
+        description="Required: customer id column; a customer is never in two splits (env GROUP_ID_COLUMN).")
     split_date: str = setting(
-        "2024-01-01", env="SPLIT_DATE", form="a date YYYY-MM-DD",
-        description="YYYY-MM-DD: rows before it are pre-split (train/val), rows on or after are OOT (env SPLIT_DATE).")
+        "", env="SPLIT_DATE", form="a date YYYY-MM-DD",
+        description="Required, YYYY-MM-DD: rows before it are pre-split (train/val), rows on or after are OOT "
+                    "(env SPLIT_DATE).")
     train_ratio: float = setting(
         0.9, env="TRAIN_RATIO", form="a number strictly between 0 and 1",
         description="Share of known customers in train, strictly between 0 and 1 (env TRAIN_RATIO).")
@@ -44,13 +49,23 @@ class SplitParams(SettingsModel):
     main_task_index: int = setting(
         0, env="MAIN_TASK_INDEX", description="Index into TARGETS of the main label (env MAIN_TASK_INDEX).")
     label_field: str = setting(
-        "label", env="LABEL_FIELD",
-        description="Output column of the main label; non-numeric labels are coded through the global label map "
-                    "(env LABEL_FIELD).")
+        "", env="LABEL_FIELD",
+        description="Label column (with TARGETS: the output column of the main label); non-numeric labels are coded "
+                    "through the global label map. Unset with TARGETS unset: no label processing, no row dropped "
+                    "for lacking a label (env LABEL_FIELD).")
+    enable_true_streaming: bool = setting(
+        False, env="ENABLE_TRUE_STREAMING",
+        description="false (default): splits/consolidated writes single files training_data/{train,val,test}/"
+                    "<split>_processed_data.<ext> and oot_data/oot_data.<ext> under exports/splits/; true: 1:1 shards "
+                    "training_data/{train,val,test}/part-NNNNN.<ext> and oot_data/part-NNNNN.<ext> "
+                    "(env ENABLE_TRUE_STREAMING).")
     consolidate_streaming_output: bool = setting(
         False, env="CONSOLIDATE_STREAMING_OUTPUT",
-        description="Env CONSOLIDATE_STREAMING_OUTPUT, read when the code location loads: true puts splits/consolidated "
-                    "(single files per split under exports/splits/) into splits_job, the sensor's run.")
+        description="With ENABLE_TRUE_STREAMING=true: write single files (as without streaming) instead of 1:1 "
+                    "shards (env CONSOLIDATE_STREAMING_OUTPUT).")
+    max_workers: int = setting(
+        2, env="MAX_WORKERS", form="a whole number >= 1",
+        description="Shards in flight at once in pass 1 and pass 2 (env MAX_WORKERS).")
     oot_policy: str = setting(
         "exclude_train", env="OOT_POLICY",
         description="exclude_train (default): post-split rows of train customers are dropped; exclude_known: of any "
@@ -58,16 +73,30 @@ class SplitParams(SettingsModel):
     error_threshold: float = setting(
         0.05, description="Share of rejected lines / unparseable dates that fails a shard.")
 
-    @field_validator("date_column", "group_id_column", "label_field", mode="before")
+    @field_validator("date_column", "group_id_column", mode="before")
     @classmethod
     def _column(cls, value):
         if not str(value).strip():
-            raise ValueError("must not be empty")
+            raise ValueError(REQUIRED)
         return str(value).strip()
+
+    @field_validator("label_field", mode="before")
+    @classmethod
+    def _label(cls, value):
+        return str(value or "").strip()
+
+    @field_validator("max_workers")
+    @classmethod
+    def _workers(cls, value):
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
 
     @field_validator("split_date", mode="before")
     @classmethod
     def _date(cls, value):
+        if not str(value).strip():
+            raise ValueError(REQUIRED)
         try:
             return dt.date.fromisoformat(str(value).strip()).isoformat()
         except ValueError:
@@ -117,14 +146,32 @@ class SplitParams(SettingsModel):
         return self
 
     @property
-    def target_columns(self) -> tuple[str, ...]:
-        """TARGETS, or the label field itself when TARGETS is not set."""
-        return self.targets or (self.label_field,)
+    def labelled(self) -> bool:
+        """Label processing on: TARGETS or LABEL_FIELD set (the original's labels are optional)."""
+        return bool(self.targets or self.label_field)
 
     @property
-    def main_target(self) -> str:
-        """The source column of the main label: TARGETS[MAIN_TASK_INDEX]."""
-        return self.target_columns[self.main_task_index]
+    def target_columns(self) -> tuple[str, ...]:
+        """TARGETS, or the label field itself when TARGETS is not set (none when unlabelled)."""
+        return self.targets or ((self.label_field,) if self.label_field else ())
+
+    @property
+    def main_target(self) -> str | None:
+        """The source column of the main label: TARGETS[MAIN_TASK_INDEX] (None: unlabelled)."""
+        return self.target_columns[self.main_task_index] if self.labelled else None
+
+    @property
+    def derived_targets(self) -> tuple[str, ...]:
+        """With TARGETS of two or more columns, the main label is built as the original does:
+        the row-wise maximum of these, the other targets (empty: the main target is taken as is)."""
+        if len(self.targets) < 2:
+            return ()
+        return tuple(t for i, t in enumerate(self.targets) if i != self.main_task_index)
+
+    @property
+    def output_label(self) -> str | None:
+        """The output column holding the main label: LABEL_FIELD, else the main target."""
+        return self.label_field or self.main_target
 
     @property
     def excludes_known(self) -> bool:
@@ -141,6 +188,8 @@ class SplitParams(SettingsModel):
             "date_column": self.date_column,
             "group_id_column": self.group_id_column,
             "main_target": self.main_target,
+            "main_label_from": list(self.derived_targets),
+            "output_label": self.output_label,
         }
 
     def digest(self) -> str:

@@ -118,7 +118,7 @@ def _prepare_labelled(con, opened: OpenedShard, params: SplitParams, labels: dic
     shared by every cursor, and two shards may be split at once) and return the
     SELECT that labels each row and assigns ``__split``. With ``fail_fast`` a label or a
     pre-split customer the allocation never saw raises inside DuckDB (``error()``)."""
-    label_col = params.label_field
+    label_col = params.output_label
     relation = opened.relation
     if schema:
         present = dict(zip(opened.columns, opened.types))
@@ -134,12 +134,14 @@ def _prepare_labelled(con, opened: OpenedShard, params: SplitParams, labels: dic
         columns = opened.columns
     relation.create_view(_pass2_view(opened.shard), replace=True)
     exclude = ["__c", "__d", "__l"]
-    if label_col in columns:
+    if not params.labelled:
+        star = f"t.* EXCLUDE ({', '.join(exclude)})"
+    elif label_col in columns:
         star = f"t.* EXCLUDE ({', '.join(exclude)}) REPLACE ({_label_sql(labels)} AS {quote_ident(label_col)})"
     else:
         star = f"t.* EXCLUDE ({', '.join(exclude)}), {_label_sql(labels)} AS {quote_ident(label_col)}"
     label_join = "LEFT JOIN __labels __lm ON __lm.value = t.__l" if labels["mode"] == "map" else ""
-    unseen = "(__lm.code IS NULL)" if labels["mode"] == "map" else "(TRY_CAST(__l AS DOUBLE) IS NULL)"
+    unseen = {"map": "(__lm.code IS NULL)", "numeric": "(TRY_CAST(__l AS DOUBLE) IS NULL)"}.get(labels["mode"], "false")
     stale = "The shard changed after splits/shard_profile ran; re-materialize its profile and splits/customer_allocation"
     if fail_fast:
         on_unseen = f"error('label value never seen in pass 1: ' || t.__l || '. {stale}')"
@@ -152,7 +154,7 @@ def _prepare_labelled(con, opened: OpenedShard, params: SplitParams, labels: dic
         SELECT {star},
             CASE WHEN t.__c IS NULL THEN 'dropped_null_customer'
                  WHEN t.__d IS NULL THEN 'dropped_bad_date'
-                 WHEN t.__l IS NULL THEN 'dropped_label'
+                 {"WHEN t.__l IS NULL THEN 'dropped_label'" if params.labelled else ""}
                  WHEN {unseen} THEN {on_unseen}
                  WHEN t.__d < CAST($split AS TIMESTAMP) THEN {on_unallocated}
                  WHEN a.side = 'train' OR ($strict AND a.side IS NOT NULL) THEN 'dropped_policy'

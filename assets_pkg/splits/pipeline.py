@@ -23,6 +23,7 @@ from assets_pkg.io.formats import FORMATS
 from assets_pkg.splits import staging
 from assets_pkg.splits.allocation import Allocation, build_allocation, manifest_for
 from assets_pkg.splits.discovery import Discovery, Shard, discover, shard_key
+from assets_pkg.splits.export import single_file, write_export
 from assets_pkg.splits.outputs import files_relation, output_label_rates, shard_output_files
 from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.pass2 import (
@@ -62,14 +63,16 @@ def run_all(inbox: Path, warehouse: Path, exports: Path | None, params: SplitPar
     allocation, manifest = write_allocation(con, profile_paths, params, warehouse, failed)
     results = split_and_write(con, good, params, warehouse, manifest, found.signature,
                               customers=allocation.customers)
-    manifest["label_rate"] = update_label_rates(con, warehouse, params)
+    rates = update_label_rates(con, warehouse, params)
+    if params.labelled:
+        manifest["label_rate"] = rates
     prune_stages(warehouse, found)
     summary = {"shards": len(found.shards), "problems": [str(p) for p in found.problems],
                "failed": failed, "results": results, "manifest": manifest}
     if failed:  # the others are split; nothing is consolidated from a partial split
         raise ShardsFailed(failed)
     if exports is not None:
-        summary["consolidated"] = consolidate(con, warehouse, exports, params.output_format)
+        summary["consolidated"] = consolidate(con, warehouse, exports, params)
     return summary
 
 
@@ -96,8 +99,9 @@ def profile_all(con, shards: list[Shard], params: SplitParams, warehouse: Path, 
 
     failures = []
     work = isolated(one) if isolate else one
-    for shard, result in zip(shards, ShardPool(con, shards, work, concurrent=lambda shard: True,
-                                               one_thread_each=True)):
+    pool = ShardPool(con, shards, work, concurrent=lambda shard: True, one_thread_each=True,
+                     **in_flight(params))
+    for shard, result in zip(shards, pool):
         if isinstance(result, ShardFailure):
             shard_file(warehouse, "shard_profile", shard.key).unlink(missing_ok=True)
             record_failure(warehouse, result)
@@ -221,7 +225,8 @@ def split_and_write(con, shards: list[Shard], params: SplitParams, warehouse: Pa
                                                             staging.identity(shard, signature))
 
     results = []
-    pool = ShardPool(con, shards, one, concurrent=staged_or_parquet)  # sees DuckDB's threads before the block
+    # sees DuckDB's threads before the block
+    pool = ShardPool(con, shards, one, concurrent=staged_or_parquet, **in_flight(params))
     # both settings are global: set once for every cursor of the pool
     with joins_built_on_allocation(con), one_thread_per_statement(con):
         for result in pool:
@@ -271,6 +276,10 @@ def update_label_rates(con, warehouse: Path, params: SplitParams) -> dict:
     manifest = read_json(manifest_file(warehouse))
     if manifest is None:
         return {}
+    if not params.labelled:  # no labels: no label rates (absent, not empty)
+        manifest.pop("label_rate", None)
+        atomic_write_json(manifest_file(warehouse), manifest)
+        return {}
     manifest["label_rate"] = output_label_rates(con, warehouse, params, manifest["labels"])
     atomic_write_json(manifest_file(warehouse), manifest)
     return manifest["label_rate"]
@@ -306,31 +315,21 @@ def stale_shards(warehouse: Path, manifest: dict, exclude=()) -> list[str]:
 # -- consolidation --------------------------------------------------------------------------
 
 
-def consolidate(con, warehouse: Path, exports: Path, fmt: str) -> dict:
-    """One file per split under exports/splits/<split>/, streamed from the shard files
-    (in shard-number order: the same inputs give byte-identical files)."""
-    con.execute("SET preserve_insertion_order = true")
-    con.execute("SET enable_progress_bar = false")
-    out = {}
-    for name in SPLITS:
-        files = [p for k, p in sorted(shard_output_files(warehouse, name).items()) if k.isdigit()]
-        target = consolidated_file(exports, name, fmt)
-        rel = files_relation(con, files)
-        if rel is None:
-            target.unlink(missing_ok=True)
-            out[name] = {"rows": 0, "bytes": 0, "path": None, "shards": 0}
-        else:
-            res = write_table(rel, target, fmt)
-            out[name] = {"rows": res.rows, "bytes": res.bytes, "path": str(res.path) if res.path else None,
-                         "shards": len(files)}
-        for other in FORMATS:
-            if other != fmt:
-                consolidated_file(exports, name, other).unlink(missing_ok=True)
+def consolidate(con, warehouse: Path, exports: Path, params: SplitParams) -> dict:
+    """The export tree under exports/splits/ in the chosen mode (:mod:`~assets_pkg.splits.export`),
+    streamed from the shard files in shard-number order (the same inputs give byte-identical
+    files), and the split manifest beside it."""
     manifest = read_json(manifest_file(warehouse))
+    out = write_export(con, warehouse, exports, params, (manifest or {}).get("schema"))
     if manifest is not None:
-        manifest["consolidated"] = out
+        manifest["export"] = out
         atomic_write_json(layout.exports_dir("splits", exports) / MANIFEST_NAME, manifest)
     return out
+
+
+def in_flight(params: SplitParams) -> dict:
+    """ShardPool's width from MAX_WORKERS: shards worked on at once, and computed ahead."""
+    return {"workers": params.max_workers, "ahead": params.max_workers}
 
 
 # -- paths ----------------------------------------------------------------------------------
@@ -362,7 +361,9 @@ def state_file(warehouse: Path, key: str) -> Path:
 
 
 def consolidated_file(exports: Path, split: str, fmt: str) -> Path:
-    return layout.exports_dir("splits", exports) / split / f"{split}_processed_data.{file_extension(fmt)}"
+    """The single export file holding a warehouse split's rows (oot: training_data/test/)."""
+    target = {"oot": "test"}.get(split, split)
+    return single_file(exports, target, fmt)
 
 
 def read_json(path: Path) -> dict | None:

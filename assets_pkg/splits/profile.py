@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from assets_pkg.duck import quote_ident
 from assets_pkg.splits.discovery import Shard
 from assets_pkg.splits.params import SplitParams
-from assets_pkg.splits.rows import empty_table, norm_sql, quiet, shard_error
+from assets_pkg.splits.rows import empty_table, label_changed_sql, norm_sql, quiet, shard_error
 from assets_pkg.splits.shard_io import OpenedShard, ShardError, open_shard
 
 STAT_PREFIX = "stat:"
@@ -28,6 +28,7 @@ STAT_PREFIX = "stat:"
 #   label      one row per label value: ``pre`` / ``post`` rows carrying it
 #   column     ``customer`` = column name, ``label`` = DuckDB type, ``n`` = position
 #   stat:<name>  ``n`` = rows_in, dropped_null_customer, dropped_bad_date, dropped_label,
+#              label_changed (rows whose main label the TARGETS maximum changed),
 #              rejected_lines, file_bytes, file_mtime_ns
 PROFILE_SCHEMA = pa.schema(
     [
@@ -76,7 +77,8 @@ def profile_shard(con, shard: Shard, params: SplitParams, signature=None, progre
 
 def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams,
                     rejects_path) -> tuple[pa.Table, dict]:
-    stats = {"rows_in": 0, "dropped_null_customer": 0, "dropped_bad_date": 0, "dropped_label": 0}
+    stats = {"rows_in": 0, "dropped_null_customer": 0, "dropped_bad_date": 0, "dropped_label": 0,
+             "label_changed": 0}
     groups = empty_table(_BODY_SCHEMA)
     if opened.relation is not None:
         d = quote_ident(params.date_column)
@@ -93,21 +95,24 @@ def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams,
         # stream cannot, so it keeps one on the way
         rescannable = opened.reader is None
         example_sql = "NULL::VARCHAR" if rescannable else "CAST(any_value(__d_raw) FILTER (WHERE s = 2) AS VARCHAR)"
+        # unlabelled (no TARGETS, no LABEL_FIELD): no row is dropped for lacking a label
+        no_label = "WHEN __l IS NULL THEN 3 " if params.labelled else ""
         sql = f"""
-            WITH t AS (SELECT {norm_sql(params)}, {d} AS __d_raw FROM {src}),
+            WITH t AS (SELECT {norm_sql(params)}, {d} AS __d_raw, {label_changed_sql(params)} AS __chg FROM {src}),
             v AS (
-                SELECT CASE WHEN __c IS NULL THEN 1 WHEN __d IS NULL THEN 2 WHEN __l IS NULL THEN 3 ELSE 0
+                SELECT CASE WHEN __c IS NULL THEN 1 WHEN __d IS NULL THEN 2 {no_label}ELSE 0
                        END::UTINYINT AS s,
-                       __c, __l, __d < CAST(? AS TIMESTAMP) AS pre, __d_raw FROM t),
+                       __c, __l, __d < CAST(? AS TIMESTAMP) AS pre, __d_raw, __chg FROM t),
             w AS (
                 SELECT s, CASE WHEN s = 0 THEN __c END AS c, CASE WHEN s = 0 THEN __l END AS l,
-                       pre, __d_raw FROM v)
+                       pre, __d_raw, __chg FROM v)
             SELECT CASE s {reasons} ELSE CASE WHEN GROUPING(l) = 1 THEN 'customer' ELSE 'label' END END AS kind,
                    c AS customer, l AS label,
                    CASE WHEN s = 0 THEN count(*) FILTER (WHERE pre) END::BIGINT AS pre,
                    CASE WHEN s = 0 THEN count(*) FILTER (WHERE NOT pre) END::BIGINT AS post,
                    CASE WHEN s <> 0 THEN count(*) END::BIGINT AS n,
-                   {example_sql} AS example
+                   {example_sql} AS example,
+                   count(*) FILTER (WHERE __chg)::BIGINT AS changed
             FROM w GROUP BY GROUPING SETS ((s, c), (s, l))
             HAVING s = 0 OR GROUPING(l) = 1
         """
@@ -120,6 +125,8 @@ def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams,
             small = result.take(pc.indices_nonzero(pc.not_equal(result.column("kind"), "customer"))).to_pylist()
             example = None
             usable = 0
+            # the label rows and the drop-reason rows cover every row exactly once
+            stats["label_changed"] = sum(int(row["changed"]) for row in small)
             for row in small:
                 if row["kind"] == "label":
                     usable += row["pre"] + row["post"]  # every usable row has exactly one label
@@ -137,7 +144,7 @@ def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams,
                 raise _bad_date_error(shard, params, stats["dropped_bad_date"], total, example)
         finally:
             con.execute(f"DROP VIEW IF EXISTS {src}")
-        groups = result.drop_columns(["example"])
+        groups = result.drop_columns(["example", "changed"])
         if groups.schema != _BODY_SCHEMA:
             groups = groups.cast(_BODY_SCHEMA)
         in_body = {r["kind"][len(STAT_PREFIX):] for r in small if r["kind"].startswith(STAT_PREFIX)}

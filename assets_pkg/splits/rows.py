@@ -34,10 +34,34 @@ def text_key_sql(expr: str) -> str:
             f"THEN TRIM({x}) ELSE {x} END, '')")
 
 
+def main_label_sql(params: SplitParams) -> str | None:
+    """The main label of a row as the original builds it: with several TARGETS, the
+    row-wise maximum of the targets other than TARGETS[MAIN_TASK_INDEX] (``greatest``
+    skips NULLs like pandas' ``max(axis=1)``: NULL only when every other target is NULL);
+    otherwise the main target column as it is. None: unlabelled."""
+    if not params.labelled:
+        return None
+    derived = params.derived_targets
+    if derived:
+        return f"greatest({', '.join(quote_ident(t) for t in derived)})"
+    return quote_ident(params.main_target)
+
+
+def label_changed_sql(params: SplitParams) -> str:
+    """True where the derived main label differs from the main target column's own value
+    (the rows the original reports as changed); false without a derivation."""
+    if not params.derived_targets:
+        return "false"
+    return f"({text_key_sql(quote_ident(params.main_target))} IS DISTINCT FROM {text_key_sql(main_label_sql(params))})"
+
+
 def norm_sql(params: SplitParams) -> str:
-    """Columns every pass derives from a shard: customer text, timestamp, label text."""
-    c, d, m = (quote_ident(x) for x in (params.group_id_column, params.date_column, params.main_target))
-    return f"{text_key_sql(c)} AS __c, TRY_CAST({d} AS TIMESTAMP) AS __d, {text_key_sql(m)} AS __l"
+    """Columns every pass derives from a shard: customer text, timestamp, label text
+    (NULL for every row when unlabelled: no label processing)."""
+    c, d = (quote_ident(x) for x in (params.group_id_column, params.date_column))
+    label = main_label_sql(params)
+    label_text = text_key_sql(label) if label is not None else "NULL::VARCHAR"
+    return f"{text_key_sql(c)} AS __c, TRY_CAST({d} AS TIMESTAMP) AS __d, {label_text} AS __l"
 
 
 def quiet(con) -> None:

@@ -133,7 +133,8 @@ def _validated(shard: Shard, params: SplitParams, relation, reader, writer, stag
     required = [
         ("DATE_COLUMN", params.date_column),
         ("GROUP_ID_COLUMN", params.group_id_column),
-        ("TARGETS/LABEL_FIELD (main target)", params.main_target),
+        *(("TARGETS", t) for t in params.targets),
+        *((("LABEL_FIELD", params.label_field),) if params.label_field and not params.targets else ()),
     ]
     for setting, column in required:
         if column not in columns:
