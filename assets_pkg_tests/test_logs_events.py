@@ -253,3 +253,12 @@ def test_summary_json_can_be_turned_off(data_root, api, monkeypatch, logs):
     assert result.output_file and Path(result.output_file).is_file()  # the window manifest stays
     (event,) = assert_fields(logs, "parquet_summary_generated")
     assert event["summary_output"] is None and event["row_count"] == 1000
+
+
+def test_old_default_spelled_out_gets_the_setting_fix(data_root, api, monkeypatch, logs):
+    fetch(api, 0, 10_000)  # cached at the default place, data/cache/logs/app
+    monkeypatch.setenv("LOG_INGESTION_CACHE_DIR", str(data_root / "cache" / "logs"))  # the old default, explicit
+    with pytest.raises(LegacyCacheLayoutError, match=f"LOG_INGESTION_CACHE_DIR={data_root.resolve() / 'cache'},"):
+        fetch(api, 0, 10_000)
+    monkeypatch.setenv("LOG_INGESTION_CACHE_DIR", str(data_root / "cache"))
+    assert fetch(api, 0, 10_000).decision == "hit"

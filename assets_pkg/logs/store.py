@@ -248,8 +248,15 @@ class SegmentStore:
             f"log {log_id!r} has cached segments at {old}, the layout before LOG_INGESTION_CACHE_DIR got its "
             f"'{CACHE_SUBFOLDER}' subfolder; segments now live under {new}. Move them (mkdir -p {self.root} && "
             f"mv {old} {new}), or delete {old} to re-fetch; if {new} already exists, merge whole from=/to= "
-            f"folders with no fetch running. Nothing was fetched or written"
+            f"folders with no fetch running.{self._root_hint()} Nothing was fetched or written"
         )
+
+    def _root_hint(self) -> str:
+        # LOG_INGESTION_CACHE_DIR=<data>/cache/logs spelled out (the old default): the folder
+        # above is the root meaning the same place, no move needed.
+        if self.legacy_root is not None and self.legacy_root.name == CACHE_SUBFOLDER:
+            return f" Or set LOG_INGESTION_CACHE_DIR={self.legacy_root.parent}, which names the same place."
+        return ""
 
     # -- locking ------------------------------------------------------------------------
     def ensure_log_dir(self, log_id: str) -> Path:
