@@ -143,3 +143,11 @@ def test_top_level_cli_has_logs_fetch():
     args = build_parser().parse_args(["logs", "fetch", "--log-id", "app", "--start", DAY, "--end", "2025-01-03",
                                       "--bypass-cache"])
     assert args.func.__name__ == "_cmd_fetch" and args.bypass_cache and args.log_id == "app"
+
+
+def test_summary_asset_without_the_json_file(instance, data_root, api, monkeypatch):
+    monkeypatch.setenv("LOG_SUMMARY_JSON", "false")
+    result = materialize(instance, partition_key("app", DAY))
+    summary = meta(result, "log_summary")
+    assert summary["dagster/row_count"] == 1440 and "path" not in summary
+    assert not (data_root / "exports" / "logs" / "app" / f"summary_{D0}_{D1}.json").exists()

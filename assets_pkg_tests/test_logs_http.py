@@ -281,29 +281,6 @@ def test_two_concurrent_runs_on_overlapping_windows(data_root, api):
     assert picked(results["b"].summary) == expected(30_000, 100_000)
 
 
-def test_structured_events_have_their_fields(data_root, api, caplog):
-    caplog.set_level("INFO", logger="assets_pkg")
-    fetch(api, 0, 20_000, flush_rows=1000)
-    fetch(api, 10_000, 30_000)
-    events = [json.loads(r.getMessage()) for r in caplog.records if r.getMessage().startswith("{")]
-    names = [e["event"] for e in events]
-    for name in ["cache_scan_started", "cache_scan_finished", "cache_coverage_planned", "cache_miss",
-                 "cache_partial", "fetch_subrange_started", "fetch_subrange_finished", "flush_started",
-                 "flush_finished", "parquet_summary_generated"]:
-        assert name in names, name
-    planned = [e for e in events if e["event"] == "cache_coverage_planned"][1]
-    assert planned["decision"] == "partial"
-    assert planned["missing_ranges"] == [[20_000, 30_000]] and planned["cached_ranges"] == [[10_000, 20_000]]
-    flush = next(e for e in events if e["event"] == "flush_finished")
-    assert {"log_id", "start_ms", "end_ms", "part", "rows", "bytes", "seconds"} <= flush.keys()
-    fin = next(e for e in events if e["event"] == "fetch_subrange_finished")
-    assert {"rows", "parts", "bytes", "seconds"} <= fin.keys()
-    summary = next(e for e in events if e["event"] == "parquet_summary_generated")
-    assert summary["row_count"] == 20_000 // 10
-    text = "\n".join(r.getMessage() for r in caplog.records)
-    assert "event 1" not in text and "h1" not in text  # no event payloads in logs
-
-
 def test_error_events_for_source_failures(data_root, api, caplog):
     caplog.set_level("INFO", logger="assets_pkg")
     api.faults = [Fault(500)] * 2

@@ -58,7 +58,7 @@ def test_good_log_ids_stay_under_root(tmp_path):
 def test_cache_root_default_and_env(data_root, monkeypatch, tmp_path):
     assert cache_root() == data_root.resolve() / "cache" / "logs"
     monkeypatch.setenv("LOG_INGESTION_CACHE_DIR", str(tmp_path / "elsewhere"))
-    assert cache_root() == (tmp_path / "elsewhere").resolve()
+    assert cache_root() == (tmp_path / "elsewhere").resolve() / "logs"  # the setting names the cache root
 
 
 def test_listing_sorted_and_ignores_temp_folders(tmp_path):

@@ -11,7 +11,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets_pkg.dagster_layer import check_result
-from assets_pkg.logs.fetch import fetch_window, write_summary
+from assets_pkg.logs.fetch import fetch_window, publish_summary
 from assets_pkg.logs.partitions import LOG_PARTITIONS, check_settings, split_key
 from assets_pkg.logs.planner import plan_coverage, ranges_json
 from assets_pkg.logs.quality import window_outcomes
@@ -60,7 +60,7 @@ def _level_metadata(summary: dict) -> dict:
 )
 def log_events(context: dg.AssetExecutionContext, config: LogFetchConfig, log_source: LogSourceResource):
     """Events of one log for one UTC day, cached as Parquet segments under
-    ``data/cache/logs/<log_id>/from=<ms>/to=<ms>/``. Only the sub-ranges of the day that no
+    ``LOG_INGESTION_CACHE_DIR/logs/<log_id>/from=<ms>/to=<ms>/`` (default root ``data/cache``). Only the sub-ranges of the day that no
     segment covers are fetched from the log source (LOG_SOURCE); the decision (hit / partial
     / miss), the ranges and the segments used and written are recorded as metadata."""
     check_settings()
@@ -105,7 +105,8 @@ def log_events(context: dg.AssetExecutionContext, config: LogFetchConfig, log_so
 def log_summary(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """Summary of one log's day over every cached segment intersecting it, read as one
     DuckDB dataset: row_count, columns, schema, timestamp min/max and counts by level,
-    written to ``data/exports/logs/<log_id>/summary_<start_ms>_<end_ms>.json``."""
+    written to ``data/exports/logs/<log_id>/summary_<start_ms>_<end_ms>.json`` (unless
+    LOG_SUMMARY_JSON=false, then recorded as metadata only)."""
     check_settings()
     log_id, day, start_ms, end_ms = split_key(context.partition_key)
     store = SegmentStore()
@@ -113,11 +114,12 @@ def log_summary(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     summary = summarize_window(log_id, start_ms, end_ms, segments, logger=context.log)
     missing = plan_coverage(start_ms, end_ms, [s.window for s in segments]).missing
     summary["window_covered"] = not missing
-    path = write_summary(summary)
+    path = publish_summary(summary, context.log)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": summary["row_count"],
-            "path": dg.MetadataValue.path(str(path)),
+            # LOG_SUMMARY_JSON=false: the summary is this metadata only, no file.
+            **({"path": dg.MetadataValue.path(path)} if path else {}),
             "timestamp_min": summary["timestamp_min_iso"] or "",
             "timestamp_max": summary["timestamp_max_iso"] or "",
             "segments": summary["segments"],

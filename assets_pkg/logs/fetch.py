@@ -110,6 +110,8 @@ def fetch_window(
         log_event("cache_bypassed", logger, **base, source=source.describe())
         acc, batches = _fetch_uncached(source, log_id, [(start_ms, end_ms)], logger)
         summary = summarize_window(log_id, start_ms, end_ms, [], extra=acc, logger=logger) if summarize else {}
+        if summarize:
+            publish_summary(summary, logger, write=False)
         return FetchResult(log_id, start_ms, end_ms, BYPASS, None, acc.rows, batches, watch.seconds, [], [],
                            [[start_ms, end_ms]], [], [[start_ms, end_ms]], 0, 0, None, summary)
 
@@ -119,20 +121,28 @@ def fetch_window(
     size = 0
     rows = 0
     batches = 0
+    store.refuse_legacy_layout(log_id)
+    try:
+        store.ensure_log_dir(log_id)
+    except CacheWriteError as exc:
+        log_event("cache_write_failed", logger, level="error", log_id=log_id, subrange=[start_ms, end_ms],
+                  segment_dir=str(store.root / log_id), error=str(exc)[:500])
+        raise
     with store.lock(log_id) as log_dir:
         removed = _remove_stale_temps(log_dir)
-        scan = Stopwatch()
-        log_event("cache_scan_started", logger, **base, cache_dir=str(log_dir))
+        if removed:
+            log_event("cache_stale_temps_removed", logger, log_id=log_id, cache_dir=str(log_dir), removed=removed)
+        log_event("cache_scan_start", logger, log_id=log_id, cache_dir=str(log_dir))
         segments = store.segments(log_id)
         used = [s for s in segments if s.intersects(start_ms, end_ms)]
         for seg in used:
             try:
                 verify_segment(seg)
             except Exception as exc:
-                log_event("cache_read_failed", logger, level="error", **base, segment=str(seg.path), error=str(exc)[:500])
+                log_event("cache_read_failed", logger, level="error", log_id=log_id, segment_dir=str(seg.path),
+                          error=str(exc)[:500])
                 raise
-        log_event("cache_scan_finished", logger, **base, segments=len(segments), intersecting=len(used),
-                  stale_temps_removed=removed, seconds=scan.seconds)
+        log_event("cache_scan_complete", logger, log_id=log_id, cache_dir=str(log_dir), segment_count=len(segments))
         plan = plan_coverage(start_ms, end_ms, [s.window for s in segments])
         cacheable, fresh = split_at_horizon(plan.missing, horizon)
         log_event("cache_coverage_planned", logger, **base, decision=plan.decision,
@@ -156,10 +166,10 @@ def fetch_window(
     window_segments = sorted(used + written, key=lambda s: s.start_ms)
     if summarize:
         summary = summarize_window(log_id, start_ms, end_ms, window_segments, extra=acc, logger=logger)
+    if summarize:
+        summary_out = publish_summary(summary, logger, write=write_outputs)
     if write_outputs:
         manifest = str(write_manifest(log_id, start_ms, end_ms, window_segments, plan, ranges_json(fresh)))
-        if summarize:
-            summary_out = str(write_summary(summary))
     return FetchResult(
         log_id, start_ms, end_ms, plan.decision, manifest, rows, batches, watch.seconds,
         [str(s.path) for s in used], [str(s.path) for s in written],
@@ -187,15 +197,15 @@ def _remove_stale_temps(log_dir: Path) -> int:
 
 
 def _fetch_segment(source, log_dir, log_id, start_ms, end_ms, rows_cap, bytes_cap, logger):
-    fields = {"log_id": log_id, "start_ms": start_ms, "end_ms": end_ms}
-    watch = Stopwatch()
-    log_event("fetch_subrange_started", logger, **fields, cached=True, source=source.describe())
     final = segment_dir(log_dir, start_ms, end_ms)
+    fields = {"log_id": log_id, "subrange": [start_ms, end_ms]}
+    watch = Stopwatch()
+    log_event("fetch_subrange_start", logger, **fields, segment_dir=str(final))
     batches = 0
 
     try:
         with atomic_dir(final) as tmp:
-            writer = PartWriter(tmp, rows_cap, bytes_cap, logger, fields)
+            writer = PartWriter(tmp, rows_cap, bytes_cap, logger, fields, published_folder=final)
             for batch in _source_batches(source, log_id, start_ms, end_ms):
                 batches += 1
                 writer.write(batch)
@@ -204,10 +214,11 @@ def _fetch_segment(source, log_dir, log_id, start_ms, end_ms, rows_cap, bytes_ca
             # folder's name and the data with it.
             write_segment_manifest(tmp, (start_ms, end_ms), writer.part_rows, writer.ts_min, writer.ts_max)
     except _SourceFailure as failure:
-        log_event("fetch_subrange_failed", logger, level="error", **fields, error=str(failure.original)[:500])
+        log_event("fetch_subrange_failed", logger, level="error", **fields, segment_dir=str(final),
+                  error=str(failure.original)[:500])
         raise failure.original
     except OSError as exc:  # only the writer / the publishing rename get here
-        log_event("cache_write_failed", logger, level="error", **fields, path=str(final), error=str(exc)[:500])
+        log_event("cache_write_failed", logger, level="error", **fields, segment_dir=str(final), error=str(exc)[:500])
         if exc.errno in DISK_FULL_ERRNOS:
             remedy = (f"free space on the disk holding {log_dir.parent} (or point LOG_INGESTION_CACHE_DIR at "
                       "another disk), or set BYPASS_CACHE=true")
@@ -215,9 +226,13 @@ def _fetch_segment(source, log_dir, log_id, start_ms, end_ms, rows_cap, bytes_ca
             remedy = f"make the cache folder ({log_dir.parent}, LOG_INGESTION_CACHE_DIR) writable, or set BYPASS_CACHE=true"
         raise CacheWriteError(f"cannot write the log segment {final}: {exc}; {remedy}") from exc
     stats = {"rows": writer.rows, "parts": len(writer.parts), "bytes": writer.bytes, "batches": batches}
-    log_event("fetch_subrange_finished", logger, **fields, cached=True, **stats, seconds=watch.seconds,
-              segment=str(final))
+    log_event("fetch_subrange_complete", logger, **fields, duration_ms=_ms(watch), rows_fetched=writer.rows,
+              parts_written=len(writer.parts), segment_dir=str(final))
     return Segment(log_id, start_ms, end_ms, final), stats
+
+
+def _ms(watch: Stopwatch) -> int:
+    return round(watch.seconds * 1000)
 
 
 class _SourceFailure(Exception):
@@ -241,23 +256,48 @@ def _source_batches(source, log_id, start_ms, end_ms):
 
 
 def _fetch_uncached(source, log_id, ranges, logger) -> tuple[SummaryAccumulator, int]:
+    """Fetch ranges that are not cached (freshness horizon, BYPASS_CACHE): ``segment_dir`` is
+    null and nothing is written."""
     acc = SummaryAccumulator()
     batches = 0
     for start_ms, end_ms in ranges:
-        fields = {"log_id": log_id, "start_ms": start_ms, "end_ms": end_ms}
+        fields = {"log_id": log_id, "subrange": [start_ms, end_ms]}
         watch = Stopwatch()
-        log_event("fetch_subrange_started", logger, **fields, cached=False, source=source.describe())
+        log_event("fetch_subrange_start", logger, **fields, segment_dir=None)
         before = acc.rows
         try:
             for batch in source.fetch(log_id, start_ms, end_ms):
                 batches += 1
                 acc.add(batch)
         except Exception as exc:
-            log_event("fetch_subrange_failed", logger, level="error", **fields, error=str(exc)[:500])
+            log_event("fetch_subrange_failed", logger, level="error", **fields, segment_dir=None, error=str(exc)[:500])
             raise
-        log_event("fetch_subrange_finished", logger, **fields, cached=False, rows=acc.rows - before,
-                  seconds=watch.seconds)
+        log_event("fetch_subrange_complete", logger, **fields, duration_ms=_ms(watch),
+                  rows_fetched=acc.rows - before, parts_written=0, segment_dir=None)
     return acc, batches
+
+
+def summary_json_setting(value: bool | None = None) -> bool:
+    """LOG_SUMMARY_JSON: whether a fetch writes the summary JSON (the summary is computed anyway)."""
+    return env_bool("LOG_SUMMARY_JSON", True) if value is None else bool(value)
+
+
+def publish_summary(summary: dict, logger=None, write: bool = True) -> str | None:
+    """Write the summary JSON (unless LOG_SUMMARY_JSON=false or ``write`` is off) and log
+    ``parquet_summary_generated``; returns the file written, if any."""
+    output = None
+    if write and summary_json_setting():
+        try:
+            output = str(write_summary(summary))
+        except OSError as exc:
+            log_event("parquet_summary_failed", logger, level="error", log_id=summary["log_id"],
+                      start_ms=summary["start_ms"], end_ms=summary["end_ms"], error=str(exc)[:500])
+            raise
+    log_event("parquet_summary_generated", logger, log_id=summary["log_id"], start_ms=summary["start_ms"],
+              end_ms=summary["end_ms"], summary_output=output,
+              row_count=summary["row_count"], timestamp_min=summary["timestamp_min"],
+              timestamp_max=summary["timestamp_max"], columns=summary["columns"])
+    return output
 
 
 def write_summary(summary: dict) -> Path:

@@ -1,7 +1,8 @@
 """The on-disk segment cache.
 
-Layout: ``<root>/<log_id>/from=<start_ms>/to=<end_ms>/part-NNNNN.parquet`` where root is
-``LOG_INGESTION_CACHE_DIR`` (default ``<data root>/cache/logs``). A segment covers exactly
+Layout: ``LOG_INGESTION_CACHE_DIR/logs/<log_id>/from=<start_ms>/to=<end_ms>/part-NNNNN.parquet``
+(default ``LOG_INGESTION_CACHE_DIR`` = ``<data root>/cache``). :class:`SegmentStore`'s root is
+the ``logs`` folder holding the log ids. A segment covers exactly
 ``[start_ms, end_ms)``: every event of the source in that window is in its parts (a window
 without events has one zero-row part, so "cached, empty" differs from "not cached").
 
@@ -79,6 +80,10 @@ class CacheWriteError(LogCacheError):
     pass
 
 
+class LegacyCacheLayoutError(LogCacheError):
+    """Segments found where an explicit LOG_INGESTION_CACHE_DIR kept them before ``logs/``."""
+
+
 def validate_log_id(log_id) -> str:
     """A log id is a folder name under the cache root: letters, digits, '.', '_' and '-',
     at most 128 characters, not starting or ending with '.', no '..' (no hidden folder,
@@ -105,13 +110,23 @@ def is_log_id(name: str) -> bool:
     return True
 
 
-def cache_root() -> Path:
-    """``LOG_INGESTION_CACHE_DIR`` (relative paths are under the data root) or ``<data>/cache/logs``."""
+CACHE_SUBFOLDER = "logs"
+
+
+def ingestion_cache_dir() -> Path | None:
+    """``LOG_INGESTION_CACHE_DIR`` resolved (relative to the working folder), or None when unset."""
     raw = env_str("LOG_INGESTION_CACHE_DIR", "")
     if not raw:
-        return layout.cache_dir("logs")
+        return None
     path = Path(raw).expanduser()
     return (path if path.is_absolute() else Path.cwd() / path).resolve()
+
+
+def cache_root() -> Path:
+    """The folder holding the log ids: ``LOG_INGESTION_CACHE_DIR/logs``, by default
+    ``<data root>/cache/logs`` (the cache root ``<data root>/cache``)."""
+    base = ingestion_cache_dir()
+    return layout.cache_dir(CACHE_SUBFOLDER) if base is None else base / CACHE_SUBFOLDER
 
 
 @dataclass(frozen=True)
@@ -147,8 +162,13 @@ def part_name(index: int) -> str:
 class SegmentStore:
     """Listing, validation, locking and paths of the segments under one cache root."""
 
-    def __init__(self, root: Path | str | None = None):
+    def __init__(self, root: Path | str | None = None, legacy_root: Path | str | None = None):
         self.root = Path(root).resolve() if root is not None else cache_root()
+        # Before the ``logs`` subfolder, an explicit LOG_INGESTION_CACHE_DIR held the log ids
+        # itself; segments still there are refused by name instead of silently re-fetched.
+        if root is None and legacy_root is None:
+            legacy_root = ingestion_cache_dir()
+        self.legacy_root = Path(legacy_root).resolve() if legacy_root is not None else None
 
     def log_dir(self, log_id: str) -> Path:
         validate_log_id(log_id)
@@ -166,6 +186,7 @@ class SegmentStore:
     def segments(self, log_id: str, check_overlaps: bool = True) -> list[Segment]:
         """Every published segment of ``log_id`` sorted by start; overlaps raise."""
         log_dir = self.log_dir(log_id)
+        self.refuse_legacy_layout(log_id)
         if not log_dir.exists():
             return []
         if not log_dir.is_dir():
@@ -206,19 +227,55 @@ class SegmentStore:
     def intersecting(self, log_id: str, start_ms: int, end_ms: int) -> list[Segment]:
         return [s for s in self.segments(log_id) if s.intersects(start_ms, end_ms)]
 
+    def legacy_log_dir(self, log_id: str) -> Path | None:
+        """``LOG_INGESTION_CACHE_DIR/<log_id>`` when it holds segments of the old layout."""
+        if self.legacy_root is None or self.legacy_root == self.root:
+            return None
+        old = self.legacy_root / validate_log_id(log_id)
+        if not old.is_dir():
+            return None
+        try:
+            return old if any(_FROM_RE.fullmatch(p.name) and p.is_dir() for p in old.iterdir()) else None
+        except OSError:
+            return None
+
+    def refuse_legacy_layout(self, log_id: str) -> None:
+        old = self.legacy_log_dir(log_id)
+        if old is None:
+            return
+        new = self.root / log_id
+        raise LegacyCacheLayoutError(
+            f"log {log_id!r} has cached segments at {old}, the layout before LOG_INGESTION_CACHE_DIR got its "
+            f"'{CACHE_SUBFOLDER}' subfolder; segments now live under {new}. Move them (mkdir -p {self.root} && "
+            f"mv {old} {new}), or delete {old} to re-fetch; if {new} already exists, merge whole from=/to= "
+            f"folders with no fetch running.{self._root_hint()} Nothing was fetched or written"
+        )
+
+    def _root_hint(self) -> str:
+        # LOG_INGESTION_CACHE_DIR=<data>/cache/logs spelled out (the old default): the folder
+        # above is the root meaning the same place, no move needed.
+        if self.legacy_root is not None and self.legacy_root.name == CACHE_SUBFOLDER:
+            return f" Or set LOG_INGESTION_CACHE_DIR={self.legacy_root.parent}, which names the same place."
+        return ""
+
     # -- locking ------------------------------------------------------------------------
-    @contextmanager
-    def lock(self, log_id: str) -> Iterator[Path]:
-        """Exclusive per-log_id lock on ``<log dir>/.lock`` (``io.locks.hold``: the holder is
-        named in the file, a second fetcher waits up to DOMAIN_LOCK_TIMEOUT_S)."""
+    def ensure_log_dir(self, log_id: str) -> Path:
         log_dir = self.log_dir(log_id)
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CacheWriteError(
                 f"cannot create the log cache folder {log_dir} ({exc.strerror or exc}); make "
-                f"LOG_INGESTION_CACHE_DIR={self.root} a writable folder, or set BYPASS_CACHE=true"
+                f"LOG_INGESTION_CACHE_DIR (segments under {self.root}) a writable folder, or set BYPASS_CACHE=true"
             ) from exc
+        return log_dir
+
+    @contextmanager
+    def lock(self, log_id: str) -> Iterator[Path]:
+        """Exclusive per-log_id lock on ``<log dir>/.lock`` (``io.locks.hold``: the holder is
+        named in the file, a second fetcher waits up to DOMAIN_LOCK_TIMEOUT_S)."""
+        self.refuse_legacy_layout(log_id)
+        log_dir = self.ensure_log_dir(log_id)
         with hold(log_dir / LOCK_NAME, f"log cache of {log_id!r}"):
             yield log_dir
 

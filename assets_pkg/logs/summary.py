@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from assets_pkg.duck import connect
 from assets_pkg.logs.planner import ms_to_iso
 from assets_pkg.logs.store import PART_SCHEMA, LogCacheError, Segment
-from assets_pkg.obs import Stopwatch, log_event
+from assets_pkg.obs import log_event
 
 NULL_LEVEL = "(none)"
 
@@ -140,19 +140,16 @@ def summarize_window(
     logger=None,
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> dict:
-    """Summary of a window over its segments (+ uncached events); logs parquet_summary_generated."""
-    watch = Stopwatch()
+    """Summary of a window over its segments (+ uncached events). ``fetch.publish_summary``
+    writes it and logs ``parquet_summary_generated``; a failure here logs ``parquet_summary_failed``."""
     try:
         acc = scan_segments(segments, start_ms, end_ms, con)
     except SummaryError as exc:
-        log_event("summary_failed", logger, level="error", log_id=log_id, start_ms=start_ms, end_ms=end_ms,
+        log_event("parquet_summary_failed", logger, level="error", log_id=log_id, start_ms=start_ms, end_ms=end_ms,
                   error=str(exc)[:500])
         raise
     if extra is not None:
         acc = acc.merge(extra)
     summary = build_summary(log_id, start_ms, end_ms, acc, len(segments), len(segment_files(segments)),
                             extra.rows if extra else 0)
-    log_event("parquet_summary_generated", logger, log_id=log_id, start_ms=start_ms, end_ms=end_ms,
-              row_count=summary["row_count"], segments=summary["segments"], parts=summary["parts"],
-              seconds=watch.seconds)
     return summary

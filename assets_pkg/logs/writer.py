@@ -257,8 +257,11 @@ class PartWriter:
         logger=None,
         log_fields: dict | None = None,
         compression: str = "zstd",
+        published_folder: Path | None = None,
     ):
         self.folder = Path(folder)
+        # Where the parts will be once the segment is published: the path the events name.
+        self.published_folder = Path(published_folder) if published_folder is not None else self.folder
         self.flush_rows = max(1, int(flush_rows))
         self.flush_bytes = max(1, int(flush_bytes))
         self.logger = logger
@@ -297,14 +300,13 @@ class PartWriter:
         index = len(self.parts)
         path = self.folder / part_name(index)
         watch = Stopwatch()
-        log_event("flush_started", self.logger, **self.log_fields, part=index, rows=self._buffer_rows,
+        log_event("flush_start", self.logger, **self.log_fields, part=index, rows=self._buffer_rows,
                   buffer_bytes=self._buffer_bytes)
         table = pa.Table.from_batches(self._buffer, schema=PART_SCHEMA)
         try:
             pq.write_table(table, path, compression=self.compression, **PART_ENCODING)
         except OSError as exc:
-            log_event("flush_failed", self.logger, level="error", **self.log_fields, part=index, path=str(path),
-                      error=str(exc)[:300])
+            # The caller logs cache_write_failed (it knows the segment) and names the remedy.
             raise naming_path(exc, path) from exc
         size = path.stat().st_size
         self.parts.append(path)
@@ -316,8 +318,8 @@ class PartWriter:
             self.ts_max = hi if self.ts_max is None else max(self.ts_max, hi)
         self.rows += table.num_rows
         self.bytes += size
-        log_event("flush_finished", self.logger, **self.log_fields, part=index, rows=table.num_rows, bytes=size,
-                  seconds=watch.seconds, path=str(path))
+        log_event("flush_complete", self.logger, **self.log_fields, part=index, rows=table.num_rows, bytes=size,
+                  duration_ms=round(watch.seconds * 1000), path=str(self.published_folder / path.name))
         # Clear the buffer: nothing of this part stays in memory.
         self._buffer = []
         self._buffer_rows = 0
