@@ -181,7 +181,8 @@ def sniff_format(file_path, file_format: str = "auto", encoding: str = "utf-8", 
     content_fmt = _text_format_from_content(first_line)
     if expected is None:
         fmt = content_fmt
-    elif expected == "jsonl" and content_fmt != "jsonl" and not _any_json_object_line(text_sample):
+    elif (expected == "jsonl" and content_fmt != "jsonl" and wanted == "auto"
+          and not _any_json_object_line(text_sample)):  # file_format="jsonl" is trusted: bad lines are rejects
         raise ReaderError(
             f"{path}: expected JSON lines (file_format / name) but the first line does not start with '{{': "
             f"{first_line[:80]!r}"
