@@ -24,7 +24,7 @@ from assets_pkg.splits import staging
 from assets_pkg.splits.allocation import Allocation, build_allocation, manifest_for
 from assets_pkg.splits.discovery import Discovery, Shard, discover, shard_key
 from assets_pkg.splits.export import single_file, write_export
-from assets_pkg.splits.outputs import files_relation, output_label_rates, shard_output_files
+from assets_pkg.splits.outputs import output_label_rates
 from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.pass2 import (
     ShardSplit,
