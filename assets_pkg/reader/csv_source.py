@@ -305,7 +305,7 @@ class CsvSource:
         # Everything below counts records (1-based in the block); ``records`` turns them
         # into physical lines where a quoted value spans lines.
         invalid_rec = np.asarray(sorted(n for n, *_ in invalid), dtype=np.int64)
-        if self.opts.strip_whitespace:
+        if self.opts.strip_whitespace and (not typed_fast_path or _may_be_padded(data, self.delimiter)):
             # typed: only text columns (a number with spaces around it failed its type and
             # came here as text); as text, every column before it is converted
             table = pa.Table.from_arrays(
@@ -355,6 +355,18 @@ class CsvSource:
             rejected_records=merge_sorted(invalid_rec, bad_text_rec, failure_rec), skipped_records=blank_rec,
             line_count=prepared.line_count, record_lines=records,
         )
+
+
+_ASCII_SPACES = (b" ", b"\t", b"\x0b", b"\x0c")
+
+
+def _may_be_padded(data, delimiter: str) -> bool:
+    """Whether any value of the block can have whitespace around it: an ASCII block with
+    no space, tab (unless it is the delimiter), vertical tab or form feed has none, and
+    ``bytes.find`` answers that far faster than trimming every text column."""
+    if not data.isascii():
+        return True  # Unicode whitespace too
+    return any(data.find(space) >= 0 for space in _ASCII_SPACES if space != delimiter.encode())
 
 
 def _padded(column) -> bool:
