@@ -87,6 +87,9 @@ class FakeLogApi:
             protocol_version = "HTTP/1.1"  # keep-alive: a connection serves requests until either side closes
 
             timeout = self.idle_timeout
+            # headers and body go out in two writes: with Nagle on, each keep-alive answer waits
+            # for the client's delayed ACK (40 ms), as no real server lets it
+            disable_nagle_algorithm = True
 
             def setup(self):
                 super().setup()
