@@ -6,7 +6,11 @@ free port, records every request (log_id, start, end, token) and can inject faul
 responses (status, headers, delay, a body that drips or is cut short, another content type,
 no Content-Length; for one log only, after some requests, or for good) served instead of
 normal answers, empty pages that still carry a token, a token that repeats forever, empty
-pages with ever-new tokens, and a required bearer token.
+pages with ever-new tokens, and a required bearer token. It speaks HTTP/1.1 with keep-alive
+(every answer has a Content-Length unless a fault removes it, which closes the connection);
+``connections`` counts the connections accepted, ``close_connections`` makes every
+answer say ``Connection: close`` (one connection per request, as HTTP/1.0 servers do) and
+``idle_timeout`` closes a connection left idle that long (as servers do between requests).
 """
 
 import bisect
@@ -44,7 +48,8 @@ class Fault:
 class FakeLogApi:
     def __init__(self, events: dict[str, list[dict]] | None = None, token: str | None = None,
                  empty_pages: bool = False, repeat_token: bool = False, max_limit: int = 1000,
-                 keep_order: bool = False, endless_tokens: bool = False):
+                 keep_order: bool = False, endless_tokens: bool = False, close_connections: bool = False,
+                 idle_timeout: float | None = None):
         self._events: dict[str, list[dict]] = {}
         self._stamps: dict[str, list[int]] = {}
         self.keep_order = keep_order  # serve events in the given order (to test a misbehaving API)
@@ -55,6 +60,9 @@ class FakeLogApi:
         self.repeat_token = repeat_token
         self.endless_tokens = endless_tokens  # empty pages, each with a new token, forever
         self.max_limit = max_limit
+        self.close_connections = close_connections
+        self.connections = 0
+        self.idle_timeout = idle_timeout  # close a connection that waits this long for a request
         self.faults: list[Fault] = []
         self.requests: list[dict] = []
         self._lock = threading.Lock()
@@ -76,6 +84,18 @@ class FakeLogApi:
         api = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: a connection serves requests until either side closes
+
+            timeout = self.idle_timeout
+            # headers and body go out in two writes: with Nagle on, each keep-alive answer waits
+            # for the client's delayed ACK (40 ms), as no real server lets it
+            disable_nagle_algorithm = True
+
+            def setup(self):
+                super().setup()
+                with api._lock:
+                    api.connections += 1
+
             def log_message(self, *args):  # keep test output quiet
                 pass
 
@@ -179,6 +199,10 @@ class FakeLogApi:
             handler.send_header("Content-Type", fault.content_type)
             if fault.send_length:
                 handler.send_header("Content-Length", str(len(data)))
+            if self.close_connections or not fault.send_length or fault.truncate_to is not None:
+                # without a (true) length only the closed connection ends the body
+                handler.send_header("Connection", "close")
+                handler.close_connection = True
             for key, value in (headers or {}).items():
                 handler.send_header(key, str(value))
             handler.end_headers()

@@ -8,6 +8,12 @@ One log_id, 5M events in one UTC day (``--quick``: 500k):
 4. cold fetch of the full day from the local JSONL source (the streaming reader), in a
    subprocess so its peak RSS is its own, at FLUSH_ROWS=100000            target >= 1M events/s,
                                                                           peak RSS <= 300 MB.
+5. the HTTP source (``--http`` runs only this): pages/s of ``HttpLogSource.fetch`` over one
+   window from the project's test server (assets_pkg_tests/fake_log_api.py, HTTP/1.1, on
+   127.0.0.1, in this process) with the client in a subprocess, against the same server
+   closing the connection after every page (one connection per page, as the source did
+   before issue 20); ``--http-baseline DIR`` adds a row for the source importable from DIR
+   (an older checkout's ``assets_pkg``). Rounds interleaved, median pages/s, ratio ranges.
 """
 
 import argparse
@@ -182,6 +188,67 @@ def run(n: int, segments: int, workdir: Path) -> list[tuple]:
     ]
 
 
+HTTP_CHILD = """
+import json, sys, time
+from assets_pkg.logs.sources import HttpLimits, HttpLogSource
+url, events, page_limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+src = HttpLogSource(url, page_limit=page_limit, limits=HttpLimits.from_settings())
+list(src.fetch("bench", 0, page_limit * 10))  # warm-up: one page, one connection (imports, first batch)
+src.requests = 0
+t = time.perf_counter()
+rows = sum(batch.num_rows for batch in src.fetch("bench", 0, events * 10))
+secs = time.perf_counter() - t
+print(json.dumps({"rows": rows, "pages": src.requests, "seconds": secs}))
+"""
+
+
+def run_http(events: int, page_limit: int, rounds: int, baseline: str | None) -> str:
+    """Pages/s of the HTTP source, keep-alive against one connection per page (see 5. above)."""
+    from statistics import median
+
+    from assets_pkg_tests.fake_log_api import FakeLogApi, make_events
+
+    here = str(Path(__file__).resolve().parent.parent)
+    variants = [("keep-alive (this source)", here, False),
+                ("one connection per page (server: Connection: close)", here, True)]
+    if baseline:
+        variants.append((f"source at {baseline}, keep-alive server", f"{baseline}{os.pathsep}{here}", False))
+    data = make_events("bench", 0, events * 10, 10)
+    results: dict[str, list[dict]] = {name: [] for name, *_ in variants}
+    servers = {close: FakeLogApi({"bench": data}, max_limit=page_limit, close_connections=close).start()
+               for close in (False, True)}
+    try:
+        for _ in range(rounds):
+            for name, path, close in variants:
+                api = servers[close]
+                api.connections = 0
+                env = dict(os.environ, PYTHONPATH=path)
+                # cwd: `python -c` puts it first on sys.path, ahead of PYTHONPATH
+                proc = subprocess.run([sys.executable, "-c", HTTP_CHILD, api.url, str(events), str(page_limit)],
+                                      env=env, capture_output=True, text=True, cwd=path.split(os.pathsep)[0])
+                if proc.returncode != 0:
+                    raise RuntimeError(f"http child ({name}) failed: {proc.stderr[-2000:]}")
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                assert r["rows"] == events, r
+                r["connections"] = api.connections - 1  # the warm-up page's
+                results[name].append(r)
+    finally:
+        for api in servers.values():
+            api.stop()
+    base = results[variants[1][0]]
+    out = [f"HTTP log source, one window of {events:,} events in pages of {page_limit} "
+           f"({events // page_limit} pages), 127.0.0.1, {rounds} rounds", "",
+           "| client | pages/s (median) | x one connection per page (range) | connections per window |",
+           "|---|---:|---:|---:|"]
+    for name, *_ in variants:
+        runs = results[name]
+        rates = [r["pages"] / r["seconds"] for r in runs]
+        ratios = [a / (b["pages"] / b["seconds"]) for a, b in zip(rates, base)]
+        out.append(f"| {name} | {median(rates):,.0f} | {median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
+                   f"{max(r['connections'] for r in runs)} |")
+    return "\n".join(out)
+
+
 def render(rows, n) -> str:
     out = [f"Log segment cache, {n:,} events, one log_id, one day", "",
            "| measure | result | target | met |", "|---|---|---|---|"]
@@ -195,7 +262,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.logs")
     parser.add_argument("--quick", action="store_true", help="500k events instead of 5M")
     parser.add_argument("--events", type=int, default=None)
+    parser.add_argument("--http", action="store_true", help="only the HTTP source's pages/s (section 5)")
+    parser.add_argument("--http-baseline", metavar="DIR", default=None,
+                        help="also measure the HTTP source of the assets_pkg under DIR (an older checkout)")
+    parser.add_argument("--http-rounds", type=int, default=5)
+    parser.add_argument("--http-page-limit", type=int, default=100, help="events per page (smaller: request costs show)")
     args = parser.parse_args(argv)
+    pages = 20 if args.quick else 200
+    http_table = run_http(pages * args.http_page_limit, args.http_page_limit, args.http_rounds, args.http_baseline)
+    if args.http:
+        print(http_table, flush=True)
+        return 0
     n = args.events or (500_000 if args.quick else 5_000_000)
     workdir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     try:
@@ -203,6 +280,7 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(render(rows, n), flush=True)
+    print("\n" + http_table, flush=True)
     return 0 if all(ok in ("-", True) for *_, ok in rows) else 1
 
 

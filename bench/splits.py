@@ -25,7 +25,12 @@ staged by pass 1; (a) also profiles text shards two at a time): the CPU columns 
 show what that buys over the one-core copy.
 ``--rows N --formats parquet csv --variants logic dagster`` runs a subset (the copy always
 runs: it is the ratios' base); ``--rounds 3`` runs each variant three times, interleaved,
-and reports medians with the range of the per-round ratios.
+and reports medians with the range of the per-round ratios. ``--customers N ...`` sets the
+customer pool of the generated shards.
+``--memory-formula`` runs (a) alone over rows per shard and customers and fits its peak RSS
+as base + k x rows per shard + c x known customers (least squares); measured (2 rounds):
+209 MB + 165 MB per 1M rows per shard + 305 MB per 1M customers, max residual 9 MB
+(README, splits; bench/NOTES.md).
 """
 
 import argparse
@@ -54,12 +59,14 @@ def shard_numbers(shards: int) -> list[int]:
     return (DEMO_SHARDS + extra)[:shards]
 
 
-def generate(rows: int, fmt: str, shards: int = SHARDS) -> Path:
+def generate(rows: int, fmt: str, shards: int = SHARDS, customers: int | None = None) -> Path:
     """``shards`` shards of ``rows`` rows in total, numbered with gaps; reused when present.
-    Customers: one per 50 rows in total, drawn by every shard."""
+    Customers: ``customers`` (default one per 50 rows in total, at least 1000), drawn by every shard."""
     from assets_pkg.demo.splits import make_rows, write_shard
 
     name = f"rows_{rows}_{fmt}" if shards == SHARDS else f"rows_{rows}_{shards}_shards_{fmt}"
+    if customers is not None:
+        name += f"_{customers}_customers"
     inbox = OUT / name / "inbox" / "transactions"
     done = inbox.parent / ".complete"
     if done.exists():
@@ -67,7 +74,7 @@ def generate(rows: int, fmt: str, shards: int = SHARDS) -> Path:
     shutil.rmtree(inbox, ignore_errors=True)
     per_shard = rows // shards
     for i, number in enumerate(shard_numbers(shards)):
-        table = make_rows(per_shard, seed=number, n_customers=max(1000, rows // 50), start_id=i * per_shard)
+        table = make_rows(per_shard, seed=number, n_customers=customers or max(1000, rows // 50), start_id=i * per_shard)
         write_shard(table, inbox / f"part-{number:05d}.{fmt}")
     done.write_text("ok\n")
     return inbox
@@ -262,6 +269,51 @@ def measure(variant: str, inbox: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# -- memory formula --------------------------------------------------------------------------
+# Peak RSS of (a) = base + k x rows per shard + c x known customers (README, splits): rows per
+# shard varied with the customers fixed, then the customers varied with the rows fixed.
+FORMULA_SHARDS = 4
+FORMULA_POINTS = [(rps, 20_000) for rps in (50_000, 100_000, 200_000, 400_000)] + \
+                 [(200_000, customers) for customers in (5_000, 50_000, 100_000, 200_000)]
+
+
+def known_customers(inbox: Path) -> int:
+    from assets_pkg.duck import connect
+
+    con = connect()
+    try:
+        return con.execute(f"SELECT count(DISTINCT customer_id) FROM read_parquet('{inbox}/*.parquet')").fetchone()[0]
+    finally:
+        con.close()
+
+
+def memory_formula(rounds: int) -> tuple[str, dict]:
+    """Peak RSS of the logic variant over FORMULA_POINTS (max of ``rounds``), and the least
+    squares fit of base, k and c over those points."""
+    import numpy as np
+
+    points = []
+    for rows_per_shard, pool in FORMULA_POINTS:
+        inbox = generate(rows_per_shard * FORMULA_SHARDS, "parquet", FORMULA_SHARDS, pool)
+        warm_page_cache(inbox)
+        runs = [measure("logic", inbox) for _ in range(max(1, rounds))]
+        failed = [r for r in runs if "error" in r]
+        if failed:
+            raise RuntimeError(f"memory formula point {rows_per_shard} rows/shard, {pool} customers: {failed[0]}")
+        points.append((rows_per_shard, known_customers(inbox), max(r["peak_rss_mb"] for r in runs)))
+        print(f"  formula point {points[-1]}", file=sys.stderr, flush=True)
+    a = np.array([[1.0, rps, cust] for rps, cust, _ in points])
+    y = np.array([peak for *_, peak in points], dtype=float)
+    (base, k, c), *_ = np.linalg.lstsq(a, y, rcond=None)
+    fitted = a @ np.array([base, k, c])
+    lines = [f"Peak RSS of (a) logic, parquet, {FORMULA_SHARDS} shards (2 in flight), max of {rounds} round(s)", "",
+             "| rows per shard | known customers | peak RSS MB | fitted MB |", "|---:|---:|---:|---:|"]
+    lines += [f"| {rps:,} | {cust:,} | {peak} | {fit:.0f} |" for (rps, cust, peak), fit in zip(points, fitted)]
+    lines += ["", f"peak RSS MB ~= {base:.0f} + {k * 1e6:.0f} x rows per shard / 1M + {c * 1e6:.0f} x known customers / 1M "
+              f"(max residual {np.max(np.abs(y - fitted)):.0f} MB)"]
+    return "\n".join(lines), {"base_mb": base, "k_mb_per_row": k, "c_mb_per_customer": c}
+
+
 # -- report ----------------------------------------------------------------------------------
 def _spread(ratios: list[float]) -> str:
     """The median ratio, and its range when there were several rounds."""
@@ -312,30 +364,40 @@ def main(argv=None) -> int:
     parser.add_argument("--shards", type=int, nargs="*",
                         help=f"with --rows: shard counts to run (default {SHARDS}); more shards of the same "
                              "size show how memory follows the shard size, not the total")
+    parser.add_argument("--customers", type=int, nargs="*",
+                        help="with --rows: customer pool sizes to run (default one per 50 rows); with --shards "
+                             "this measures the memory formula's k and c (see bench/NOTES.md)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run every variant this many times, interleaved (median and ratio range)")
+    parser.add_argument("--memory-formula", action="store_true",
+                        help="only the memory formula: peak RSS over rows per shard and customers, and its fit")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "INBOX"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(*args.child)
         return 0
+    if args.memory_formula:
+        print(memory_formula(args.rounds)[0])
+        return 0
     if args.quick:
-        plan = [("parquet", 400_000, SHARDS, list(VARIANTS)), ("csv", 400_000, SHARDS, ["logic", "copy"])]
+        plan = [("parquet", 400_000, SHARDS, list(VARIANTS), None), ("csv", 400_000, SHARDS, ["logic", "copy"], None)]
     elif args.rows:
-        plan = [(fmt, n, shards, list(VARIANTS)) for fmt in (args.formats or ["parquet"]) for n in args.rows
-                for shards in (args.shards or [SHARDS])]
+        plan = [(fmt, n, shards, list(VARIANTS), customers) for fmt in (args.formats or ["parquet"])
+                for n in args.rows for shards in (args.shards or [SHARDS]) for customers in (args.customers or [None])]
     else:
         plan = [
-            ("parquet", 2_000_000, SHARDS, ["logic", "dagster", "dagster-mem", "copy"]),
-            ("csv", 2_000_000, SHARDS, ["logic", "dagster", "copy"]),
-            ("parquet", 10_000_000, SHARDS, list(VARIANTS)),
-            ("csv", 10_000_000, SHARDS, ["logic", "dagster", "copy", "copy-2"]),
+            ("parquet", 2_000_000, SHARDS, ["logic", "dagster", "dagster-mem", "copy"], None),
+            ("csv", 2_000_000, SHARDS, ["logic", "dagster", "copy"], None),
+            ("parquet", 10_000_000, SHARDS, list(VARIANTS), None),
+            ("csv", 10_000_000, SHARDS, ["logic", "dagster", "copy", "copy-2"], None),
             # 10M rows in 100 shards: the 2M run's shard size, five times the shards
-            ("parquet", 10_000_000, 100, ["logic", "dagster", "copy"]),
+            ("parquet", 10_000_000, 100, ["logic", "dagster", "copy"], None),
         ]
     results = []
-    for fmt, rows, shards, variants in plan:
-        inbox = generate(rows, fmt, shards)
+    for fmt, rows, shards, variants, customers in plan:
+        inbox = generate(rows, fmt, shards, customers)
+        if customers is not None:
+            fmt = f"{fmt}, {customers:,} customers"  # the table's input label
         warm_page_cache(inbox)
         for k in range(max(1, args.rounds)):
             for variant in variants:
@@ -347,6 +409,8 @@ def main(argv=None) -> int:
                 print(f"  {fmt} {rows:,} in {shards} shards, round {k + 1} {variant}: {r}", file=sys.stderr, flush=True)
                 results.append((fmt, rows, shards, k, r))
     print(table(results))
+    if not args.quick and not args.rows:  # make bench: the memory bound the README states, re-measured
+        print("\n" + memory_formula(args.rounds)[0])
     failed = [r for *_, r in results if "error" in r]
     return 1 if failed else 0
 

@@ -16,6 +16,15 @@ Measurements, each in its own subprocess (peak RSS = that process's VmHWM, ``ass
 - dagster initial: one run (account_summary over the whole range + latest_summary), checks in-op
 - dagster incremental: sensor tick (plan) + the one run it requests, checks in-op
 
+- duckdb sql initial (peer): the straightforward DuckDB SQL a user would write instead, on
+  the same inbox in the same run: winners per (account, month) by QUALIFY row_number(), a
+  dense month grid per account (first..last month), a 36-row window building each history
+  list (reversed, padded to 36), the rows with a record written with COPY ... PARTITION_BY
+  month (plain ``duckdb.connect()`` with every core, its memory limit set to the library's
+  4 GB RSS target: DuckDB's default, 80% of RAM, is not for a shared machine). After the timing
+  its last month is compared with the library's file, row by row (the peer must compute
+  the same thing); ratios are the library's speed over the peer's.
+
 CPU s (user + system of the measuring process, imports excluded) is reported next to wall
 seconds: on a shared machine it is the steadier number for before/after comparisons.
 """
@@ -106,7 +115,9 @@ def _child(kind: str, root: Path) -> dict:
     started = time.perf_counter()
     cpu0 = cpu_seconds()
     out: dict = {}
-    if kind.startswith("library"):
+    if kind == "sql_initial":
+        out.update(_sql_peer(cfg, root))
+    elif kind.startswith("library"):
         from assets_pkg.duck import connect
         from assets_pkg.summary import state
         from assets_pkg.summary.engine import rebuild_months
@@ -178,6 +189,69 @@ def _child(kind: str, root: Path) -> dict:
     return out
 
 
+PEER_SQL = """
+COPY (
+  WITH src AS (
+    SELECT {key} AS k, {month} AS mo, CAST(substr({month}, 1, 4) AS INT) * 12 + CAST(substr({month}, 6, 2) AS INT) - 1 AS mi,
+           {ts} AS ts, {values}
+    FROM read_parquet('{inbox}/*.parquet', filename = true)
+    QUALIFY row_number() OVER (PARTITION BY {key}, {month} ORDER BY {ts} DESC, filename DESC) = 1
+  ),
+  span AS (SELECT k, min(mi) AS lo, max(mi) AS hi FROM src GROUP BY k),
+  grid AS (SELECT k, unnest(range(lo, hi + 1)) AS mi FROM span),
+  dense AS (
+    SELECT g.k, g.mi, s.mo, s.ts, {dense_values}
+    FROM grid g LEFT JOIN src s USING (k, mi)
+  ),
+  hist AS (
+    SELECT *, {windows}
+    FROM dense
+    WINDOW w AS (PARTITION BY k ORDER BY mi ROWS BETWEEN {back} PRECEDING AND CURRENT ROW)
+  )
+  SELECT k AS {key}, mo AS {month}, ts AS {ts}, {values_out}, {lists}
+  FROM hist WHERE mo IS NOT NULL
+) TO '{out}' (FORMAT parquet, PARTITION_BY ({month}))
+"""
+
+
+def _sql_peer(cfg, root: Path) -> dict:
+    """The DuckDB SQL peer (see the module docstring); returns rows written and the check."""
+    import duckdb
+
+    values = cfg.all_value_columns
+    out_dir = root / "sql"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    n = cfg.history_length
+    sql = PEER_SQL.format(
+        key=cfg.key_column, month=cfg.month_column, ts=cfg.timestamp_column, inbox=cfg.source_path, out=out_dir,
+        values=", ".join(values), dense_values=", ".join(f"s.{c}" for c in values), back=n - 1,
+        values_out=", ".join(values),
+        # list() over the window is oldest first; reversed, [0] is this month; padded with NULL to n
+        windows=", ".join(f"list({c}) OVER w AS {c}__w" for c in cfg.history_columns),
+        lists=", ".join(f"list_resize(list_reverse({c}__w), {n}) AS {cfg.history_name(c)}" for c in cfg.history_columns),
+    )
+    con = duckdb.connect(config={"memory_limit": "4GB"})  # spills beyond it, like the library's target
+    started = time.perf_counter()
+    con.execute(sql)
+    seconds = time.perf_counter() - started
+    rows = con.execute(f"SELECT count(*) FROM read_parquet('{out_dir}/**/*.parquet')").fetchone()[0]
+    # same result as the library? its last month, every column, row by row (outside the timing)
+    lib = root / "library" / f"{LAST}.parquet"
+    check = "no library file"
+    if lib.exists():
+        cols = ", ".join([cfg.key_column, cfg.timestamp_column, *values, *map(cfg.history_name, cfg.history_columns)])
+        diff = con.execute(
+            f"SELECT count(*) FROM ((SELECT {cols} FROM read_parquet('{lib}') EXCEPT ALL "
+            f"SELECT {cols} FROM read_parquet('{out_dir}/{cfg.month_column}={LAST}/*.parquet')) UNION ALL "
+            f"(SELECT {cols} FROM read_parquet('{out_dir}/{cfg.month_column}={LAST}/*.parquet') EXCEPT ALL "
+            f"SELECT {cols} FROM read_parquet('{lib}')))"
+        ).fetchone()[0]
+        check = f"{LAST} same as library" if diff == 0 else f"{LAST}: {diff} rows differ from the library"
+    con.close()
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return {"rows": rows, "sql_seconds": round(seconds, 2), "checks": check}
+
+
 def measure(kind: str, root: Path) -> dict:
     proc = subprocess.run(
         [sys.executable, "-m", "bench.summary", "--child", kind, "--root", str(root)],
@@ -192,7 +266,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.summary")
     parser.add_argument("--quick", action="store_true", help="20k accounts")
     parser.add_argument("--accounts", type=int, default=1_000_000)
-    parser.add_argument("--only", nargs="*", choices=["library", "dagster"], default=["library", "dagster"])
+    parser.add_argument("--only", nargs="*", choices=["library", "dagster", "sql"], default=["library", "dagster", "sql"])
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the initial builds this many times, interleaved (ratios per round)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -214,10 +290,11 @@ def main(argv=None) -> int:
     (root / "data" / ".dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     (root / "summary.json").write_text(json.dumps({"source_dir": str(inbox), "first_month": FIRST}))
     rows = []
-    order = [k for k in ("library_initial", "dagster_initial") if k.split("_")[0] in args.only]
-    for kind in order:
-        rows.append((kind, measure(kind, root)))
-        print(f"  {kind}: {rows[-1][1]}", flush=True)
+    order = [k for k in ("library_initial", "sql_initial", "dagster_initial") if k.split("_")[0] in args.only]
+    for _ in range(max(1, args.rounds)):
+        for kind in order:
+            rows.append((kind, measure(kind, root)))
+            print(f"  {kind}: {rows[-1][1]}", flush=True)
     for f in (root / "pending").glob("*"):
         os.replace(f, inbox / f.name)
     for kind in [k for k in ("library_incremental", "dagster_incremental") if k.split("_")[0] in args.only]:
@@ -236,6 +313,14 @@ def main(argv=None) -> int:
         print(f"| {kind} | {months} | {r['rows']:,} | {r['seconds']:.1f} | {rate / 1e6:.2f}M | {r.get('cpu_seconds', 0):.1f} | "
               f"{r['peak_rss_mb']:.0f} | "
               f"{r.get('plan_seconds', '')} | {r.get('cases', '')} | {r.get('checks', 'not run')} |")
+    libs = [r for kind, r in rows if kind == "library_initial"]
+    peers = [r for kind, r in rows if kind == "sql_initial"]
+    if libs and peers:
+        speed = [p["seconds"] / lib["seconds"] for lib, p in zip(libs, peers)]
+        rss = [lib["peak_rss_mb"] / p["peak_rss_mb"] for lib, p in zip(libs, peers)]
+        print()
+        print(f"library vs DuckDB SQL peer, {len(speed)} round(s): {min(speed):.2f}-{max(speed):.2f}x faster "
+              f"(target >= 1.2x), peak RSS {min(rss):.2f}-{max(rss):.2f}x the peer's (target <= 1)")
     print()
     print("Targets: initial >= 1.5M account-months/s, peak RSS <= 4096 MB, 1.5M-record batch <= 30 s.")
     return 0

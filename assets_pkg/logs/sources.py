@@ -303,10 +303,18 @@ class HttpLogSource(LogSource):
     def fetch(self, log_id: str, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:
         validate_log_id(log_id)
         self.calls += 1
-        limits = self.limits
         # The deadline covers the consumer's time between pages too: it bounds how long the
         # log's lock is held.
-        deadline = time.monotonic() + limits.window_deadline_s
+        deadline = time.monotonic() + self.limits.window_deadline_s
+        session = _Session()  # one keep-alive connection for the window's pages
+        try:
+            yield from self._pages(log_id, start_ms, end_ms, deadline, session)
+        finally:
+            session.close()
+
+    def _pages(self, log_id: str, start_ms: int, end_ms: int, deadline: float,
+               session: "_Session") -> Iterator[pa.RecordBatch]:
+        limits = self.limits
         dedupe = _Dedupe(start_ms, end_ms)
         seen_tokens: set[str] = set()
         token: str | None = None
@@ -320,7 +328,7 @@ class HttpLogSource(LogSource):
                     f"log API: {where}: more than LOG_API_MAX_PAGES={limits.max_pages} pages; raise the setting "
                     "or fetch a shorter window"
                 )
-            body = self._get_page(where, token, deadline)
+            body = self._get_page(where, token, deadline, session)
             keep = dedupe.page(_page_events(body, where), where)
             if keep:
                 idle = 0
@@ -353,7 +361,7 @@ class HttpLogSource(LogSource):
             params["page_token"] = token
         return f"{self.base_url}/logs/{urllib.parse.quote(log_id, safe='')}/events?{urllib.parse.urlencode(params)}"
 
-    def _get_page(self, where: _Where, token: str | None, deadline: float) -> dict:
+    def _get_page(self, where: _Where, token: str | None, deadline: float, session: "_Session") -> dict:
         url = self._url(where.log_id, where.start_ms, where.end_ms, token)
         attempt = 0
         while True:
@@ -363,7 +371,7 @@ class HttpLogSource(LogSource):
                 raise self._deadline_error(where, attempt - 1, "")
             self.requests += 1
             try:
-                return self._request(url, where, min(self.limits.request_timeout_s, left))
+                return self._request(url, where, min(self.limits.request_timeout_s, left), session)
             except _Retry as retry:
                 reason, retry_after = retry.reason, retry.retry_after
             if attempt > self.max_retries:
@@ -391,34 +399,51 @@ class HttpLogSource(LogSource):
             f"passed after {attempts} attempt(s) at this page{last}; nothing of this window was cached"
         )
 
-    def _request(self, url: str, where: _Where, budget: float) -> dict:
-        """One GET, all of it (connect, headers, body) within ``budget`` seconds."""
+    def _request(self, url: str, where: _Where, budget: float, session: "_Session") -> dict:
+        """One GET, all of it (connect, headers, body) within ``budget`` seconds.
+
+        On the window's open connection when there is one; a connection the server closed
+        while idle (it answers nothing) is replaced once, at once, within the same budget:
+        that is not a failed request. After any failure the connection is dropped."""
         stop = time.monotonic() + budget
         parts = urllib.parse.urlsplit(url)
-        connection = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        conn = connection(parts.hostname, parts.port, timeout=min(self.timeout_seconds, budget))
         headers = {"Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         try:
-            conn.connect()
-            # Kept: http.client drops conn.sock once a response says it closes the connection,
-            # and every read below gets the time left of the request, not a fresh timeout.
-            sock = conn.sock
-            sock.settimeout(_time_left(stop, self.timeout_seconds))
-            conn.request("GET", f"{parts.path}?{parts.query}", headers=headers)
-            response = conn.getresponse()
+            while True:
+                reused = session.conn is not None
+                if not reused:
+                    session.open(parts, min(self.timeout_seconds, budget))
+                conn = session.conn
+                try:
+                    # Kept: http.client drops conn.sock once a response says it closes the connection,
+                    # and every read below gets the time left of the request, not a fresh timeout.
+                    sock = conn.sock
+                    sock.settimeout(_time_left(stop, self.timeout_seconds))
+                    conn.request("GET", f"{parts.path}?{parts.query}", headers=headers)
+                    response = conn.getresponse()
+                except _STALE if reused else ():
+                    session.close()  # the idle connection was closed by the server: a new one
+                    continue
+                break
             self._check_status(response, url, where)
             raw = self._read_body(response, sock, stop, where)
+            if response.will_close:  # the server said Connection: close (or spoke HTTP/1.0)
+                session.close()
         except (socket.timeout, TimeoutError):
+            session.close()
             raise _Retry(f"timeout: no complete answer within {budget:.3g} s (LOG_API_REQUEST_TIMEOUT_S; "
                          f"{self.timeout_seconds:g} s per read)") from None
         except http.client.IncompleteRead as exc:
+            session.close()
             raise _Retry(f"truncated body: {len(exc.partial)} bytes, {exc.expected} more announced") from None
         except (http.client.HTTPException, OSError) as exc:
+            session.close()
             raise _Retry(f"connection error: {exc!r}") from None
-        finally:
-            conn.close()
+        except BaseException:  # a retry status, a refusal, a limit: the answer may be unread
+            session.close()
+            raise
         try:
             body = json.loads(raw)
         except ValueError:
@@ -458,7 +483,9 @@ class HttpLogSource(LogSource):
         if announced and announced.strip().isdigit() and int(announced) > cap:
             raise self._too_large(where, f"{int(announced)} bytes announced")
         body = bytearray()
-        while True:
+        # read1 never ends a body whose Content-Length is read to the end (it reads 0 bytes and
+        # leaves the response open), so a known length stops the loop itself.
+        while response.length is None or response.length > 0:
             sock.settimeout(_time_left(stop, self.timeout_seconds))
             chunk = response.read1(_READ_CHUNK)  # one recv: a dripping body cannot stretch a read
             if not chunk:
@@ -468,6 +495,7 @@ class HttpLogSource(LogSource):
                 raise self._too_large(where, f"more than {cap} bytes read")
         if response.length:  # the connection closed before Content-Length bytes came
             raise http.client.IncompleteRead(bytes(body), response.length)
+        response.close()  # all of it read: the connection is free for the next request
         return body
 
     def _too_large(self, where: _Where, size: str) -> FetchLimitError:
@@ -475,6 +503,30 @@ class HttpLogSource(LogSource):
             f"log API: {where}: the response is larger than LOG_API_MAX_RESPONSE_BYTES="
             f"{self.limits.max_response_bytes} ({size}); lower the source's page_limit or raise the setting"
         )
+
+
+# What a keep-alive connection the server closed while idle raises on its next request.
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+class _Session:
+    """The connection a window's pages share (HTTP/1.1 keep-alive); ``connects`` counts opens."""
+
+    def __init__(self):
+        self.conn: http.client.HTTPConnection | None = None
+        self.connects = 0
+
+    def open(self, parts: urllib.parse.SplitResult, timeout: float) -> None:
+        connection = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        conn = connection(parts.hostname, parts.port, timeout=timeout)
+        self.conn = conn  # set first: a failed connect is closed like any other failure
+        self.connects += 1
+        conn.connect()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
 
 def _time_left(stop: float, per_read: float) -> float:
