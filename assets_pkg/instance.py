@@ -23,7 +23,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets_pkg.io.atomic import atomic_write_text
+from assets_pkg.io.atomic import atomic_write_text, pid_alive
 from assets_pkg.io.locks import hold
 from assets_pkg.settings import Settings, get_settings
 
@@ -83,22 +83,6 @@ def open_instance(settings: Settings | None = None) -> Iterator[dg.DagsterInstan
             print(f"assets-pkg: run {run_id} was left STARTED by a process that is gone; marked it failed",
                   file=sys.stderr)
         yield instance
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this host (a zombie, killed but not yet reaped by its
-    parent, counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc: trust kill()
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def run_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
