@@ -34,8 +34,7 @@ def _statuses(data_root, value):
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
 
 
-@pytest.mark.parametrize("value,expected", [(None, "RUNNING"), ("on", "RUNNING"), ("off", "STOPPED"),
-                                            (" OFF ", "STOPPED")])
+@pytest.mark.parametrize("value,expected", [(None, "RUNNING"), ("off", "STOPPED")])
 def test_sensors_and_schedule_default_status_follows_the_setting(data_root, value, expected):
     found, _ = _statuses(data_root, value)
     assert AUTOMATED <= set(found)
@@ -46,6 +45,12 @@ def test_a_bad_value_warns_naming_it_and_the_code_location_loads_with_automation
     found, stderr = _statuses(data_root, "sometimes")
     assert {found[name] for name in AUTOMATED} == {"RUNNING"}
     assert f"{AUTOMATION_VAR}='sometimes' is not one of on, off" in stderr
+
+
+@pytest.mark.parametrize("value,on", [("on", True), (" ON ", True), ("off", False), (" OFF ", False), ("", True)])
+def test_the_setting_reads_on_and_off(monkeypatch, value, on):
+    monkeypatch.setenv(AUTOMATION_VAR, value)
+    assert automation_on() is on
 
 
 def test_a_bad_value_is_a_setting_error_naming_the_variable(monkeypatch):
