@@ -32,6 +32,7 @@ test: $(VENV)/.installed-dev
 # it first, under assets_pkg's lock, so a fresh data root is never initialized twice at once.
 ui: $(VENV)/.installed
 	$(BIN)/assets-pkg init
+	@echo "Dagster UI: http://127.0.0.1:3000 (Ctrl-C stops the webserver and the daemon)"
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 bench: $(VENV)/.installed-dev

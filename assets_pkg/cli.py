@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="generate sample inputs where missing and run the whole graph")
-    demo.add_argument("--scale", default="demo", choices=["demo", "test"], help="sample data size")
-    demo.add_argument("--only", nargs="*", choices=DOMAINS, help="run only these domains")
+    demo.add_argument("--scale", default="demo", choices=["demo", "test"], help="sample data size: demo (a few minutes) or test (seconds) (default demo)")
+    demo.add_argument("--only", nargs="*", choices=DOMAINS, help="run only these domains (default: every domain)")
     demo.set_defaults(func=_cmd_demo)
 
     gen = sub.add_parser("generate", help="write deterministic sample inputs into data/inbox/")
@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     # fails with "invalid choice: []", yet no domain means every domain.
     gen.add_argument("domains", nargs="*", type=_domain, metavar="DOMAIN",
                      help=f"domains to generate ({', '.join(DOMAINS)}); none = all")
-    gen.add_argument("--scale", default="demo", choices=["demo", "test"])
+    gen.add_argument("--scale", default="demo", choices=["demo", "test"],
+                     help="sample data size: demo or test (smaller) (default demo)")
     gen.add_argument("--force", action="store_true", help="generate even where the inbox has files")
     gen.set_defaults(func=_cmd_generate)
 
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=_cmd_init)
 
     check = sub.add_parser("check", help="run every asset check on what is materialized now")
-    check.add_argument("--group", choices=DOMAINS, help="only this group's checks")
+    check.add_argument("--group", choices=DOMAINS, help="only this group's checks (default: every group)")
     check.set_defaults(func=_cmd_check)
 
     for domain in DOMAINS:

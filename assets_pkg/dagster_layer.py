@@ -7,6 +7,23 @@ import dagster as dg
 from pydantic import Field, create_model
 
 from assets_pkg.checking import ERROR, CheckOutcome
+from assets_pkg.settings import AUTOMATION_VAR, at_load, automation_on
+
+
+def _automation_on() -> bool:
+    # read while the code location loads: a bad value warns and keeps automation on, it
+    # never takes the code location down
+    return at_load(automation_on, True, AUTOMATION_VAR)
+
+
+def sensor_status() -> dg.DefaultSensorStatus:
+    """The status every inbox sensor starts with in a fresh instance (``ASSETS_PKG_AUTOMATION``)."""
+    return dg.DefaultSensorStatus.RUNNING if _automation_on() else dg.DefaultSensorStatus.STOPPED
+
+
+def schedule_status() -> dg.DefaultScheduleStatus:
+    """The status every schedule starts with in a fresh instance (``ASSETS_PKG_AUTOMATION``)."""
+    return dg.DefaultScheduleStatus.RUNNING if _automation_on() else dg.DefaultScheduleStatus.STOPPED
 
 
 def severity(outcome: CheckOutcome) -> dg.AssetCheckSeverity:
@@ -74,6 +91,8 @@ def materialize_selection(defs: dg.Definitions, instance: dg.DagsterInstance, se
         asset_selection=asset_keys,
         raise_on_error=raise_on_error,
     )
+
+
 def _config_type(annotation):
     """Dagster config has lists, not tuples."""
     if typing.get_origin(annotation) is tuple:

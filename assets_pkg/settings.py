@@ -55,6 +55,22 @@ def env_bool(name: str, default: bool) -> bool:
     raise SettingError(f"{name}={raw!r} is not a boolean (use true or false)")
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env_str(name, default).lower()
+    if raw not in choices:
+        raise SettingError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+    return raw
+
+
+AUTOMATION_VAR = "ASSETS_PKG_AUTOMATION"
+
+
+def automation_on() -> bool:
+    """Whether the inbox sensors and the schedules start running in a fresh instance
+    (``ASSETS_PKG_AUTOMATION``: on|off, default on)."""
+    return env_choice(AUTOMATION_VAR, "on", ("on", "off")) == "on"
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":

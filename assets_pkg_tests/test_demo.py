@@ -43,7 +43,13 @@ def _snapshot(root: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_demo_runs_every_domain_and_a_second_run_is_idempotent(data_root):
     env = {**os.environ, "ASSETS_PKG_DATA_DIR": str(data_root), "DAGSTER_HOME": str(data_root / ".dagster")}
-    first = _sections(_demo(env))
+    report = _demo(env)
+    first = _sections(report)
+    # it ends with what to do next: the UI, the inbox folders, where the outputs are
+    nxt = report[report.index("== Next"):]
+    assert "make ui" in nxt and "http://127.0.0.1:3000" in nxt
+    assert str(data_root / "inbox" / "transactions") in nxt and str(data_root / "warehouse") in nxt
+    assert "== Checks (check evaluations passed / failed" in report
     for section in ("ingest", "splits", "summary", "logs", "timeseries"):
         assert section in first
     assert (data_root / "warehouse" / "ingest" / "files" / "orders").is_dir()
@@ -74,3 +80,22 @@ def test_demo_runs_every_domain_and_a_second_run_is_idempotent(data_root):
         assert new.pop("decision") == "hit"
         old.pop("decision")
         assert new == old
+
+
+def test_the_report_counts_check_evaluations_and_next_steps_name_every_inbox(data_root):
+    import dagster as dg
+
+    from assets_pkg.demo.framework import DemoReport
+    from assets_pkg.demo.runner import DEMO_DOMAINS, demo_module, next_steps
+    from assets_pkg.settings import get_settings
+
+    report = DemoReport()
+    key = dg.AssetKey(["summary", "account_summary"])
+    report.record_check_evaluations([
+        dg.AssetCheckEvaluation(asset_key=key, check_name="c", passed=passed, severity=dg.AssetCheckSeverity.ERROR)
+        for passed in (True, True, False)])
+    assert "summary/account_summary:c  2 evaluation(s) passed, 1 failed  [ERROR]" in report.render()
+    text = next_steps(get_settings(), DEMO_DOMAINS)
+    for domain in DEMO_DOMAINS:
+        assert f"{data_root / 'inbox' / demo_module(domain).INBOX}/" in text
+    assert "make ui" in text and str(data_root / "exports") in text

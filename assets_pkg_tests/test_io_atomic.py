@@ -1,5 +1,7 @@
 """Atomic publication: a failure leaves the old file and no temp file behind."""
 
+import os
+
 import pyarrow as pa
 import pytest
 
@@ -102,3 +104,45 @@ def test_atomic_dir_replace_swaps_only_a_complete_folder(tmp_path):
         (work / "new.parquet").write_text("new")
     assert [p.name for p in final.iterdir()] == ["new.parquet"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # reaped: its pid names no process now
+    return proc.pid
+
+
+def _plant(folder, final_name, pid, age_s=0.0):
+    import time
+
+    from assets_pkg.io.atomic import _host_tag
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f".{final_name}.tmp-{_host_tag()}-{pid}-0123456789ab"
+    path.write_bytes(b"half a file")
+    if age_s:
+        old = time.time() - age_s
+        os.utime(path, (old, old))
+    return path
+
+
+def test_a_write_clears_the_folder_s_temps_of_dead_writers_and_old_ones_and_keeps_live_ones(tmp_path):
+    from assets_pkg.io.atomic import STALE_TEMP_GRACE_S
+
+    folder = tmp_path / "asset"
+    dead = _plant(folder, "2024-01.parquet", _dead_pid())
+    other_dead = _plant(folder, "2024-02.parquet", _dead_pid())
+    old = folder / ".2024-03.parquet.tmp-0123456789ab"  # an earlier release's name: by age only
+    old.write_text("x")
+    os.utime(old, (1, 1))
+    young_unnamed = folder / ".2024-04.parquet.tmp-ba9876543210"
+    young_unnamed.write_text("x")
+    live = _plant(folder, "2024-01.parquet", os.getpid())  # this process: a writer at work
+    assert STALE_TEMP_GRACE_S > 60
+    atomic_write_text(folder / "2024-01.parquet", "new")
+    left = sorted(p.name for p in folder.iterdir())
+    assert left == sorted(["2024-01.parquet", live.name, young_unnamed.name])
+    assert not dead.exists() and not other_dead.exists() and not old.exists()

@@ -118,3 +118,29 @@ def test_unpartitioned_downstream_gets_existing_paths_or_rows(data_root, shard_i
     paths = pq.read_table(data_root / "warehouse" / "t" / "all_paths.parquet").column("path").to_pylist()
     assert paths == ["part-00001.parquet", "part-00042.parquet"]  # the empty shard has no file
     assert pq.read_table(data_root / "warehouse" / "t" / "all_rows.parquet").num_rows == 5
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from assets_pkg.io.atomic import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    tmp.write_bytes(b"PAR1 half a partition")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_writer_s_temp_is_removed_by_the_next_materialization(data_root, shard_instance):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    final = data_root / "warehouse" / "t" / "shard" / "part-00001.parquet"
+    final.parent.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(final)], env=env, capture_output=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    leftovers = [p.name for p in final.parent.iterdir()]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".part-00001.parquet.tmp-")  # what a kill leaves
+    assert _run([shard_asset], shard_instance, partition_key="00042").success  # another partition, same asset
+    assert sorted(p.name for p in final.parent.iterdir()) == ["part-00042.parquet"]

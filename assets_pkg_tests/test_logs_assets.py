@@ -88,12 +88,20 @@ def test_window_job_and_cli_return_the_same_contract(instance, data_root, api, c
     assert json.loads(open(out["summary_output"]).read())["row_count"] == 360
 
     # the CLI on the whole day: a partial, fetching only the two gaps
-    assert main(["fetch", "--log-id", "app", "--start", DAY, "--end", "2025-01-03"]) == 0
+    assert main(["fetch", "--log-id", "app", "--start", DAY, "--end", "2025-01-03", "--json"]) == 0
     cli = json.loads(capsys.readouterr().out)
     assert keys <= cli.keys()
     assert cli["decision"] == "partial" and cli["rows_processed"] == 1440 - 360
     assert cli["cache_cached_ranges"] == out["cache_missing_ranges"]
     assert cli["summary"]["row_count"] == 1440
+
+    # without --json: a short summary, the window as typed, times readable (no epoch ms)
+    assert main(["fetch", "--log-id", "app", "--start", DAY, "--end", "2025-01-03"]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0] == f"app from {DAY} to 2025-01-03: hit, 1,440 events"
+    assert "from the cache: 3 segment(s) covering 2025-01-02T00:00:00Z to 2025-01-03T00:00:00Z" in text
+    prose = [line for line in text.splitlines() if not line.lstrip().startswith(("events:", "summary:"))]
+    assert not [line for line in prose if str(D0) in line] and len(text.splitlines()) <= 8, text
 
     # the partition then is a full hit built on the job's and the CLI's segments
     materialized = materialize(instance, partition_key("app", DAY))
@@ -101,7 +109,7 @@ def test_window_job_and_cli_return_the_same_contract(instance, data_root, api, c
     assert meta(materialized, "log_events")["segments_used"] == 3
 
     # --bypass-cache writes nothing; bad input -> exit 2 with a clear message
-    assert main(["fetch", "--log-id", "web", "--start", DAY, "--end", "2025-01-03", "--bypass-cache"]) == 0
+    assert main(["fetch", "--log-id", "web", "--start", DAY, "--end", "2025-01-03", "--bypass-cache", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["summary"]["row_count"] == 144
     assert not (data_root / "cache" / "logs" / "web").exists()
     assert main(["fetch", "--log-id", "../x", "--start", DAY, "--end", "2025-01-03"]) == 2

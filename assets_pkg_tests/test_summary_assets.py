@@ -244,3 +244,24 @@ def test_skip_bad_batches_builds_from_the_others_and_reports_them(data_root, ins
     write_batch(alone, "0004.parquet", [(4, "2024-03", 9.0, 1, 5), (1, "2024-02", 99.0, 3, 50)])
     full_build(cfg_for(alone), tmp_path / "ref", "2024-01", "2024-04")
     assert read_months(data_root / "warehouse" / "summary" / "account_summary") == read_months(tmp_path / "ref")
+
+
+def test_a_killed_month_writer_s_temps_are_removed_by_the_next_run(data_root, instance, inbox):
+    import os
+    import subprocess
+    import sys
+
+    from assets_pkg.io.atomic import _host_tag
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    folder = data_root / "warehouse" / "summary" / "account_summary"
+    folder.mkdir(parents=True)
+    killed = folder / f".2024-02.parquet.tmp-{_host_tag()}-{gone.pid}-0123456789ab"  # its writer is gone
+    killed.write_bytes(b"x" * 1000)
+    old = folder / ".2024-03.parquet.tmp-0123456789ab"  # an earlier release's temp, hours old
+    old.write_bytes(b"x" * 1000)
+    os.utime(old, (1, 1))
+    write_batch(inbox, "0001.parquet", BASE)
+    assert run_range(make_defs(), instance, "2024-01", "2024-04").success
+    assert sorted(p.name for p in folder.iterdir()) == [f"{m}.parquet" for m in month_range("2024-01", "2024-04")]

@@ -22,7 +22,7 @@ from assets_pkg.settings import Settings
 @dataclass
 class DemoReport:
     lines: list[str] = field(default_factory=list)
-    # (asset, check) -> [passed partitions, failed partitions, severity]
+    # (asset, check) -> [evaluations passed, evaluations failed, severity]
     checks: dict = field(default_factory=lambda: defaultdict(lambda: [0, 0, WARN]))
     errors: list[str] = field(default_factory=list)
 
@@ -46,10 +46,11 @@ class DemoReport:
     def render(self) -> str:
         out = list(self.lines)
         out.append("")
-        out.append("== Checks (partitions passed / failed)")
+        out.append("== Checks (check evaluations passed / failed: one per run, or one per partition for a "
+                   "per-partition check)")
         for (asset, check), (passed, failed, sev) in sorted(self.checks.items()):
             status = "PASS" if not failed else ("FAIL" if sev == ERROR else "WARN")
-            out.append(f"   {status:4}  {asset}:{check}  {passed} passed, {failed} failed  [{sev}]")
+            out.append(f"   {status:4}  {asset}:{check}  {passed} evaluation(s) passed, {failed} failed  [{sev}]")
         if self.errors:
             out.append("")
             out.append("== Errors")

@@ -11,6 +11,8 @@ from assets_pkg.domains import DOMAINS as DEMO_DOMAINS
 from assets_pkg.instance import open_instance
 from assets_pkg.settings import Settings, get_settings
 
+UI_URL = "http://127.0.0.1:3000"  # where `make ui` serves it
+
 
 def demo_module(domain: str):
     return importlib.import_module(f"assets_pkg.demo.{domain}")
@@ -56,6 +58,21 @@ def run_demo(scale: str = "demo", domains=DEMO_DOMAINS, out=sys.stdout) -> int:
     failed = report.failed_error_checks
     if failed or report.errors:
         print(f"\ndemo FAILED: {len(failed)} ERROR check(s) failed, {len(report.errors)} domain error(s)", file=out)
-        return 1
-    print("\ndemo OK: every ERROR check passed", file=out)
-    return 0
+    else:
+        print("\ndemo OK: every ERROR check passed", file=out)
+    print(next_steps(settings, domains), file=out)
+    return 1 if failed or report.errors else 0
+
+
+def next_steps(settings: Settings, domains) -> str:
+    """What a first-time user does after the demo: where to look, where to drop files."""
+    lines = ["", "== Next",
+             f"   make ui      the Dagster UI at {UI_URL}: lineage, runs, partitions, check results",
+             "   drop files into an inbox folder; while `make ui` runs, its sensor starts a run within a minute",
+             "   (sensors start on; ASSETS_PKG_AUTOMATION=off starts them stopped):"]
+    for domain in domains:
+        lines.append(f"     {domain:<11} {settings.inbox / demo_module(domain).INBOX}/")
+    lines += [f"   outputs:    {settings.warehouse}/ (one file per partition)",
+              f"               {settings.exports}/ (exports) and {settings.cache}/ (log segments)",
+              f"   runs:       {settings.dagster_home}/ (Dagster's run history, shown by the UI)"]
+    return "\n".join(lines)

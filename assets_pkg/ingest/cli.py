@@ -13,8 +13,8 @@ def register(subparsers) -> None:
     stream = subparsers.add_parser(
         "stream", help="stream a csv/tsv/jsonl/parquet file (gzip too) into Parquet shards + rejects"
     )
-    stream.add_argument("file")
-    stream.add_argument("--out", required=True, help="output folder (replaced when complete)")
+    stream.add_argument("file", help="the file to read (csv, tsv, jsonl, parquet; .gz too)")
+    stream.add_argument("--out", required=True, help="output folder, required (replaced when complete)")
     stream.add_argument("--file-format", default="auto", choices=["auto", "csv", "tsv", "jsonl", "parquet"],
                         help="format (default auto: from the name, checked against the content; gzip is detected)")
     stream.add_argument("--encoding", default="utf-8",

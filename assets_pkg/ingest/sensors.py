@@ -8,6 +8,7 @@ fails or is canceled gives its files back (requested again under a new run key,
 
 import dagster as dg
 
+from assets_pkg.dagster_layer import sensor_status
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.ingest.assets import INGEST_KEY, inbox_dir, ingest_partitions
 from assets_pkg.ingest.files import scan_inbox
@@ -21,6 +22,7 @@ SENSOR_NAME = "ingest_file_sensor"
     name=SENSOR_NAME,
     asset_selection=[INGEST_KEY],
     minimum_interval_seconds=30,
+    default_status=sensor_status(),
     description="Registers one partition per new file in data/inbox/files/ and ingests all new "
     "files in one run; a changed file (size or mtime), or one whose run failed, is ingested again.",
 )

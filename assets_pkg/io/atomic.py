@@ -6,9 +6,11 @@ file, and a killed run leaves only ``.tmp-`` names, which nothing treats as comp
 """
 
 import errno
+import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 TEMP_MARKER = ".tmp-"
+# A temp older than this is stale whoever wrote it; one whose writer (named in the temp) is
+# a process of this host that is gone is stale at once. An hour leaves any live writer on
+# another host (a shared data root) far more than the time between two of its writes.
+STALE_TEMP_GRACE_S = 3600.0
 # Errors of the disk being written (full, quota, file size limit, I/O, read-only): the OS
 # reports them without a file name, so the writer adds the one it was writing.
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -41,13 +47,59 @@ def _paths_named(path: Path) -> Iterator[None]:
         raise named from exc
 
 
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
 def temp_sibling(final: Path) -> Path:
-    """A hidden temp name beside ``final`` (what :func:`remove_stale_temps` clears)."""
-    return final.with_name(f".{final.name}{TEMP_MARKER}{uuid.uuid4().hex[:12]}")
+    """A hidden temp name beside ``final`` (what :func:`remove_stale_temps` clears), naming
+    its writer: ``.<name>.tmp-<host>-<pid>-<random>``."""
+    return final.with_name(f".{final.name}{TEMP_MARKER}{_host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (a zombie, killed but not yet reaped by its
+    parent, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill()
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _writer_gone(name: str) -> bool:
+    """The temp's writer is a process of this host that no longer runs (False where the
+    name does not say: an earlier release's temp, or another host's)."""
+    parts = name.rsplit(TEMP_MARKER, 1)[-1].split("-")
+    if len(parts) != 3 or parts[0] != _host_tag() or not parts[1].isdigit():
+        return False
+    return not pid_alive(int(parts[1]))
 
 
 def is_temp_name(name: str) -> bool:
     return name.startswith(".") and TEMP_MARKER in name
+
+
+_swept: dict[tuple[int, Path], float] = {}
+SWEEP_EVERY_S = 60.0
+
+
+def _sweep_before_write(folder: Path) -> None:
+    """Clear the stale temps of ``folder`` before writing into it: a killed writer's
+    leftovers go with the next write there. Once a minute per folder and process, so a
+    folder of many partitions is not listed once per file written."""
+    key = (os.getpid(), folder)
+    now = time.monotonic()
+    if now - _swept.get(key, -SWEEP_EVERY_S) < SWEEP_EVERY_S:
+        return
+    _swept[key] = now
+    remove_stale_temps(folder, older_than_s=STALE_TEMP_GRACE_S)
 
 
 @contextmanager
@@ -59,6 +111,7 @@ def atomic_path(final: Path | str) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_before_write(final.parent)
     tmp = temp_sibling(final)
     try:
         with _paths_named(final):
@@ -81,8 +134,10 @@ def atomic_dir(final: Path | str, replace: bool = False) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_before_write(final.parent)
     if final.exists() and not replace:
         raise FileExistsError(f"{final} already exists; refusing to overwrite a published folder")
+    remove_stale_temps(final.parent, beside=final, older_than_s=STALE_TEMP_GRACE_S)
     tmp = temp_sibling(final)
     tmp.mkdir()
     try:
@@ -121,8 +176,10 @@ def remove_stale_temps(folder: Path | str, beside: Path | str | None = None, old
     """Delete temp files/folders a killed run left in ``folder``; return how many.
 
     ``beside``: only the temps of that one final name (:func:`temp_sibling`), and
-    ``older_than_s``: only those untouched that long, where other writers may be live in
-    the same folder."""
+    ``older_than_s``: only those untouched that long or whose writer is a process of this
+    host that is gone, where other writers may be live in the same folder. Every atomic
+    write of a name first clears that name's stale temps, so a killed writer's leftovers go
+    with the next write of the same file."""
     folder = Path(folder)
     if not folder.is_dir():
         return 0
@@ -133,7 +190,7 @@ def remove_stale_temps(folder: Path | str, beside: Path | str | None = None, old
         if not is_temp_name(entry.name) or (prefix is not None and not entry.name.startswith(prefix)):
             continue
         try:
-            if older_than_s and now - entry.stat().st_mtime <= older_than_s:
+            if older_than_s and now - entry.stat().st_mtime <= older_than_s and not _writer_gone(entry.name):
                 continue
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from assets_pkg.dagster_layer import schedule_status
 from assets_pkg.logs.assets import log_events, log_summary
 from assets_pkg.logs.partitions import LOG_PARTITIONS, log_ids, partition_key, start_date
 
@@ -26,7 +27,7 @@ def previous_day_requests(scheduled_time) -> list[dg.RunRequest]:
 
 
 @dg.schedule(job=logs_daily_job, cron_schedule="20 0 * * *", execution_timezone="UTC",
-             default_status=dg.DefaultScheduleStatus.STOPPED)
+             default_status=schedule_status())
 def logs_daily_schedule(context: dg.ScheduleEvaluationContext):
     """At 00:20 UTC (past the 10-minute freshness horizon): yesterday for every log_id."""
     requests = previous_day_requests(context.scheduled_execution_time)

@@ -15,6 +15,7 @@ runs it requested until they finish: a run that fails or is canceled gives its s
 
 import dagster as dg
 
+from assets_pkg.dagster_layer import sensor_status
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.sensor_runs import TrackedCursor, work_key
 from assets_pkg.settings import get_settings
@@ -48,6 +49,7 @@ SENSOR_NAME = "splits_shard_sensor"
 
 def build_splits_sensor(job, consolidate: bool, check_settings):
     @dg.sensor(name=SENSOR_NAME, job=job, minimum_interval_seconds=30,
+               default_status=sensor_status(),
                description="Registers one dynamic partition per inbox/transactions shard and requests "
                            "one run for all new or changed shards; a shard whose run fails is requested again.")
     def splits_shard_sensor(context: dg.SensorEvaluationContext):

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     run.add_argument("--start-month", help="YYYY-MM (initial: override; forward: default the current month; "
                                            "backfill: required unless --backfill-filter)")
     run.add_argument("--end-month", help="YYYY-MM (forward: default --start-month; others: the last month with records)")
-    run.add_argument("--accounts", nargs="+", help="recompute only these accounts (merged into the month files)")
+    run.add_argument("--accounts", nargs="+", help="recompute only these accounts (merged into the month files) (default: every account)")
     run.add_argument("--backfill-filter", metavar="SQL",
                      help="backfill only: a predicate over the source columns (e.g. \"base_ts >= '2024-06-01'\"); "
                           "the accounts with matching records are rebuilt from --start-month (default: the first "

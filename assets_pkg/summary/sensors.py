@@ -9,6 +9,7 @@ ONE run over that range of account_summary, followed by latest_summary in the sa
 
 import dagster as dg
 
+from assets_pkg.dagster_layer import sensor_status
 from assets_pkg.io.locks import LockTimeout
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.sensor_runs import TrackedCursor, work_key
@@ -28,6 +29,7 @@ SENSOR_LOCK_WAIT_S = 5.0
     name=SENSOR_NAME,
     target=[account_summary, latest_summary],
     minimum_interval_seconds=60,
+    default_status=sensor_status(),
     description="New account batch files -> one account_summary run over the affected months, then latest_summary. "
                 "A run that fails or is canceled is requested again (new run key).",
 )

@@ -10,7 +10,7 @@ def register(subparsers) -> None:
     validate.add_argument("--catalog", help="path of datasets.yaml (default <data root>/inbox/timeseries/datasets.yaml)")
     validate.set_defaults(func=_validate)
     days = sub.add_parser("days", help="the UTC days (partition keys) between the first and last timestamp")
-    days.add_argument("--catalog", help="path of datasets.yaml")
+    days.add_argument("--catalog", help="path of datasets.yaml (default <data root>/inbox/timeseries/datasets.yaml)")
     days.set_defaults(func=_days)
 
 

@@ -15,6 +15,7 @@ import datetime as dt
 
 import dagster as dg
 
+from assets_pkg.dagster_layer import sensor_status
 from assets_pkg.duck import connect
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.sensor_runs import TrackedCursor, work_key
@@ -69,6 +70,7 @@ def _affected_days(catalog: Catalog, changed: list[str], logger) -> tuple[dict, 
     name=SENSOR_NAME,
     asset_selection=ASSET_KEYS,
     minimum_interval_seconds=60,
+    default_status=sensor_status(),
     description="A dataset file of data/inbox/timeseries/datasets.yaml that appears, changes (size or mtime) or "
                 "disappears -> one run of resampled, merged, export and analysis over the days it covers (before "
                 "and after). A run that fails or is canceled is requested again (new run key).",
