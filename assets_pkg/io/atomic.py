@@ -3,6 +3,10 @@
 Every write goes to a hidden temp name in the destination folder and is published with
 one ``os.replace`` (files) or ``os.rename`` (folders). A reader never sees a half-written
 file, and a killed run leaves only ``.tmp-`` names, which nothing treats as complete.
+
+On an object-store root (:func:`assets_pkg.storage.is_remote`) the same calls publish
+without rename: a file is one complete PUT of a local temp, a folder is its parts plus a
+commit object written last (:mod:`assets_pkg.storage.objects`).
 """
 
 import errno
@@ -16,6 +20,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from assets_pkg.storage import as_path, is_remote
+from assets_pkg.storage import objects as remote_objects
 
 TEMP_MARKER = ".tmp-"
 # A temp older than this is stale whoever wrote it; one whose writer (named in the temp) is
@@ -109,7 +116,11 @@ def atomic_path(final: Path | str) -> Iterator[Path]:
     If the body leaves no file at the temp path, nothing is published and ``final`` is
     left as it was.
     """
-    final = Path(final)
+    final = as_path(final)
+    if is_remote(final):
+        with remote_objects.put_atomic(final) as tmp:
+            yield tmp
+        return
     final.parent.mkdir(parents=True, exist_ok=True)
     _sweep_before_write(final.parent)
     tmp = temp_sibling(final)
@@ -132,7 +143,11 @@ def atomic_dir(final: Path | str, replace: bool = False) -> Iterator[Path]:
     swapped out: a reader sees the old folder or the new one, never a partial one (between
     the two renames the name is briefly absent).
     """
-    final = Path(final)
+    final = as_path(final)
+    if is_remote(final):
+        with remote_objects.put_folder_atomic(final, replace=replace) as tmp:
+            yield tmp
+        return
     final.parent.mkdir(parents=True, exist_ok=True)
     _sweep_before_write(final.parent)
     if final.exists() and not replace:
@@ -161,7 +176,7 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-    return Path(path)
+    return as_path(path)
 
 
 def atomic_write_text(path: Path | str, text: str) -> Path:
@@ -180,7 +195,9 @@ def remove_stale_temps(folder: Path | str, beside: Path | str | None = None, old
     host that is gone, where other writers may be live in the same folder. Every atomic
     write of a name first clears that name's stale temps, so a killed writer's leftovers go
     with the next write of the same file."""
-    folder = Path(folder)
+    folder = as_path(folder)
+    if is_remote(folder):
+        return 0  # a PUT leaves no temp object; uncommitted parts: remote_objects.remove_uncommitted
     if not folder.is_dir():
         return 0
     prefix = f".{Path(beside).name}{TEMP_MARKER}" if beside is not None else None

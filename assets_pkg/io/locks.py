@@ -11,6 +11,10 @@ rewritten in place: replacing the file would give it a new inode and split the l
 second writer polls for up to ``DOMAIN_LOCK_TIMEOUT_S`` seconds, then fails with
 :class:`LockTimeout` naming the holder and the lock file. Re-entering a lock the process
 already holds (an engine call inside an asset that holds it) just nests.
+
+On an object-store root there is no shared disk to ``flock``: the same call takes a lease
+object in the store instead (:mod:`assets_pkg.storage.lease`, a conditional PUT that works
+across machines), with the same waiting, nesting and :class:`LockTimeout`.
 """
 
 import datetime as dt
@@ -27,6 +31,8 @@ from pathlib import Path
 
 from assets_pkg import layout
 from assets_pkg.settings import env_float
+from assets_pkg.storage import as_path, is_remote
+from assets_pkg.storage import lease as leases
 
 TIMEOUT_VAR = "DOMAIN_LOCK_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 300.0
@@ -52,7 +58,7 @@ class _Held:
     def __init__(self) -> None:
         self.mutex = threading.RLock()
         self.depth = 0
-        self.fd: int | None = None
+        self.fd: int | leases.Lease | None = None
 
 
 _held: dict[str, _Held] = {}
@@ -64,7 +70,7 @@ def lock_timeout_s() -> float:
 
 
 def domain_lock_path(domain: str, part: str | None = None, folder: Path | None = None) -> Path:
-    folder = Path(folder) if folder is not None else layout.state_dir(domain)
+    folder = as_path(folder) if folder is not None else layout.state_dir(domain)
     return folder / (f"{part}{LOCK_NAME}" if part else LOCK_NAME)
 
 
@@ -79,6 +85,8 @@ def domain_lock(domain: str, run_id: str | None = None, timeout_s: float | None 
 
 def read_holder(path: Path) -> dict:
     """Who holds (or last held) the lock at ``path``; {} when it has not said."""
+    if is_remote(path):
+        return leases.holder_of(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
         return json.loads(text) if text.strip() else {}
@@ -98,11 +106,11 @@ def hold(path: Path | str, what: str, run_id: str | None = None, timeout_s: floa
          logger=None) -> Iterator[Path]:
     """Hold the exclusive lock ``path`` for the block; wait up to ``timeout_s`` (default
     ``DOMAIN_LOCK_TIMEOUT_S``; 0 = do not wait) and raise :class:`LockTimeout` after."""
-    path = Path(path)
+    path = as_path(path)
     timeout = lock_timeout_s() if timeout_s is None else float(timeout_s)
     deadline = time.monotonic() + max(timeout, 0.0)
     with _held_guard:
-        held = _held.setdefault(os.path.abspath(path), _Held())
+        held = _held.setdefault(str(path) if is_remote(path) else os.path.abspath(path), _Held())
     if not held.mutex.acquire(timeout=max(timeout, 0.001)):  # another thread of this process holds it
         raise _timeout(path, what, timeout)
     try:
@@ -120,7 +128,9 @@ def hold(path: Path | str, what: str, run_id: str | None = None, timeout_s: floa
         held.mutex.release()
 
 
-def _acquire(path: Path, what: str, run_id: str | None, deadline: float, timeout: float, logger) -> int:
+def _acquire(path: Path, what: str, run_id: str | None, deadline: float, timeout: float, logger):
+    if is_remote(path):
+        return _take_lease(path, what, run_id, deadline, timeout, logger)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -159,7 +169,23 @@ def _acquire(path: Path, what: str, run_id: str | None, deadline: float, timeout
     return fd
 
 
-def _release(fd: int) -> None:
+def _take_lease(path, what: str, run_id: str | None, deadline: float, timeout: float, logger) -> leases.Lease:
+    def on_wait(holder: dict) -> None:
+        (logger or _log).warning(f"waiting up to {timeout:.0f} s ({TIMEOUT_VAR}) for the {what} lease {path}, "
+                                 f"held by {describe_holder(holder)}")
+
+    try:
+        return leases.take(path, what, run_id, deadline, on_wait=on_wait)
+    except TimeoutError:
+        raise _timeout(path, what, timeout) from None
+
+
+def _release(fd) -> None:
+    if isinstance(fd, leases.Lease):
+        fd.release()
+        if fd.lost:
+            raise leases.LeaseLost(f"{fd.lost}: another writer may have written the {fd.what} meanwhile")
+        return
     try:
         os.ftruncate(fd, 0)  # nobody holds it now: no stale description for the next reader
     finally:

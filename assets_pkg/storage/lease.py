@@ -1,0 +1,152 @@
+"""A lock that needs no shared disk: a lease object in the object store (DESIGN section 8).
+No dagster import.
+
+Taking the lease is a conditional PUT (``If-None-Match: *``): of two machines, exactly one
+creates the object. The holder renews it (a PUT conditional on its own ETag) every third of
+the lease time, so a holder that dies (``kill -9``, a lost machine) stops renewing and its
+lease expires after ``LEASE_TTL_S``; a waiter then deletes it conditionally on the ETag it
+saw (never a lease someone else has just taken) and competes again. Release is a delete
+conditional on the holder's ETag.
+"""
+
+import datetime as dt
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+
+from assets_pkg.storage.root import filesystem, object_key
+
+TTL_VAR = "ASSETS_PKG_LEASE_TTL_S"
+DEFAULT_TTL_S = 60.0
+_POLL_S = 0.25
+
+
+class LeaseLost(RuntimeError):
+    """The lease expired or was taken over while held: the holder's writes may overlap."""
+
+
+def _precondition_failed(exc: Exception) -> bool:
+    text = str(exc)
+    return "pre-condition" in text or "PreconditionFailed" in text or "412" in text
+
+
+def lease_ttl_s() -> float:
+    return float(os.environ.get(TTL_VAR) or DEFAULT_TTL_S)
+
+
+class Lease:
+    """One held lease (see the module docstring); :meth:`release` ends it."""
+
+    def __init__(self, path, what: str, run_id: str | None, ttl_s: float):
+        self.path = path
+        self.what = what
+        self.run_id = run_id
+        self.ttl_s = ttl_s
+        self.token = uuid.uuid4().hex
+        self.etag: str | None = None
+        self.lost: str | None = None
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+        self._bucket, self._key = object_key(path).split("/", 1)
+
+    def _body(self) -> bytes:
+        now = time.time()
+        return json.dumps({
+            "pid": os.getpid(), "host": socket.gethostname(), "run_id": self.run_id, "what": self.what,
+            "token": self.token,
+            "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "expires_at": now + self.ttl_s,
+        }).encode()
+
+    def _put(self, **condition) -> str:
+        reply = filesystem(self.path).call_s3("put_object", Bucket=self._bucket, Key=self._key,
+                                              Body=self._body(), **condition)
+        return reply["ETag"]
+
+    def try_take(self) -> bool:
+        try:
+            self.etag = self._put(IfNoneMatch="*")
+        except OSError as exc:
+            if _precondition_failed(exc):
+                return False
+            raise
+        self._renewer = threading.Thread(target=self._renew, name=f"lease {self.path}", daemon=True)
+        self._renewer.start()
+        return True
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl_s / 3):
+            try:
+                self.etag = self._put(IfMatch=self.etag)
+            except OSError as exc:
+                if _precondition_failed(exc):
+                    self.lost = f"the lease {self.path} was taken over while held"
+                    return
+                # a transient store error: keep the lease, try again at the next beat
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(timeout=10)
+        if self.etag is None or self.lost:
+            return
+        try:
+            filesystem(self.path).call_s3("delete_object", Bucket=self._bucket, Key=self._key, IfMatch=self.etag)
+        except (OSError, FileNotFoundError):
+            pass  # expired and taken over, or gone: nothing of ours left to remove
+
+
+def _read_holder(path) -> tuple[dict, str | None]:
+    fs = filesystem(path)
+    try:
+        info = fs.info(object_key(path), refresh=True)
+        data = fs.cat_file(object_key(path))
+    except FileNotFoundError:
+        return {}, None
+    try:
+        return json.loads(data), info.get("ETag")
+    except ValueError:
+        return {}, info.get("ETag")
+
+
+def break_if_expired(path) -> bool:
+    """Delete the lease at ``path`` when its holder let it expire; True if it did."""
+    holder, etag = _read_holder(path)
+    if etag is None:
+        return True  # gone already: compete again
+    if float(holder.get("expires_at") or 0) > time.time():
+        return False
+    bucket, key = object_key(path).split("/", 1)
+    try:
+        filesystem(path).call_s3("delete_object", Bucket=bucket, Key=key, IfMatch=etag)
+    except OSError as exc:
+        if _precondition_failed(exc):
+            return False  # renewed or replaced meanwhile: not expired after all
+        raise
+    return True
+
+
+def take(path, what: str, run_id: str | None, deadline: float, on_wait=None) -> Lease:
+    """Wait until the lease at ``path`` is ours (returned, to :meth:`Lease.release` later) or
+    raise :class:`TimeoutError` when ``deadline`` (monotonic) passes; ``on_wait(holder)`` is
+    called once when the first try finds the lease held."""
+    lease = Lease(path, what, run_id, lease_ttl_s())
+    waited = False
+    while True:
+        if lease.try_take():
+            return lease
+        if break_if_expired(path):
+            continue
+        if time.monotonic() >= deadline:
+            raise TimeoutError(path)
+        if not waited and on_wait is not None:
+            waited = True
+            on_wait(holder_of(path))
+        time.sleep(_POLL_S)
+
+
+def holder_of(path) -> dict:
+    return _read_holder(path)[0]

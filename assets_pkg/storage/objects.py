@@ -1,0 +1,196 @@
+"""Publishing to an object store without rename (DESIGN section 8). No dagster import.
+
+- One object: written to a local temp file, then uploaded with one PUT (s3fs switches to a
+  multipart upload for large files, which is just as atomic: the object appears only when the
+  upload completes). A killed writer leaves no object; an unfinished multipart upload is
+  invisible to readers.
+- A folder of several objects (an ingest folder, a log segment, an export set): the parts are
+  uploaded first, then a commit object ``_commit.json`` listing every part and its size is
+  written last. A folder without a commit does not exist for readers, checks and planners
+  (:func:`committed_files`). Replacing a committed folder uploads the new parts under a new
+  generation folder (``_g<id>/``), so readers of the old commit keep reading whole files until
+  the new commit lands; the old generation is deleted after it.
+- Parts without a commit that are older than the grace period (a killed writer's) are
+  deleted by the next writer of that folder; :func:`uncommitted_objects` reports them.
+"""
+
+import datetime as dt
+import fnmatch
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from assets_pkg.storage.root import filesystem, local_scratch, object_key
+
+COMMIT_NAME = "_commit.json"
+GENERATION_PREFIX = "_g"
+# A live writer on another machine finishes a partition's uploads well within this.
+UNCOMMITTED_GRACE_S = 3600.0
+
+
+class CorruptCommit(RuntimeError):
+    """A commit object that cannot be read, or whose parts do not match it."""
+
+
+def _local_temp(final) -> Path:
+    return local_scratch("uploads") / f"{uuid.uuid4().hex[:12]}-{final.name}"
+
+
+@contextmanager
+def put_atomic(final) -> Iterator[Path]:
+    """Yield a local temp path; upload it to ``final`` in one PUT when the body succeeds and
+    left a file there. Nothing is written to the store otherwise."""
+    tmp = _local_temp(final)
+    try:
+        yield tmp
+        if tmp.exists():
+            upload(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def upload(local: Path, final) -> None:
+    filesystem(final).put_file(str(local), object_key(final))
+
+
+def read_commit(folder) -> dict | None:
+    """The commit of ``folder`` (``{"parts": {relative name: size}, ...}``), None when the
+    folder has none. A commit that is not valid JSON raises :class:`CorruptCommit`."""
+    fs = filesystem(folder)
+    key = object_key(folder / COMMIT_NAME)
+    try:
+        data = fs.cat_file(key)
+    except FileNotFoundError:
+        return None
+    try:
+        commit = json.loads(data)
+        if not isinstance(commit.get("parts"), dict):
+            raise ValueError("no parts")
+        return commit
+    except ValueError as exc:
+        raise CorruptCommit(f"the commit object {folder / COMMIT_NAME} is not a valid commit ({exc}); "
+                            f"re-materialize that partition") from None
+
+
+def committed_files(folder, pattern: str = "*") -> list:
+    """The parts of a committed folder whose file name matches ``pattern``, sorted by name;
+    [] for a folder without a commit (being written, or abandoned)."""
+    commit = read_commit(folder)
+    if commit is None:
+        return []
+    names = sorted(commit["parts"], key=lambda name: (name.rsplit("/", 1)[-1], name))
+    return [folder / name for name in names if fnmatch.fnmatch(name.rsplit("/", 1)[-1], pattern)]
+
+
+def is_committed(folder) -> bool:
+    return read_commit(folder) is not None
+
+
+def verify_commit(folder) -> list[str]:
+    """Problems of a committed folder: parts listed but missing, or of another size than
+    listed. [] when every part is whole (or the folder has no commit)."""
+    commit = read_commit(folder)
+    if commit is None:
+        return []
+    fs = filesystem(folder)
+    problems = []
+    for name, size in sorted(commit["parts"].items()):
+        try:
+            actual = fs.info(object_key(folder / name))["size"]
+        except FileNotFoundError:
+            problems.append(f"{folder / name} is listed in {COMMIT_NAME} but missing")
+            continue
+        if int(actual) != int(size):
+            problems.append(f"{folder / name} has {actual} bytes, its commit lists {size}")
+    return problems
+
+
+def _objects_under(folder) -> dict[str, dict]:
+    """Every object under ``folder`` (relative name -> info)."""
+    fs = filesystem(folder)
+    base = object_key(folder).rstrip("/") + "/"
+    try:
+        found = fs.find(base, detail=True, withdirs=False)
+    except FileNotFoundError:
+        return {}
+    return {key[len(base):]: info for key, info in found.items() if key.startswith(base)}
+
+
+def _age_s(info: dict) -> float:
+    modified = info.get("LastModified") or info.get("mtime")
+    if isinstance(modified, dt.datetime):
+        return time.time() - modified.timestamp()
+    return float("inf") if modified is None else time.time() - float(modified)
+
+
+def uncommitted_objects(folder, older_than_s: float = 0.0) -> list[str]:
+    """Objects under ``folder`` that its commit does not list (all of them when it has no
+    commit), untouched for longer than ``older_than_s``: relative names, sorted."""
+    commit = read_commit(folder)
+    listed = set(commit["parts"]) if commit else set()
+    return sorted(name for name, info in _objects_under(folder).items()
+                  if name != COMMIT_NAME and name not in listed and _age_s(info) > older_than_s)
+
+
+def remove_uncommitted(folder, older_than_s: float = UNCOMMITTED_GRACE_S) -> int:
+    """Delete a killed writer's leftovers in ``folder`` (see :func:`uncommitted_objects`)."""
+    names = uncommitted_objects(folder, older_than_s)
+    if names:
+        filesystem(folder).rm([object_key(folder / name) for name in names])
+    return len(names)
+
+
+def write_commit(folder, parts: dict[str, int], **extra) -> None:
+    commit = {
+        "parts": dict(sorted(parts.items())),
+        "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "writer": {"host": socket.gethostname(), "pid": os.getpid()},
+        **extra,
+    }
+    filesystem(folder).pipe_file(object_key(folder / COMMIT_NAME), json.dumps(commit, indent=1).encode())
+
+
+@contextmanager
+def put_folder_atomic(final, replace: bool = False, grace_s: float = UNCOMMITTED_GRACE_S) -> Iterator[Path]:
+    """Yield a local folder; when the body succeeds, upload its files under ``final`` and
+    commit them (see the module docstring). ``replace=False`` refuses a committed ``final``."""
+    previous = read_commit(final)
+    if previous is not None and not replace:
+        raise FileExistsError(f"{final} already exists; refusing to overwrite a published folder")
+    remove_uncommitted(final, older_than_s=grace_s)
+    work = local_scratch("uploads") / f"{uuid.uuid4().hex[:12]}-{final.name}"
+    work.mkdir(parents=True)
+    try:
+        yield work
+        generation = "" if previous is None else f"{GENERATION_PREFIX}{uuid.uuid4().hex[:12]}/"
+        fs = filesystem(final)
+        parts: dict[str, int] = {}
+        for local in sorted(p for p in work.rglob("*") if p.is_file()):
+            name = generation + local.relative_to(work).as_posix()
+            fs.put_file(str(local), object_key(final / name))
+            parts[name] = local.stat().st_size
+        write_commit(final, parts)
+        if previous is not None:
+            stale = [name for name in previous["parts"] if name not in parts]
+            if stale:
+                fs.rm([object_key(final / name) for name in stale])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def delete_folder(folder) -> None:
+    """Remove a folder: its commit first (readers stop seeing it at once), then its parts."""
+    fs = filesystem(folder)
+    try:
+        fs.rm_file(object_key(folder / COMMIT_NAME))
+    except FileNotFoundError:
+        pass
+    names = list(_objects_under(folder))
+    if names:
+        fs.rm([object_key(folder / name) for name in names])
