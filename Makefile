@@ -4,7 +4,12 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 export ASSETS_PKG_DATA_DIR ?= $(CURDIR)/data
+# the instance is always local: beside the data, or in ./.dagster when the data root is a URL
+ifneq (,$(findstring ://,$(ASSETS_PKG_DATA_DIR)))
+export DAGSTER_HOME ?= $(CURDIR)/.dagster
+else
 export DAGSTER_HOME ?= $(ASSETS_PKG_DATA_DIR)/.dagster
+endif
 
 .PHONY: demo test ui bench install install-dev clean
 
