@@ -102,7 +102,11 @@ def start(folder: Path) -> SeaweedS3:
         f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
         f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={config}",
-        "-volume.max=0", "-master.volumeSizeLimitMB=256", "-metricsPort=0",
+        "-volume.max=0", "-master.volumeSizeLimitMB=256", "-metricsPort=0", "-master.telemetry=false",
+        # the S3 gateway's side services default to fixed ports (8181, 9101): off, so that
+        # several servers (test workers, helpers) run side by side
+        "-s3.port.iceberg=0", "-s3.port.lance=0",
+        f"-filer.localSocket={folder / 'filer.sock'}", f"-s3.localSocket={folder / 's3.sock'}",
     ]
     log = open(folder / "weed.log", "wb")
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True)
