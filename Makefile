@@ -23,7 +23,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[dev,torch]'
 	touch $@
 
-$(VENV)/.installed-bench: $(VENV)/.installed-bench
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
 	$(BIN)/pip install -q -e '.[dev,torch,bench]'
 	touch $@
 
