@@ -1,8 +1,8 @@
 """Drive the Dagster UI for real: `dagster dev` on a free port, Debian's chromium through Playwright.
 
 Used by test_ui_browser.py, and by ``python -m assets_pkg_tests.ui_session OUT.png``, which
-takes the README's lineage screenshot the same way (a fresh data root, the whole demo at
-test scale, the UI's global lineage with every group expanded).
+takes the README's lineage screenshot (docs/lineage.png) the same way: a fresh data root,
+the whole demo at test scale, the UI's global lineage with every group expanded.
 
 Playwright's own browser downloads are not reachable here, so it drives the system chromium
 (`apt-get install chromium`) through ``executable_path``. Without the background-networking
@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -244,7 +245,7 @@ def run_demo(env: dict, *only: str) -> str:
 
 def screenshot_lineage(out: Path) -> Path:
     """The README's screenshot: the whole demo at test scale in a fresh data root, then the
-    global lineage with every group expanded, as `make ui` shows it."""
+    global lineage as `make ui` shows it, every group expanded, cropped to the graph."""
     chromium = find_chromium()
     if chromium is None:
         raise SystemExit(NO_CHROMIUM)
@@ -255,13 +256,22 @@ def screenshot_lineage(out: Path) -> Path:
         env["ASSETS_PKG_AUTOMATION"] = "off"  # a still picture: no sensor run starts meanwhile
         run_demo(env)
         with dagster_dev(env, Path(tmp) / "dagster-dev.log") as server, \
-                browser_page(chromium, Path(tmp) / "profile", 1600, 900) as page:
-            nodes = lineage_graph_groups(page, server.url)
-            for node in nodes.values():  # a collapsed group node expands on double click
-                node.dblclick()
-            page.get_by_text("splits/oot", exact=True).first.wait_for(state="visible")
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(out))
+                browser_page(chromium, Path(tmp) / "profile", 1500, 2000) as page:
+            expanded = ",".join(f"global@global:{g}" for g in sorted(GROUPS))  # the UI's own URL state
+            open_ui(page, f"{server.url}/asset-groups?{urllib.parse.urlencode({'expanded': expanded})}")
+            page.get_by_text("shard_profile", exact=True).first.wait_for(state="visible")
+            page.get_by_text("Hide navigation").click()
+            page.wait_for_timeout(2000)  # the graph re-centres after the navigation folds
+            box = page.evaluate("""() => {
+                const r = [...document.querySelectorAll('svg foreignObject')]
+                    .map(e => e.getBoundingClientRect()).filter(b => b.width > 0);
+                return {x: Math.min(...r.map(b => b.left)), y: Math.min(...r.map(b => b.top)),
+                        x2: Math.max(...r.map(b => b.right)), y2: Math.max(...r.map(b => b.bottom))};
+            }""")
+            margin = 24
+            page.screenshot(path=str(out), clip={"x": box["x"] - margin, "y": box["y"] - margin,
+                                                 "width": box["x2"] - box["x"] + 2 * margin,
+                                                 "height": box["y2"] - box["y"] + 2 * margin})
     return out
 
 
