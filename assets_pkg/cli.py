@@ -8,9 +8,13 @@ from assets_pkg.domains import DOMAINS
 
 
 def _cmd_demo(args) -> int:
-    from assets_pkg.demo.runner import DEMO_DOMAINS, run_demo
+    from assets_pkg.demo.framework import stderr_to
+    from assets_pkg.demo.runner import DEMO_DOMAINS, demo_log, run_demo
+    from assets_pkg.settings import get_settings
 
-    return run_demo(scale=args.scale, domains=args.only or DEMO_DOMAINS)
+    # the report goes to stdout; Dagster's console lines (stderr) to the log it names
+    with stderr_to(demo_log(get_settings())):
+        return run_demo(scale=args.scale, domains=args.only or DEMO_DOMAINS)
 
 
 def _cmd_generate(args) -> int:

@@ -49,7 +49,7 @@ def test_demo_runs_every_domain_and_a_second_run_is_idempotent(data_root):
     nxt = report[report.index("== Next"):]
     assert "make ui" in nxt and "http://127.0.0.1:3000" in nxt
     assert str(data_root / "inbox" / "transactions") in nxt and str(data_root / "warehouse") in nxt
-    assert "== Checks (check evaluations passed / failed" in report
+    assert "== Checks: every check of the demo's groups and the check evaluations" in report
     for section in ("ingest", "splits", "summary", "logs", "timeseries"):
         assert section in first
     assert (data_root / "warehouse" / "ingest" / "files" / "orders").is_dir()
@@ -94,8 +94,33 @@ def test_the_report_counts_check_evaluations_and_next_steps_name_every_inbox(dat
     report.record_check_evaluations([
         dg.AssetCheckEvaluation(asset_key=key, check_name="c", passed=passed, severity=dg.AssetCheckSeverity.ERROR)
         for passed in (True, True, False)])
-    assert "summary/account_summary:c  2 evaluation(s) passed, 1 failed  [ERROR]" in report.render()
+    report.expect_checks([("summary/account_summary", "c"), ("summary/latest_summary", "never_run")])
+    lines = report.render().splitlines()
+    assert ["FAIL", "summary/account_summary:c", "2", "passed", "1", "failed", "[ERROR]"] in [l.split() for l in lines]
+    # a check no run of this demo evaluated is listed too, saying so
+    assert "   --    summary/latest_summary:never_run  not evaluated in this demo (no run of its asset)" in lines
+    assert "a count of evaluations, not of partitions" in report.render()
     text = next_steps(get_settings(), DEMO_DOMAINS)
     for domain in DEMO_DOMAINS:
         assert f"{data_root / 'inbox' / demo_module(domain).INBOX}/" in text
     assert "make ui" in text and str(data_root / "exports") in text
+
+
+@pytest.mark.slow
+def test_dagster_console_lines_go_to_the_demo_log_and_every_check_is_listed(data_root):
+    env = {**os.environ, "ASSETS_PKG_DATA_DIR": str(data_root), "DAGSTER_HOME": str(data_root / ".dagster")}
+    log = data_root / ".dagster" / "demo.log"
+    runs = []
+    for _ in range(2):  # the second run has nothing new: its check is listed, not evaluated
+        proc = subprocess.run([sys.executable, "-m", "assets_pkg.cli", "demo", "--scale", "test", "--only", "ingest"],
+                              capture_output=True, text=True, timeout=600, env=env)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        # nothing of Dagster's in front of the report: its lines are in the log the report names
+        assert " - dagster - " not in proc.stdout + proc.stderr
+        assert f"Dagster's log of these runs (DEBUG events, progress, tracebacks): {log}" in proc.stdout
+        runs.append(proc.stdout)
+        if len(runs) == 1:  # (the second run launches none)
+            assert " - dagster - " in log.read_text()
+    first, second = (_sections(r)["Checks"].splitlines() for r in runs)
+    assert any(line.split()[:2] == ["PASS", "ingest/files:reject_rate"] and "1 passed" in line for line in first)
+    assert any(line.split()[:2] == ["--", "ingest/files:reject_rate"] and "not evaluated" in line for line in second)

@@ -6,7 +6,10 @@ asks for, or materialize a selection over a partition or a partition range.
 """
 
 import json
+import os
+import sys
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +22,33 @@ from assets_pkg.sensor_runs import RUN_KEY_TAG, SENSOR_NAME_TAG
 from assets_pkg.settings import Settings
 
 
+@contextmanager
+def stderr_to(path: Path):
+    """Send everything written to stderr while the block runs to ``path`` (file descriptor 2,
+    so Dagster's console logger, its DEBUG engine events, warnings and any run subprocess
+    too): the report, printed after, is not buried under them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "wb") as log:
+            os.dup2(log.fileno(), 2)
+            try:
+                yield path
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
 @dataclass
 class DemoReport:
     lines: list[str] = field(default_factory=list)
     # (asset, check) -> [evaluations passed, evaluations failed, severity]
     checks: dict = field(default_factory=lambda: defaultdict(lambda: [0, 0, WARN]))
     errors: list[str] = field(default_factory=list)
+    expected: set = field(default_factory=set)
 
     def section(self, title: str) -> None:
         self.lines.append("")
@@ -43,14 +67,25 @@ class DemoReport:
     def failed_error_checks(self) -> list[str]:
         return [f"{a}:{c}" for (a, c), (_, failed, sev) in self.checks.items() if failed and sev == ERROR]
 
+    def expect_checks(self, checks) -> None:
+        """Every check the report lists, evaluated or not: ``(asset, check)`` pairs."""
+        self.expected.update(checks)
+
     def render(self) -> str:
         out = list(self.lines)
         out.append("")
-        out.append("== Checks (check evaluations passed / failed: one per run, or one per partition for a "
-                   "per-partition check)")
-        for (asset, check), (passed, failed, sev) in sorted(self.checks.items()):
+        out.append("== Checks: every check of the demo's groups and the check evaluations this demo recorded")
+        out.append("   (one per run that evaluated the check, or one per partition for a per-partition check:")
+        out.append("   a count of evaluations, not of partitions)")
+        names = {key: f"{key[0]}:{key[1]}" for key in set(self.checks) | self.expected}
+        width = max(map(len, names.values()), default=0)
+        for key in sorted(names):
+            if key not in self.checks:
+                out.append(f"   {'--':4}  {names[key]:<{width}}  not evaluated in this demo (no run of its asset)")
+                continue
+            passed, failed, sev = self.checks[key]
             status = "PASS" if not failed else ("FAIL" if sev == ERROR else "WARN")
-            out.append(f"   {status:4}  {asset}:{check}  {passed} evaluation(s) passed, {failed} failed  [{sev}]")
+            out.append(f"   {status:4}  {names[key]:<{width}}  {passed:>3} passed {failed:>3} failed  [{sev}]")
         if self.errors:
             out.append("")
             out.append("== Errors")

@@ -35,6 +35,11 @@ def generate_inputs(settings: Settings, domains, scale: str, force: bool = False
     return made
 
 
+def demo_log(settings: Settings) -> Path:
+    """Where `assets-pkg demo` sends Dagster's console output (stderr), away from the report."""
+    return settings.dagster_home / "demo.log"
+
+
 def run_demo(scale: str = "demo", domains=DEMO_DOMAINS, out=sys.stdout) -> int:
     settings = get_settings()
     generated = generate_inputs(settings, domains, scale)
@@ -43,6 +48,10 @@ def run_demo(scale: str = "demo", domains=DEMO_DOMAINS, out=sys.stdout) -> int:
     report = DemoReport()
     report.line(f"data root: {settings.data_root}")
     report.line(f"generated sample inputs for: {', '.join(generated) or 'none (inboxes not empty)'}")
+    report.line(f"Dagster's log of these runs (DEBUG events, progress, tracebacks): {demo_log(settings)}")
+    graph = defs.resolve_asset_graph()
+    report.expect_checks((k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys
+                         if graph.get(k.asset_key).group_name in domains)
     with open_instance(settings) as instance:
         ctx = DemoContext(settings=settings, instance=instance, defs=defs, report=report, scale=scale)
         for domain in domains:
@@ -57,7 +66,8 @@ def run_demo(scale: str = "demo", domains=DEMO_DOMAINS, out=sys.stdout) -> int:
     print(report.render(), file=out)
     failed = report.failed_error_checks
     if failed or report.errors:
-        print(f"\ndemo FAILED: {len(failed)} ERROR check(s) failed, {len(report.errors)} domain error(s)", file=out)
+        print(f"\ndemo FAILED: {len(failed)} ERROR check(s) failed, {len(report.errors)} domain error(s); "
+              f"details in {demo_log(settings)}", file=out)
     else:
         print("\ndemo OK: every ERROR check passed", file=out)
     print(next_steps(settings, domains), file=out)
