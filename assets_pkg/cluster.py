@@ -31,23 +31,25 @@ def executor_def() -> dg.ExecutorDefinition:
     return dg.in_process_executor
 
 
-def execute_selection(defs: dg.Definitions, instance: dg.DagsterInstance, asset_keys, partition_key=None,
-                      run_config=None, tags=None, raise_on_error: bool = True):
-    """One run of ``asset_keys`` through the configured executor. In process it is
-    ``execute_in_process``; otherwise the run is rebuilt from ``assets_pkg.definitions`` in
-    each step's process (``execute_job``), on an instance those processes can reach."""
-    job = defs.resolve_implicit_global_asset_job_def()
+def execute_selection(defs: dg.Definitions, instance: dg.DagsterInstance, asset_keys=None, partition_key=None,
+                      run_config=None, tags=None, raise_on_error: bool = True, job_name: str | None = None):
+    """One run of ``job_name`` (default: the asset job), restricted to ``asset_keys`` when
+    given, through the configured executor. In process it is ``execute_in_process``;
+    otherwise the run is rebuilt from ``assets_pkg.definitions`` in each step's process
+    (``execute_job``), on an instance those processes can reach."""
+    job = defs.resolve_job_def(job_name) if job_name else defs.resolve_implicit_global_asset_job_def()
     run_tags = dict(tags or {})
+    selection = list(asset_keys) if asset_keys else None
     if executor_kind() == "in_process":
         return job.execute_in_process(instance=instance, partition_key=partition_key, run_config=run_config,
-                                      tags=run_tags, asset_selection=list(asset_keys), raise_on_error=raise_on_error)
+                                      tags=run_tags, asset_selection=selection, raise_on_error=raise_on_error)
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
     if partition_key is not None:
         run_tags["dagster/partition"] = partition_key
     recon = ReconstructableRepository.for_module(CODE_LOCATION_MODULE, "defs").get_reconstructable_job(job.name)
-    result = dg.execute_job(recon, instance, run_config=run_config, tags=run_tags,
-                            asset_selection=list(asset_keys), raise_on_error=False)
+    result = dg.execute_job(recon, instance, run_config=run_config, tags=run_tags, asset_selection=selection,
+                            raise_on_error=False)
     if raise_on_error and not result.success:
         raise RunFailed(result)
     return result

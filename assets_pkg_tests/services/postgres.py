@@ -63,6 +63,12 @@ class PostgresService:
         # psycopg2 named: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which dagster-postgres does not install
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{DATABASE}"
 
+    def create_database(self, name: str) -> str:
+        """A new empty database on this server (one per test module keeps instances apart);
+        returns its URL."""
+        _psql(self, "postgres", f'CREATE DATABASE "{name}"')
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
     def stop(self) -> None:
         if self._stopped:
             return
