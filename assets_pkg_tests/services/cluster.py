@@ -55,11 +55,21 @@ class Cluster:
             return subprocess.Popen(argv, env={**self.env, "DAGSTER_HOME": str(self.home), **extra_env},
                                     cwd=self.base, stdout=out, stderr=subprocess.STDOUT)
 
+    @contextmanager
     def instance(self):
+        """The cluster's instance, opened in this process (its Postgres URL set meanwhile)."""
         import dagster as dg
 
+        saved = os.environ.get("DAGSTER_POSTGRES_URL")
         os.environ["DAGSTER_POSTGRES_URL"] = self.env["DAGSTER_POSTGRES_URL"]
-        return dg.DagsterInstance.from_config(str(self.home))
+        try:
+            with dg.DagsterInstance.from_config(str(self.home)) as instance:
+                yield instance
+        finally:
+            if saved is None:
+                os.environ.pop("DAGSTER_POSTGRES_URL", None)
+            else:
+                os.environ["DAGSTER_POSTGRES_URL"] = saved
 
 
 def worker_env(env: dict, home: Path) -> dict:
