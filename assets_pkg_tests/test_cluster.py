@@ -232,3 +232,25 @@ def test_the_queued_coordinator_never_overlaps_two_summary_runs_nor_two_runs_of_
         assert dequeue() == {"summary-2"}
         instance.report_run_failed(instance.get_run_by_id(names["web-1"]))
         assert dequeue() == {"summary-2", "web-2"}
+
+
+def test_opening_a_shared_instance_leaves_runs_of_other_machines_running(tmp_path, postgres_service, monkeypatch):
+    """A STARTED run whose pid is not alive here may be alive on another machine: on the
+    Postgres instance the project never fails it on open (the daemon's run monitoring does)."""
+    from dagster._core.test_utils import create_run_for_test
+
+    from assets_pkg.instance import open_instance
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(DEPLOY_INSTANCE_YAML, home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_service.create_database(f"shared_{os.getpid()}"))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = create_run_for_test(instance, job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED)
+        instance.report_dagster_event(
+            dg.DagsterEvent(event_type_value="PIPELINE_START", job_name="__ASSET_JOB", pid=int(gone.stdout)),
+            run_id=run.run_id)
+    with open_instance() as instance:
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
