@@ -75,3 +75,16 @@ def test_run_tags_name_each_domain_and_a_logs_runs_log_id():
 
     for key in domain_tags({"summary", "logs"}, None, {"dagster/partition/log_id": "x"}):
         assert VALID_TAG_KEY_REGEX.match(key), key
+
+
+def test_the_deploy_workspace_loads_the_code_location_from_a_grpc_server(monkeypatch):
+    from pathlib import Path
+
+    from dagster._core.remote_origin import GrpcServerCodeLocationOrigin
+    from dagster._core.workspace.load import location_origins_from_yaml_paths
+
+    monkeypatch.setenv("DAGSTER_CODE_HOST", "code.internal")
+    workspace = Path(__file__).resolve().parents[1] / "deploy" / "workspace.yaml"
+    [origin] = location_origins_from_yaml_paths([str(workspace)])
+    assert isinstance(origin, GrpcServerCodeLocationOrigin)
+    assert (origin.host, origin.port, origin.location_name) == ("code.internal", 4000, "assets_pkg")
