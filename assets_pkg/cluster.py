@@ -39,7 +39,7 @@ def execute_selection(defs: dg.Definitions, instance: dg.DagsterInstance, asset_
     (``execute_job``), on an instance those processes can reach."""
     job = defs.resolve_job_def(job_name) if job_name else defs.resolve_implicit_global_asset_job_def()
     run_tags = dict(tags or {})
-    selection = list(asset_keys) if asset_keys else None
+    selection = None if asset_keys is None else list(asset_keys)
     if executor_kind() == "in_process":
         return job.execute_in_process(instance=instance, partition_key=partition_key, run_config=run_config,
                                       tags=run_tags, asset_selection=selection, raise_on_error=raise_on_error)
