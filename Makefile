@@ -11,7 +11,7 @@ else
 export DAGSTER_HOME ?= $(ASSETS_PKG_DATA_DIR)/.dagster
 endif
 
-.PHONY: demo test ui bench install install-dev clean chromium
+.PHONY: demo test ui bench services install install-dev clean chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ ui: $(VENV)/.installed
 	$(BIN)/assets-pkg init
 	@echo "Dagster UI: http://127.0.0.1:3000 (Ctrl-C stops the webserver and the daemon)"
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+# Postgres and Redis for the cluster profile on 127.0.0.1 (docs/deploy.md), from the
+# packages the dev extra installs; prints the URLs to export, Ctrl-C stops both.
+services: $(VENV)/.installed-dev
+	$(BIN)/python -m assets_pkg_tests.services
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench

@@ -48,6 +48,14 @@ def _cmd_check(args) -> int:
     return 1 if failed else 0
 
 
+def _cmd_worker(args) -> int:
+    from assets_pkg.celery_exec import ALL_QUEUES, start_worker
+
+    start_worker(queues=args.queues or ALL_QUEUES, concurrency=args.concurrency, name=args.name,
+                 loglevel=args.loglevel)
+    return 0
+
+
 def _domain(name: str) -> str:
     if name not in DOMAINS:
         raise argparse.ArgumentTypeError(f"invalid domain {name!r} (choose from {', '.join(DOMAINS)})")
@@ -79,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="run every asset check on what is materialized now")
     check.add_argument("--group", choices=DOMAINS, help="only this group's checks (default: every group)")
     check.set_defaults(func=_cmd_check)
+
+    worker = sub.add_parser("worker", help="start a Celery worker that executes steps of the code location "
+                                           "(ASSETS_PKG_EXECUTOR=celery; broker CELERY_BROKER_URL)")
+    worker.add_argument("-Q", "--queues", nargs="*", metavar="QUEUE",
+                        help="queues to consume: domains (ingest splits summary logs timeseries) and dagster "
+                             "(default: all of them)")
+    worker.add_argument("-c", "--concurrency", type=int, default=1,
+                        help="steps this worker runs at once, each in its own process (default 1)")
+    worker.add_argument("-n", "--name", help="worker name, shown in step events (default celery@<host>)")
+    worker.add_argument("--loglevel", default="INFO", help="Celery log level (default INFO)")
+    worker.set_defaults(func=_cmd_worker)
 
     for domain in DOMAINS:
         try:

@@ -79,18 +79,15 @@ def with_console_level(run_config, level: str = "INFO") -> dict:
 
 def materialize_selection(defs: dg.Definitions, instance: dg.DagsterInstance, selection, partition_key=None,
                           run_config=None, tags=None, log_level: str = "INFO", raise_on_error: bool = True):
-    """One in-process run of ``selection`` on ``instance``: the one way the CLI and the demo
-    materialize (the console logger at ``log_level``, range tags passed through)."""
-    job = defs.resolve_implicit_global_asset_job_def()
+    """One run of ``selection`` on ``instance`` through the configured executor (in process by
+    default): the one way the CLI and the demo materialize (the console logger at
+    ``log_level``, range tags passed through)."""
+    from assets_pkg.cluster import execute_selection
+
     asset_keys = list(dg.AssetSelection.from_coercible(selection).resolve(defs.resolve_asset_graph()))
-    return job.execute_in_process(
-        instance=instance,
-        partition_key=partition_key,
-        run_config=with_console_level(run_config, log_level),
-        tags=dict(tags or {}),
-        asset_selection=asset_keys,
-        raise_on_error=raise_on_error,
-    )
+    return execute_selection(defs, instance, asset_keys, partition_key=partition_key,
+                             run_config=with_console_level(run_config, log_level), tags=tags,
+                             raise_on_error=raise_on_error)
 
 
 def _config_type(annotation):

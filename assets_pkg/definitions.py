@@ -1,7 +1,8 @@
 """`defs`: every domain's Definitions merged, plus the resources they share.
 
 Each domain package exposes ``<domain>.definitions.defs``; this module only merges them and
-supplies the two shared resources (``io_manager`` and ``duckdb``). Runs execute in process:
+supplies the two shared resources (``io_manager`` and ``duckdb``) and the executor
+``ASSETS_PKG_EXECUTOR`` names (``assets_pkg.cluster``). The default executes in process:
 one run costs seconds of start-up, and DuckDB already uses both cores inside a step.
 """
 
@@ -9,6 +10,7 @@ import importlib
 
 import dagster as dg
 
+from assets_pkg.cluster import executor_def
 from assets_pkg.domains import DOMAINS
 from assets_pkg.io.parquet_io_manager import ShardedParquetIOManager
 from assets_pkg.resources.duckdb import DuckDBResource
@@ -31,7 +33,7 @@ def domain_definitions() -> list[dg.Definitions]:
 def build_definitions() -> dg.Definitions:
     shared = dg.Definitions(
         resources={"io_manager": ShardedParquetIOManager(), "duckdb": DuckDBResource()},
-        executor=dg.in_process_executor,
+        executor=executor_def(),
     )
     return dg.Definitions.merge(shared, *domain_definitions())
 

@@ -96,8 +96,14 @@ def run_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
 
 def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     """Report failed every run left STARTED by a process that no longer runs; returns their
-    run ids. The instance is the project's SQLite one under DAGSTER_HOME, so every run in it
-    ran on this host and its pid can be checked here."""
+    run ids. Only on the embedded profile's SQLite instance, where every run ran on this host
+    and its pid can be checked here. A shared instance (Postgres, deploy/dagster.yaml) holds
+    runs of other machines, whose pids mean nothing here: the daemon's run monitoring fails
+    those."""
+    from dagster._core.storage.runs import SqliteRunStorage
+
+    if not isinstance(instance.run_storage, SqliteRunStorage):
+        return []
     failed = []
     for record in instance.get_run_records(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
         run = record.dagster_run

@@ -226,3 +226,30 @@ class Settings:
 
 def get_settings() -> Settings:
     return Settings(data_root=data_root_from(env_str(DATA_DIR_VAR, "data")))
+
+
+EXECUTOR_VAR = "ASSETS_PKG_EXECUTOR"
+EXECUTORS = ("in_process", "multiprocess", "celery")
+CELERY_BROKER_VAR = "CELERY_BROKER_URL"
+CELERY_BACKEND_VAR = "CELERY_RESULT_BACKEND"
+
+
+def executor_kind() -> str:
+    """How a run executes its steps (``ASSETS_PKG_EXECUTOR``, default ``in_process``): one
+    process, one process per step on this machine, or Celery workers on any machine."""
+    return env_choice(EXECUTOR_VAR, "in_process", EXECUTORS)
+
+
+def celery_broker_url() -> str:
+    """The Celery broker (``CELERY_BROKER_URL``), required by the celery executor and
+    ``assets-pkg worker``: there is no broker worth guessing."""
+    url = env_str(CELERY_BROKER_VAR, "")
+    if not url:
+        raise SettingError(f"{CELERY_BROKER_VAR} is not set (e.g. redis://127.0.0.1:6379/0); "
+                           f"{EXECUTOR_VAR}=celery and `assets-pkg worker` need it")
+    return url
+
+
+def celery_backend_url() -> str:
+    """Where Celery workers put step results (``CELERY_RESULT_BACKEND``, default: the broker)."""
+    return env_str(CELERY_BACKEND_VAR, "") or celery_broker_url()

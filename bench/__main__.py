@@ -9,7 +9,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ("reader", "splits", "summary", "logs", "timeseries", "storage")
+BENCHMARKS = ("reader", "splits", "summary", "logs", "timeseries", "storage", "cluster")
 
 
 def main(argv=None) -> int:

@@ -146,18 +146,15 @@ class DemoContext:
         return results
 
     def _launch(self, sensor, run_request: dg.RunRequest):
+        from assets_pkg.cluster import execute_selection
+
         job_name = run_request.job_name or (sensor.job_name if sensor.has_jobs else None)
-        job = self.defs.resolve_job_def(job_name) if job_name else self.defs.resolve_implicit_global_asset_job_def()
         tags = dict(run_request.tags or {})
         if run_request.run_key:  # as the daemon tags a sensor's run: the sensor finds it by its run key
             tags.update({RUN_KEY_TAG: run_request.run_key, SENSOR_NAME_TAG: sensor.name})
-        result = job.execute_in_process(
-            instance=self.instance,
-            partition_key=run_request.partition_key,
-            run_config=with_console_level(run_request.run_config or None),
-            tags=tags,
-            asset_selection=list(run_request.asset_selection) if run_request.asset_selection else None,
-        )
+        result = execute_selection(
+            self.defs, self.instance, run_request.asset_selection, partition_key=run_request.partition_key,
+            run_config=with_console_level(run_request.run_config or None), tags=tags, job_name=job_name)
         self.report.record_check_evaluations(result.get_asset_check_evaluations())
         return result
 

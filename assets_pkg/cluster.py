@@ -1,0 +1,95 @@
+"""The cluster profile's Dagster pieces (DESIGN section 8), chosen by settings alone.
+
+- :func:`executor_def`: the executor ``ASSETS_PKG_EXECUTOR`` names (``in_process`` default,
+  ``multiprocess``, ``celery``: ``assets_pkg.celery_exec``, a queue per domain).
+- :func:`execute_selection`: a run of an asset selection through the configured executor
+  (the CLI and the demo use it; in process it is ``execute_in_process``).
+- :class:`DomainRunCoordinator`: the queued run coordinator of ``deploy/dagster.yaml``; it
+  tags every submitted run with the domains it touches (and its log id), which is what the
+  coordinator's tag concurrency limits count.
+"""
+
+import dagster as dg
+
+from assets_pkg.run_tags import domain_tags
+from assets_pkg.settings import celery_backend_url, celery_broker_url, executor_kind
+
+CODE_LOCATION_MODULE = "assets_pkg.definitions"
+
+
+def executor_def() -> dg.ExecutorDefinition:
+    """The executor ``ASSETS_PKG_EXECUTOR`` names; read while the code location loads (a bad
+    value or a missing broker fails the load, naming the variable: no run could execute)."""
+    kind = executor_kind()
+    if kind == "multiprocess":
+        return dg.multiprocess_executor
+    if kind == "celery":
+        from assets_pkg.celery_exec import domain_celery_executor
+
+        return domain_celery_executor.configured(
+            {"broker": celery_broker_url(), "backend": celery_backend_url()}, name="celery")
+    return dg.in_process_executor
+
+
+def execute_selection(defs: dg.Definitions, instance: dg.DagsterInstance, asset_keys=None, partition_key=None,
+                      run_config=None, tags=None, raise_on_error: bool = True, job_name: str | None = None):
+    """One run of ``job_name`` (default: the asset job), restricted to ``asset_keys`` when
+    given, through the configured executor. In process it is ``execute_in_process``;
+    otherwise the run is rebuilt from ``assets_pkg.definitions`` in each step's process
+    (``execute_job``), on an instance those processes can reach."""
+    job = defs.resolve_job_def(job_name) if job_name else defs.resolve_implicit_global_asset_job_def()
+    run_tags = dict(tags or {})
+    selection = None if asset_keys is None else list(asset_keys)
+    if executor_kind() == "in_process":
+        return job.execute_in_process(instance=instance, partition_key=partition_key, run_config=run_config,
+                                      tags=run_tags, asset_selection=selection, raise_on_error=raise_on_error)
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    if partition_key is not None:
+        run_tags["dagster/partition"] = partition_key
+    recon = ReconstructableRepository.for_module(CODE_LOCATION_MODULE, "defs").get_reconstructable_job(job.name)
+    result = dg.execute_job(recon, instance, run_config=run_config, tags=run_tags, asset_selection=selection,
+                            raise_on_error=False)
+    if raise_on_error and not result.success:
+        raise RunFailed(result)
+    return result
+
+
+class RunFailed(Exception):
+    """A run executed out of process failed; names the run and its failed steps."""
+
+    def __init__(self, result):
+        failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        super().__init__(f"run {result.run_id} failed (steps: {', '.join(failed) or 'none; see the run'})")
+        self.result = result
+
+
+def run_asset_keys(instance: dg.DagsterInstance, run: dg.DagsterRun) -> set:
+    """The asset keys a run materializes or checks: its selection, else its execution plan's."""
+    keys = set(run.asset_selection or ())
+    keys |= {check.asset_key for check in (run.asset_check_selection or ())}
+    if not keys and run.execution_plan_snapshot_id:
+        snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+        for step in snapshot.steps:
+            for output in step.outputs:
+                props = output.properties
+                if props is not None and props.asset_key is not None:
+                    keys.add(props.asset_key)
+    return keys
+
+
+class DomainRunCoordinator(dg.QueuedRunCoordinator):
+    """The queued run coordinator, tagging each run before it is queued with the domains it
+    touches (``assets_pkg/domain.<name>``) and, for a logs run, its log id
+    (``assets_pkg/log_id``): the tags ``deploy/dagster.yaml`` limits."""
+
+    def submit_run(self, context):
+        run = context.dagster_run
+        domains = {key.path[0] for key in run_asset_keys(self._instance, run) if key.path}
+        tags = domain_tags(domains, run.job_name, run.tags)
+        missing = {k: v for k, v in tags.items() if run.tags.get(k) != v}
+        if missing:
+            self._instance.add_run_tags(run.run_id, missing)
+            run = self._instance.get_run_by_id(run.run_id)
+            context = context._replace(dagster_run=run)
+        return super().submit_run(context)

@@ -1,0 +1,256 @@
+"""The cluster profile on 127.0.0.1: Postgres instance (deploy/dagster.yaml), Redis broker,
+two Celery workers (each its own empty working directory and HOME) on a shared local data
+root. Same outputs as the embedded run, both workers used, a SIGKILLed step fails its run
+without visible partial output and a re-run recovers, the queued coordinator's limits hold.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import psutil
+import pytest
+
+from assets_pkg_tests.services.cluster import DEPLOY_INSTANCE_YAML, REPO, start_cluster
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+# the domains materialized through Celery: everything the demo builds from its inboxes
+DEMO_DOMAINS = ("ingest", "splits", "summary", "timeseries")
+# files that name a run, a time or a process, not data
+VOLATILE = ("_state", ".lock", "_failed")
+
+
+def _env_with_demo_settings() -> dict:
+    from assets_pkg.demo.splits import demo_env
+
+    return demo_env()
+
+
+@pytest.fixture
+def cluster(tmp_path, postgres_service, redis_service):
+    """Its own database, data root and two fresh workers per test (the servers are shared)."""
+    with start_cluster(tmp_path / "cluster", postgres_service, redis_service,
+                       extra_env=_env_with_demo_settings()) as running:
+        yield running
+
+
+def _data_files(root: Path) -> dict[str, Path]:
+    files = {}
+    for sub in ("warehouse", "exports"):
+        for path in sorted((root / sub).rglob("*")):
+            rel = path.relative_to(root).as_posix()
+            if path.is_file() and not any(v in rel for v in VOLATILE):
+                files[rel] = path
+    return files
+
+
+def _rows(path: Path) -> list:
+    name = path.name
+    con = duckdb.connect()
+    try:
+        if name.endswith(".parquet"):
+            rel = con.sql(f"SELECT * FROM read_parquet('{path}')")
+        elif any(name.endswith(ext) for ext in (".csv", ".csv.gz", ".tsv", ".tsv.gz")):
+            rel = con.sql(f"SELECT * FROM read_csv('{path}', all_varchar=true)")
+        else:
+            return [path.read_bytes()]
+        return sorted(rel.fetchall(), key=repr)
+    finally:
+        con.close()
+
+
+def assert_same_outputs(got_root: Path, want_root: Path, only: str = "") -> None:
+    got = {k: v for k, v in _data_files(got_root).items() if only in k}
+    want = {k: v for k, v in _data_files(want_root).items() if only in k}
+    assert sorted(got) == sorted(want)
+    assert want, f"no outputs under {want_root} matching {only!r}"
+    for rel in want:
+        if rel.endswith(".json"):
+            continue  # manifests and analysis summaries carry timings; their rows are in the data files
+        assert _rows(got[rel]) == _rows(want[rel]), rel
+
+
+def _embedded_demo(root: Path, domains, scale: str = "test") -> subprocess.Popen:
+    """The same demo in the embedded profile (SQLite, in process), started in the background."""
+    (root / ".dagster").mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **_env_with_demo_settings(), "ASSETS_PKG_DATA_DIR": str(root),
+           "DAGSTER_HOME": str(root / ".dagster"), "ASSETS_PKG_EXECUTOR": "in_process",
+           "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "assets_pkg.cli", "demo", "--scale", scale, "--only", *domains],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finished(process: subprocess.Popen, timeout: float = 300) -> str:
+    out, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, out[-4000:]
+    return out
+
+
+def _events(instance, run_id, event_type):
+    return [e.dagster_event for e in instance.all_logs(run_id, of_type=event_type) if e.dagster_event]
+
+
+def test_demo_graph_through_celery_equals_the_embedded_run_and_uses_both_workers(cluster, tmp_path):
+    made = cluster.run([sys.executable, "-m", "assets_pkg.cli", "generate", "--scale", "test", *DEMO_DOMAINS])
+    assert made.returncode == 0, made.stderr
+    # the same input files (mtimes too: a shard's profile records its input's size and mtime)
+    shutil.copytree(cluster.data_root / "inbox", tmp_path / "embedded" / "inbox", copy_function=shutil.copy2)
+    embedded = _embedded_demo(tmp_path / "embedded", DEMO_DOMAINS)  # alongside, to save wall time
+    done = cluster.run([sys.executable, "-m", "assets_pkg.cli", "demo", "--scale", "test", "--only", *DEMO_DOMAINS])
+    _finished(embedded)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "demo OK: every ERROR check passed" in done.stdout
+    assert_same_outputs(cluster.data_root, tmp_path / "embedded")
+
+    worker_pids = {p.pid for w in cluster.workers for p in psutil.Process(w.process.pid).children(recursive=True)}
+    with cluster.instance() as instance:
+        runs = instance.get_runs()
+        assert len(runs) >= len(DEMO_DOMAINS)
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        workers, step_pids = set(), set()
+        for run in runs:
+            for event in _events(instance, run.run_id, dg.DagsterEventType.ENGINE_EVENT):
+                worker = (event.engine_event_data.metadata or {}).get("Celery worker")
+                if worker is not None:
+                    workers.add(worker.value.split("@")[0])
+            step_pids |= {e.pid for e in _events(instance, run.run_id, dg.DagsterEventType.STEP_START)}
+    assert workers == {"w1", "w2"}
+    # every step ran in a worker's pool process, none in the process that orchestrated the run
+    assert step_pids <= worker_pids and len(step_pids) >= 2
+
+
+def _wait_for_step_start(instance, step_key: str, timeout: float = 120):
+    """The STEP_START event of ``step_key`` in the newest run, once it is written."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = instance.get_runs(limit=1)
+        if runs:
+            for event in _events(instance, runs[0].run_id, dg.DagsterEventType.STEP_START):
+                if event.step_key == step_key:
+                    return runs[0], event
+        time.sleep(0.05)
+    raise TimeoutError(f"step {step_key} did not start within {timeout:.0f} s")
+
+
+def test_a_worker_killed_mid_step_fails_the_run_shows_no_partial_output_and_a_rerun_recovers(cluster, tmp_path):
+    demo = [sys.executable, "-m", "assets_pkg.cli", "demo", "--scale", "demo", "--only", "timeseries"]
+    made = cluster.run([sys.executable, "-m", "assets_pkg.cli", "generate", "--scale", "demo", "timeseries"])
+    assert made.returncode == 0, made.stderr
+    shutil.copytree(cluster.data_root / "inbox", tmp_path / "clean" / "inbox", copy_function=shutil.copy2)
+    clean = _embedded_demo(tmp_path / "clean", ["timeseries"], scale="demo")
+
+    killed = cluster.popen(demo, tmp_path / "killed.log")
+    with cluster.instance() as instance:
+        run, start = _wait_for_step_start(instance, "timeseries__resampled")
+        os.kill(start.pid, signal.SIGKILL)  # the worker's pool process executing the step
+        killed.wait(timeout=120)
+        run = instance.get_run_by_id(run.run_id)
+        assert run.status == dg.DagsterRunStatus.FAILURE
+        failure = _events(instance, run.run_id, dg.DagsterEventType.RUN_FAILURE)[0]
+        assert "WorkerLostError" in str(failure.event_specific_data) or "SIGKILL" in str(failure.event_specific_data)
+        assert not _events(instance, run.run_id, dg.DagsterEventType.ASSET_MATERIALIZATION)
+    assert killed.returncode != 0
+    _finished(clean)
+    # nothing visible that is not a complete output of the clean run: no file the killed step
+    # was writing, no merged/exported day built from it
+    after_kill = _data_files(cluster.data_root)
+    clean_files = _data_files(tmp_path / "clean")
+    assert set(after_kill) <= set(clean_files), sorted(set(after_kill) - set(clean_files))
+    assert not [p for p in (cluster.data_root / "warehouse").rglob("*") if p.is_file() and "resampled" in str(p)]
+
+    rerun = cluster.run(demo)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert_same_outputs(cluster.data_root, tmp_path / "clean", only="timeseries")
+    # the worker that lost its pool process is still serving (Celery forks a new one)
+    assert all(w.process.poll() is None for w in cluster.workers)
+
+
+def test_the_queued_coordinator_never_overlaps_two_summary_runs_nor_two_runs_of_one_log_id(
+        tmp_path, postgres_service, monkeypatch):
+    """deploy/dagster.yaml's coordinator tags runs by domain and log id when they are
+    submitted; the daemon's dequeue pass (Dagster's own code) then holds back what the
+    limits forbid."""
+    from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+    from dagster._core.run_coordinator import SubmitRunContext
+    from dagster._core.test_utils import create_run_for_test
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+
+    from assets_pkg.cluster import DomainRunCoordinator
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(DEPLOY_INSTANCE_YAML, home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_service.create_database(f"coordinator_{os.getpid()}"))
+    summary = [dg.AssetKey(["summary", "account_summary"]), dg.AssetKey(["summary", "latest_summary"])]
+    logs = [dg.AssetKey(["logs", "log_events"])]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.run_coordinator, DomainRunCoordinator)
+
+        # as the workspace.yaml of deploy/ names the code location: a gRPC server
+        origin = RemoteJobOrigin(repository_origin=RemoteRepositoryOrigin(
+            code_location_origin=GrpcServerCodeLocationOrigin(host="127.0.0.1", port=4000, location_name="assets_pkg"),
+            repository_name="__repository__"), job_name="__ASSET_JOB")
+
+        def submit(name, keys, tags=None):
+            run = create_run_for_test(instance, job_name="__ASSET_JOB", asset_selection=set(keys), tags=tags or {},
+                                      remote_job_origin=origin)
+            instance.run_coordinator.submit_run(SubmitRunContext(run, workspace=None))
+            return name, run.run_id
+
+        names = dict([
+            submit("summary-1", summary), submit("summary-2", summary),
+            submit("ts", [dg.AssetKey(["timeseries", "resampled"])]),
+            submit("web-1", logs, {"dagster/partition/log_id": "web"}),
+            submit("web-2", logs, {"dagster/partition/log_id": "web"}),
+            submit("app-1", logs, {"dagster/partition/log_id": "app"}),
+        ])
+        by_id = {v: k for k, v in names.items()}
+        assert instance.get_run_by_id(names["summary-2"]).tags["assets_pkg/domain.summary"] == "true"
+        assert instance.get_run_by_id(names["web-2"]).tags["assets_pkg/log_id"] == "web"
+        daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
+
+        def dequeue() -> set[str]:
+            picked = daemon._get_runs_to_dequeue(instance, instance.get_concurrency_config(), None)
+            return {by_id[run.run_id] for run in picked}
+
+        assert dequeue() == {"summary-1", "ts", "web-1", "app-1"}
+        for name in ("summary-1", "web-1"):  # launched: now in progress
+            instance.handle_run_event(names[name], dg.DagsterEvent(
+                event_type_value="PIPELINE_STARTING", job_name="__ASSET_JOB"))
+        for name in ("ts", "app-1"):
+            instance.report_run_canceled(instance.get_run_by_id(names[name]))
+        # while the first summary run is in progress the second stays queued, and so on per log id
+        assert dequeue() == set()
+        instance.report_run_failed(instance.get_run_by_id(names["summary-1"]))
+        assert dequeue() == {"summary-2"}
+        instance.report_run_failed(instance.get_run_by_id(names["web-1"]))
+        assert dequeue() == {"summary-2", "web-2"}
+
+
+def test_opening_a_shared_instance_leaves_runs_of_other_machines_running(tmp_path, postgres_service, monkeypatch):
+    """A STARTED run whose pid is not alive here may be alive on another machine: on the
+    Postgres instance the project never fails it on open (the daemon's run monitoring does)."""
+    from dagster._core.test_utils import create_run_for_test
+
+    from assets_pkg.instance import open_instance
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(DEPLOY_INSTANCE_YAML, home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_service.create_database(f"shared_{os.getpid()}"))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = create_run_for_test(instance, job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED)
+        instance.report_dagster_event(
+            dg.DagsterEvent(event_type_value="PIPELINE_START", job_name="__ASSET_JOB", pid=int(gone.stdout)),
+            run_id=run.run_id)
+    with open_instance() as instance:
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED

@@ -1,0 +1,90 @@
+"""The cluster profile's settings and routing, without services: which executor
+ASSETS_PKG_EXECUTOR picks, which queue each step goes to, which tags a run gets."""
+
+import pytest
+
+from assets_pkg.run_tags import domain_tags
+from assets_pkg.settings import SettingError, executor_kind
+
+
+def test_the_executor_is_in_process_by_default_and_a_bad_value_names_the_variable(monkeypatch):
+    monkeypatch.delenv("ASSETS_PKG_EXECUTOR", raising=False)
+    assert executor_kind() == "in_process"
+    monkeypatch.setenv("ASSETS_PKG_EXECUTOR", "celry")
+    with pytest.raises(SettingError, match="ASSETS_PKG_EXECUTOR='celry' is not one of in_process, multiprocess, celery"):
+        executor_kind()
+
+
+def test_celery_without_a_broker_fails_naming_celery_broker_url(monkeypatch):
+    from assets_pkg.cluster import executor_def
+
+    monkeypatch.setenv("ASSETS_PKG_EXECUTOR", "celery")
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    with pytest.raises(SettingError, match="CELERY_BROKER_URL is not set"):
+        executor_def()
+
+
+@pytest.mark.parametrize("kind,name", [("in_process", "in_process"), ("multiprocess", "multiprocess"),
+                                       ("celery", "celery")])
+def test_definitions_run_every_job_on_the_executor_the_setting_names(monkeypatch, kind, name):
+    from assets_pkg.definitions import build_definitions
+
+    monkeypatch.setenv("ASSETS_PKG_EXECUTOR", kind)
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    defs = build_definitions()
+    assert defs.resolve_implicit_global_asset_job_def().executor_def.name == name
+    assert defs.resolve_job_def("splits_job").executor_def.name == name
+
+
+def test_each_step_goes_to_its_domains_queue(monkeypatch):
+    from dagster._core.execution.api import create_execution_plan
+
+    from assets_pkg.celery_exec import with_domain_queues
+    from assets_pkg.definitions import build_definitions
+
+    monkeypatch.setenv("ASSETS_PKG_EXECUTOR", "celery")
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    job = build_definitions().resolve_implicit_global_asset_job_def()
+    plan = with_domain_queues(create_execution_plan(job))
+    queues = {step.key: step.tags["dagster-celery/queue"] for step in plan.get_all_steps_in_topo_order()}
+    assert queues["summary__account_summary"] == "summary"
+    assert queues["split_shards"] == "splits"  # a multi-asset whose op name names no domain
+    assert queues["ingest__files"] == "ingest"
+    assert queues["logs__log_events"] == "logs"
+    assert queues["timeseries__resampled"] == "timeseries"
+    assert set(queues.values()) <= {"ingest", "splits", "summary", "logs", "timeseries"}
+
+
+def test_a_worker_refuses_a_queue_nobody_sends_to(monkeypatch):
+    from assets_pkg.celery_exec import start_worker
+
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    with pytest.raises(ValueError, match="unknown queue\\(s\\) sumary"):
+        start_worker(queues=["sumary"])
+
+
+def test_run_tags_name_each_domain_and_a_logs_runs_log_id():
+    assert domain_tags({"summary"}) == {"assets_pkg/domain.summary": "true"}
+    assert domain_tags(set(), "logs_fetch_window_job") == {"assets_pkg/domain.logs": "true"}
+    assert domain_tags({"logs"}, None, {"dagster/partition/log_id": "web"}) == {
+        "assets_pkg/domain.logs": "true", "assets_pkg/log_id": "web"}
+    assert domain_tags({"timeseries"}, None, {"dagster/partition/log_id": "web"}) == {
+        "assets_pkg/domain.timeseries": "true"}
+    # every key is one Dagster accepts on a run
+    from dagster._utils.tags import VALID_TAG_KEY_REGEX
+
+    for key in domain_tags({"summary", "logs"}, None, {"dagster/partition/log_id": "x"}):
+        assert VALID_TAG_KEY_REGEX.match(key), key
+
+
+def test_the_deploy_workspace_loads_the_code_location_from_a_grpc_server(monkeypatch):
+    from pathlib import Path
+
+    from dagster._core.remote_origin import GrpcServerCodeLocationOrigin
+    from dagster._core.workspace.load import location_origins_from_yaml_paths
+
+    monkeypatch.setenv("DAGSTER_CODE_HOST", "code.internal")
+    workspace = Path(__file__).resolve().parents[1] / "deploy" / "workspace.yaml"
+    [origin] = location_origins_from_yaml_paths([str(workspace)])
+    assert isinstance(origin, GrpcServerCodeLocationOrigin)
+    assert (origin.host, origin.port, origin.location_name) == ("code.internal", 4000, "assets_pkg")
