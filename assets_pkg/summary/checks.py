@@ -5,6 +5,7 @@ evaluates the same pure checks against what is materialized now, for `assets-pkg
 from assets_pkg import layout
 from assets_pkg.checking import ERROR, CheckOutcome
 from assets_pkg.duck import connect
+from assets_pkg.storage.objects import file_exists
 from assets_pkg.summary.config import load_summary_settings
 from assets_pkg.summary.months import LATEST_ASSET_PATH
 from assets_pkg.summary.plan import existing_month_files
@@ -24,5 +25,5 @@ def evaluate_materialized() -> list[CheckOutcome]:
     except ValueError as exc:  # a bad inbox: report it instead of a check result
         outcomes = summary_outcomes(con, cfg, month_files, None)
         outcomes.append(CheckOutcome(ASSET, "history_matches_source", False, ERROR, f"source unreadable: {exc}"))
-    outcomes.append(check_one_row_per_account(con, cfg, latest if latest.is_file() else None, month_files))
+    outcomes.append(check_one_row_per_account(con, cfg, latest if file_exists(latest) else None, month_files))
     return outcomes

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from assets_pkg.checking import CheckOutcome
 from assets_pkg.duck import connect
 from assets_pkg.io.locks import domain_lock
+from assets_pkg.storage.arrow import read_table
+from assets_pkg.storage.objects import file_exists
 from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.build import BuildStats, build_months
 from assets_pkg.summary.config import SummarySettings
@@ -148,9 +149,9 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
         outcomes: list[CheckOutcome] = []
         if run_checks:
             months = [month_str(i) for i in range(month_index(start), month_index(end) + 1)]
-            existing = {m: month_path(m) for m in months if month_path(m).is_file()}
+            existing = {m: month_path(m) for m in months if file_exists(month_path(m))}
             before = add_months(start, -1)
-            previous = {before: month_path(before)} if month_path(before).is_file() else {}
+            previous = {before: month_path(before)} if file_exists(month_path(before)) else {}
             outcomes = summary_outcomes(con, cfg, existing, source, previous)
     newly: list[str] = []
     if update_state and accounts is None:
@@ -167,10 +168,10 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
 
 
 def _merge_accounts(table: pa.Table, path: Path, cfg: SummarySettings, accounts: list) -> pa.Table:
-    if not path.is_file():
+    if not file_exists(path):
         # only these accounts' rows: not the whole month the fingerprint vouches for
         return table.replace_schema_metadata(None)
-    old = pq.read_table(path)
+    old = read_table(path)
     key = cfg.key_column
     keep = pc.invert(pc.is_in(old.column(key), value_set=pa.array(accounts, type=old.schema.field(key).type)))
     merged = pa.concat_tables([old.filter(keep), table.cast(old.schema)]).sort_by(key)

@@ -27,7 +27,7 @@ def latest_relation(con: duckdb.DuckDBPyConnection, cfg: SummarySettings, month_
     months = {r[0] for r in con.execute("SELECT DISTINCT month FROM summary_latest_keys").fetchall()}
     parts = []
     for path in files:
-        month = Path(path).name.removesuffix(".parquet")
+        month = path.rsplit("/", 1)[-1].removesuffix(".parquet")
         if month not in months:
             continue
         lit = path.replace("'", "''")

@@ -18,6 +18,7 @@ import duckdb
 from assets_pkg import layout
 from assets_pkg.duck import connect, quote_ident
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
+from assets_pkg.storage import is_remote, objects
 from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.config import SummarySettings, load_summary_settings
 from assets_pkg.summary.months import MONTHS_ASSET_PATH, month_index, month_index_sql, month_str
@@ -233,8 +234,13 @@ def month_file(month: str) -> Path:
 
 
 def existing_month_files() -> list[Path]:
-    """The materialized account_summary partitions (the summarized state)."""
-    return layout.partition_files(MONTHS_ASSET_PATH)
+    """The materialized account_summary partitions (the summarized state); in an object
+    store, one listing made now (each month file is one object, published by one PUT)."""
+    folder = layout.asset_dir(MONTHS_ASSET_PATH)
+    if not is_remote(folder):
+        return layout.partition_files(MONTHS_ASSET_PATH)
+    return [folder / name for name in sorted(objects.list_objects(folder))
+            if "/" not in name and name.endswith(".parquet") and not name.startswith(".")]
 
 
 def plan_pending(cursor: dict | None = None, logger=None, cfg=None):
