@@ -59,6 +59,17 @@ def upload(local: Path, final) -> None:
     filesystem(final).put_file(str(local), object_key(final))
 
 
+def download(remote, local: Path) -> Path:
+    """Copy the object ``remote`` to the local file ``local`` (one GET; a partial copy is
+    removed when it fails). For inputs a step scans several times: staged in its scratch."""
+    try:
+        filesystem(remote).get_file(object_key(remote), str(local))
+    except BaseException:
+        local.unlink(missing_ok=True)
+        raise
+    return local
+
+
 def read_commit(folder) -> dict | None:
     """The commit of ``folder`` (``{"parts": {relative name: size}, ...}``), None when the
     folder has none. A commit that is not valid JSON raises :class:`CorruptCommit`."""

@@ -23,7 +23,6 @@ from assets_pkg.duck import quote_ident
 from assets_pkg.settings import get_settings
 from assets_pkg.storage import as_path, is_remote
 from assets_pkg.storage import objects
-from assets_pkg.storage.root import filesystem, object_key
 from assets_pkg.summary.config import SummarySettings
 from assets_pkg.summary.months import MONTH_SQL_PATTERN, current_month, is_month, month_index, month_index_sql, month_str
 
@@ -225,10 +224,9 @@ class Source:
         read through fsspec per scan. Local scratch of this process, removed on close."""
         local = self._scratch() / f"{self.rank[batch.name]:06d}-{batch.name}"
         try:
-            filesystem(batch.path).get_file(object_key(batch.path), str(local))
+            return objects.download(batch.path, local)
         except FileNotFoundError:
             raise SummarySourceError(f"{batch.path}: the batch disappeared while being read") from None
-        return local
 
     def _schema_of(self, batch: BatchFile, path: Path) -> pa.Schema:
         try:

@@ -7,11 +7,13 @@ a separate ``@asset_check`` on a daily-partitioned asset would load every partit
 the warehouse and export files, without materializing anything.
 """
 
+from fnmatch import fnmatch
 from pathlib import Path
 
 from assets_pkg import layout
 from assets_pkg.checking import ERROR, CheckOutcome
 from assets_pkg.duck import connect
+from assets_pkg.storage import is_remote, objects
 from assets_pkg.timeseries import analysis as ana
 from assets_pkg.timeseries.catalog import CatalogError, catalog_path, load_catalog
 from assets_pkg.timeseries.export import target_paths
@@ -21,9 +23,17 @@ def merged_folder() -> Path:
     return layout.asset_dir(["timeseries", "merged"])
 
 
+def merged_days() -> list[Path]:
+    """The materialized merged partitions (one object per day in an object store: listed now)."""
+    folder = merged_folder()
+    if is_remote(folder):
+        return [folder / name for name in sorted(objects.list_objects(folder)) if fnmatch(name, "????-??-??.parquet")]
+    return sorted(p for p in folder.glob("????-??-??.parquet")) if folder.is_dir() else []
+
+
 def evaluate_materialized() -> list[CheckOutcome]:
     """unique_buckets, coverage and export_matches_merged for every materialized day."""
-    days = sorted(p for p in merged_folder().glob("????-??-??.parquet")) if merged_folder().is_dir() else []
+    days = merged_days()
     if not days:
         return []
     try:
@@ -40,7 +50,7 @@ def evaluate_materialized() -> list[CheckOutcome]:
             outcomes.append(ana.coverage_outcome(con, [path], catalog, day))
             merged_rows = ana.count_file_rows(path)
             targets = target_paths(out_dir, day, catalog.export_formats, catalog.csv_compression)
-            exported = {p: (ana.count_file_rows(p) if p.exists() else -1) for p in targets.values()}
+            exported = {p: (ana.count_file_rows(p) if objects.file_exists(p) else -1) for p in targets.values()}
             outcomes.append(ana.export_matches_outcome(merged_rows, exported, day))
     finally:
         con.close()
