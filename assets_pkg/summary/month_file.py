@@ -8,6 +8,7 @@ exactly the winners the source gives for its month now, so the build may read it
 columns back instead of aggregating the source again.
 """
 
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -51,7 +52,7 @@ HISTORY_COMPRESSION = "snappy"
 ROW_GROUP_ROWS = 65_536
 
 
-def write_month_file(rows: "pa.Table | MonthRows", path: Path) -> WriteResult:
+def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None = None) -> WriteResult:
     """Publish one month atomically (empty: delete the old file).
 
     Like :func:`assets_pkg.io.write_table`, but tuned for the history lists: no dictionary
@@ -61,6 +62,9 @@ def write_month_file(rows: "pa.Table | MonthRows", path: Path) -> WriteResult:
     ``HISTORY_COMPRESSION``. A :class:`MonthRows` is written one row group at a time, its
     lists gathered just before they are encoded. Schema metadata (the source fingerprint,
     see :func:`assets_pkg.summary.build.month_fingerprints`) is stored in the file.
+
+    ``keep``: a local path that gets the same bytes (a hard link to the temp before it is
+    published): the run's checks read the months it wrote there instead of from the store.
     """
     path = as_path(path)
     if rows.num_rows == 0:
@@ -81,6 +85,9 @@ def write_month_file(rows: "pa.Table | MonthRows", path: Path) -> WriteResult:
             for batch in batches:
                 writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
         size = tmp.stat().st_size  # what is published: no second look at the store
+        if keep is not None:
+            keep.unlink(missing_ok=True)
+            os.link(tmp, keep)
     return WriteResult(path=path, rows=rows.num_rows, bytes=size)
 
 

@@ -25,7 +25,7 @@ import pyarrow.dataset as pads
 
 from assets_pkg.duck import quote_ident
 from assets_pkg.storage import as_path
-from assets_pkg.storage.arrow import arrow_location
+from assets_pkg.storage.arrow import dataset
 from assets_pkg.timeseries.catalog import Catalog
 from assets_pkg.timeseries.resample import arrow, day_bounds, set_utc
 
@@ -57,11 +57,7 @@ def merged_schema(catalog: Catalog) -> pa.Schema:
 def parquet_dataset(paths) -> pads.Dataset:
     """A lazy pyarrow dataset over Parquet files under the data root, local or in an object
     store (pyarrow's native S3 filesystem: ranged reads, projection and filters pushed down)."""
-    filesystem, locations = None, []
-    for p in paths:
-        filesystem, location = arrow_location(as_path(p))
-        locations.append(location)
-    return pads.dataset(locations, format="parquet", filesystem=filesystem)
+    return dataset([as_path(p) for p in paths])
 
 
 def register_source(con: duckdb.DuckDBPyConnection, name: str, source) -> bool:
