@@ -282,3 +282,24 @@ def test_local_root_keeps_plain_paths_for_batches(data_root):
     with Source(connect(), cfg, list_batch_files(inbox)) as source:
         assert source.profile().rows == 15
         assert source._tmp is None, "a local parquet batch is scanned where it is"
+
+
+def test_timeseries_sensor_on_s3_sees_new_and_rewritten_objects(s3_root, tmp_path):
+    """The sensor knows a dataset object by its size, LastModified and ETag, asked of the
+    store at each tick: a file another process rewrites is requested again."""
+    from assets_pkg.demo import timeseries as demo
+    from assets_pkg_tests.test_timeseries_sensor import DAY1, DAY2, DAY3, day_range, tick
+
+    demo.generate(layout.inbox_dir(demo.INBOX), scale="test")
+    (tmp_path / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        first = tick(instance)
+        [request] = first.run_requests
+        assert day_range(request) == (DAY1, DAY3)
+        assert not tick(instance, first.cursor).run_requests
+        meters = layout.inbox_dir(demo.INBOX) / "meters.parquet"
+        data = meters.read_bytes()
+        time.sleep(1.1)  # LastModified has whole seconds
+        _other_client().pipe_file(objects.object_key(meters), data)  # the same bytes, a new PUT
+        [again] = tick(instance, first.cursor).run_requests
+        assert day_range(again) == (DAY1, DAY2)  # the meters feed: its own days

@@ -9,6 +9,13 @@ written to a temp name and published atomically; progress with rate and ETA is l
 Files, under ``<data root>/exports/timeseries/``: ``<day>.parquet`` and ``<day>.csv.gz``
 (or ``<day>.csv`` when ``csv_compression: none``). An empty day publishes nothing and
 removes the day's old files.
+
+On an object-store root each file is one object published by one complete PUT, not a
+multi-object partition behind a commit: every file of a day is whole on its own (each holds
+all the day's merged rows, which ``export_matches_merged`` verifies per file), users open
+them by these names (DESIGN section 3, no ``_commit.json`` to read first), and between the
+two PUTs a reader sees the old or the new version of each file, as between the two renames
+of a local root.
 """
 
 import time
