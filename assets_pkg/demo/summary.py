@@ -8,7 +8,6 @@ the next month, backfill corrections of past months (newer base_ts) and new acco
 sensor (which requests one run over the affected range) and reports the case counts.
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from assets_pkg.io import atomic_path
+from assets_pkg.storage import as_path, is_remote, objects
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.summary.months import month_index, month_str
 
@@ -63,8 +63,7 @@ def generate(inbox_dir: Path, scale: str = "demo") -> None:
     n_acc, first, last, n_backfill, n_new = SCALES[scale]
     rng = np.random.default_rng(20240601)
     lo, hi = month_index(first), month_index(last)
-    inbox_dir = Path(inbox_dir)
-    inbox_dir.mkdir(parents=True, exist_ok=True)
+    inbox_dir = as_path(inbox_dir)
     keys = np.arange(100_001, 100_001 + n_acc, dtype=np.int64)
     starts = rng.integers(lo, hi - 5, n_acc)
     lengths = rng.integers(6, hi - lo + 2, n_acc)
@@ -102,7 +101,6 @@ def generate(inbox_dir: Path, scale: str = "demo") -> None:
     b_bal, b_dpd = _values(len(b_acc), rng)
     b_ts = _load_ts(np.full(len(b_acc), hi + 1), rng, extra_days=3)
     pending = inbox_dir / PENDING
-    pending.mkdir(exist_ok=True)
     with atomic_path(pending / f"accounts-{month_str(hi + 1)}-batch.parquet") as tmp:
         pq.write_table(_table(b_acc, b_mon, b_bal, b_dpd, b_ts), tmp)
 
@@ -123,9 +121,12 @@ def run(ctx) -> None:
     report.line(f"initial build: {months[0]}..{months[-1]} ({len(months)} months) in one run")
     result = ctx.materialize([ACCOUNT_SUMMARY, LATEST_SUMMARY], partition_range=(months[0], months[-1]))
     _report_run(report, result, "initial")
-    pending = sorted((inbox / PENDING).glob("*")) if (inbox / PENDING).is_dir() else []
-    for path in pending:
-        os.replace(path, inbox / path.name)
+    for path in _pending_batches(inbox / PENDING):
+        # published whole into the inbox (the sensor never sees a partial batch), then
+        # removed from pending/
+        with atomic_path(inbox / path.name) as tmp:
+            tmp.write_bytes(path.read_bytes())
+        path.unlink()
         report.line(f"dropped the later batch {path.name} into {inbox}")
     plan = plan_pending()[0]
     for text in plan.lines():
@@ -135,6 +136,12 @@ def run(ctx) -> None:
         report.line("sensor: nothing to do (no new batch files)")
     for res in results:
         _report_run(report, res, "incremental (sensor)")
+
+
+def _pending_batches(folder) -> list[Path]:
+    if is_remote(folder):
+        return [folder / name for name in sorted(objects.list_objects(folder)) if "/" not in name]
+    return sorted(folder.glob("*")) if folder.is_dir() else []
 
 
 def _report_run(report, result, label: str) -> None:

@@ -16,6 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from assets_pkg.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from assets_pkg.storage import as_path
+
 INBOX = "timeseries"
 FIRST_DAY = dt.date(2024, 1, 1)
 DAYS = {"demo": 3, "test": 2}
@@ -62,8 +65,7 @@ def day_keys(scale: str = "demo") -> list[str]:
 
 def generate(inbox_dir: Path, scale: str = "demo") -> None:
     """Write the three datasets and ``datasets.yaml`` (deterministic)."""
-    inbox_dir = Path(inbox_dir)
-    inbox_dir.mkdir(parents=True, exist_ok=True)
+    inbox_dir = as_path(inbox_dir)
     rng = np.random.default_rng(6)
     n_days = DAYS.get(scale, 3)
     start = np.datetime64(FIRST_DAY.isoformat(), "s")
@@ -87,16 +89,17 @@ def generate(inbox_dir: Path, scale: str = "demo") -> None:
         rows_t.append(start + (minutes * 60 + 10).astype("timedelta64[s]"))
         rows_id.append(np.full(minutes.size, meter))
         rows_v.append(np.round(base + np.cumsum(rng.uniform(0, 0.5, minutes.size)), 3))
-    pq.write_table(
-        pa.table(
-            {
-                "time": pa.array(np.concatenate(rows_t).astype("datetime64[us]")),
-                "meter_id": pa.array(np.concatenate(rows_id)),
-                "reading": pa.array(np.concatenate(rows_v)),
-            }
-        ),
-        inbox_dir / "meters.parquet",
-    )
+    with atomic_path(inbox_dir / "meters.parquet") as tmp:
+        pq.write_table(
+            pa.table(
+                {
+                    "time": pa.array(np.concatenate(rows_t).astype("datetime64[us]")),
+                    "meter_id": pa.array(np.concatenate(rows_id)),
+                    "reading": pa.array(np.concatenate(rows_v)),
+                }
+            ),
+            tmp,
+        )
     quarters = np.arange(0, n_days * 96)
     wt = start + (quarters * 900).astype("timedelta64[s]") + np.timedelta64(3600, "s")  # local time (+01:00)
     temp = np.round(5 + 4 * np.sin(2 * np.pi * quarters / 96) + rng.normal(0, 0.3, quarters.size), 2)
@@ -104,7 +107,7 @@ def generate(inbox_dir: Path, scale: str = "demo") -> None:
     stamps = np.char.add(np.datetime_as_string(wt, unit="s").astype(str), "+01:00")
     _write_csv(inbox_dir / "weather.csv.gz", ["observed_at", "temp_c", "wind"], [stamps, temp.astype(str), wind.astype(str)])
     coverage = "0.9"
-    (inbox_dir / "datasets.yaml").write_text(CATALOG.format(coverage=coverage), encoding="utf-8")
+    atomic_write_text(inbox_dir / "datasets.yaml", CATALOG.format(coverage=coverage))
 
 
 def _write_csv(path: Path, header: list[str], columns: list) -> None:
@@ -113,7 +116,7 @@ def _write_csv(path: Path, header: list[str], columns: list) -> None:
     data = ("\n".join(lines) + "\n").encode()
     if path.name.endswith(".gz"):
         data = gzip.compress(data, compresslevel=1, mtime=0)
-    path.write_bytes(data)
+    atomic_write_bytes(path, data)
 
 
 def run(ctx) -> None:
@@ -122,6 +125,7 @@ def run(ctx) -> None:
     import json
 
     from assets_pkg.duck import connect
+    from assets_pkg.storage.objects import file_exists
     from assets_pkg.timeseries.catalog import catalog_path, load_catalog
     from assets_pkg.timeseries.export import target_paths
     from assets_pkg.timeseries.assets import DAILY
@@ -161,9 +165,9 @@ def run(ctx) -> None:
     try:
         for day in days:
             files = target_paths(out_dir, day, catalog.export_formats, catalog.csv_compression)
-            names = ", ".join(p.name for p in files.values() if p.exists())
+            names = ", ".join(p.name for p in files.values() if file_exists(p))
             analysis_path = out_dir / f"{day}.analysis.json"
-            summary = json.loads(analysis_path.read_text()) if analysis_path.exists() else {}
+            summary = json.loads(analysis_path.read_text()) if file_exists(analysis_path) else {}
             cover = ana.coverage(con, [merged_dir / f"{day}.parquet"], catalog)
             cov = ", ".join(f"{d} {s:.1%}" for d, s in cover.items())
             ctx.report.line(f"{day}: {summary.get('rows', 0)} merged rows -> {names or 'no files'}; coverage: {cov}")

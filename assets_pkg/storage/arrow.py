@@ -49,6 +49,33 @@ def _arrow_filesystem(protocol: str, _env: tuple) -> pafs.FileSystem:
     return pafs.PyFileSystem(pafs.FSSpecHandler(UPath(f"{protocol}://").fs))
 
 
+def dataset(paths, **kwargs):
+    """A lazy ``pyarrow.dataset`` over Parquet files of one root, local or remote (remote:
+    pyarrow's native S3 filesystem, so DuckDB scanning it gets ranged parallel reads and
+    projection pushdown instead of fsspec calls)."""
+    import pyarrow.dataset as pads
+
+    filesystem, locations = None, []
+    for path in paths:
+        filesystem, location = arrow_location(path)
+        locations.append(location)
+    return pads.dataset(locations, format="parquet", filesystem=filesystem, **kwargs)
+
+
+def fetch(paths: dict, folder) -> dict:
+    """Download remote files concurrently into the local ``folder``: ``{name: remote path}``
+    -> ``{name: local path}`` (the name is the local file name). For data a step scans
+    several times (checks): one GET per file instead of ranged reads per scan."""
+    from assets_pkg.storage.root import filesystem
+
+    if not paths:
+        return {}
+    local = {name: folder / name for name in paths}
+    first = next(iter(paths.values()))
+    filesystem(first).get([object_key(p) for p in paths.values()], [str(local[n]) for n in paths])
+    return local
+
+
 def read_table(path, **kwargs):
     """``pq.read_table`` of a local or remote Parquet file."""
     fs, location = arrow_location(path)

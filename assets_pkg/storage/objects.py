@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from assets_pkg.storage.root import filesystem, local_scratch, object_key
+from assets_pkg.storage.root import filesystem, is_remote, local_scratch, object_key
 
 COMMIT_NAME = "_commit.json"
 GENERATION_PREFIX = "_g"
@@ -57,6 +57,17 @@ def put_atomic(final) -> Iterator[Path]:
 
 def upload(local: Path, final) -> None:
     filesystem(final).put_file(str(local), object_key(final))
+
+
+def download(remote, local: Path) -> Path:
+    """Copy the object ``remote`` to the local file ``local`` (one GET; a partial copy is
+    removed when it fails). For inputs a step scans several times: staged in its scratch."""
+    try:
+        filesystem(remote).get_file(object_key(remote), str(local))
+    except BaseException:
+        local.unlink(missing_ok=True)
+        raise
+    return local
 
 
 def read_commit(folder) -> dict | None:
@@ -120,6 +131,29 @@ def _objects_under(folder) -> dict[str, dict]:
     except FileNotFoundError:
         return {}
     return {key[len(base):]: info for key, info in found.items() if key.startswith(base)}
+
+
+def list_objects(folder) -> dict[str, dict]:
+    """Every object under ``folder`` (name relative to it, ``a/b`` below a sub-folder -> info
+    with ``size``, ``LastModified``, ``ETag``), listed from the store now: never from s3fs's
+    listing cache, which another process's writes leave stale (a sensor in a long-lived
+    daemon would never see a new file)."""
+    return _objects_under(folder)
+
+
+def object_info(path) -> dict | None:
+    """The store's info of one object now (not from a cached listing), None when absent."""
+    try:
+        info = filesystem(path).info(object_key(path), refresh=True)
+    except FileNotFoundError:
+        return None
+    return info if info.get("type") != "directory" else None
+
+
+def file_exists(path) -> bool:
+    """``path.is_file()`` for a local path; for a remote one, asked of the store now (see
+    :func:`list_objects` on s3fs's cache)."""
+    return object_info(path) is not None if is_remote(path) else path.is_file()
 
 
 def _age_s(info: dict) -> float:

@@ -119,7 +119,9 @@ def account_summary(context: dg.AssetExecutionContext, config: SummaryConfig, du
 
 @dg.asset(
     key=LATEST_SUMMARY,
-    ins={"months": dg.AssetIn(key=ACCOUNT_SUMMARY, metadata={"load_as": "paths"})},
+    # a dependency, not an input: the body lists the month files itself under the lock, and
+    # loading them as an input asked the store about every partition in every format
+    deps=[ACCOUNT_SUMMARY],
     group_name="summary",
     kinds={"duckdb", "parquet"},
     owners=["team:data-platform"],
@@ -131,13 +133,13 @@ def account_summary(context: dg.AssetExecutionContext, config: SummaryConfig, du
         )
     ],
 )
-def latest_summary(context: dg.AssetExecutionContext, config: SummaryConfig, duckdb: DuckDBResource, months: list):
+def latest_summary(context: dg.AssetExecutionContext, config: SummaryConfig, duckdb: DuckDBResource):
     """One row per account: its row of account_summary at its greatest month (history
     arrays included). Reads only key and month of every month file, then the full rows
     from the files that hold an account's latest month.
 
-    Under the summary's domain lock, over the month files as they are then: the list
-    loaded as input may predate months another run wrote since."""
+    Under the summary's domain lock, over the month files as they are then (a list taken
+    before the lock may predate months another run wrote since)."""
     watch = Stopwatch()
     cfg = config.settings()
     con = duckdb.connect()

@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets_pkg.obs import log_event, peak_rss_mb
+from assets_pkg.storage import as_path
 from assets_pkg.summary.month_file import (
     ARROW_TYPES,
     FINGERPRINT_KEY,
@@ -208,9 +209,9 @@ def build_months(
             return True  # no good records: the month is empty, nothing to remember
         if month_path is None or accounts is not None:
             return False
-        path = Path(month_path(month_str(month_i)))
+        path = as_path(month_path(month_str(month_i)))
         fp = fingerprints.get(month_i)
-        if fp is None or not path.is_file() or file_fingerprint(path) != fp:
+        if fp is None or file_fingerprint(path) != fp:  # no file: no fingerprint
             return False
         table = read_history_columns(path, cfg)
         if table is None:

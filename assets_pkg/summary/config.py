@@ -64,7 +64,9 @@ class SummarySettings(SettingsModel):
     def source_path(self) -> Path:
         from assets_pkg import layout
 
-        return Path(self.source_dir) if self.source_dir else layout.inbox_dir("accounts")
+        from assets_pkg.storage import as_path
+
+        return as_path(self.source_dir) if self.source_dir else layout.inbox_dir("accounts")
 
     @property
     def all_value_columns(self) -> tuple[str, ...]:

@@ -6,6 +6,8 @@ anything) -> build months in order -> write each month file atomically -> evalua
 checks for the months written -> record which batches the summary now reflects.
 """
 
+import shutil
+import tempfile
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -13,11 +15,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from assets_pkg.checking import CheckOutcome
 from assets_pkg.duck import connect
 from assets_pkg.io.locks import domain_lock
+from assets_pkg.storage import is_remote, local_scratch
+from assets_pkg.storage.arrow import fetch, read_table
+from assets_pkg.storage.objects import file_exists
 from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.build import BuildStats, build_months
 from assets_pkg.summary.config import SummarySettings
@@ -135,11 +139,16 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
                 logger.info(f"--backfill-filter {record_filter!r}: {len(matched)} account(s) with matching records "
                             f"in {start}..{end}")
 
+        # an object-store root: the checks read the months this run wrote from local copies
+        # of what it uploaded (hard links to the temps), the month before from one download
+        copies = (Path(tempfile.mkdtemp(dir=local_scratch("summary-checks")))
+                  if run_checks and is_remote(month_path(start)) else None)
+
         def write(month: str, rows: MonthRows):
             path = month_path(month)
             if accounts is not None:
                 rows = _merge_accounts(rows.to_table(), path, cfg, accounts)
-            result = write_month_file(rows, path)
+            result = write_month_file(rows, path, keep=copies / f"{month}.parquet" if copies else None)
             if on_month is not None:
                 on_month(month, result.rows)
             return result
@@ -148,10 +157,19 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
         outcomes: list[CheckOutcome] = []
         if run_checks:
             months = [month_str(i) for i in range(month_index(start), month_index(end) + 1)]
-            existing = {m: month_path(m) for m in months if month_path(m).is_file()}
             before = add_months(start, -1)
-            previous = {before: month_path(before)} if month_path(before).is_file() else {}
-            outcomes = summary_outcomes(con, cfg, existing, source, previous)
+            if copies is None:
+                existing = {m: month_path(m) for m in months if file_exists(month_path(m))}
+                previous = {before: month_path(before)} if file_exists(month_path(before)) else {}
+            else:
+                existing = {m: copies / f"{m}.parquet" for m in stats.months_written}
+                previous = fetch({f"{before}.parquet": month_path(before)}, copies) if file_exists(month_path(before)) else {}
+                previous = {before: p for p in previous.values()}
+            try:
+                outcomes = summary_outcomes(con, cfg, existing, source, previous)
+            finally:
+                if copies is not None:
+                    shutil.rmtree(copies, ignore_errors=True)
     newly: list[str] = []
     if update_state and accounts is None:
         processed = summary_state.load_processed(state_file)
@@ -167,10 +185,10 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
 
 
 def _merge_accounts(table: pa.Table, path: Path, cfg: SummarySettings, accounts: list) -> pa.Table:
-    if not path.is_file():
+    if not file_exists(path):
         # only these accounts' rows: not the whole month the fingerprint vouches for
         return table.replace_schema_metadata(None)
-    old = pq.read_table(path)
+    old = read_table(path)
     key = cfg.key_column
     keep = pc.invert(pc.is_in(old.column(key), value_set=pa.array(accounts, type=old.schema.field(key).type)))
     merged = pa.concat_tables([old.filter(keep), table.cast(old.schema)]).sort_by(key)

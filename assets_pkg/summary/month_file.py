@@ -8,12 +8,15 @@ exactly the winners the source gives for its month now, so the build may read it
 columns back instead of aggregating the source again.
 """
 
+import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assets_pkg.io import WriteResult, atomic_path
+from assets_pkg.storage import as_path
+from assets_pkg.storage.arrow import parquet_file, read_table
 from assets_pkg.summary.config import SummarySettings
 from assets_pkg.summary.ring import MonthRows
 
@@ -49,7 +52,7 @@ HISTORY_COMPRESSION = "snappy"
 ROW_GROUP_ROWS = 65_536
 
 
-def write_month_file(rows: "pa.Table | MonthRows", path: Path) -> WriteResult:
+def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None = None) -> WriteResult:
     """Publish one month atomically (empty: delete the old file).
 
     Like :func:`assets_pkg.io.write_table`, but tuned for the history lists: no dictionary
@@ -59,8 +62,11 @@ def write_month_file(rows: "pa.Table | MonthRows", path: Path) -> WriteResult:
     ``HISTORY_COMPRESSION``. A :class:`MonthRows` is written one row group at a time, its
     lists gathered just before they are encoded. Schema metadata (the source fingerprint,
     see :func:`assets_pkg.summary.build.month_fingerprints`) is stored in the file.
+
+    ``keep``: a local path that gets the same bytes (a hard link to the temp before it is
+    published): the run's checks read the months it wrote there instead of from the store.
     """
-    path = Path(path)
+    path = as_path(path)
     if rows.num_rows == 0:
         path.unlink(missing_ok=True)
         return WriteResult(path=None, rows=0, bytes=0)
@@ -78,7 +84,11 @@ def write_month_file(rows: "pa.Table | MonthRows", path: Path) -> WriteResult:
                               write_statistics=scalar) as writer:
             for batch in batches:
                 writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
-    return WriteResult(path=path, rows=rows.num_rows, bytes=path.stat().st_size)
+        size = tmp.stat().st_size  # what is published: no second look at the store
+        if keep is not None:
+            keep.unlink(missing_ok=True)
+            os.link(tmp, keep)
+    return WriteResult(path=path, rows=rows.num_rows, bytes=size)
 
 
 FINGERPRINT_KEY = b"assets_pkg.summary.source"
@@ -86,7 +96,7 @@ FINGERPRINT_KEY = b"assets_pkg.summary.source"
 
 def file_fingerprint(path: Path) -> str | None:
     try:
-        meta = pq.read_schema(path).metadata or {}
+        meta = parquet_file(path).schema_arrow.metadata or {}
     except (OSError, pa.ArrowException):
         return None
     value = meta.get(FINGERPRINT_KEY)
@@ -96,6 +106,6 @@ def file_fingerprint(path: Path) -> str | None:
 def read_history_columns(path: Path, cfg: SummarySettings) -> pa.Table | None:
     """The key and the history value columns of a month file; None when it cannot be read."""
     try:
-        return pq.read_table(path, columns=[cfg.key_column, *cfg.history_columns])
+        return read_table(path, columns=[cfg.key_column, *cfg.history_columns])
     except (OSError, pa.ArrowException, KeyError):
         return None

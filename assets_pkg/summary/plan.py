@@ -18,6 +18,8 @@ import duckdb
 from assets_pkg import layout
 from assets_pkg.duck import connect, quote_ident
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
+from assets_pkg.storage import is_remote, objects
+from assets_pkg.storage.arrow import dataset
 from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.config import SummarySettings, load_summary_settings
 from assets_pkg.summary.months import MONTHS_ASSET_PATH, month_index, month_index_sql, month_str
@@ -113,11 +115,16 @@ def summarized_state(con: duckdb.DuckDBPyConnection, cfg: SummarySettings, month
     q = quote_ident
     paths = [str(p) for p in month_files]
     month_idx = month_index_sql(q(cfg.month_column))
+    scan, params = "read_parquet(?)", [paths]
+    if is_remote(month_files[0]):
+        # pyarrow's native S3 reads of three columns, ten times faster than fsspec calls
+        con.register("summary_month_files", dataset(month_files))
+        scan, params = "summary_month_files", []
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE summary_latest AS
             SELECT {q(cfg.key_column)} AS key, max({month_idx}) AS latest_idx, max({q(cfg.timestamp_column)}) AS max_ts
-            FROM read_parquet(?) GROUP BY 1""",
-        [paths],
+            FROM {scan} GROUP BY 1""",
+        params,
     )
     max_ts, last_idx = con.execute("SELECT max(max_ts), max(latest_idx) FROM summary_latest").fetchall()[0]
     return {"max_ts": max_ts, "last_idx": last_idx}
@@ -233,8 +240,13 @@ def month_file(month: str) -> Path:
 
 
 def existing_month_files() -> list[Path]:
-    """The materialized account_summary partitions (the summarized state)."""
-    return layout.partition_files(MONTHS_ASSET_PATH)
+    """The materialized account_summary partitions (the summarized state); in an object
+    store, one listing made now (each month file is one object, published by one PUT)."""
+    folder = layout.asset_dir(MONTHS_ASSET_PATH)
+    if not is_remote(folder):
+        return layout.partition_files(MONTHS_ASSET_PATH)
+    return [folder / name for name in sorted(objects.list_objects(folder))
+            if "/" not in name and name.endswith(".parquet") and not name.startswith(".")]
 
 
 def plan_pending(cursor: dict | None = None, logger=None, cfg=None):

@@ -9,6 +9,7 @@ sorted order) and the row number, which break ``base_ts`` ties: later file, then
 No dagster import: this is used by the assets, the sensor, the CLI, tests and the bench.
 """
 
+import datetime as dt
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ import pyarrow.parquet as pq
 
 from assets_pkg.duck import quote_ident
 from assets_pkg.settings import get_settings
+from assets_pkg.storage import as_path, is_remote
+from assets_pkg.storage import objects
 from assets_pkg.summary.config import SummarySettings
 from assets_pkg.summary.months import MONTH_SQL_PATTERN, current_month, is_month, month_index, month_index_sql, month_str
 
@@ -61,6 +64,14 @@ class BatchFile:
         st = path.stat()
         return cls(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns)
 
+    @classmethod
+    def of_object(cls, path, info: dict) -> "BatchFile":
+        """A batch in an object store, from its listing: LastModified is its mtime (a PUT
+        replacing the object changes it)."""
+        modified = info.get("LastModified")
+        stamp = modified.timestamp() if isinstance(modified, dt.datetime) else float(modified or 0)
+        return cls(path=path, size=int(info["size"]), mtime_ns=int(round(stamp * 1e9)))
+
 
 def list_batch_files(source_dir: Path) -> list[BatchFile]:
     """Batch files directly in ``source_dir`` (sub-folders are not batches), sorted by name.
@@ -68,16 +79,22 @@ def list_batch_files(source_dir: Path) -> list[BatchFile]:
     Hidden files (temp files of atomic writes) are ignored; any other file that is not
     parquet or csv is refused so that nothing is skipped silently.
     """
-    source_dir = Path(source_dir)
-    if not source_dir.is_dir():
+    source_dir = as_path(source_dir)
+    if is_remote(source_dir):
+        # one fresh listing (size and LastModified included), sub-folders' objects left out
+        entries = [(source_dir / name, info) for name, info in sorted(objects.list_objects(source_dir).items())
+                   if "/" not in name]
+    elif source_dir.is_dir():
+        entries = [(entry, None) for entry in sorted(source_dir.iterdir(), key=lambda p: p.name) if entry.is_file()]
+    else:
         return []
     files, refused = [], []
-    for entry in sorted(source_dir.iterdir(), key=lambda p: p.name):
-        if entry.name.startswith(".") or not entry.is_file():
+    for entry, info in entries:
+        if entry.name.startswith("."):
             continue
         lower = entry.name.lower()
         if lower.endswith(PARQUET_SUFFIXES) or lower.endswith(CSV_SUFFIXES):
-            files.append(BatchFile.of(entry))
+            files.append(BatchFile.of(entry) if info is None else BatchFile.of_object(entry, info))
         else:
             refused.append(entry.name)
     if refused:
@@ -189,11 +206,31 @@ class Source:
             path = self._csv_to_parquet(batch)
             if path is None:
                 return None
+        elif is_remote(path):
+            path = self._stage(batch)
         return self._select_for(batch, path)
+
+    def _scratch(self) -> Path:
+        """This source's local temp folder (CSV copies, staged batches), under the spill folder."""
+        if self._tmp is None:
+            spill = get_settings().duckdb_spill_dir
+            spill.mkdir(parents=True, exist_ok=True)
+            self._tmp = Path(tempfile.mkdtemp(prefix="summary-src-", dir=spill))
+        return self._tmp
+
+    def _stage(self, batch: BatchFile) -> Path:
+        """A local copy of a batch in an object store: the view is scanned several times
+        (profile, each chunk of months, the checks), so one GET per batch beats a ranged
+        read through fsspec per scan. Local scratch of this process, removed on close."""
+        local = self._scratch() / f"{self.rank[batch.name]:06d}-{batch.name}"
+        try:
+            return objects.download(batch.path, local)
+        except FileNotFoundError:
+            raise SummarySourceError(f"{batch.path}: the batch disappeared while being read") from None
 
     def _schema_of(self, batch: BatchFile, path: Path) -> pa.Schema:
         try:
-            return pq.read_schema(path)
+            return pq.read_schema(path)  # local: a CSV's copy, a staged or a local batch
         except Exception as exc:  # noqa: BLE001 - any reader error means an unusable file
             raise SummarySourceError(f"{batch.path}: not a readable parquet file ({exc})") from None
 
@@ -277,14 +314,11 @@ class Source:
         """Stream a CSV batch through the project's reader into a temp Parquet copy."""
         from assets_pkg.reader import ReaderError, StreamingReader
 
-        if self._tmp is None:
-            spill = get_settings().duckdb_spill_dir
-            spill.mkdir(parents=True, exist_ok=True)
-            self._tmp = Path(tempfile.mkdtemp(prefix="summary-src-", dir=spill))
-        out = self._tmp / f"{self.rank[batch.name]:06d}.parquet"
+        out = self._scratch() / f"{self.rank[batch.name]:06d}.parquet"
+        source = self._stage(batch) if is_remote(batch.path) else batch.path
         try:
             reader = StreamingReader(
-                batch.path,
+                source,
                 file_format="csv",
                 strip_whitespace=True,
                 continue_on_error=self.cfg.bad_rows == "skip",
@@ -310,6 +344,9 @@ class Source:
             raise
         except ReaderError as exc:
             raise SummarySourceError(f"{batch.path}: {exc}") from None
+        finally:
+            if source is not batch.path:
+                source.unlink(missing_ok=True)  # the staged text: its parquet copy is what is scanned
         rejected = reader.stats.rejected_lines
         if rejected:
             self.rejected_lines += rejected

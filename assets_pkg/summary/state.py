@@ -15,6 +15,7 @@ from pathlib import Path
 from assets_pkg import layout
 from assets_pkg.io import atomic_write_json
 from assets_pkg.io.locks import domain_lock
+from assets_pkg.storage.objects import file_exists
 from assets_pkg.summary.source import BatchFile
 
 STATE_FILE = "processed_batches.json"
@@ -26,7 +27,7 @@ def state_path() -> Path:
 
 def load_processed(path: Path | None = None) -> dict[str, dict]:
     path = path or state_path()
-    if not path.is_file():
+    if not file_exists(path):
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from assets_pkg.checking import ERROR, CheckOutcome, limited
 from assets_pkg.duck import quote_ident
+from assets_pkg.storage import as_path
+from assets_pkg.storage.objects import file_exists
 from assets_pkg.summary.config import SummarySettings
 from assets_pkg.summary.months import add_months, month_index, month_index_sql, month_str
 from assets_pkg.summary.source import Source
@@ -280,7 +282,7 @@ def check_one_row_per_account(con, cfg: SummarySettings, latest_path: Path | Non
     """latest_summary: one row per account, at the account's greatest month."""
     name = "one_row_per_account"
     k, m = quote_ident(cfg.key_column), quote_ident(cfg.month_column)
-    if latest_path is None or not Path(latest_path).is_file():
+    if latest_path is None or not file_exists(as_path(latest_path)):
         if month_files:
             return CheckOutcome(LATEST_ASSET, name, False, ERROR, "latest_summary is not materialized but account_summary is",
                                 {"offending_count": 0, "offending_keys": []})

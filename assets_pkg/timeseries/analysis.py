@@ -12,13 +12,14 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
 from assets_pkg.checking import ERROR, WARN, CheckOutcome, limited
 from assets_pkg.duck import quote_ident, setting
 from assets_pkg.timeseries.catalog import Catalog
-from assets_pkg.timeseries.merge import BUCKET
+from assets_pkg.storage import as_path, is_remote
+from assets_pkg.storage.arrow import parquet_file
+from assets_pkg.storage.objects import file_exists
+from assets_pkg.timeseries.merge import BUCKET, parquet_dataset
 
 MERGED_ASSET = "timeseries/merged"
 EXPORT_ASSET = "timeseries/export"
@@ -38,18 +39,18 @@ def _view(con: duckdb.DuckDBPyConnection, name: str, source) -> bool:
             return False
         con.register(name, source)
         return True
-    if isinstance(source, (str, Path)):
-        source = [source]
-    paths = [str(p) for p in source if Path(p).exists()]
+    if not isinstance(source, (list, tuple)):
+        source = [source]  # one path (str, Path or a remote path)
+    paths = [as_path(p) for p in source if file_exists(as_path(p))]
     if not paths:
         return False
     # A pyarrow dataset scans lazily (projection and filters pushed down) and needs no SQL text.
-    con.register(name, pads.dataset(paths, format="parquet"))
+    con.register(name, parquet_dataset(paths))
     return True
 
 
 def value_columns_of(path: Path) -> list[str]:
-    schema = pq.read_schema(path)
+    schema = parquet_file(path).schema_arrow
     return [f.name for f in schema if "__" in f.name]
 
 
@@ -65,7 +66,7 @@ def analyse(con: duckdb.DuckDBPyConnection, export_parquet: Path, day: str, key_
     """Statistics of one exported day (the Parquet export). Returns a JSON-ready dict."""
     if not _view(con, "__export", [export_parquet]):
         return {"day": day, "rows": 0, "columns": {}, "correlations": {}, "fill_share": {}}
-    cols = value_columns_of(Path(export_parquet))
+    cols = value_columns_of(as_path(export_parquet))
     q = [quote_ident(c) for c in cols]
     parts = ["count(*)", f"count(DISTINCT {BUCKET})"]
     for c in q:
@@ -190,12 +191,12 @@ def export_matches_outcome(merged_rows: int, exported: dict, day: str) -> CheckO
     if merged_rows and not exported:
         wrong = {"(no export file)": 0}
     desc = (
-        f"{day}: " + ", ".join(f"{Path(p).name} has {n} rows" for p, n in wrong.items()) + f", merged has {merged_rows}"
+        f"{day}: " + ", ".join(f"{as_path(p).name} has {n} rows" for p, n in wrong.items()) + f", merged has {merged_rows}"
         if wrong else f"{day}: {len(exported)} file(s) with {merged_rows} rows each"
     )
     return CheckOutcome(
         EXPORT_ASSET, "export_matches_merged", not wrong, ERROR, desc,
-        {"day": day, "merged_rows": merged_rows, **{f"rows/{Path(p).name}": n for p, n in exported.items()}},
+        {"day": day, "merged_rows": merged_rows, **{f"rows/{as_path(p).name}": n for p, n in exported.items()}},
     )
 
 
@@ -203,15 +204,16 @@ def count_file_rows(path: Path) -> int:
     """Data rows of an exported file: parquet from its footer; csv/csv.gz by counting line
     ends in the (decompressed) stream, minus the header -- unless a value was quoted (a
     quoted value may hold a line break), then by reading it with the streaming reader."""
-    path = Path(path)
+    path = as_path(path)
     if path.suffix == ".parquet":
-        return pq.ParquetFile(path).metadata.num_rows
+        return parquet_file(path).metadata.num_rows
+    raw = path.open("rb") if is_remote(path) else path  # an object: one streamed GET
     if path.name.endswith(".gz"):
         from isal import igzip_threaded
 
-        fh = igzip_threaded.open(path, "rb")
+        fh = igzip_threaded.open(raw, "rb")
     else:
-        fh = open(path, "rb")
+        fh = raw if is_remote(path) else open(path, "rb")
     lines, last, quoted, first = 0, b"\n", False, True
     with fh:
         while chunk := fh.read(1 << 22):

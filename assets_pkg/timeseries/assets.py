@@ -20,6 +20,8 @@ from assets_pkg.io.atomic import atomic_write_json
 from assets_pkg.obs import log_event, peak_rss_mb, stage
 from assets_pkg.resources.duckdb import DuckDBResource
 from assets_pkg.settings import at_load, env_value
+from assets_pkg.storage import as_path
+from assets_pkg.storage.objects import file_exists
 from assets_pkg.timeseries import analysis as ana
 from assets_pkg.timeseries.catalog import Catalog, catalog_path, load_catalog
 from assets_pkg.timeseries.export import export_day
@@ -49,7 +51,7 @@ class TimeseriesConfig(config_class(TimeseriesSettings, exclude=("start_date",))
 
     def load(self) -> Catalog:
         self.settings()  # every time-series setting valid (a bad one fails the run naming it)
-        return load_catalog(Path(self.catalog) if self.catalog else catalog_path())
+        return load_catalog(as_path(self.catalog) if self.catalog else catalog_path())
 
     def threshold(self, catalog: Catalog) -> float:
         return catalog.coverage_threshold if self.coverage_threshold < 0 else self.coverage_threshold
@@ -60,7 +62,7 @@ def exports_dir() -> Path:
 
 
 def _day_of(path: Path) -> str:
-    return Path(path).name.split(".")[0]
+    return as_path(path).name.split(".")[0]
 
 
 def _by_day(paths) -> dict:
@@ -306,7 +308,7 @@ def _analyse_day(context, catalog: Catalog, con, out_dir: Path, day: str):
     json_path = out_dir / f"{day}.analysis.json"
     with stage("timeseries_analysis", context.log, day=day) as st:
         source = out_dir / f"{day}.parquet"
-        result = ana.analyse(con, source, day, catalog.key_columns) if source.exists() else None
+        result = ana.analyse(con, source, day, catalog.key_columns) if file_exists(source) else None
         if result is None or result["rows"] == 0:
             json_path.unlink(missing_ok=True)  # an empty day keeps no stale statistics
             st["rows"] = 0

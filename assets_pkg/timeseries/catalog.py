@@ -33,6 +33,8 @@ from pathlib import Path
 import yaml
 
 from assets_pkg import layout
+from assets_pkg.storage import as_path
+from assets_pkg.storage.objects import file_exists
 
 CATALOG_NAME = "datasets.yaml"
 AGGREGATIONS = ("mean", "sum", "min", "max", "first", "last", "count")
@@ -150,8 +152,8 @@ def catalog_path() -> Path:
 
 
 def load_catalog(path: Path | str) -> Catalog:
-    path = Path(path)
-    if not path.exists():
+    path = as_path(path)
+    if not file_exists(path):
         raise CatalogError(f"{path}: time-series catalog not found (declare the datasets there)")
     return parse_catalog(path.read_text(encoding="utf-8"), path)
 
@@ -172,7 +174,7 @@ class _Ctx:
 
 def parse_catalog(text: str, path: Path | str = CATALOG_NAME) -> Catalog:
     """Parse and validate catalog text. ``path`` is used for messages and relative files."""
-    path = Path(path)
+    path = as_path(path)
     ctx = _Ctx(text, path)
     try:
         root = ctx.loader.get_single_node()
@@ -240,7 +242,7 @@ def _dataset(ctx: _Ctx, name: str, node, base: Path, line: int) -> DatasetSpec:
     for required in ("file", "time_column", "value_columns", "resolution"):
         if required not in fields:
             ctx.fail(node, f"{where}: missing required field {required!r}")
-    file = Path(_str(ctx, fields["file"], f"{where}.file"))
+    file = as_path(_str(ctx, fields["file"], f"{where}.file"))
     if not file.is_absolute():
         file = base / file
     time_column = _str(ctx, fields["time_column"], f"{where}.time_column")

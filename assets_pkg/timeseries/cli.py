@@ -1,6 +1,7 @@
 """`assets-pkg timeseries ...`: validate the catalog and list the days that have data."""
 
-from pathlib import Path
+from assets_pkg.storage import as_path
+from assets_pkg.storage.objects import file_exists
 
 
 def register(subparsers) -> None:
@@ -17,7 +18,7 @@ def register(subparsers) -> None:
 def _catalog(args):
     from assets_pkg.timeseries.catalog import catalog_path, load_catalog
 
-    return load_catalog(Path(args.catalog) if args.catalog else catalog_path())
+    return load_catalog(as_path(args.catalog) if args.catalog else catalog_path())
 
 
 def _validate(args) -> int:
@@ -33,7 +34,7 @@ def _validate(args) -> int:
           f"join {catalog.join}, export {', '.join(catalog.export_formats)} (csv {catalog.csv_compression})")
     missing = 0
     for spec in catalog.datasets:
-        exists = Path(spec.file).exists()
+        exists = file_exists(spec.file)
         missing += not exists
         mode = spec.mode(target)
         detail = {"down": ", ".join(f"{c}:{a}" for c, a in spec.aggregation.items()),

@@ -9,6 +9,13 @@ written to a temp name and published atomically; progress with rate and ETA is l
 Files, under ``<data root>/exports/timeseries/``: ``<day>.parquet`` and ``<day>.csv.gz``
 (or ``<day>.csv`` when ``csv_compression: none``). An empty day publishes nothing and
 removes the day's old files.
+
+On an object-store root each file is one object published by one complete PUT, not a
+multi-object partition behind a commit: every file of a day is whole on its own (each holds
+all the day's merged rows, which ``export_matches_merged`` verifies per file), users open
+them by these names (DESIGN section 3, no ``_commit.json`` to read first), and between the
+two PUTs a reader sees the old or the new version of each file, as between the two renames
+of a local root.
 """
 
 import time
@@ -21,6 +28,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from assets_pkg.io.atomic import atomic_path
+from assets_pkg.storage import as_path
+from assets_pkg.storage.arrow import parquet_file
+from assets_pkg.storage.objects import file_exists
 from assets_pkg.obs import Stopwatch, log_event
 
 CHUNK_ROWS = 262_144
@@ -44,7 +54,7 @@ class ExportFile:
 
 def export_paths(out_dir: Path, day: str) -> dict:
     """Every file name a day may have (all formats/compressions), by kind."""
-    out_dir = Path(out_dir)
+    out_dir = as_path(out_dir)
     return {
         "parquet": out_dir / f"{day}.parquet",
         "csv": out_dir / f"{day}.csv",
@@ -68,7 +78,7 @@ def target_paths(out_dir: Path, day: str, formats, csv_compression: str) -> dict
 def remove_day_files(out_dir: Path, day: str, keep=()) -> list[Path]:
     removed = []
     for path in export_paths(out_dir, day).values():
-        if path not in keep and path.exists():
+        if path not in keep and file_exists(path):
             path.unlink()
             removed.append(path)
     return removed
@@ -102,12 +112,12 @@ class Progress:
 
 def _batches(source_paths, chunk_rows: int):
     for path in source_paths:
-        pf = pq.ParquetFile(path)
+        pf = parquet_file(path)
         yield from pf.iter_batches(batch_size=chunk_rows)
 
 
 def source_rows(source_paths) -> int:
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in source_paths)
+    return sum(parquet_file(p).metadata.num_rows for p in source_paths)
 
 
 def write_parquet(batches, schema: pa.Schema, path: Path, progress: Progress, total: int) -> int:
@@ -222,15 +232,15 @@ def export_day(
 ) -> list[ExportFile]:
     """Export the merged partition file(s) of ``day``. Returns one ExportFile per written file
     ([] for an empty day, whose old files are removed)."""
-    source_paths = [Path(p) for p in source_paths if Path(p).exists()]
-    out_dir = Path(out_dir)
+    source_paths = [as_path(p) for p in source_paths if file_exists(as_path(p))]
+    out_dir = as_path(out_dir)
     targets = target_paths(out_dir, day, formats, csv_compression)
     total = source_rows(source_paths) if source_paths else 0
     if total == 0:
         removed = remove_day_files(out_dir, day)
         log_event("export_empty_day", logger, day=day, removed=[str(p) for p in removed])
         return []
-    schema = pq.read_schema(source_paths[0])
+    schema = parquet_file(source_paths[0]).schema_arrow
     written = []
     for fmt, path in targets.items():
         progress = Progress(fmt, total, logger, progress_interval, day=day, path=str(path))

@@ -16,6 +16,7 @@ Timestamps: the output column ``ts`` is a naive TIMESTAMP in UTC.
 """
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import pyarrow.parquet as pq
 
 from assets_pkg.duck import connect, quote_ident
 from assets_pkg.obs import log_event
+from assets_pkg.storage import as_path, is_remote, local_scratch, objects
 from assets_pkg.timeseries.catalog import DatasetSpec
 
 BATCH_ROWS = 262_144  # text: the streaming reader's chunk
@@ -144,18 +146,33 @@ def scan_time_range(con, spec: DatasetSpec, max_reject_share: float = 1.0) -> Lo
     return _scan(con, spec, None, None, None, max_reject_share, None, None)
 
 
+def readable_copy(path) -> Path | None:
+    """A local file to read the dataset file ``path`` from (None when it does not exist): the
+    file itself, or for an object in a store a copy in this process's scratch, fetched once
+    and reused while the object is unchanged (a range run scans a file once per day)."""
+    if not is_remote(path):
+        return path if path.exists() else None
+    info = objects.object_info(path)
+    if info is None:
+        return None
+    version = f"{path}|{info['size']}|{info.get('ETag')}|{info.get('LastModified')}"
+    local = local_scratch("timeseries-inputs") / f"{hashlib.sha1(version.encode()).hexdigest()[:16]}-{path.name}"
+    return local if local.exists() else objects.download(path, local)
+
+
 def _scan(con, spec, start_us, end_us, table, max_reject_share, logger, progress_callback) -> LoadStats:
-    path = Path(spec.file)
+    path = as_path(spec.file)
     stats = LoadStats(dataset=spec.name, file=str(path))
-    if not path.exists():
+    local = readable_copy(path)
+    if local is None:
         raise TimeseriesInputError(
             f"dataset {spec.name!r}: file {path} not found (declared in datasets.yaml line {spec.line})"
         )
     fmt = source_format(path)
     if fmt == "parquet":
-        batches, reader = _parquet_batches(spec, path, start_us, end_us), None
+        batches, reader = _parquet_batches(spec, local, start_us, end_us), None
     else:
-        batches, reader = _text_batches(spec, path, fmt, max_reject_share, progress_callback)
+        batches, reader = _text_batches(spec, local, fmt, max_reject_share, progress_callback)
     offset = 0
     try:
         for batch in batches:
@@ -244,12 +261,12 @@ def _parquet_batches(spec, path, start_us, end_us):
     try:
         schema = pq.read_schema(path)
     except Exception as exc:
-        raise TimeseriesInputError(f"dataset {spec.name!r}: {path} is not a readable parquet file: {exc}") from exc
+        raise TimeseriesInputError(f"dataset {spec.name!r}: {spec.file} is not a readable parquet file: {exc}") from exc
     wanted = [spec.time_column, *spec.key_columns, *spec.value_columns]
     missing = [c for c in wanted if c not in schema.names]
     if missing:
         raise TimeseriesInputError(
-            f"dataset {spec.name!r}: column(s) {missing} not in {path} (columns: {schema.names}); "
+            f"dataset {spec.name!r}: column(s) {missing} not in {spec.file} (columns: {schema.names}); "
             f"see datasets.yaml line {spec.line}"
         )
     time_type = schema.field(spec.time_column).type

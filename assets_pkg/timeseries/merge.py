@@ -24,6 +24,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from assets_pkg.duck import quote_ident
+from assets_pkg.storage import as_path
+from assets_pkg.storage.arrow import dataset
 from assets_pkg.timeseries.catalog import Catalog
 from assets_pkg.timeseries.resample import arrow, day_bounds, set_utc
 
@@ -52,18 +54,23 @@ def merged_schema(catalog: Catalog) -> pa.Schema:
     return pa.schema(fields)
 
 
+def parquet_dataset(paths) -> pads.Dataset:
+    """A lazy pyarrow dataset over Parquet files under the data root, local or in an object
+    store (pyarrow's native S3 filesystem: ranged reads, projection and filters pushed down)."""
+    return dataset([as_path(p) for p in paths])
+
+
 def register_source(con: duckdb.DuckDBPyConnection, name: str, source) -> bool:
     """Register a Table or a list of parquet paths as view ``name``; False when empty."""
     if isinstance(source, (list, tuple)):
-        paths = [str(Path(p)) for p in source]
-        if not paths:
+        if not source:
             return False
-        con.register(name, pads.dataset(paths, format="parquet"))
+        con.register(name, parquet_dataset(source))
         return True
     if isinstance(source, (pa.Table, pa.RecordBatchReader)):
         con.register(name, source)
         return source.num_rows > 0 if isinstance(source, pa.Table) else True
-    if isinstance(source, (str, Path)):
+    if isinstance(source, (str, Path)) or hasattr(source, "fs"):  # one path, local or remote
         return register_source(con, name, [source])
     raise TypeError(f"cannot merge a {type(source).__name__}")
 

@@ -18,6 +18,7 @@ import dagster as dg
 from assets_pkg.dagster_layer import sensor_status
 from assets_pkg.duck import connect
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
+from assets_pkg.storage import is_remote, objects
 from assets_pkg.sensor_runs import TrackedCursor, work_key
 from assets_pkg.timeseries.assets import ASSETS, DAILY, TimeseriesConfig
 from assets_pkg.timeseries.catalog import Catalog, CatalogError
@@ -30,6 +31,10 @@ ASSET_KEYS = [a.key for a in ASSETS]
 
 
 def _identity(path) -> str:
+    """Size and modification time (an object in a store: asked of it now, not a cached listing)."""
+    if is_remote(path):
+        info = objects.object_info(path) or {}
+        return f"{info.get('size')}:{info.get('LastModified')}:{info.get('ETag')}"
     st = path.stat()
     return f"{st.st_size}:{st.st_mtime_ns}"
 
@@ -50,7 +55,7 @@ def _affected_days(catalog: Catalog, changed: list[str], logger) -> tuple[dict, 
     try:
         for item in changed:
             spec = specs.get(item)
-            if spec is None or not spec.file.exists():
+            if spec is None or not objects.file_exists(spec.file):
                 continue
             try:
                 span = day_span(con, spec)
@@ -85,7 +90,7 @@ def timeseries_file_sensor(context: dg.SensorEvaluationContext):
         if "not found" in str(exc):
             return dg.SensorResult(skip_reason=f"no time-series catalog: {exc}", cursor=cursor.dumps())
         raise
-    current = {_item(spec): _identity(spec.file) for spec in catalog.datasets if spec.file.exists()}
+    current = {_item(spec): _identity(spec.file) for spec in catalog.datasets if objects.file_exists(spec.file)}
     catalog_id = _identity(catalog.path)
     remembered = cursor.extra.setdefault("days", {})
     if cursor.seen.get(CATALOG_ITEM) != catalog_id:
