@@ -206,3 +206,24 @@ def test_unreachable_endpoint_fails_after_bounded_retries(s3_env, monkeypatch):
     with pytest.raises(StorageError, match=f"cannot reach the object store at http://127.0.0.1:{port}"):
         check_reachable(as_path("s3://any-bucket/data"))
     assert time.monotonic() - started < 60
+
+
+def test_a_dead_processes_scratch_is_removed_by_the_next_process(tmp_path, monkeypatch):
+    from assets_pkg.storage import root
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = tmp_path / f"assets_pkg-{int(dead.stdout)}"
+    (leftover / "duckdb_spill").mkdir(parents=True)
+    (leftover / "duckdb_spill" / "big.tmp").write_bytes(b"x" * 1000)
+    mine = tmp_path / f"assets_pkg-{os.getpid()}"
+    mine.mkdir()
+    assert root.remove_dead_scratch(tmp_path) == 1
+    assert not leftover.exists() and mine.exists()
+
+
+def test_a_listing_sees_objects_another_client_wrote_meanwhile(s3_root, seaweed):
+    folder = as_path(s3_root) / "inbox" / "accounts"
+    seaweed.filesystem().pipe_file(f"{folder.path}/a.parquet", b"1")
+    assert [p.name for p in folder.iterdir()] == ["a.parquet"]
+    seaweed.filesystem().pipe_file(f"{folder.path}/b.parquet", b"2")  # another machine
+    assert sorted(p.name for p in folder.iterdir()) == ["a.parquet", "b.parquet"]

@@ -44,6 +44,9 @@ def s3_options() -> dict:
     """s3fs options from the standard AWS variables, with bounded retries and timeouts."""
     attempts = int(os.environ.get(ATTEMPTS_VAR) or DEFAULT_ATTEMPTS)
     options: dict = {
+        # another machine writes the same prefix: a cached listing would hide its objects from
+        # a long-lived process (the sensor daemon, a code server) for good
+        "use_listings_cache": False,
         "config_kwargs": {
             "connect_timeout": CONNECT_TIMEOUT_S,
             "read_timeout": READ_TIMEOUT_S,
@@ -113,13 +116,50 @@ def url(path) -> str:
     return str(path)
 
 
+SCRATCH_PREFIX = "assets_pkg-"
+_swept_scratch: set[int] = set()
+
+
 def local_scratch(name: str = "") -> Path:
     """A folder of this process on this machine's disk, for spill files, staged text shards and
-    temps: never shared with another step, never in the object store."""
-    base = Path(os.environ.get("ASSETS_PKG_SCRATCH_DIR") or tempfile.gettempdir()) / f"assets_pkg-{os.getpid()}"
+    temps: never shared with another step, never in the object store. The first call of a
+    process removes the scratch folders of processes that are gone (a killed step's)."""
+    parent = Path(os.environ.get("ASSETS_PKG_SCRATCH_DIR") or tempfile.gettempdir())
+    if os.getpid() not in _swept_scratch:
+        _swept_scratch.add(os.getpid())
+        remove_dead_scratch(parent)
+    base = parent / f"{SCRATCH_PREFIX}{os.getpid()}"
     folder = base / name if name else base
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def remove_dead_scratch(parent: Path) -> int:
+    """Delete ``assets_pkg-<pid>`` scratch folders under ``parent`` whose process is gone."""
+    import shutil
+
+    removed = 0
+    try:
+        entries = list(parent.glob(f"{SCRATCH_PREFIX}*"))
+    except OSError:
+        return 0
+    for entry in entries:
+        pid = entry.name[len(SCRATCH_PREFIX):]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 _checked: set[str] = set()
