@@ -22,6 +22,7 @@ from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.build import BuildStats, build_months
 from assets_pkg.summary.config import SummarySettings
 from assets_pkg.summary.month_file import FINGERPRINT_KEY, write_month_file
+from assets_pkg.summary.month_scan import MonthPipeline
 from assets_pkg.summary.months import add_months, month_index, month_str
 from assets_pkg.summary.plan import reflected_files
 from assets_pkg.summary.ring import MonthRows
@@ -135,6 +136,11 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
                 logger.info(f"--backfill-filter {record_filter!r}: {len(matched)} account(s) with matching records "
                             f"in {start}..{end}")
 
+        before = add_months(start, -1)
+        previous = {before: month_path(before)} if run_checks and month_path(before).is_file() else {}
+        # the checks read each month file back as soon as it is written, while later months build
+        checking = MonthPipeline(cfg, con, start, end, previous.get(before)) if run_checks else None
+
         def write(month: str, rows: MonthRows):
             path = month_path(month)
             if accounts is not None:
@@ -142,16 +148,21 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
             result = write_month_file(rows, path)
             if on_month is not None:
                 on_month(month, result.rows)
+            if checking is not None:
+                checking.ready(month, result.path)
             return result
 
-        stats = build_months(source, start, end, write, accounts=accounts, logger=logger, month_path=month_path)
+        try:
+            stats = build_months(source, start, end, write, accounts=accounts, logger=logger, month_path=month_path)
+            facts = checking.finish() if checking is not None else None
+        finally:
+            if checking is not None:
+                checking.close()
         outcomes: list[CheckOutcome] = []
         if run_checks:
             months = [month_str(i) for i in range(month_index(start), month_index(end) + 1)]
             existing = {m: month_path(m) for m in months if month_path(m).is_file()}
-            before = add_months(start, -1)
-            previous = {before: month_path(before)} if month_path(before).is_file() else {}
-            outcomes = summary_outcomes(con, cfg, existing, source, previous)
+            outcomes = summary_outcomes(con, cfg, existing, source, previous, facts)
     newly: list[str] = []
     if update_state and accounts is None:
         processed = summary_state.load_processed(state_file)
