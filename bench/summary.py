@@ -3,6 +3,7 @@
     python -m bench.summary                    # 1M accounts x 36-60 months (~45M account-months)
     python -m bench.summary --accounts 300000  # any size
     python -m bench.summary --quick            # 20k accounts, a sanity run
+    python -m bench.summary --only spark --spark-accounts 200000   # the Spark peer at 200k
 
 Data (generated once into bench/out/summary/<accounts>/, reused): one parquet batch file
 per month over 2021-01..2025-12 (monthly deliveries), each account 36-60 months with ~5%
@@ -24,6 +25,13 @@ Measurements, each in its own subprocess (peak RSS = that process's VmHWM, ``ass
   4 GB RSS target: DuckDB's default, 80% of RAM, is not for a shared machine). After the timing
   its last month is compared with the library's file, row by row (the peer must compute
   the same thing); ratios are the library's speed over the peer's.
+
+- spark initial (peer): PySpark ``local[2]`` with the library's algorithm (see
+  ``_spark_peer``) at ``--spark-accounts`` (env BENCH_SPARK_ACCOUNTS, default 50k: Spark
+  takes minutes where the library takes seconds), next to a library row at that size for
+  the ratio. Peak RSS and CPU s are the driver Python plus the JVM, over the process tree.
+  Without java or pyspark the row says so and why (skipped, never silently). The output is
+  compared with the library's: per-month digests of every row and the last month row by row.
 
 CPU s (user + system of the measuring process, imports excluded) is reported next to wall
 seconds: on a shared machine it is the steadier number for before/after comparisons.
