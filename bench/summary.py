@@ -3,6 +3,7 @@
     python -m bench.summary                    # 1M accounts x 36-60 months (~45M account-months)
     python -m bench.summary --accounts 300000  # any size
     python -m bench.summary --quick            # 20k accounts, a sanity run
+    python -m bench.summary --only spark --spark-accounts 200000   # the Spark peer at 200k
 
 Data (generated once into bench/out/summary/<accounts>/, reused): one parquet batch file
 per month over 2021-01..2025-12 (monthly deliveries), each account 36-60 months with ~5%
@@ -24,6 +25,13 @@ Measurements, each in its own subprocess (peak RSS = that process's VmHWM, ``ass
   4 GB RSS target: DuckDB's default, 80% of RAM, is not for a shared machine). After the timing
   its last month is compared with the library's file, row by row (the peer must compute
   the same thing); ratios are the library's speed over the peer's.
+
+- spark initial (peer): PySpark ``local[2]`` with the library's algorithm (see
+  ``_spark_peer``) at ``--spark-accounts`` (env BENCH_SPARK_ACCOUNTS, default 50k: Spark
+  takes minutes where the library takes seconds), next to a library row at that size for
+  the ratio. Peak RSS and CPU s are the driver Python plus the JVM, over the process tree.
+  Without java or pyspark the row says so and why (skipped, never silently). The output is
+  compared with the library's: per-month digests of every row and the last month row by row.
 
 CPU s (user + system of the measuring process, imports excluded) is reported next to wall
 seconds: on a shared machine it is the steadier number for before/after comparisons.
@@ -117,6 +125,12 @@ def _child(kind: str, root: Path) -> dict:
     out: dict = {}
     if kind == "sql_initial":
         out.update(_sql_peer(cfg, root))
+    elif kind == "spark_initial":
+        with TreeMemory() as tree:
+            out.update(_spark_peer(cfg, root, tree))
+        out["seconds"] = round(time.perf_counter() - started, 2)
+        out["peak_rss_mb"] = tree.peak_mb  # driver Python + the JVM, sampled over the process tree
+        return out
     elif kind.startswith("library"):
         from assets_pkg.duck import connect
         from assets_pkg.summary import state
@@ -252,6 +266,141 @@ def _sql_peer(cfg, root: Path) -> dict:
     return {"rows": rows, "sql_seconds": round(seconds, 2), "checks": check}
 
 
+class TreeMemory:
+    """Peak of the summed RSS of this process and its children (the Spark JVM), sampled
+    every 50 ms while it runs; ``cpu_seconds`` is the tree's CPU (taken before the JVM exits)."""
+
+    def __init__(self, every: float = 0.05):
+        import threading
+
+        import psutil
+
+        self.proc, self.every, self.peak_mb, self._stop = psutil.Process(), every, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> tuple[float, float]:
+        """(RSS MB, CPU s) of the tree now."""
+        import psutil
+
+        rss = cpu = 0.0
+        for p in [self.proc, *self.proc.children(recursive=True)]:
+            try:
+                rss += p.memory_info().rss
+                t = p.cpu_times()
+                cpu += t.user + t.system
+            except psutil.Error:  # a child that just exited
+                pass
+        self.peak_mb = max(self.peak_mb, rss / 2**20)
+        return rss / 2**20, cpu
+
+    def _run(self):
+        while not self._stop.wait(self.every):
+            self.sample()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = round(self.peak_mb, 1)
+
+
+
+
+def _spark_peer(cfg, root: Path, tree: TreeMemory) -> dict:
+    """The PySpark peer, ``local[2]``: the library's algorithm in Spark SQL functions.
+
+    Winners per (account, month) by row_number() (greatest base_ts, then later file; the
+    bench data has no equal timestamps within a file); per account a month -> values map
+    (the library's ring: every month of the account, keyed by month index); each winner's
+    history arrays are ``[map[m - i] for i in 0..L-1]``, NULL where the month is missing;
+    written partitioned by month. Driver memory 4 GB, the library's RSS target. Outside
+    the timing, the output is compared with the library's files (:func:`_compare_with_library`)."""
+    from pyspark.sql import SparkSession, Window
+    from pyspark.sql import functions as F
+
+    key, month, ts = cfg.key_column, cfg.month_column, cfg.timestamp_column
+    values, hist, n = list(cfg.all_value_columns), list(cfg.history_columns), cfg.history_length
+    out_dir = root / "spark"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    started = time.perf_counter()
+    spark = (
+        SparkSession.builder.master("local[2]").appName("summary-peer")
+        .config("spark.driver.memory", "4g").config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "8").config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=ERROR")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    startup = time.perf_counter() - started
+    src = spark.read.parquet(str(cfg.source_path / "*.parquet")).withColumn("_file", F.input_file_name())
+    mi = F.substring(month, 1, 4).cast("int") * 12 + F.substring(month, 6, 2).cast("int") - 1
+    win = (
+        src.withColumn("_rn", F.row_number().over(Window.partitionBy(key, month).orderBy(F.desc(ts), F.desc("_file"))))
+        .where("_rn = 1").select(key, month, mi.alias("_mi"), ts, *values)
+    )
+    per_account = win.groupBy(key).agg(
+        F.map_from_entries(F.collect_list(F.struct("_mi", F.struct(*hist)))).alias("_h"),
+        F.collect_list(F.struct(month, "_mi", ts, *values)).alias("_rows"),
+    )
+    rows = per_account.select(key, "_h", F.explode("_rows").alias("_r"))
+
+    def history(c: str):
+        # [i] = the account's value at this month - i (NULL where it has no record); one
+        # expression per position (Spark compiles them; a transform() lambda is interpreted)
+        at = [F.try_element_at("_h", F.col("_r._mi") - i)[c] for i in range(n)]
+        return F.array(*at).alias(cfg.history_name(c))
+
+    lists = [history(c) for c in hist]
+    result = rows.select(key, F.col(f"_r.{month}").alias(month), F.col(f"_r.{ts}").alias(ts),
+                         *(F.col(f"_r.{c}").alias(c) for c in values), *lists)
+    result.write.partitionBy(month).parquet(str(out_dir))
+    seconds = time.perf_counter() - started
+    _, cpu = tree.sample()
+    spark.stop()
+    check = _compare_with_library(cfg, root, out_dir)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return {"spark_seconds": round(seconds, 2), "startup_seconds": round(startup, 2), "cpu_seconds": round(cpu, 2),
+            **check}
+
+
+def _compare_with_library(cfg, root: Path, out_dir: Path) -> dict:
+    """Rows written by a peer (hive-partitioned by month under ``out_dir``) against the
+    library's month files: every month by (rows, sum of a hash of every column of every
+    row), and the last month row by row (multiset difference both ways)."""
+    import duckdb
+
+    con = duckdb.connect(config={"memory_limit": "4GB"})
+    m = cfg.month_column
+    peer = f"read_parquet('{out_dir}/**/*.parquet', hive_partitioning = true, hive_types = {{'{m}': 'VARCHAR'}})"
+    rows = con.execute(f"SELECT count(*) FROM {peer}").fetchone()[0]
+    libs = sorted((root / "library").glob("*.parquet"))
+    if not libs:
+        return {"rows": rows, "checks": "no library file"}
+    lib_files = f"read_parquet({[str(p) for p in libs]})"
+    cols = ", ".join([cfg.key_column, m, cfg.timestamp_column, *cfg.all_value_columns,
+                      *map(cfg.history_name, cfg.history_columns)])
+    digest = f"SELECT {m}, count(*) AS n, sum(hash({cols})) AS h FROM {{}} GROUP BY 1"
+    months_differ = con.execute(
+        f"SELECT count(*) FROM ({digest.format(lib_files)}) a FULL JOIN ({digest.format(peer)}) b USING ({m}) "
+        "WHERE a.n IS DISTINCT FROM b.n OR a.h IS DISTINCT FROM b.h"
+    ).fetchone()[0]
+    last = libs[-1].stem
+    lib = f"(SELECT {cols} FROM read_parquet('{libs[-1]}'))"
+    other = f"(SELECT {cols} FROM {peer} WHERE {m} = '{last}')"
+    rows_differ = con.execute(
+        f"SELECT count(*) FROM (({lib} EXCEPT ALL {other}) UNION ALL ({other} EXCEPT ALL {lib}))").fetchone()[0]
+    con.close()
+    if months_differ == 0 and rows_differ == 0:
+        check = f"same as library: {len(libs)} month digests, {last} row by row"
+    else:
+        check = f"DIFFERS from library: {months_differ} month digests, {rows_differ} rows of {last}"
+    return {"rows": rows, "checks": check}
+
+
 def measure(kind: str, root: Path) -> dict:
     proc = subprocess.run(
         [sys.executable, "-m", "bench.summary", "--child", kind, "--root", str(root)],
@@ -262,20 +411,8 @@ def measure(kind: str, root: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.summary")
-    parser.add_argument("--quick", action="store_true", help="20k accounts")
-    parser.add_argument("--accounts", type=int, default=1_000_000)
-    parser.add_argument("--only", nargs="*", choices=["library", "dagster", "sql"], default=["library", "dagster", "sql"])
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="run the initial builds this many times, interleaved (ratios per round)")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--root", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(_child(args.child, Path(args.root))))
-        return 0
-    accounts = 20_000 if args.quick else args.accounts
+def prepare(accounts: int) -> tuple[Path, dict]:
+    """The data for ``accounts`` (generated once), fresh outputs and inbox state."""
     root = OUT / str(accounts)
     t = time.perf_counter()
     info = generate(accounts, root)
@@ -289,38 +426,117 @@ def main(argv=None) -> int:
     (root / "data" / ".dagster").mkdir(parents=True)
     (root / "data" / ".dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     (root / "summary.json").write_text(json.dumps({"source_dir": str(inbox), "first_month": FIRST}))
+    return root, info
+
+
+def spark_missing() -> str | None:
+    """Why the Spark peer cannot run here, or None."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark not installed (pip install -e '.[bench]')"
+    java_home = os.environ.get("JAVA_HOME")
+    if not (java_home and Path(java_home, "bin", "java").is_file()) and shutil.which("java") is None:
+        return "java not found (Debian: apt-get install openjdk-17-jre-headless)"
+    return None
+
+
+def _ratios(rows: list, peer_kind: str, label: str, target: str) -> str | None:
+    """The library's speed and memory against a peer's: each peer row against the library
+    row measured last before it at the same size (one pair per round)."""
+    pairs, last = [], {}
+    for kind, r in rows:
+        if kind == "library_initial":
+            last[r["accounts"]] = r
+        elif kind == peer_kind and "skipped" not in r and r["accounts"] in last:
+            pairs.append((last[r["accounts"]], r))
+    if not pairs:
+        return None
+    speed = [p["seconds"] / lib["seconds"] for lib, p in pairs]
+    rss = [lib["peak_rss_mb"] / p["peak_rss_mb"] for lib, p in pairs]
+    return (f"library vs {label} at {pairs[0][0]['accounts']:,} accounts, {len(pairs)} round(s): "
+            f"{min(speed):.2f}-{max(speed):.2f}x faster ({target}), "
+            f"peak RSS {min(rss):.2f}-{max(rss):.2f}x the peer's (target <= 1)")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.summary")
+    parser.add_argument("--quick", action="store_true", help="20k accounts")
+    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument("--spark-accounts", type=int, default=int(os.environ.get("BENCH_SPARK_ACCOUNTS", 50_000)),
+                        help="accounts for the Spark peer and its library row (env BENCH_SPARK_ACCOUNTS; "
+                             "default 50000: Spark local[2] takes about 80 CPU s per 1M account-months)")
+    kinds = ["library", "dagster", "sql", "spark"]
+    parser.add_argument("--only", nargs="*", choices=kinds, default=kinds)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the initial builds this many times, interleaved (ratios per round)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(args.child, Path(args.root))))
+        return 0
+    accounts = 20_000 if args.quick else args.accounts
+    spark_accounts = 20_000 if args.quick else args.spark_accounts
     rows = []
-    order = [k for k in ("library_initial", "sql_initial", "dagster_initial") if k.split("_")[0] in args.only]
+
+    def run(kind: str, root: Path, n: int):
+        rows.append((kind, {"accounts": n, **measure(kind, root)}))
+        print(f"  {kind} ({n:,} accounts): {rows[-1][1]}", flush=True)
+
+    root, info = prepare(accounts)
+    main_kinds = [k for k in ("library", "sql", "dagster") if k in args.only]
+    spark_here = "spark" in args.only and spark_accounts == accounts
+    skip_spark = spark_missing() if "spark" in args.only else None
+    if skip_spark:
+        print(f"  spark_initial skipped: {skip_spark}", flush=True)
     for _ in range(max(1, args.rounds)):
-        for kind in order:
-            rows.append((kind, measure(kind, root)))
-            print(f"  {kind}: {rows[-1][1]}", flush=True)
+        for kind in main_kinds:
+            run(f"{kind}_initial", root, accounts)
+        if spark_here and not skip_spark:
+            if "library" not in main_kinds:
+                run("library_initial", root, accounts)
+            run("spark_initial", root, accounts)
+    infos = {accounts: info}
+    if "spark" in args.only and not spark_here and not skip_spark:
+        # the Spark peer at its own size, with a library row at that size for the ratio
+        sroot, infos[spark_accounts] = prepare(spark_accounts)
+        for _ in range(max(1, args.rounds)):
+            run("library_initial", sroot, spark_accounts)
+            run("spark_initial", sroot, spark_accounts)
+    if skip_spark:
+        rows.append(("spark_initial", {"accounts": spark_accounts, "skipped": skip_spark}))
+    inbox = root / "inbox" / "accounts"
     for f in (root / "pending").glob("*"):
         os.replace(f, inbox / f.name)
     for kind in [k for k in ("library_incremental", "dagster_incremental") if k.split("_")[0] in args.only]:
-        rows.append((kind, measure(kind, root)))
-        print(f"  {kind}: {rows[-1][1]}", flush=True)
+        run(kind, root, accounts)
     print()
-    print(f"accounts {accounts:,}, account-months {info['account_months']:,}, batch {info['batch_records']:,} records "
-          f"(forward {info['forward']:,}, backfill {info['backfill']:,}, new {info['new']:,}); "
-          f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+    for n, i in infos.items():
+        print(f"accounts {n:,}, account-months {i['account_months']:,}, batch {i['batch_records']:,} records "
+              f"(forward {i['forward']:,}, backfill {i['backfill']:,}, new {i['new']:,})")
+    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     print()
-    print("| measurement | months | rows written | seconds | rows/s | CPU s | peak RSS MB | plan s | cases | checks |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| measurement | accounts | months | rows written | seconds | account-months/s | CPU s | peak RSS MB "
+          "| plan s | cases | checks |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for kind, r in rows:
+        if "skipped" in r:
+            print(f"| {kind} | {r['accounts']:,} | | | | | | | | | skipped: {r['skipped']} |")
+            continue
         months = r.get("range", f"{FIRST}..{LAST}")
         rate = r["rows"] / r["seconds"] if r["seconds"] else 0
-        print(f"| {kind} | {months} | {r['rows']:,} | {r['seconds']:.1f} | {rate / 1e6:.2f}M | {r.get('cpu_seconds', 0):.1f} | "
-              f"{r['peak_rss_mb']:.0f} | "
+        print(f"| {kind} | {r['accounts']:,} | {months} | {r['rows']:,} | {r['seconds']:.1f} | {rate / 1e6:.2f}M "
+              f"| {r.get('cpu_seconds', 0):.1f} | {r['peak_rss_mb']:.0f} | "
               f"{r.get('plan_seconds', '')} | {r.get('cases', '')} | {r.get('checks', 'not run')} |")
-    libs = [r for kind, r in rows if kind == "library_initial"]
-    peers = [r for kind, r in rows if kind == "sql_initial"]
-    if libs and peers:
-        speed = [p["seconds"] / lib["seconds"] for lib, p in zip(libs, peers)]
-        rss = [lib["peak_rss_mb"] / p["peak_rss_mb"] for lib, p in zip(libs, peers)]
-        print()
-        print(f"library vs DuckDB SQL peer, {len(speed)} round(s): {min(speed):.2f}-{max(speed):.2f}x faster "
-              f"(target >= 1.2x), peak RSS {min(rss):.2f}-{max(rss):.2f}x the peer's (target <= 1)")
+    print()
+    for line in (_ratios(rows, "sql_initial", "DuckDB SQL peer", "target >= 1.2x"),
+                 _ratios(rows, "spark_initial", "Spark local[2] peer", "target >= 3x")):
+        if line:
+            print(line)
+    dag = _ratios(rows, "dagster_initial", "the Dagster run with every ERROR check", "target: dagster <= 1.4x library")
+    if dag:
+        print(dag.replace("faster", "faster than the run").split(", peak RSS")[0])
     print()
     print("Targets: initial >= 1.5M account-months/s, peak RSS <= 4096 MB, 1.5M-record batch <= 30 s.")
     return 0

@@ -26,6 +26,7 @@ from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.build import BuildStats, build_months
 from assets_pkg.summary.config import SummarySettings
 from assets_pkg.summary.month_file import FINGERPRINT_KEY, write_month_file
+from assets_pkg.summary.month_scan import MonthPipeline
 from assets_pkg.summary.months import add_months, month_index, month_str
 from assets_pkg.summary.plan import reflected_files
 from assets_pkg.summary.ring import MonthRows
@@ -143,6 +144,16 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
         # of what it uploaded (hard links to the temps), the month before from one download
         copies = (Path(tempfile.mkdtemp(dir=local_scratch("summary-checks")))
                   if run_checks and is_remote(month_path(start)) else None)
+        before = add_months(start, -1)
+        previous = {}
+        if run_checks and file_exists(month_path(before)):
+            if copies is None:
+                previous = {before: month_path(before)}
+            else:
+                fetched = fetch({f"{before}.parquet": month_path(before)}, copies)
+                previous = {before: p for p in fetched.values()}
+        # the checks read each month file back as soon as it is written, while later months build
+        checking = MonthPipeline(cfg, con, start, end, previous.get(before)) if run_checks else None
 
         def write(month: str, rows: MonthRows):
             path = month_path(month)
@@ -151,22 +162,29 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
             result = write_month_file(rows, path, keep=copies / f"{month}.parquet" if copies else None)
             if on_month is not None:
                 on_month(month, result.rows)
+            if checking is not None:
+                checking.ready(month, copies / f"{month}.parquet" if copies is not None else result.path)
             return result
 
-        stats = build_months(source, start, end, write, accounts=accounts, logger=logger, month_path=month_path)
+        try:
+            stats = build_months(source, start, end, write, accounts=accounts, logger=logger, month_path=month_path)
+            facts = checking.finish() if checking is not None else None
+        except BaseException:
+            if copies is not None:
+                shutil.rmtree(copies, ignore_errors=True)
+            raise
+        finally:
+            if checking is not None:
+                checking.close()
         outcomes: list[CheckOutcome] = []
         if run_checks:
             months = [month_str(i) for i in range(month_index(start), month_index(end) + 1)]
-            before = add_months(start, -1)
             if copies is None:
                 existing = {m: month_path(m) for m in months if file_exists(month_path(m))}
-                previous = {before: month_path(before)} if file_exists(month_path(before)) else {}
             else:
                 existing = {m: copies / f"{m}.parquet" for m in stats.months_written}
-                previous = fetch({f"{before}.parquet": month_path(before)}, copies) if file_exists(month_path(before)) else {}
-                previous = {before: p for p in previous.values()}
             try:
-                outcomes = summary_outcomes(con, cfg, existing, source, previous)
+                outcomes = summary_outcomes(con, cfg, existing, source, previous, facts)
             finally:
                 if copies is not None:
                     shutil.rmtree(copies, ignore_errors=True)

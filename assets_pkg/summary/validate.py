@@ -1,7 +1,9 @@
 """The summary's ERROR checks as pure functions returning CheckOutcome (no dagster import).
 
-Each takes month files (``{month: path}``) and optionally the source, computes with DuckDB
-and puts the offending keys (first 20) and their count in the metadata.
+Each takes month files (``{month: path}``) and optionally the source and puts the
+offending keys (first 20) and their count in the metadata. What each file holds comes from
+one read of it (:mod:`assets_pkg.summary.month_scan`, shared by the checks); the source
+winners from a DuckDB aggregate over the batches.
 
 - unique_account_month: one row per (account, month) and the month column = the file month
 - history_length: every ``<col>_history`` has exactly ``history_length`` elements
@@ -12,7 +14,6 @@ and puts the offending keys (first 20) and their count in the metadata.
 - one_row_per_account (latest_summary): one row per account, at its greatest month
 """
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from assets_pkg.checking import ERROR, CheckOutcome, limited
@@ -20,7 +21,8 @@ from assets_pkg.duck import quote_ident
 from assets_pkg.storage import as_path
 from assets_pkg.storage.objects import file_exists
 from assets_pkg.summary.config import SummarySettings
-from assets_pkg.summary.months import add_months, month_index, month_index_sql, month_str
+from assets_pkg.summary.month_scan import ListFacts, scan_months
+from assets_pkg.summary.months import month_index, month_index_sql, month_str
 from assets_pkg.summary.source import Source
 
 ASSET = "summary/account_summary"
@@ -44,108 +46,20 @@ def _outcome(name, asset, bad_rows, count, ok_text, bad_text, **meta) -> CheckOu
     )
 
 
-def check_unique_account_month(con, cfg: SummarySettings, month_files: dict[str, Path]) -> CheckOutcome:
+def check_unique_account_month(con, cfg: SummarySettings, month_files: dict[str, Path],
+                               facts: ListFacts | None = None) -> CheckOutcome:
+    """One row per (account, month) in each file, and the month column = the file's month
+    (from the month scan, :mod:`assets_pkg.summary.month_scan`)."""
     name = "unique_account_month"
     if not month_files:
         return _outcome(name, ASSET, [], 0, "no months materialized", "", months_checked=0)
-    k, m = quote_ident(cfg.key_column), quote_ident(cfg.month_column)
-    # the month column must name the file's month ...
-    wrong = con.execute(
-        f"""SELECT {k}, {m}, count(*) OVER () FROM read_parquet(?, filename = true)
-            WHERE {m} IS DISTINCT FROM regexp_extract(filename, '(\d{{4}}-\d{{2}})\.parquet$', 1) ORDER BY 2, 1 LIMIT 20""",
-        [_files(month_files)],
-    ).fetchall()
-    # ... and hold each account once
-    dups = con.execute(
-        f"""SELECT {k}, {m}, count(*) OVER () FROM read_parquet(?) GROUP BY 1, 2 HAVING count(*) > 1
-            ORDER BY 2, 1 LIMIT 20""",
-        [_files(month_files)],
-    ).fetchall()
-    rows = wrong + dups
-    count = (wrong[0][2] if wrong else 0) + (dups[0][2] if dups else 0)
+    facts = facts or scan_months(cfg, con, month_files)
     return _outcome(
-        name, ASSET, [f"{r[0]}@{r[1]}" for r in rows], count,
+        name, ASSET, facts.unique_bad, facts.unique_count,
         f"one row per (account, month) in {len(month_files)} months",
         "{count} (account, month) pairs duplicated or in the wrong month file",
         months_checked=len(month_files),
     )
-
-
-@dataclass
-class ListFacts:
-    """What one scan of the history lists found (see :func:`scan_history_lists`)."""
-
-    length_bad: list = field(default_factory=list)  # "key@month", first 20
-    length_count: int = 0
-    first_months: set = field(default_factory=set)  # months with a [0] unlike the current value
-    inconsistent: list = field(default_factory=list)
-    inconsistent_count: int = 0
-    pairs_checked: int = 0
-
-
-def scan_history_lists(con, cfg: SummarySettings, month_files: dict[str, Path], previous: dict[str, Path] | None = None,
-                       months_per_query: int = 12) -> ListFacts:
-    """One read of the history lists serves three checks: every array's length, ``[0]``
-    against the row's current value, and consecutive months agreeing
-    (``hist_m[2:L] == hist_{m-1}[1:L-1]``, 1-based, compared as hashes of the slices).
-
-    Decoding the lists is most of the checks' cost (each check used to decode them again).
-    A query covers up to ``months_per_query`` consecutive months plus the month before
-    them; ``previous`` adds neighbour files (e.g. the month before a run's first month)
-    that are read for the pairs but not reported on their own.
-    """
-    facts = ListFacts()
-    allf = dict(previous or {})
-    allf.update(month_files)
-    k, m = quote_ident(cfg.key_column), quote_ident(cfg.month_column)
-    L = int(cfg.history_length)
-    hashes, bad_len, bad_first, differs = [], [], [], []
-    for j, c in enumerate(cfg.history_columns):
-        h = quote_ident(cfg.history_name(c))
-        hashes += [f"hash({h}[2:{L}]) AS a{j}", f"hash({h}[1:{L - 1}]) AS b{j}"]
-        bad_len.append(f"{h} IS NULL OR len({h}) <> {L}")
-        bad_first.append(f"{h}[1] IS DISTINCT FROM {quote_ident(c)}")
-        differs.append(f"cur.a{j} <> prev.b{j}")
-    month_idx = month_index_sql(m)
-    months = sorted(month_files)
-    facts.pairs_checked = sum(1 for mo in months if add_months(mo, -1) in allf)
-    for i in range(0, len(months), months_per_query):
-        group = months[i : i + months_per_query]
-        before = add_months(group[0], -1)
-        files = [str(allf[mo]) for mo in ([before] if before in allf else []) + group]
-        wanted = [month_index(mo) for mo in group]
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE summary_check_lists AS
-                SELECT {k} AS key, {month_idx} AS mi, {', '.join(hashes)},
-                       ({' OR '.join(bad_len)}) AS bad_len, ({' OR '.join(bad_first)}) AS bad_first
-                FROM read_parquet(?, union_by_name = true)""",
-            [files],
-        )
-        n, bad = _offenders(con, "SELECT key, mi FROM summary_check_lists WHERE bad_len AND list_contains(?, mi)", [wanted])
-        facts.length_count += n
-        facts.length_bad += bad
-        facts.first_months.update(month_str(r[0]) for r in con.execute(
-            "SELECT DISTINCT mi FROM summary_check_lists WHERE bad_first AND list_contains(?, mi)", [wanted]
-        ).fetchall())
-        n, bad = _offenders(
-            con,
-            f"""SELECT cur.key, cur.mi FROM summary_check_lists cur JOIN summary_check_lists prev
-                ON cur.key = prev.key AND cur.mi = prev.mi + 1
-                WHERE list_contains(?, cur.mi) AND ({' OR '.join(differs)})""",
-            [wanted],
-        )
-        facts.inconsistent_count += n
-        facts.inconsistent += bad
-    con.execute("DROP TABLE IF EXISTS summary_check_lists")
-    facts.length_bad = facts.length_bad[:20]
-    facts.inconsistent = facts.inconsistent[:20]
-    return facts
-
-
-def _offenders(con, query: str, params: list) -> tuple[int, list[str]]:
-    """(count, first 20 as "key@month") of a query's (key, mi) rows."""
-    rows = con.execute(f"SELECT key, mi, count(*) OVER () FROM ({query}) ORDER BY mi, key LIMIT 20", params).fetchall()
-    return (rows[0][2] if rows else 0), [f"{r[0]}@{month_str(r[1])}" for r in rows]
 
 
 def check_history_length(con, cfg: SummarySettings, month_files: dict[str, Path], facts: ListFacts | None = None) -> CheckOutcome:
@@ -153,7 +67,7 @@ def check_history_length(con, cfg: SummarySettings, month_files: dict[str, Path]
     if not month_files:
         return _outcome(name, ASSET, [], 0, "no months materialized", "", months_checked=0)
     L = int(cfg.history_length)
-    facts = facts or scan_history_lists(con, cfg, month_files)
+    facts = facts or scan_months(cfg, con, month_files)
     return _outcome(
         name, ASSET, facts.length_bad, facts.length_count,
         f"every history array has length {L}", "{count} rows with a history array not of length " + str(L),
@@ -166,8 +80,8 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
     """Rows = source winners (independent SQL aggregate over the source, not the build code).
 
     Per-month digests of the scalar columns against the winners find the suspect months;
-    ``[0]`` against the current value comes from the list scan (:func:`scan_history_lists`),
-    so the lists are not decoded again here. Suspect months are then compared row by row,
+    the files' digests and ``[0]`` against the current value come from the month scan
+    (:func:`assets_pkg.summary.month_scan.scan_months`), so the files are not read again here. Suspect months are then compared row by row,
     ``[0]`` included."""
     name = "history_matches_source"
     months = sorted(month_files)
@@ -211,15 +125,10 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
         i = vals.index(c)
         diffs.append(f"s.{quote_ident(cfg.history_name(c))}[1] IS DISTINCT FROM w.w.v{i}")
     # 1) per-month digests of the scalars (streaming scans, no join): equal digests -> equal rows
-    facts = facts or scan_history_lists(con, cfg, month_files)
-    s_terms = ", ".join([f"{k}", f"{t}", *(quote_ident(c) for c in vals)])
+    facts = facts or scan_months(cfg, con, month_files)
+    # the same terms, in the same order and types, as the month scan's digests
     w_terms = ", ".join(["key", "ts", *(f"w.v{i}" for i in range(len(vals)))])
-    s_digest = dict(
-        (r[0], (r[1], r[2])) for r in con.execute(
-            f"SELECT {m}, count(*), sum(hash({s_terms})) FROM read_parquet(?, union_by_name = true) GROUP BY 1",
-            [_files(month_files)],
-        ).fetchall()
-    )
+    s_digest = facts.digests
     idx = [month_index(x) for x in months]
     w_digest = {}
     for chunk in chunks(idx):
@@ -269,7 +178,7 @@ def check_history_consistency(
     name = "history_consistency"
     if not month_files:
         return _outcome(name, ASSET, [], 0, "no months materialized", "", pairs_checked=0)
-    facts = facts or scan_history_lists(con, cfg, month_files, previous)
+    facts = facts or scan_months(cfg, con, month_files, previous)
     return _outcome(
         name, ASSET, facts.inconsistent, facts.inconsistent_count,
         f"histories of consecutive months agree ({facts.pairs_checked} month pairs)",
@@ -308,10 +217,15 @@ def check_one_row_per_account(con, cfg: SummarySettings, latest_path: Path | Non
     )
 
 
-def summary_outcomes(con, cfg, month_files, source: Source | None, previous=None) -> list[CheckOutcome]:
-    facts = scan_history_lists(con, cfg, month_files, previous) if month_files else None
+def summary_outcomes(con, cfg, month_files, source: Source | None, previous=None,
+                     facts: ListFacts | None = None) -> list[CheckOutcome]:
+    """Every account_summary check; ``facts``: a month scan already made (e.g. by a
+    :class:`~assets_pkg.summary.month_scan.MonthPipeline` during the build) of exactly
+    ``month_files`` with ``previous``."""
+    if facts is None and month_files:
+        facts = scan_months(cfg, con, month_files, previous)
     out = [
-        check_unique_account_month(con, cfg, month_files),
+        check_unique_account_month(con, cfg, month_files, facts),
         check_history_length(con, cfg, month_files, facts),
     ]
     if source is not None:
