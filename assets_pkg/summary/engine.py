@@ -163,7 +163,7 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
             if on_month is not None:
                 on_month(month, result.rows)
             if checking is not None:
-                checking.ready(month, copies / f"{month}.parquet" if copies is not None else result.path)
+                checking.ready(month, copies / f"{month}.parquet" if copies is not None and result.path else result.path)
             return result
 
         try:
