@@ -12,6 +12,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from assets_pkg.io.atomic import atomic_path
+from assets_pkg.storage import as_path
 
 FORMATS = ("parquet", "csv", "tsv")
 _EXTENSIONS = {"parquet": "parquet", "csv": "csv", "tsv": "tsv"}
@@ -63,7 +64,7 @@ def write_table(data, path: Path | str, fmt: str = "parquet", compression: str =
                 keep_empty: bool = False) -> WriteResult:
     """Stream ``data`` into ``path`` atomically. Zero rows: no file, old file removed;
     with ``keep_empty``, a file with the schema and no row (for readers that expect it)."""
-    path = Path(path)
+    path = as_path(path)
     file_extension(fmt)
     reader = to_record_batch_reader(data)
     rows = 0

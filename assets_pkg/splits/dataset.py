@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from assets_pkg.splits.outputs import shard_output_files
 from assets_pkg.splits.rows import SPLITS
+from assets_pkg.storage import as_path
+from assets_pkg.storage.arrow import parquet_file
 
 
 def split_files(split: str, warehouse: Path | str | None = None) -> list[Path]:
@@ -28,7 +29,7 @@ def split_files(split: str, warehouse: Path | str | None = None) -> list[Path]:
         from assets_pkg.settings import get_settings
 
         warehouse = get_settings().warehouse
-    return [p for k, p in sorted(shard_output_files(Path(warehouse), split).items()) if k.isdigit()]
+    return [p for k, p in sorted(shard_output_files(as_path(warehouse), split).items()) if k.isdigit()]
 
 
 class SplitShardDataset(IterableDataset):
@@ -41,7 +42,7 @@ class SplitShardDataset(IterableDataset):
             if split is None:
                 raise ValueError("give a split name or a list of files")
             files = split_files(split, warehouse)
-        self.files = [Path(f) for f in files]
+        self.files = [as_path(f) for f in files]
         self.columns = list(columns) if columns else None
         self.batch_rows = batch_rows
         self.read_rows = read_rows
@@ -54,7 +55,7 @@ class SplitShardDataset(IterableDataset):
 
     def _batches(self, path: Path) -> Iterator[pa.RecordBatch]:
         if path.suffix == ".parquet":
-            yield from pq.ParquetFile(path).iter_batches(batch_size=self.read_rows, columns=self.columns)
+            yield from parquet_file(path).iter_batches(batch_size=self.read_rows, columns=self.columns)
             return
         from assets_pkg.reader import StreamingReader
 

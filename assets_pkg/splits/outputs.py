@@ -4,13 +4,13 @@ over them, and the label rates they hold (no dagster import).
 
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from assets_pkg import layout
 from assets_pkg.duck import quote_ident
 from assets_pkg.splits.discovery import parse_shard_name, shard_key
 from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.rows import SPLITS
+from assets_pkg.storage import as_path
+from assets_pkg.storage.arrow import parquet_file
 
 
 def output_folder(warehouse: Path, split: str) -> Path:
@@ -35,9 +35,9 @@ def shard_output_files(warehouse: Path, split: str) -> dict[str, Path]:
 
 def file_rows(path: Path) -> int:
     """Rows of one output file (a Parquet footer, or a text file read through)."""
-    path = Path(path)
+    path = as_path(path)
     if path.suffix == ".parquet":
-        return pq.ParquetFile(path).metadata.num_rows
+        return parquet_file(path).metadata.num_rows
     return sum(b.num_rows for b in _text_batches(path))
 
 
@@ -49,7 +49,7 @@ def _text_batches(path: Path):
 
 def files_relation(con, files: list[Path], columns: list[str] | None = None):
     """One relation over output shard files (parquet scanned by DuckDB, text via the reader)."""
-    files = [Path(f) for f in files]
+    files = [as_path(f) for f in files]
     cols = ", ".join(quote_ident(c) for c in columns) if columns else "*"
     if not files:
         return None

@@ -26,13 +26,13 @@ from assets_pkg.splits.assets import (
     inbox_dir,
     shard_partitions,
 )
-from assets_pkg.splits.discovery import discover
+from assets_pkg.splits.discovery import discover, file_identity
 from assets_pkg.splits.pipeline import manifest_file, read_json, stale_shards
 
 
 def file_signature(shard) -> str:
-    st = shard.path.stat()
-    return f"{shard.name}|{st.st_size}|{st.st_mtime_ns}"
+    size, mtime_ns, etag = file_identity(shard.path)
+    return f"{shard.name}|{size}|{mtime_ns}" + (f"|{etag}" if etag else "")
 
 
 def range_tags(keys: list[str], order: list[str]) -> tuple[str | None, dict]:

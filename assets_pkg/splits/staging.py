@@ -25,6 +25,7 @@ import pyarrow.ipc as ipc
 
 from assets_pkg.io.atomic import atomic_write_json, remove_stale_temps, temp_sibling
 from assets_pkg.splits.discovery import Shard
+from assets_pkg.storage import as_path
 
 STAGE_VERSION = 1  # bump when what the reader produces for the same input changes
 ABANDONED_AFTER_S = 600  # a killed pass 1's temp file is cleared once this old
@@ -40,7 +41,7 @@ def sidecar(path: Path) -> Path:
 
 def identity(shard: Shard, signature: list[str] | None) -> dict:
     """What a stage must match to stand for the input shard."""
-    st = Path(shard.path).stat()
+    st = as_path(shard.path).stat()
     return {"source": shard.name, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
             "signature": list(signature) if signature and shard.format in ("csv", "tsv") else None,
             "version": STAGE_VERSION}
