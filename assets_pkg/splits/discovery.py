@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assets_pkg.splits.params import SIGNATURE_FILE
-from assets_pkg.storage import as_path, is_remote
+from assets_pkg.storage import as_path
+from assets_pkg.storage.objects import list_files
 
 SHARD_PATTERN = re.compile(
     r"^part-(?P<number>\d+)\.(?P<format>csv|tsv|snappy\.parquet|parquet)(?P<gz>\.gz)?$"
@@ -102,28 +103,9 @@ def classify(paths) -> tuple[list[Shard], list[Problem]]:
 def discover(folder: Path | str) -> Discovery:
     """Shards and refused files in ``folder`` (a missing folder has neither)."""
     folder = as_path(folder)
-    if not folder.is_dir():
-        return Discovery([], [], None)
     files = [p for p in list_files(folder) if not p.name.startswith(".") and p.name != SIGNATURE_FILE]
     shards, problems = classify(files)
     return Discovery(shards, problems, read_signature(folder / SIGNATURE_FILE))
-
-
-def list_files(folder) -> list:
-    """The files directly in ``folder`` (no sub-folders). An object-store folder is listed
-    with one request, not one per object."""
-    if not is_remote(folder):
-        return [p for p in folder.iterdir() if p.is_file()]
-    listed = folder.fs.ls(folder.path, detail=True, refresh=True)
-    return [folder / entry["name"].rstrip("/").rsplit("/", 1)[-1] for entry in listed if entry["type"] == "file"]
-
-
-def file_identity(path) -> tuple[int, int, str]:
-    """(bytes, mtime in ns, ETag or ''): what tells a changed input from the one seen before.
-    Object stores keep mtimes in whole seconds, so a remote file's ETag counts too."""
-    st = as_path(path).stat()
-    etag = str(getattr(st, "info", {}).get("ETag") or "").strip('"') if is_remote(path) else ""
-    return st.st_size, st.st_mtime_ns, etag
 
 
 def read_signature(path: Path) -> list[str] | None:

@@ -26,7 +26,8 @@ from assets_pkg.splits.assets import (
     inbox_dir,
     shard_partitions,
 )
-from assets_pkg.splits.discovery import discover, file_identity
+from assets_pkg.splits.discovery import discover
+from assets_pkg.storage.objects import file_identity
 from assets_pkg.splits.pipeline import manifest_file, read_json, stale_shards
 
 

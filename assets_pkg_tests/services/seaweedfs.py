@@ -103,6 +103,9 @@ def start(folder: Path) -> SeaweedS3:
         f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={config}",
         "-volume.max=0", "-master.volumeSizeLimitMB=256", "-metricsPort=0",
+        # the Iceberg and Lance catalogs listen on fixed ports (8181, 9101) by default: a
+        # second server on this machine (another test worker) would fail to start
+        "-s3.port.iceberg=0", "-s3.port.lance=0",
     ]
     log = open(folder / "weed.log", "wb")
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True)
