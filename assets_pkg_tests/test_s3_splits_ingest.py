@@ -30,6 +30,7 @@ from assets_pkg.reader import StreamingReader
 from assets_pkg.settings import get_settings
 from assets_pkg.splits.checks import evaluate_materialized as splits_checks
 from assets_pkg.splits.discovery import discover
+from assets_pkg.splits.sensors import file_signature
 from assets_pkg.splits.export import export_exists, export_root, published_files
 from assets_pkg.splits.params import make_params
 from assets_pkg.splits.pipeline import profile_all, run_all, staged_file
@@ -230,11 +231,22 @@ def test_splits_sensor_sees_new_and_rewritten_shards_in_the_bucket(s3_root, seaw
         # seconds): its ETag tells it changed
         path = inbox / "part-00001.parquet"
         table = read_table(path)
-        changed = table.set_column(0, "transaction_id", pc.add(table["transaction_id"], 1))
-        local = tmp_path / "changed.parquet"
-        pq.write_table(changed, local)
-        assert local.stat().st_size == path.stat().st_size
-        seaweed.filesystem().put_file(str(local), objects.object_key(path))
+        versions = []
+        for i in (1, 2):
+            local = tmp_path / f"v{i}.parquet"
+            pq.write_table(table.set_column(0, "transaction_id", pc.add(table["transaction_id"], i)), local)
+            versions.append(local)
+        assert versions[0].stat().st_size == versions[1].stat().st_size == path.stat().st_size
+        for _ in range(10):  # until both uploads land within one second
+            seaweed.filesystem().put_file(str(versions[0]), objects.object_key(path))
+            shard = discover(inbox).by_key()["00001"]  # the listing the sensor makes
+            first_sig, first_st = file_signature(shard), path.stat()
+            seaweed.filesystem().put_file(str(versions[1]), objects.object_key(path))
+            shard = discover(inbox).by_key()["00001"]
+            if path.stat().st_mtime_ns == first_st.st_mtime_ns:
+                break
+        assert path.stat().st_mtime_ns == first_st.st_mtime_ns and path.stat().st_size == first_st.st_size
+        assert file_signature(shard) != first_sig
         third = tick(defs, instance, second.cursor)
         assert [r.tags["splits/shards"] for r in third.run_requests] == ["1"]
 

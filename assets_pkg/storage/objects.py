@@ -228,5 +228,5 @@ def file_identity(path) -> tuple[int, int, str]:
     """(bytes, mtime in ns, ETag or ''): what tells a changed input file from the one seen
     before. Object stores keep mtimes in whole seconds, so a remote file's ETag counts too."""
     st = path.stat()
-    etag = str(getattr(st, "info", {}).get("ETag") or "").strip('"') if is_remote(path) else ""
+    etag = str(st.as_info().get("ETag") or "").strip('"') if is_remote(path) else ""
     return st.st_size, st.st_mtime_ns, etag
