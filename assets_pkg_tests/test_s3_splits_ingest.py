@@ -277,6 +277,7 @@ def test_export_set_is_visible_only_through_its_commit(s3_root, seaweed):
     root = export_root(settings.exports)
     before = published_files(root)
     tables = {n: read_table(p) for n, p in before.items() if n.endswith(".parquet")}
+    assert len(tables) == 4 and str(before["split_manifest.json"]).endswith("/split_manifest.json")
     # a stray object in the export tree (a killed writer's part): not part of the export
     seaweed.filesystem().pipe_file(objects.object_key(root / "training_data/train/part-00099.parquet"), b"junk")
     assert published_files(root) == before
