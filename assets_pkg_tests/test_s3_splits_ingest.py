@@ -34,7 +34,7 @@ from assets_pkg.splits.sensors import file_signature
 from assets_pkg.splits.export import export_exists, export_root, published_files
 from assets_pkg.splits.params import make_params
 from assets_pkg.splits.pipeline import profile_all, run_all, staged_file
-from assets_pkg.storage import as_path, is_remote, local_scratch
+from assets_pkg.storage import StorageError, as_path, is_remote, local_scratch
 from assets_pkg.storage import objects
 from assets_pkg.storage.arrow import read_table
 from assets_pkg.storage.objects import GRACE_VAR, committed_files, list_files
@@ -394,3 +394,14 @@ def test_killed_ingest_writer_keeps_the_old_folder_then_rerun_removes_its_leftov
     local = {f"orders/{p.name}": json.loads(p.read_text()) if p.name == LINES_FILE else read_table(p)
              for p in sorted(clean.iterdir())}
     assert_same(local, remote)
+
+
+def test_a_missing_bucket_is_named_by_the_sensors_and_the_splits_commands(s3_env, tmp_path, monkeypatch):
+    use_root(monkeypatch, "s3://no-such-bucket-here/data", tmp_path / "home")
+    with pytest.raises(StorageError, match="no-such-bucket-here"):
+        cli_main(["splits", "manifest"])
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        with pytest.raises(Exception, match="no-such-bucket-here"):
+            ingest_tick(instance)
+        with pytest.raises(Exception, match="no-such-bucket-here"):
+            tick(make_defs(), instance)
