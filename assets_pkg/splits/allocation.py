@@ -108,13 +108,17 @@ def _check_profile_schema(paths: list[str]) -> None:
     """Every profile must have this code's columns (reads only the footers): a profile
     written by an older version (one row per customer and pre|post, no ``pre``/``post``
     columns) would otherwise be misread."""
-    import pyarrow.parquet as pq
+    from assets_pkg.storage import as_path
+    from assets_pkg.storage.arrow import parquet_file
 
-    old = [p for p in paths if not set(PROFILE_SCHEMA.names) <= set(pq.read_schema(p).names)]
+    def names(path: str) -> list[str]:
+        return parquet_file(as_path(path)).schema_arrow.names
+
+    old = [p for p in paths if not set(PROFILE_SCHEMA.names) <= set(names(p))]
     if old:
         raise ValueError(
             f"{len(old)} splits/shard_profile file(s) have an older layout (columns "
-            f"{', '.join(pq.read_schema(old[0]).names)}; expected {', '.join(PROFILE_SCHEMA.names)}), e.g. {old[0]}; "
+            f"{', '.join(names(old[0]))}; expected {', '.join(PROFILE_SCHEMA.names)}), e.g. {old[0]}; "
             "re-materialize splits/shard_profile for those shards, then splits/customer_allocation"
         )
 

@@ -382,7 +382,7 @@ def staged_dir(warehouse: Path) -> Path:
     this process's local scratch for an object-store root (a cache, never uploaded: a pass 2
     in another process or on another machine finds none and parses the input again)."""
     if is_remote(warehouse):
-        return layout.scratch_dir(STAGED_FOLDER.strip("_") + "_splits")
+        return layout.scratch_dir("splits_staged")
     return asset_dir(warehouse, STAGED_FOLDER)
 
 

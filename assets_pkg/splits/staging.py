@@ -5,7 +5,9 @@ are also written, as they pass, to an uncompressed Arrow IPC file (about the siz
 csv, ~16 ms per 500k rows: a fraction of a parse). Pass 2 reads that file batch by batch
 instead of parsing the csv again, and can then split it on a worker like a Parquet shard.
 
-A staged file is only a cache; the input shard stays the source of truth:
+A stage is always a local file: beside the outputs on a local root, in the process's local
+scratch on an object-store root (never uploaded; a pass 2 in another process finds none and
+parses the input). A staged file is only a cache; the input shard stays the source of truth:
 * it is published (atomic rename) with a JSON sidecar, written last, that records the
   input's name, size, mtime and header signature as they were *before* pass 1 read it, and
   the reader's rejected-line count. A stage without its sidecar, or whose sidecar no longer
