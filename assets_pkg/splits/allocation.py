@@ -21,9 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets_pkg.splits.hashing import FRACTION_SQL
+from assets_pkg.splits.outputs import parquet_relation
 from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.profile import PROFILE_SCHEMA, STAT_PREFIX
 from assets_pkg.splits.rows import DROP_REASONS, SPLITS, empty_table, quiet
+from assets_pkg.storage import as_path
 
 # no TARGETS, no LABEL_FIELD: no label column is coded or written
 UNLABELLED = {"mode": "none", "type": None, "map": {}}
@@ -51,7 +53,7 @@ def build_allocation(con, profile_paths: list[Path], params: SplitParams, previo
     _check_profile_schema(paths)
     if paths:
         # a view, not a table: each query scans only the columns it needs, memory stays bounded
-        con.read_parquet(paths, union_by_name=True).create_view("__prof", replace=True)
+        parquet_relation(con, [as_path(p) for p in paths]).create_view("__prof", replace=True)
     else:
         con.from_arrow(empty_table(PROFILE_SCHEMA)).create_view("__prof", replace=True)
     strict = params.excludes_known
@@ -108,7 +110,6 @@ def _check_profile_schema(paths: list[str]) -> None:
     """Every profile must have this code's columns (reads only the footers): a profile
     written by an older version (one row per customer and pre|post, no ``pre``/``post``
     columns) would otherwise be misread."""
-    from assets_pkg.storage import as_path
     from assets_pkg.storage.arrow import parquet_file
 
     def names(path: str) -> list[str]:
