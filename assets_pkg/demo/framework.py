@@ -8,6 +8,7 @@ asks for, or materialize a selection over a partition or a partition range.
 import json
 import os
 import sys
+import shutil
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +20,9 @@ from assets_pkg.checking import ERROR, WARN
 from assets_pkg.dagster_layer import materialize_selection, with_console_level
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.sensor_runs import RUN_KEY_TAG, SENSOR_NAME_TAG
+from assets_pkg.io.atomic import atomic_path
 from assets_pkg.settings import Settings
+from assets_pkg.storage import as_path, is_remote, local_scratch
 
 
 @contextmanager
@@ -163,3 +166,26 @@ class DemoContext:
         path = self.settings.dagster_home / "demo_sensor_cursors.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+
+@contextmanager
+def inbox_writer(inbox: Path):
+    """Yield the folder a generator writes an inbox's sample files into: the inbox itself on
+    a local root; on an object-store root a local scratch folder whose files are then
+    published one by one into the inbox, each in one complete PUT (a sensor listing the
+    inbox never sees half a file)."""
+    inbox = as_path(inbox)
+    if not is_remote(inbox):
+        inbox.mkdir(parents=True, exist_ok=True)
+        yield inbox
+        return
+    work = local_scratch("demo_inbox") / inbox.name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        yield work
+        for local in sorted(p for p in work.rglob("*") if p.is_file()):
+            with atomic_path(inbox / local.relative_to(work).as_posix()) as tmp:
+                shutil.copyfile(local, tmp)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -12,12 +12,15 @@ ROWS = {"demo": 200_000, "test": 400}
 
 
 def generate(inbox_dir: Path, scale: str = "demo") -> None:
+    """Write the sample files into ``inbox_dir`` (a local folder or an object-store inbox)."""
+    from assets_pkg.demo.framework import inbox_writer
+
     rows = ROWS[scale]
     rng = random.Random(7)
-    inbox_dir.mkdir(parents=True, exist_ok=True)
-    _orders_csv(inbox_dir / "orders.csv", rows, rng)
-    _products_tsv(inbox_dir / "products.tsv", max(rows // 100, 20), rng)
-    _events_jsonl_gz(inbox_dir / "events.jsonl.gz", max(rows // 4, 100), rng)
+    with inbox_writer(inbox_dir) as folder:
+        _orders_csv(folder / "orders.csv", rows, rng)
+        _products_tsv(folder / "products.tsv", max(rows // 100, 20), rng)
+        _events_jsonl_gz(folder / "events.jsonl.gz", max(rows // 4, 100), rng)
 
 
 def _orders_csv(path: Path, rows: int, rng: random.Random) -> None:

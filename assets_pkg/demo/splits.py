@@ -83,15 +83,18 @@ def write_shard(table: pa.Table, path: Path) -> None:
 
 
 def generate(inbox_dir: Path, scale: str = "demo") -> None:
-    inbox_dir = Path(inbox_dir)
+    """Write the sample shards into ``inbox_dir`` (a local folder or an object-store inbox)."""
+    from assets_pkg.demo.framework import inbox_writer
+
     numbers, rows = (TEST_SHARDS, 200) if scale == "test" else (DEMO_SHARDS, 5000)
     n_customers = 150 if scale == "test" else 4000
-    for i, number in enumerate(numbers):
-        fmt = FORMATS[i % 3]
-        suffix = ".gz" if i == 1 else ""  # one gzip csv shard
-        table = make_rows(rows, seed=1000 + number, n_customers=n_customers, start_id=number * 1_000_000,
-                          dirty=True)
-        write_shard(table, inbox_dir / f"part-{number:05d}.{fmt}{suffix}")
+    with inbox_writer(inbox_dir) as folder:
+        for i, number in enumerate(numbers):
+            fmt = FORMATS[i % 3]
+            suffix = ".gz" if i == 1 else ""  # one gzip csv shard
+            table = make_rows(rows, seed=1000 + number, n_customers=n_customers, start_id=number * 1_000_000,
+                              dirty=True)
+            write_shard(table, folder / f"part-{number:05d}.{fmt}{suffix}")
 
 
 def run(ctx) -> None:

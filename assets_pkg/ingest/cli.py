@@ -2,11 +2,11 @@
 
 import json
 import sys
-from pathlib import Path
 
 from assets_pkg import layout
 from assets_pkg.ingest.files import load_column_types, scan_inbox
 from assets_pkg.ingest.stream import stream_file_to_shards
+from assets_pkg.storage import as_path
 
 
 def register(subparsers) -> None:
@@ -59,7 +59,7 @@ def _cmd_stream(args) -> int:
             chunk_size=args.chunk_size,
             memory_limit_mb=args.memory_limit_mb,
             columns=args.columns or None,
-            column_types=load_column_types(Path(args.file)),
+            column_types=load_column_types(as_path(args.file)),
             skip_rows=args.skip_rows,
             skip_data_rows=args.skip_data_rows,
             max_rows=args.max_rows,

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from assets_pkg.storage import as_path
+from assets_pkg.storage.objects import file_identity, list_files
+
 INGEST_SUFFIX = re.compile(r"^(?P<stem>.+?)\.(?P<fmt>csv|tsv|jsonl|ndjson)(?P<gz>\.gz)?$", re.IGNORECASE)
 # A dynamic partition key is the file name; it must be a safe single path component.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -32,9 +35,9 @@ class InboxFile:
         return self.path.name
 
     def identity(self) -> str:
-        """Name, size and mtime: a changed file is ingested again."""
-        stat = self.path.stat()
-        return f"{stat.st_size}:{stat.st_mtime_ns}"
+        """Name, size and mtime (and an object's ETag): a changed file is ingested again."""
+        size, mtime_ns, etag = file_identity(self.path)
+        return f"{size}:{mtime_ns}" + (f":{etag}" if etag else "")
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,7 @@ def scan_inbox(inbox: Path) -> InboxScan:
     files: list[InboxFile] = []
     refused: list[str] = []
     by_stem: dict[str, Path] = {}
-    if not inbox.is_dir():
-        return InboxScan(files, refused)
-    for path in sorted(p for p in inbox.iterdir() if p.is_file() and not p.name.startswith(".")):
+    for path in sorted((p for p in list_files(as_path(inbox)) if not p.name.startswith(".")), key=lambda p: p.name):
         if path.name.endswith(SCHEMA_SIDECAR):
             continue
         match = INGEST_SUFFIX.match(path.name)

@@ -3,10 +3,11 @@
 import json
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from assets_pkg.checking import WARN, CheckOutcome
 from assets_pkg.ingest.stream import LINES_FILE
+from assets_pkg.storage import as_path, is_remote
+from assets_pkg.storage.arrow import parquet_file
+from assets_pkg.storage.objects import committed_files, list_files, read_commit
 
 ASSET = "ingest/files"
 
@@ -54,12 +55,21 @@ def counts_on_disk(output_root: Path) -> tuple[dict[str, tuple[int, int]], dict[
     and the folders whose lines do not add up: the identity fails, or the shards' Parquet
     footers hold another number of rows than the reader returned."""
     counts, unaccounted = {}, {}
-    if not output_root.is_dir():
-        return counts, unaccounted
-    for folder in sorted(p for p in output_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        stored = sum(pq.ParquetFile(p).metadata.num_rows for p in folder.glob("part-*.parquet"))
-        lines_path = folder / LINES_FILE
-        if not lines_path.is_file():
+    output_root = as_path(output_root)
+    remote = is_remote(output_root)
+    for folder in sorted((p for p in list_files(output_root, folders=True) if not p.name.startswith(".")),
+                         key=lambda p: p.name):
+        if remote:  # only what a commit lists: a folder being written (or abandoned) is not there yet
+            commit = read_commit(folder)
+            if commit is None:
+                continue
+            parts = committed_files(folder, "part-*.parquet")
+            lines_path = next(iter(committed_files(folder, LINES_FILE)), None)
+        else:
+            parts = folder.glob("part-*.parquet")
+            lines_path = folder / LINES_FILE if (folder / LINES_FILE).is_file() else None
+        stored = sum(parquet_file(p).metadata.num_rows for p in parts)
+        if lines_path is None:
             unaccounted[folder.name] = f"{LINES_FILE} missing (ingested before line accounting; re-ingest the file)"
             counts[folder.name] = (stored, 0)
             continue

@@ -13,6 +13,8 @@ from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.ingest.assets import INGEST_KEY, inbox_dir, ingest_partitions
 from assets_pkg.ingest.files import scan_inbox
 from assets_pkg.sensor_runs import TrackedCursor, work_key
+from assets_pkg.settings import get_settings
+from assets_pkg.storage import check_reachable
 
 
 SENSOR_NAME = "ingest_file_sensor"
@@ -27,6 +29,7 @@ SENSOR_NAME = "ingest_file_sensor"
     "files in one run; a changed file (size or mtime), or one whose run failed, is ingested again.",
 )
 def ingest_file_sensor(context: dg.SensorEvaluationContext):
+    check_reachable(get_settings().data_root)  # a missing bucket or refused keys: said once, in words
     scan = scan_inbox(inbox_dir())
     for problem in scan.refused:
         context.log.warning(f"ingest inbox: refused {problem}")

@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 from assets_pkg.io.atomic import atomic_dir, atomic_write_json
 from assets_pkg.obs import peak_rss_mb
 from assets_pkg.reader import RejectThresholdExceeded, StreamingReader
+from assets_pkg.storage import as_path, is_remote
+from assets_pkg.storage.objects import read_commit
 
 REJECTS_FILE = "rejects.parquet"
 LINES_FILE = "lines.json"
@@ -64,7 +66,7 @@ def stream_file_to_shards(source: Path, output_dir: Path, shard_rows: int = 1_00
         raise ValueError(f"shard_rows must be positive, got {shard_rows}")
     started = time.perf_counter()
     reader = StreamingReader(source, **reader_options)
-    output_dir = Path(output_dir)
+    output_dir = as_path(output_dir)
     try:
         with atomic_dir(output_dir, replace=True) as work:
             rows, shards = _write_shards(reader, work, shard_rows)
@@ -75,7 +77,7 @@ def stream_file_to_shards(source: Path, output_dir: Path, shard_rows: int = 1_00
         raise exc.with_rejects_file(saved) if saved else exc
     failed_rejects_path(output_dir).unlink(missing_ok=True)  # a later good read supersedes it
     seconds = time.perf_counter() - started
-    size = sum(p.stat().st_size for p in output_dir.iterdir())
+    size = folder_bytes(output_dir)
     stats = reader.stats
     return IngestResult(
         source=str(source),
@@ -92,6 +94,13 @@ def stream_file_to_shards(source: Path, output_dir: Path, shard_rows: int = 1_00
         rows_per_second=round(rows / seconds, 1) if seconds > 0 else 0.0,
         peak_rss_mb=peak_rss_mb(),
     )
+
+
+def folder_bytes(folder) -> int:
+    """Bytes of a published output folder (an object-store folder: its committed parts)."""
+    if is_remote(folder):
+        return sum((read_commit(folder) or {"parts": {}})["parts"].values())
+    return sum(p.stat().st_size for p in folder.iterdir())
 
 
 def _write_shards(reader: StreamingReader, work: Path, shard_rows: int) -> tuple[int, int]:

@@ -1,14 +1,17 @@
 """Reader options: one frozen dataclass, validated once, each error naming its parameter."""
 
 import codecs
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from upath import UPath
 
 from assets_pkg.reader.errors import ReaderOptionError
+from assets_pkg.storage import as_path
 
 FILE_FORMATS = ("auto", "csv", "tsv", "jsonl", "ndjson", "parquet")
 
@@ -87,7 +90,7 @@ def validate_options(
     skip_data_rows=0,
 ) -> ReaderOptions:
     """Check every option and return them frozen; raise ReaderOptionError naming the first bad one."""
-    if not isinstance(file_path, (str, Path)) or str(file_path) == "":
+    if not isinstance(file_path, (str, os.PathLike, UPath)) or str(file_path) == "":
         raise ReaderOptionError("file_path", f"expected a path, got {file_path!r}")
     if not isinstance(file_format, str):
         raise ReaderOptionError("file_format", f"expected a string, got {file_format!r}")
@@ -152,7 +155,7 @@ def validate_options(
             "max_quoted_lines", f"expected a positive number of lines a quoted value may span, got {max_quoted_lines!r}"
         )
     return ReaderOptions(
-        file_path=Path(file_path),
+        file_path=as_path(file_path),
         file_format=file_format.lower(),
         encoding=encoding,
         chunk_size=chunk_size,

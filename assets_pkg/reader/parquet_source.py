@@ -22,7 +22,8 @@ from assets_pkg.reader.casting import convert_table, normalize_strings
 from assets_pkg.reader.errors import ReaderError
 from assets_pkg.reader.options import ReaderOptions
 from assets_pkg.reader.parsed import ParsedBlock
-from assets_pkg.reader.sniff import SniffedFormat
+from assets_pkg.reader.sniff import SniffedFormat, open_binary
+from assets_pkg.storage.arrow import parquet_file
 from assets_pkg.reader.textblocks import DECOMPRESS_ERRORS
 
 
@@ -36,7 +37,7 @@ class ParquetSource:
         if sniffed.compression == "gzip":
             read_path = self._decompress()
         try:
-            self.file = pq.ParquetFile(read_path, memory_map=False, buffer_size=1 << 20)
+            self.file = parquet_file(read_path, memory_map=False, buffer_size=1 << 20)
         except (pa.ArrowInvalid, OSError) as exc:
             self.close()
             raise ReaderError(f"{self.path}: not a readable Parquet file: {exc}") from None
@@ -66,7 +67,7 @@ class ParquetSource:
         fd, name = tempfile.mkstemp(suffix=".parquet", prefix="reader-")
         self._tmp = Path(name)
         try:
-            with open(fd, "wb") as out, igzip.open(self.path, "rb") as src:
+            with open(fd, "wb") as out, open_binary(self.path, 8 << 20) as raw, igzip.IGzipFile(fileobj=raw) as src:
                 shutil.copyfileobj(src, out, 4 << 20)
         except (EOFError, *DECOMPRESS_ERRORS) as exc:
             self.close()

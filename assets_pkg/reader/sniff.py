@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assets_pkg.reader.errors import ReaderError
+from assets_pkg.storage import as_path, is_remote
 
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
@@ -27,6 +28,21 @@ class SniffedFormat:
     format: str  # csv | tsv | jsonl | parquet
     compression: str | None  # "gzip" or None
     delimiter: str | None  # text formats only
+
+
+# Bytes one ranged GET fetches when a remote file is sniffed (a sample is 64 KiB): a read of
+# the first bytes must not download the whole object.
+SAMPLE_BLOCK_BYTES = 256 * 1024
+
+
+def open_binary(path, block_bytes: int | None = None):
+    """A binary, seekable file object for a local path or a remote one (an object-store
+    file read by ranged GETs of ``block_bytes``, read ahead as it is consumed, so a stream
+    never holds the whole object)."""
+    if is_remote(path):
+        options = {"block_size": block_bytes} if block_bytes else {}
+        return path.open("rb", cache_type="readahead", **options)
+    return open(path, "rb")
 
 
 def format_from_name(path: Path) -> tuple[str | None, bool]:
@@ -52,7 +68,7 @@ def check_readable_file(path: Path) -> int:
 
 
 def _read_sample(path: Path, gzipped: bool) -> bytes:
-    with open(path, "rb") as raw:
+    with open_binary(path, SAMPLE_BLOCK_BYTES) as raw:
         if not gzipped:
             return raw.read(_SAMPLE_BYTES)
         try:
@@ -111,9 +127,9 @@ def detect_encoding(file_path) -> str:
     Windows-1252 and Latin-1 that decodes the first 64 KiB (Latin-1 decodes anything, so a
     file is never refused for its encoding here; a later line that does not fit becomes an
     ``encoding_error`` reject)."""
-    path = Path(file_path)
+    path = as_path(file_path)
     check_readable_file(path)
-    with open(path, "rb") as fh:
+    with open_binary(path) as fh:
         gzipped = fh.read(4).startswith(GZIP_MAGIC)
     sample = _read_sample(path, gzipped)
     for bom, name in ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
@@ -141,9 +157,9 @@ def sniff_format(file_path, file_format: str = "auto", encoding: str = "utf-8", 
     from the gzip magic bytes. Raises ReaderError naming the file for missing, empty,
     binary or mislabelled input.
     """
-    path = Path(file_path)
+    path = as_path(file_path)
     check_readable_file(path)
-    with open(path, "rb") as fh:
+    with open_binary(path) as fh:
         head = fh.read(4)
     gzipped = head.startswith(GZIP_MAGIC)
     name_fmt, _ = format_from_name(path)

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from assets_pkg.io.atomic import atomic_path
 from assets_pkg.obs import peak_rss_mb
+from assets_pkg.storage import as_path
 from assets_pkg.reader.chunking import ChunkBuilder
 from assets_pkg.reader.csv_source import CsvSource
 from assets_pkg.reader.errors import AccountingError, ReaderOptionError, RejectedRowError, RejectThresholdExceeded
@@ -126,7 +127,7 @@ class StreamingReader:
         """Write the rejects table as Parquet, atomically; nothing (None) when there are none."""
         if not self._rejects:
             return None
-        path = Path(path)
+        path = as_path(path)
         with atomic_path(path) as tmp:
             pq.write_table(self.rejects, tmp)
         return path

@@ -19,11 +19,15 @@ from isal.igzip_lib import IsalError
 
 from assets_pkg.reader.errors import ReaderError
 from assets_pkg.reader.quotes import RecordScan
+from assets_pkg.reader.sniff import open_binary
 
 # What a corrupt gzip stream raises (isal's own error is not an OSError).
 DECOMPRESS_ERRORS = (gzip.BadGzipFile, zlib.error, IsalError, OSError)
 _UTF8_NAMES = {"utf-8", "utf8", "utf-8-sig", "utf_8", "utf_8_sig", "u8"}
 _BOM = b"\xef\xbb\xbf"
+# An object-store file is read in ranged GETs of at least this many bytes: few requests,
+# and never the whole object at once.
+REMOTE_BLOCK_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class TextBlocks:
         self.scan_records: Callable[[bytearray, bool], RecordScan] | None = None
         self.encoding = encoding
         self.block_bytes = block_bytes
-        self._raw = open(path, "rb")
+        self._raw = open_binary(path, max(block_bytes, REMOTE_BLOCK_BYTES))
         self._stream = igzip.IGzipFile(fileobj=self._raw, mode="rb") if gzipped else self._raw
         # Transcode only when needed: UTF-8 input goes to Arrow as is (it validates).
         self._decoder = None

@@ -21,9 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets_pkg.splits.hashing import FRACTION_SQL
+from assets_pkg.splits.outputs import parquet_relation
 from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.profile import PROFILE_SCHEMA, STAT_PREFIX
 from assets_pkg.splits.rows import DROP_REASONS, SPLITS, empty_table, quiet
+from assets_pkg.storage import as_path
 
 # no TARGETS, no LABEL_FIELD: no label column is coded or written
 UNLABELLED = {"mode": "none", "type": None, "map": {}}
@@ -51,7 +53,7 @@ def build_allocation(con, profile_paths: list[Path], params: SplitParams, previo
     _check_profile_schema(paths)
     if paths:
         # a view, not a table: each query scans only the columns it needs, memory stays bounded
-        con.read_parquet(paths, union_by_name=True).create_view("__prof", replace=True)
+        parquet_relation(con, [as_path(p) for p in paths]).create_view("__prof", replace=True)
     else:
         con.from_arrow(empty_table(PROFILE_SCHEMA)).create_view("__prof", replace=True)
     strict = params.excludes_known
@@ -108,13 +110,16 @@ def _check_profile_schema(paths: list[str]) -> None:
     """Every profile must have this code's columns (reads only the footers): a profile
     written by an older version (one row per customer and pre|post, no ``pre``/``post``
     columns) would otherwise be misread."""
-    import pyarrow.parquet as pq
+    from assets_pkg.storage.arrow import parquet_file
 
-    old = [p for p in paths if not set(PROFILE_SCHEMA.names) <= set(pq.read_schema(p).names)]
+    def names(path: str) -> list[str]:
+        return parquet_file(as_path(path)).schema_arrow.names
+
+    old = [p for p in paths if not set(PROFILE_SCHEMA.names) <= set(names(p))]
     if old:
         raise ValueError(
             f"{len(old)} splits/shard_profile file(s) have an older layout (columns "
-            f"{', '.join(pq.read_schema(old[0]).names)}; expected {', '.join(PROFILE_SCHEMA.names)}), e.g. {old[0]}; "
+            f"{', '.join(names(old[0]))}; expected {', '.join(PROFILE_SCHEMA.names)}), e.g. {old[0]}; "
             "re-materialize splits/shard_profile for those shards, then splits/customer_allocation"
         )
 

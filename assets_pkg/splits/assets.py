@@ -42,6 +42,7 @@ from assets_pkg.splits.pipeline import (
 from assets_pkg.splits.profile import PROFILE_SCHEMA, profile_shard, profile_stats
 from assets_pkg.splits.rows import SPLITS
 from assets_pkg.splits.shard_pool import ShardFailure, ShardPool, isolated
+from assets_pkg.storage import as_path
 
 GROUP = "splits"
 KINDS = {"duckdb", "parquet"}
@@ -90,7 +91,7 @@ class StepProgress:
 
     def __call__(self, event) -> None:  # StreamingReader progress_callback
         if not getattr(event, "done", False):
-            self.current = f" (reading {Path(event.path).name}: {event.percent:.0f}%)"
+            self.current = f" (reading {as_path(event.path).name}: {event.percent:.0f}%)"
             self._log()
 
     def shard_done(self, rows: int) -> None:
@@ -203,7 +204,7 @@ def shard_profile(context: dg.AssetExecutionContext, split_config: SplitConfig, 
                                    description="train share of known customers within 2 points of TRAIN_RATIO")],
     code_version="1",
 )
-def customer_allocation(context: dg.AssetExecutionContext, profiles: list[Path], split_config: SplitConfig,
+def customer_allocation(context: dg.AssetExecutionContext, profiles: list, split_config: SplitConfig,
                         duckdb: DuckDBResource):
     """Known customers -> train | val by the salted hash md5(f"{RANDOM_SEED}:{customer}") vs
     TRAIN_RATIO (stable: a customer never changes side as shards arrive), the global label

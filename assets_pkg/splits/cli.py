@@ -5,8 +5,11 @@ import json
 
 def _cmd_shards(args) -> int:
     from assets_pkg import layout
+    from assets_pkg.settings import get_settings
     from assets_pkg.splits.discovery import discover
+    from assets_pkg.storage import check_reachable
 
+    check_reachable(get_settings().data_root)
     inbox = layout.inbox_dir("transactions")
     found = discover(inbox)
     print(f"inbox: {inbox}")
@@ -25,7 +28,9 @@ def _cmd_shards(args) -> int:
 def _cmd_manifest(args) -> int:
     from assets_pkg.settings import get_settings
     from assets_pkg.splits.pipeline import manifest_file, read_json
+    from assets_pkg.storage import check_reachable
 
+    check_reachable(get_settings().data_root)
     manifest = read_json(manifest_file(get_settings().warehouse))
     if manifest is None:
         print("no split manifest yet: materialize splits/customer_allocation first")

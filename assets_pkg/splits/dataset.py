@@ -15,9 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
+from upath import UPath
 
 from assets_pkg.splits.outputs import shard_output_files
 from assets_pkg.splits.rows import SPLITS
+from assets_pkg.storage import as_path, is_remote
+from assets_pkg.storage.arrow import parquet_file
 
 
 def split_files(split: str, warehouse: Path | str | None = None) -> list[Path]:
@@ -28,7 +31,7 @@ def split_files(split: str, warehouse: Path | str | None = None) -> list[Path]:
         from assets_pkg.settings import get_settings
 
         warehouse = get_settings().warehouse
-    return [p for k, p in sorted(shard_output_files(Path(warehouse), split).items()) if k.isdigit()]
+    return [p for k, p in sorted(shard_output_files(as_path(warehouse), split).items()) if k.isdigit()]
 
 
 class SplitShardDataset(IterableDataset):
@@ -41,7 +44,7 @@ class SplitShardDataset(IterableDataset):
             if split is None:
                 raise ValueError("give a split name or a list of files")
             files = split_files(split, warehouse)
-        self.files = [Path(f) for f in files]
+        self.files = [as_path(f) for f in files]
         self.columns = list(columns) if columns else None
         self.batch_rows = batch_rows
         self.read_rows = read_rows
@@ -53,8 +56,13 @@ class SplitShardDataset(IterableDataset):
         return self.files[info.id :: info.num_workers]
 
     def _batches(self, path: Path) -> Iterator[pa.RecordBatch]:
+        path = own_client(path)
         if path.suffix == ".parquet":
-            yield from pq.ParquetFile(path).iter_batches(batch_size=self.read_rows, columns=self.columns)
+            if is_remote(path) and get_worker_info() is not None:
+                source = pq.ParquetFile(path.open("rb", cache_type="readahead", block_size=8 << 20))
+            else:
+                source = parquet_file(path)
+            yield from source.iter_batches(batch_size=self.read_rows, columns=self.columns)
             return
         from assets_pkg.reader import StreamingReader
 
@@ -69,6 +77,16 @@ class SplitShardDataset(IterableDataset):
                         yield to_tensors(batch.slice(start, self.batch_rows))
                 else:
                     yield from batch.to_pylist()
+
+
+def own_client(path):
+    """``path`` with an object-store client of this process. DataLoader workers are forked,
+    and neither the parent's fsspec client (its event loop stays in the parent) nor
+    pyarrow's S3 client (the AWS SDK) survives a fork: a worker opens its files through
+    a client it makes itself (fsspec makes new clients in a new process)."""
+    if not is_remote(path) or get_worker_info() is None:
+        return path
+    return UPath(str(path), **path.storage_options)
 
 
 def to_tensors(batch: pa.RecordBatch) -> dict:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assets_pkg.splits.params import SIGNATURE_FILE
+from assets_pkg.storage import as_path
+from assets_pkg.storage.objects import list_files
 
 SHARD_PATTERN = re.compile(
     r"^part-(?P<number>\d+)\.(?P<format>csv|tsv|snappy\.parquet|parquet)(?P<gz>\.gz)?$"
@@ -76,7 +78,7 @@ def classify(paths) -> tuple[list[Shard], list[Problem]]:
     """Pure core of discovery over a list of paths (no file system access)."""
     candidates: dict[int, list[tuple[Path, str, bool]]] = {}
     problems: list[Problem] = []
-    for path in sorted(Path(p) for p in paths):
+    for path in sorted((as_path(p) for p in paths), key=str):
         parsed = parse_shard_name(path.name)
         if isinstance(parsed, str):
             problems.append(Problem((path.name,), parsed))
@@ -100,10 +102,8 @@ def classify(paths) -> tuple[list[Shard], list[Problem]]:
 
 def discover(folder: Path | str) -> Discovery:
     """Shards and refused files in ``folder`` (a missing folder has neither)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return Discovery([], [], None)
-    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.name != SIGNATURE_FILE]
+    folder = as_path(folder)
+    files = [p for p in list_files(folder) if not p.name.startswith(".") and p.name != SIGNATURE_FILE]
     shards, problems = classify(files)
     return Discovery(shards, problems, read_signature(folder / SIGNATURE_FILE))
 

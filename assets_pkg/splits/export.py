@@ -17,23 +17,27 @@ published atomically; a write removes what the other mode (or another format, or
 layout before this one) left, so no stale tree survives a change of mode.
 """
 
+import re
 import shutil
 from pathlib import Path
 
 from assets_pkg import layout
 from assets_pkg.io import file_extension, write_table
-from assets_pkg.io.atomic import atomic_path
+from assets_pkg.io.atomic import atomic_dir, atomic_path, atomic_write_json
 from assets_pkg.io.formats import FORMATS
 from assets_pkg.splits.discovery import parse_shard_name
 from assets_pkg.splits.outputs import file_rows, files_relation, shard_output_files
 from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.rows import SPLITS
+from assets_pkg.storage import is_remote
+from assets_pkg.storage.objects import GENERATION_PREFIX, is_committed, read_commit
 
 SINGLE, SHARDS = "single", "shards"
 TRAINING = "training_data"
 OOT_DATA = "oot_data"
 # training_data/<folder> <- the warehouse split
 TRAINING_SPLITS = {"train": "train", "val": "val", "test": "oot"}
+GENERATION = re.compile(rf"^{GENERATION_PREFIX}[0-9a-f]+/")
 
 
 def export_mode(params: SplitParams) -> str:
@@ -47,10 +51,18 @@ def export_root(exports: Path) -> Path:
 
 def folders(exports: Path) -> dict[str, Path]:
     """{target name: folder}: ``train``, ``val``, ``test`` under training_data/, and ``oot_data``."""
-    root = export_root(exports)
+    return _folders(export_root(exports))
+
+
+def _folders(root: Path) -> dict[str, Path]:
     out = {name: root / TRAINING / name for name in TRAINING_SPLITS}
     out[OOT_DATA] = root / OOT_DATA
     return out
+
+
+def _relative(target: str) -> str:
+    """A target's folder relative to the export root."""
+    return OOT_DATA if target == OOT_DATA else f"{TRAINING}/{target}"
 
 
 def source_split(target: str) -> str:
@@ -60,8 +72,12 @@ def source_split(target: str) -> str:
 
 def single_file(exports: Path, target: str, fmt: str) -> Path:
     """A target's single file: ``training_data/<t>/<t>_processed_data.<ext>`` or ``oot_data/oot_data.<ext>``."""
+    return folders(exports)[target] / _single_name(target, fmt)
+
+
+def _single_name(target: str, fmt: str) -> str:
     stem = "oot_data" if target == OOT_DATA else f"{target}_processed_data"
-    return folders(exports)[target] / f"{stem}.{file_extension(fmt)}"
+    return f"{stem}.{file_extension(fmt)}"
 
 
 def split_shards(warehouse: Path, split: str) -> dict[str, Path]:
@@ -71,11 +87,15 @@ def split_shards(warehouse: Path, split: str) -> dict[str, Path]:
 
 def _is_ours(path: Path) -> bool:
     """A published file of either mode (never a temp or hidden file, never a stranger's)."""
-    if path.name.startswith("."):
+    return _is_our_name(path.name)
+
+
+def _is_our_name(name: str) -> bool:
+    if name.startswith("."):
         return False
-    if not isinstance(parse_shard_name(path.name), str):
+    if not isinstance(parse_shard_name(name), str):
         return True
-    return any(path.name == f"{stem}.{file_extension(f)}" for f in FORMATS
+    return any(name == f"{stem}.{file_extension(f)}" for f in FORMATS
                for stem in ("oot_data", *(f"{t}_processed_data" for t in TRAINING_SPLITS)))
 
 
@@ -88,10 +108,9 @@ def _prune(folder: Path, keep: set[Path]) -> list[str]:
     return removed
 
 
-def _remove_old_layout(exports: Path) -> None:
+def _remove_old_layout(root: Path) -> None:
     """The layout before this one (``<split>/<split>_processed_data.<ext>``): gone, so no
     reader takes it for current."""
-    root = export_root(exports)
     for split in SPLITS:
         folder = root / split
         for fmt in FORMATS:
@@ -113,20 +132,65 @@ def _empty_relation(con, warehouse: Path, schema: list | None):
 
 def _copy(source: Path, target: Path) -> int:
     with atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)
+        if is_remote(source):  # a warehouse shard in the object store: downloaded
+            source.fs.get_file(source.path, str(tmp))
+        else:
+            shutil.copyfile(source, tmp)
     return target.stat().st_size
 
 
-def write_export(con, warehouse: Path, exports: Path, params: SplitParams, schema: list | None = None) -> dict:
-    """Write the export tree in the chosen mode; returns ``{target: {rows, bytes, files}}``
-    (targets ``train``, ``val``, ``test``, ``oot_data``) and the mode under ``"mode"``."""
+def write_export(con, warehouse: Path, exports: Path, params: SplitParams, schema: list | None = None,
+                 manifest: dict | None = None, manifest_name: str = "split_manifest.json") -> dict:
+    """Write the export tree in the chosen mode, and ``manifest`` (with the export's summary
+    under ``"export"``) beside it; returns ``{target: {rows, bytes, files}}`` (targets
+    ``train``, ``val``, ``test``, ``oot_data``) and the mode under ``"mode"``.
+
+    Local root: each file is published on its own (atomic rename). Object-store root: the
+    whole tree is one committed folder (:func:`assets_pkg.io.atomic.atomic_dir`), built in
+    local scratch and visible only once its commit object lands, so a reader never sees a
+    train file of one export beside a val file of another; readers go through
+    :func:`published_files`."""
+    root = export_root(exports)
+    if not is_remote(root):
+        out = _write_tree(con, warehouse, root, params, schema)
+        if manifest is not None:
+            atomic_write_json(root / manifest_name, {**manifest, "export": out})
+        return out
+    with atomic_dir(root, replace=True) as work:
+        out = _write_tree(con, warehouse, work, params, schema)
+        for target in _folders(work):
+            out[target]["files"] = [str(root / Path(f).relative_to(work).as_posix()) for f in out[target]["files"]]
+        if manifest is not None:
+            atomic_write_json(work / manifest_name, {**manifest, "export": out})
+    return out
+
+
+def published_files(root: Path) -> dict[str, Path]:
+    """{path relative to the export root: file} of the export tree as published now: the
+    files under the folder (local root), or the parts of its commit (object store; none
+    before the first commit, and a killed writer's uploads are not among them)."""
+    if not is_remote(root):
+        if not root.is_dir():
+            return {}
+        return {p.relative_to(root).as_posix(): p for p in root.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)}
+    commit = read_commit(root)
+    return {_logical(name): root / name for name in sorted(commit["parts"])} if commit else {}
+
+
+def _logical(name: str) -> str:
+    """A part's name without the generation folder a replaced commit puts it in."""
+    return GENERATION.sub("", name)
+
+
+def _write_tree(con, warehouse: Path, root: Path, params: SplitParams, schema: list | None) -> dict:
     con.execute("SET preserve_insertion_order = true")
     con.execute("SET enable_progress_bar = false")
     fmt, mode = params.output_format, export_mode(params)
     ext = file_extension(fmt)
     out: dict = {"mode": mode}
     written: dict[str, set[Path]] = {}
-    for target, folder in folders(exports).items():
+    for target, folder in _folders(root).items():
         shards = split_shards(warehouse, source_split(target))
         folder.mkdir(parents=True, exist_ok=True)
         if mode == SHARDS:
@@ -137,7 +201,7 @@ def write_export(con, warehouse: Path, exports: Path, params: SplitParams, schem
                 rows += file_rows(path)
                 files.append(path)
         else:
-            path = single_file(exports, target, fmt)
+            path = folder / _single_name(target, fmt)
             if target == OOT_DATA and out.get("test", {}).get("files"):
                 source = out["test"]["files"][0]  # the same rows: copied, not read again
                 size, rows = _copy(source, path), out["test"]["rows"]
@@ -149,10 +213,10 @@ def write_export(con, warehouse: Path, exports: Path, params: SplitParams, schem
             files = [path]
         written[target] = set(files)
         out[target] = {"rows": rows, "bytes": size, "files": files, "shards": len(shards)}
-    for target, folder in folders(exports).items():
+    for target, folder in _folders(root).items():
         _prune(folder, written[target])
-    _remove_old_layout(exports)
-    for target in folders(exports):
+    _remove_old_layout(root)
+    for target in _folders(root):
         out[target]["files"] = [str(p) for p in out[target]["files"]]
     return out
 
@@ -164,27 +228,30 @@ def export_problems(warehouse: Path, exports: Path, params: SplitParams) -> tupl
     fmt, mode = params.output_format, export_mode(params)
     ext = file_extension(fmt)
     problems, meta = [], {"mode": mode}
-    for target, folder in folders(exports).items():
+    root = export_root(exports)
+    tree = published_files(root)  # relative name -> file: one listing (or one commit) for all targets
+    for target in _folders(root):
         shards = split_shards(warehouse, source_split(target))
         shard_rows = {k: file_rows(p) for k, p in shards.items()}
-        present = sorted(p for p in folder.iterdir() if p.is_file() and _is_ours(p)) if folder.is_dir() else []
+        folder = _relative(target)
+        present = sorted(rel for rel in tree if rel.rpartition("/")[0] == folder and _is_our_name(rel.rpartition("/")[2]))
         if mode == SHARDS:
-            expected = {folder / f"{layout.shard_stem(k)}.{ext}": n for k, n in shard_rows.items()}
+            expected = {f"{folder}/{layout.shard_stem(k)}.{ext}": n for k, n in shard_rows.items()}
             rows = 0
-            for path, n in expected.items():
-                got = file_rows(path) if path.exists() else None
+            for rel, n in expected.items():
+                got = file_rows(tree[rel]) if rel in tree else None
                 rows += got or 0
                 if got != n:
-                    problems.append(f"{path}: {got if got is not None else 'missing'} rows, shard has {n}")
+                    problems.append(f"{root / rel}: {got if got is not None else 'missing'} rows, shard has {n}")
         else:
-            single = single_file(exports, target, fmt)
+            single = f"{folder}/{_single_name(target, fmt)}"
             expected = {single: sum(shard_rows.values())}
-            rows = file_rows(single) if single.exists() else 0
-            if not single.exists():
-                problems.append(f"{single}: missing (written even when empty)")
+            rows = file_rows(tree[single]) if single in tree else 0
+            if single not in tree:
+                problems.append(f"{root / single}: missing (written even when empty)")
             elif rows != expected[single]:
-                problems.append(f"{single}: {rows} rows, shards have {expected[single]}")
-        extra = [str(p) for p in present if p not in expected]
+                problems.append(f"{root / single}: {rows} rows, shards have {expected[single]}")
+        extra = [str(root / rel) for rel in present if rel not in expected]
         if extra:
             problems.append(f"{target}: file(s) not of the {mode} mode: {extra[:5]}")
         meta[f"{target}_shards"] = sum(shard_rows.values())
@@ -193,4 +260,5 @@ def export_problems(warehouse: Path, exports: Path, params: SplitParams) -> tupl
 
 
 def export_exists(exports: Path) -> bool:
-    return (export_root(exports) / TRAINING).is_dir()
+    root = export_root(exports)
+    return is_committed(root) if is_remote(root) else (root / TRAINING).is_dir()

@@ -4,13 +4,15 @@ over them, and the label rates they hold (no dagster import).
 
 from pathlib import Path
 
-import pyarrow.parquet as pq
+import pyarrow as pa
 
 from assets_pkg import layout
 from assets_pkg.duck import quote_ident
 from assets_pkg.splits.discovery import parse_shard_name, shard_key
 from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.rows import SPLITS
+from assets_pkg.storage import as_path, is_remote
+from assets_pkg.storage.arrow import arrow_location, parquet_file
 
 
 def output_folder(warehouse: Path, split: str) -> Path:
@@ -35,9 +37,9 @@ def shard_output_files(warehouse: Path, split: str) -> dict[str, Path]:
 
 def file_rows(path: Path) -> int:
     """Rows of one output file (a Parquet footer, or a text file read through)."""
-    path = Path(path)
+    path = as_path(path)
     if path.suffix == ".parquet":
-        return pq.ParquetFile(path).metadata.num_rows
+        return parquet_file(path).metadata.num_rows
     return sum(b.num_rows for b in _text_batches(path))
 
 
@@ -49,12 +51,12 @@ def _text_batches(path: Path):
 
 def files_relation(con, files: list[Path], columns: list[str] | None = None):
     """One relation over output shard files (parquet scanned by DuckDB, text via the reader)."""
-    files = [Path(f) for f in files]
+    files = [as_path(f) for f in files]
     cols = ", ".join(quote_ident(c) for c in columns) if columns else "*"
     if not files:
         return None
     if all(f.suffix == ".parquet" for f in files):
-        rel = con.read_parquet([str(f) for f in files], union_by_name=True)
+        rel = parquet_relation(con, files)
         return rel.project(cols) if columns else rel
     parts = []
     for i, f in enumerate(files):
@@ -63,6 +65,21 @@ def files_relation(con, files: list[Path], columns: list[str] | None = None):
         rel.create_view(name, replace=True)
         parts.append(f"SELECT {cols} FROM {name}")
     return con.sql(" UNION ALL BY NAME ".join(parts))
+
+
+def parquet_relation(con, files: list):
+    """One relation over Parquet files, columns matched by name. An object store's files are
+    scanned through pyarrow's native S3 client (parallel ranged reads, only the columns
+    asked for) rather than DuckDB's fsspec filesystem, which reads them in Python."""
+    if not is_remote(files[0]):
+        return con.read_parquet([str(f) for f in files], union_by_name=True)
+    import pyarrow.dataset as pads
+
+    fs, first = arrow_location(files[0])
+    locations = [first, *(arrow_location(f)[1] for f in files[1:])]
+    schemas = [parquet_file(f).schema_arrow for f in files]  # footers only: union by name
+    schema = pa.unify_schemas(schemas, promote_options="permissive")
+    return con.from_arrow(pads.dataset(locations, schema=schema, format="parquet", filesystem=fs))
 
 
 def output_label_rates(con, warehouse: Path, params: SplitParams, labels: dict) -> dict:

@@ -14,11 +14,13 @@ from pathlib import Path
 import pyarrow as pa
 
 from assets_pkg.duck import current_setting, quote_ident, setting
+from assets_pkg.io.atomic import atomic_path
 from assets_pkg.splits.allocation import register_labels
 from assets_pkg.splits.discovery import Shard
 from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.rows import DROP_REASONS, SPLITS, norm_sql, quiet, run_on_shard
 from assets_pkg.splits.shard_io import OpenedShard, ShardError, open_shard
+from assets_pkg.storage import as_path, is_remote, local_scratch
 
 
 def joins_built_on_allocation(con):
@@ -180,7 +182,10 @@ def split_shard_to_parquet(con, shard: Shard, params: SplitParams, labels: dict,
     opened: OpenedShard = open_shard(con, shard, params, signature, progress_callback, stage=stage_path)
     written = {k: 0 for k in SPLITS}
     sizes = {k: 0 for k in SPLITS}
-    parent = Path(targets["train"]).parent.parent
+    remote = is_remote(targets["train"])
+    # DuckDB writes into a temp folder beside the outputs (local root: published by rename),
+    # or in local scratch (object-store root: each file then uploaded in one PUT)
+    parent = local_scratch("splits_pass2") if remote else as_path(targets["train"]).parent.parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = parent / f".{shard.key}.tmp-{uuid.uuid4().hex[:12]}"
     try:
@@ -203,10 +208,13 @@ def split_shard_to_parquet(con, shard: Shard, params: SplitParams, labels: dict,
                 raise RuntimeError(f"{shard.path}: DuckDB wrote several files for one split: {by_split}")
         counts = _pass2_counts(shard, written, expected, opened.rejected_lines)
         for split in SPLITS:
-            final = Path(targets[split])
-            final.parent.mkdir(parents=True, exist_ok=True)
+            final = as_path(targets[split])
             files = list((tmp / f"__split={split}").glob("*.parquet")) if tmp.exists() else []
-            if files and written[split]:
+            if remote and files and written[split]:
+                with atomic_path(final) as upload:
+                    os.replace(files[0], upload)
+            elif files and written[split]:
+                final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(files[0], final)
             else:
                 final.unlink(missing_ok=True)

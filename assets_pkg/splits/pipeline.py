@@ -38,6 +38,7 @@ from assets_pkg.splits.profile import profile_shard
 from assets_pkg.splits.rows import SPLITS
 from assets_pkg.splits.shard_io import ShardError
 from assets_pkg.splits.shard_pool import ShardFailure, ShardPool, concurrent_scan, isolated
+from assets_pkg.storage import as_path, is_remote
 
 MANIFEST_NAME = "split_manifest.json"
 STATE_FOLDER = "_shard_state"
@@ -287,7 +288,7 @@ def update_label_rates(con, warehouse: Path, params: SplitParams) -> dict:
 
 def prune_stages(warehouse: Path, found: Discovery) -> list[str]:
     """Remove the stages of shards no longer in the inbox (their pass 2 will never come)."""
-    folder = asset_dir(warehouse, STAGED_FOLDER)
+    folder = staged_dir(warehouse)
     live = set(found.by_key())
     staged = {m.group(1) for p in (folder.iterdir() if folder.is_dir() else ())
               if (m := re.fullmatch(r"part-(\d+)\.arrow(?:\.json)?", p.name))}
@@ -320,11 +321,8 @@ def consolidate(con, warehouse: Path, exports: Path, params: SplitParams) -> dic
     streamed from the shard files in shard-number order (the same inputs give byte-identical
     files), and the split manifest beside it."""
     manifest = read_json(manifest_file(warehouse))
-    out = write_export(con, warehouse, exports, params, (manifest or {}).get("schema"))
-    if manifest is not None:
-        manifest["export"] = out
-        atomic_write_json(layout.exports_dir("splits", exports) / MANIFEST_NAME, manifest)
-    return out
+    return write_export(con, warehouse, exports, params, (manifest or {}).get("schema"), manifest=manifest,
+                        manifest_name=MANIFEST_NAME)
 
 
 def in_flight(params: SplitParams) -> dict:
@@ -367,8 +365,11 @@ def consolidated_file(exports: Path, split: str, fmt: str) -> Path:
 
 
 def read_json(path: Path) -> dict | None:
-    path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else None
+    path = as_path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:  # one request on an object store, not an exists() first
+        return None
 
 
 def rejects_file(warehouse: Path, key: str) -> Path:
@@ -376,8 +377,19 @@ def rejects_file(warehouse: Path, key: str) -> Path:
     return part_file(warehouse, "_rejects", key, "parquet")
 
 
+def staged_dir(warehouse: Path) -> Path:
+    """Where text shards' parsed rows wait for pass 2: beside the outputs on a local root; in
+    this process's local scratch for an object-store root (a cache, never uploaded: a pass 2
+    in another process or on another machine finds none and parses the input again)."""
+    if is_remote(warehouse):
+        return layout.scratch_dir("splits_staged")
+    return asset_dir(warehouse, STAGED_FOLDER)
+
+
 def staged_file(warehouse: Path, key: str) -> Path:
     """A text shard's parsed rows from pass 1 for pass 2 (:mod:`assets_pkg.splits.staging`)."""
+    if is_remote(warehouse):
+        return staged_dir(warehouse) / f"{layout.shard_stem(key)}.arrow"
     return part_file(warehouse, STAGED_FOLDER, key, "arrow")
 
 

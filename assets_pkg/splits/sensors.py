@@ -19,6 +19,7 @@ from assets_pkg.dagster_layer import sensor_status
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.sensor_runs import TrackedCursor, work_key
 from assets_pkg.settings import get_settings
+from assets_pkg.storage import check_reachable
 from assets_pkg.splits.assets import (
     CONSOLIDATED_KEY,
     PARTITIONS_NAME,
@@ -27,12 +28,13 @@ from assets_pkg.splits.assets import (
     shard_partitions,
 )
 from assets_pkg.splits.discovery import discover
+from assets_pkg.storage.objects import file_identity
 from assets_pkg.splits.pipeline import manifest_file, read_json, stale_shards
 
 
 def file_signature(shard) -> str:
-    st = shard.path.stat()
-    return f"{shard.name}|{st.st_size}|{st.st_mtime_ns}"
+    size, mtime_ns, etag = file_identity(shard.path)
+    return f"{shard.name}|{size}|{mtime_ns}" + (f"|{etag}" if etag else "")
 
 
 def range_tags(keys: list[str], order: list[str]) -> tuple[str | None, dict]:
@@ -54,6 +56,7 @@ def build_splits_sensor(job, consolidate: bool, check_settings):
                            "one run for all new or changed shards; a shard whose run fails is requested again.")
     def splits_shard_sensor(context: dg.SensorEvaluationContext):
         check_settings()  # a bad setting fails the tick naming it, rather than every run it would request
+        check_reachable(get_settings().data_root)  # a missing bucket or refused keys: said once, in words
         found = discover(inbox_dir())
         for problem in found.problems:
             context.log.warning(f"refused: {problem}")

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from assets_pkg import layout
 from assets_pkg.duck import quote_ident
 from assets_pkg.splits import staging
 from assets_pkg.splits.discovery import Shard
 from assets_pkg.splits.params import DOT_MARKER, SplitParams
+from assets_pkg.reader.sniff import open_binary
+from assets_pkg.storage import as_path
+from assets_pkg.storage.arrow import parquet_file
 
 
 class ShardError(ValueError):
@@ -53,7 +55,7 @@ class OpenedShard:
             return None
         if self.reader is None:
             if self.shard.format == "parquet" and not self.shard.compressed:
-                return pq.ParquetFile(self.shard.path).metadata.num_rows
+                return parquet_file(self.shard.path).metadata.num_rows
             return None
         st = self.reader.stats
         continuation = st.row_lines - st.total_rows
@@ -90,7 +92,7 @@ def open_shard(con: duckdb.DuckDBPyConnection, shard: Shard, params: SplitParams
     ``write_stage`` the parsed rows are also staged there as they are read (publish them
     with :meth:`OpenedShard.commit_stage`); without, a current stage is read instead of
     parsing the input."""
-    path = Path(shard.path)
+    path = as_path(shard.path)
     if not path.exists():
         raise ShardError(f"{path}: shard file disappeared")
     if path.stat().st_size == 0:
@@ -125,7 +127,7 @@ def open_shard(con: duckdb.DuckDBPyConnection, shard: Shard, params: SplitParams
 
 
 def _validated(shard: Shard, params: SplitParams, relation, reader, writer, staged_rejected) -> OpenedShard:
-    path = Path(shard.path)
+    path = shard.path
     columns = list(relation.columns)
     if any(DOT_MARKER in c for c in columns):
         relation = relation.project(", ".join(f"{quote_ident(c)} AS {quote_ident(renamed(c))}" for c in columns))
@@ -195,9 +197,9 @@ def _with_header(shard: Shard, signature: list[str]) -> Path:
     folder = layout.scratch_dir("splits_headers")
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{os.getpid()}-{shard.key}.{shard.format}"
-    opener = gzip.open if shard.compressed else open
     try:
-        with opener(shard.path, "rb") as src, open(target, "wb") as dst:
+        with open_binary(as_path(shard.path), 8 << 20) as raw, open(target, "wb") as dst:
+            src = gzip.GzipFile(fileobj=raw) if shard.compressed else raw
             dst.write((delimiter.join(signature) + "\n").encode("utf-8"))
             shutil.copyfileobj(src, dst, 1 << 20)
     except (OSError, EOFError) as exc:

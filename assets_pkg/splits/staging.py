@@ -5,7 +5,9 @@ are also written, as they pass, to an uncompressed Arrow IPC file (about the siz
 csv, ~16 ms per 500k rows: a fraction of a parse). Pass 2 reads that file batch by batch
 instead of parsing the csv again, and can then split it on a worker like a Parquet shard.
 
-A staged file is only a cache; the input shard stays the source of truth:
+A stage is always a local file: beside the outputs on a local root, in the process's local
+scratch on an object-store root (never uploaded; a pass 2 in another process finds none and
+parses the input). A staged file is only a cache; the input shard stays the source of truth:
 * it is published (atomic rename) with a JSON sidecar, written last, that records the
   input's name, size, mtime and header signature as they were *before* pass 1 read it, and
   the reader's rejected-line count. A stage without its sidecar, or whose sidecar no longer
@@ -25,6 +27,7 @@ import pyarrow.ipc as ipc
 
 from assets_pkg.io.atomic import atomic_write_json, remove_stale_temps, temp_sibling
 from assets_pkg.splits.discovery import Shard
+from assets_pkg.storage import as_path
 
 STAGE_VERSION = 1  # bump when what the reader produces for the same input changes
 ABANDONED_AFTER_S = 600  # a killed pass 1's temp file is cleared once this old
@@ -40,7 +43,7 @@ def sidecar(path: Path) -> Path:
 
 def identity(shard: Shard, signature: list[str] | None) -> dict:
     """What a stage must match to stand for the input shard."""
-    st = Path(shard.path).stat()
+    st = as_path(shard.path).stat()
     return {"source": shard.name, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
             "signature": list(signature) if signature and shard.format in ("csv", "tsv") else None,
             "version": STAGE_VERSION}

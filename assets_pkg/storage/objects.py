@@ -32,6 +32,15 @@ COMMIT_NAME = "_commit.json"
 GENERATION_PREFIX = "_g"
 # A live writer on another machine finishes a partition's uploads well within this.
 UNCOMMITTED_GRACE_S = 3600.0
+GRACE_VAR = "ASSETS_PKG_UNCOMMITTED_GRACE_S"
+
+
+def uncommitted_grace_s() -> float:
+    """Seconds an object without a commit is left alone before the next writer of its folder
+    deletes it as a killed writer's (``ASSETS_PKG_UNCOMMITTED_GRACE_S``, default one hour)."""
+    from assets_pkg.settings import env_float  # settings imports storage: not at import time
+
+    return env_float(GRACE_VAR, UNCOMMITTED_GRACE_S)
 
 
 class CorruptCommit(RuntimeError):
@@ -172,8 +181,10 @@ def uncommitted_objects(folder, older_than_s: float = 0.0) -> list[str]:
                   if name != COMMIT_NAME and name not in listed and _age_s(info) > older_than_s)
 
 
-def remove_uncommitted(folder, older_than_s: float = UNCOMMITTED_GRACE_S) -> int:
-    """Delete a killed writer's leftovers in ``folder`` (see :func:`uncommitted_objects`)."""
+def remove_uncommitted(folder, older_than_s: float | None = None) -> int:
+    """Delete a killed writer's leftovers in ``folder`` (see :func:`uncommitted_objects`)
+    untouched for ``older_than_s`` (default :func:`uncommitted_grace_s`)."""
+    older_than_s = uncommitted_grace_s() if older_than_s is None else older_than_s
     names = uncommitted_objects(folder, older_than_s)
     if names:
         filesystem(folder).rm([object_key(folder / name) for name in names])
@@ -191,7 +202,7 @@ def write_commit(folder, parts: dict[str, int], **extra) -> None:
 
 
 @contextmanager
-def put_folder_atomic(final, replace: bool = False, grace_s: float = UNCOMMITTED_GRACE_S) -> Iterator[Path]:
+def put_folder_atomic(final, replace: bool = False, grace_s: float | None = None) -> Iterator[Path]:
     """Yield a local folder; when the body succeeds, upload its files under ``final`` and
     commit them (see the module docstring). ``replace=False`` refuses a committed ``final``."""
     previous = read_commit(final)
@@ -228,3 +239,28 @@ def delete_folder(folder) -> None:
     names = list(_objects_under(folder))
     if names:
         fs.rm([object_key(folder / name) for name in names])
+
+
+def list_files(folder, folders: bool = False) -> list:
+    """The files (``folders``: the sub-folders) directly in ``folder``, [] when it does not
+    exist. An object-store folder is listed with one fresh request (s3fs would answer from
+    its listing cache, blind to another process's uploads), which also refreshes what
+    ``stat()`` of its files returns."""
+    if not is_remote(folder):
+        if not folder.is_dir():
+            return []
+        return [p for p in folder.iterdir() if (p.is_dir() if folders else p.is_file())]
+    try:
+        listed = filesystem(folder).ls(object_key(folder), detail=True, refresh=True)
+    except FileNotFoundError:
+        return []
+    kind = "directory" if folders else "file"
+    return [folder / entry["name"].rstrip("/").rsplit("/", 1)[-1] for entry in listed if entry["type"] == kind]
+
+
+def file_identity(path) -> tuple[int, int, str]:
+    """(bytes, mtime in ns, ETag or ''): what tells a changed input file from the one seen
+    before. Object stores keep mtimes in whole seconds, so a remote file's ETag counts too."""
+    st = path.stat()
+    etag = str(st.as_info().get("ETag") or "").strip('"') if is_remote(path) else ""
+    return st.st_size, st.st_mtime_ns, etag
