@@ -7,8 +7,8 @@ asks for, or materialize a selection over a partition or a partition range.
 
 import json
 import os
-import sys
 import shutil
+import sys
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
