@@ -21,6 +21,7 @@ from assets_pkg.splits.params import DOT_MARKER, SplitParams
 from assets_pkg.reader.sniff import open_binary
 from assets_pkg.storage import as_path
 from assets_pkg.storage.arrow import parquet_file
+from assets_pkg.storage.objects import local_copy
 
 
 class ShardError(ValueError):
@@ -102,7 +103,7 @@ def open_shard(con: duckdb.DuckDBPyConnection, shard: Shard, params: SplitParams
     staged_rejected = None
     if shard.format == "parquet" and not shard.compressed:
         try:
-            relation = con.read_parquet(str(path))
+            relation = con.read_parquet(str(local_copy(path)))
         except duckdb.Error as exc:
             raise ShardError(f"{path}: cannot read parquet shard: {exc}") from exc
     else:

@@ -264,3 +264,22 @@ def file_identity(path) -> tuple[int, int, str]:
     st = path.stat()
     etag = str(st.as_info().get("ETag") or "").strip('"') if is_remote(path) else ""
     return st.st_size, st.st_mtime_ns, etag
+
+
+def local_copy(path) -> Path:
+    """A local file with the bytes of ``path``: the path itself on a local root; for an object,
+    one download into this process's scratch, reused while the object is unchanged (same size,
+    time and ETag). For inputs that DuckDB scans several times (a splits shard: pass 1 and
+    pass 2): one GET instead of ranged reads through Python on every scan."""
+    if not is_remote(path):
+        return Path(path)
+    import hashlib
+
+    identity = repr((str(path), file_identity(path)))
+    name = f"{hashlib.sha1(identity.encode()).hexdigest()[:16]}-{path.name}"
+    local = local_scratch("inputs") / name
+    if not local.exists():
+        part = local.with_name(f".{name}.part")
+        download(path, part)
+        os.replace(part, local)  # local scratch: a half download never has the final name
+    return local
