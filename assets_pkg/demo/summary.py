@@ -4,8 +4,9 @@ through the sensor path.
 `generate` writes yearly batch files (the first year as CSV, read through the streaming
 reader; the others parquet) and keeps a later batch aside in `pending/`: forward records for
 the next month, backfill corrections of past months (newer base_ts) and new accounts.
-`run` builds every month in one run, drops the pending batch into the inbox, evaluates the
-sensor (which requests one run over the affected range) and reports the case counts.
+`run` evaluates the batch sensor (every batch is new: one run over every month), drops the
+pending batch into the inbox, evaluates the sensor again (one run over the affected range)
+and reports the case counts.
 """
 
 import os
@@ -108,10 +109,10 @@ def generate(inbox_dir: Path, scale: str = "demo") -> None:
 
 
 def run(ctx) -> None:
-    from assets_pkg.summary.assets import ACCOUNT_SUMMARY, LATEST_SUMMARY
     from assets_pkg.summary.config import load_summary_settings
     from assets_pkg.summary.engine import source_months
     from assets_pkg.summary.plan import plan_pending
+    from assets_pkg.summary.sensors import SENSOR_NAME
 
     report = ctx.report
     cfg = load_summary_settings()
@@ -120,9 +121,11 @@ def run(ctx) -> None:
     if not months:
         report.line(f"no account records in {inbox}")
         return
-    report.line(f"initial build: {months[0]}..{months[-1]} ({len(months)} months) in one run")
-    result = ctx.materialize([ACCOUNT_SUMMARY, LATEST_SUMMARY], partition_range=(months[0], months[-1]))
-    _report_run(report, result, "initial")
+    # the batch sensor does the initial build too: every batch is new to it, so it asks
+    # for one run over every month; once processed, a second demo asks for nothing
+    report.line(f"source months {months[0]}..{months[-1]} ({len(months)} months)")
+    for result in ctx.evaluate_sensor(SENSOR_NAME):
+        _report_run(report, result, "initial")
     pending = sorted((inbox / PENDING).glob("*")) if (inbox / PENDING).is_dir() else []
     for path in pending:
         os.replace(path, inbox / path.name)
@@ -130,7 +133,7 @@ def run(ctx) -> None:
     plan = plan_pending()[0]
     for text in plan.lines():
         report.line(f"plan: {text}")
-    results = ctx.evaluate_sensor("summary_batch_sensor")
+    results = ctx.evaluate_sensor(SENSOR_NAME)
     if not results:
         report.line("sensor: nothing to do (no new batch files)")
     for res in results:
