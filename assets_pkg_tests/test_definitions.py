@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import dagster as dg
 import pytest
 
 from assets_pkg.definitions import defs
@@ -36,3 +37,27 @@ def test_dagster_definitions_validate(data_root):
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_named_job_runs_with_the_launchpad_defaults():
+    """The config the launchpad opens with (no field set) is valid for every named job:
+    no job opens with a missing-config error."""
+
+    named = [job for job in defs.resolve_all_job_defs() if not job.name.startswith("__")]
+    assert {job.name for job in named} >= {"splits_job", "summary_job", "ingest_job", "logs_daily_job",
+                                           "logs_fetch_window_job", "timeseries_daily"}
+    for job in named:
+        assert dg.validate_run_config(job, {}), job.name
+
+
+def test_fetch_window_defaults_to_yesterday_of_the_first_log(monkeypatch):
+    import datetime as dt
+
+    from assets_pkg.logs.jobs import FetchWindowConfig
+    from assets_pkg.logs.planner import day_window
+
+    monkeypatch.setenv("LOG_IDS", "web,app")
+    start, end = day_window("2025-03-01")
+    assert FetchWindowConfig().window(today=dt.date(2025, 3, 2)) == ("web", str(start), str(end))
+    assert FetchWindowConfig(log_id="app", start="2025-01-01").window(today=dt.date(2025, 3, 2)) == (
+        "app", "2025-01-01", str(end))
