@@ -54,6 +54,31 @@ def _metadata(values: dict) -> dict:
     return clean
 
 
+# A run over several partitions yields one output, and Dagster copies its metadata onto every
+# partition's materialization (dagster/_core/execution/plan/execute_step.py,
+# _get_output_asset_events: output metadata, then the partition's own on top). So a figure
+# of the whole run is renamed here, and each partition gets its own figures through
+# ``add_asset_metadata(..., partition_key=)``.
+RUN_FIGURES = {"dagster/row_count": "run/rows", "bytes": "run/bytes", "seconds": "run/seconds",
+               "peak_rss_mb": "run/peak_rss_mb", "rows_per_second": "run/rows_per_second",
+               "partitions": "run/partitions", "files_written": "run/files_written"}
+
+
+def run_level(metadata: Mapping, partitions: int) -> dict:
+    """The metadata of an output over ``partitions`` partitions: with more than one, the
+    run's own figures (rows, bytes, seconds, peak memory) are labelled ``run/<name>``, so no
+    partition shows the run's total as its own."""
+    if partitions <= 1:
+        return dict(metadata)
+    return {RUN_FIGURES.get(key, key): value for key, value in metadata.items()}
+
+
+def add_partition_metadata(context, by_partition: Mapping[str, Mapping], asset_key=None) -> None:
+    """Each partition's own metadata (row count, bytes, ...) on its materialization."""
+    for key, metadata in by_partition.items():
+        context.add_asset_metadata(dict(metadata), asset_key=asset_key, partition_key=key)
+
+
 def log_progress(context):
     """A streaming-reader progress callback that logs into the Dagster event log."""
     from assets_pkg.reader import format_progress

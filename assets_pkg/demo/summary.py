@@ -146,13 +146,15 @@ def _report_run(report, result, label: str) -> None:
     rng = (tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG))
     status = "succeeded" if result.success else "FAILED"
     report.line(f"{label} run {result.run_id[:8]} {status}: months {rng[0]}..{rng[1]}" + (f", cases {cases}" if cases else ""))
+    # each partition carries its own row count; seconds are the run's (run/seconds in a range)
+    rows: dict = {}
+    seconds: dict = {}
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
-        meta = mat.metadata
-        if mat.asset_key.path[-1] == "latest_summary" or (meta.get("range_end") and mat.partition == rng[1]):
-            rows = meta.get("dagster/row_count")
-            secs = meta.get("seconds")
-            report.line(
-                f"  {mat.asset_key.to_user_string()}: rows={getattr(rows, 'value', rows)} "
-                f"seconds={getattr(secs, 'value', secs)}"
-            )
+        name = mat.asset_key.to_user_string()
+        value = mat.metadata.get("dagster/row_count")
+        rows[name] = rows.get(name, 0) + (getattr(value, "value", value) or 0)
+        secs = mat.metadata.get("run/seconds", mat.metadata.get("seconds"))
+        seconds[name] = getattr(secs, "value", secs)
+    for name in rows:
+        report.line(f"  {name}: rows={rows[name]} seconds={seconds[name]}")

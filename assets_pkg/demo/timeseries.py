@@ -143,15 +143,14 @@ def run(ctx) -> None:
     ctx.report.line(f"sensor {SENSOR_NAME} launched {len(results)} run(s)")
     if any(not result.success for result in results):
         raise RuntimeError("time-series run failed")
-    # a range run reports each day's numbers as an observation of its partition
+    # each day's materialization carries that day's own numbers
     totals: dict = {}
-    for event in (e for result in results for e in result.all_events):
-        if event.event_type_value == "ASSET_OBSERVATION":
-            obs = event.event_specific_data.asset_observation
-            if obs.asset_key.to_user_string() == "timeseries/resampled":
-                for key in ("rows", "rejects", "duplicates_aggregated"):
-                    if key in obs.metadata:
-                        totals[key] = totals.get(key, 0) + obs.metadata[key].value
+    for event in (e for result in results for e in result.get_asset_materialization_events()):
+        mat = event.event_specific_data.materialization
+        if mat.asset_key.to_user_string() == "timeseries/resampled":
+            for key in ("rows", "rejects", "duplicates_aggregated"):
+                if key in mat.metadata:
+                    totals[key] = totals.get(key, 0) + mat.metadata[key].value
     if totals:
         ctx.report.line(
             f"resampled: {totals.get('rows', 0)} rows; rejects {totals.get('rejects', 0)}, "
