@@ -42,6 +42,47 @@ def check_result(outcome: CheckOutcome, asset_key: dg.AssetKey | None = None) ->
     )
 
 
+def check_evaluation(outcome: CheckOutcome, partition: str | None = None) -> dg.AssetCheckEvaluation:
+    """A pure :class:`CheckOutcome` as the evaluation event Dagster stores (of one partition)."""
+    return dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey(outcome.asset.split("/")), check_name=outcome.name, passed=bool(outcome.passed),
+        metadata=_metadata(outcome.metadata), severity=severity(outcome), description=outcome.description or None,
+        partition=partition,
+    )
+
+
+def per_partition_check(context, outcomes: Mapping[str, CheckOutcome], aggregate: CheckOutcome) -> dg.AssetCheckResult:
+    """The results of a check declared per partition (``AssetCheckSpec(partitions_def=)``).
+
+    Dagster 1.13's ``AssetCheckResult`` takes the step's partition, and a run over a range
+    has none; so in such a run each partition's evaluation is logged with its partition
+    (stored per partition, as the UI shows it), and the step's own result, the check's
+    output, is the run-level aggregate. Over one partition it is that partition's result."""
+    if len(outcomes) > 1:
+        for key, outcome in outcomes.items():
+            context.log_event(check_evaluation(outcome, partition=key))
+    return check_result(aggregate)
+
+
+def record_check_outcomes(instance: dg.DagsterInstance, defs: dg.Definitions, outcomes) -> int:
+    """Record outcomes computed outside a run (``assets-pkg check``) in the instance, as the
+    latest evaluation of each check the code location defines (the UI shows it; a check
+    declared per partition gets the outcome's ``day`` as its partition); returns how many
+    were recorded."""
+    graph = defs.resolve_asset_graph()
+    partitioned = {(key.asset_key.to_user_string(), key.name): graph.get(key).partitions_def is not None
+                   for key in graph.asset_check_keys}
+    recorded = 0
+    for outcome in outcomes:
+        key = (outcome.asset, outcome.name)
+        if key not in partitioned:
+            continue
+        partition = outcome.metadata.get("day") if partitioned[key] else None
+        instance.report_runless_asset_event(check_evaluation(outcome, partition=partition))
+        recorded += 1
+    return recorded
+
+
 def _metadata(values: dict) -> dict:
     clean = {}
     for key, value in values.items():

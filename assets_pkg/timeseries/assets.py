@@ -15,7 +15,13 @@ import dagster as dg
 
 from assets_pkg import layout
 from assets_pkg.checking import CheckOutcome
-from assets_pkg.dagster_layer import add_partition_metadata, check_result, config_class, log_progress, run_level
+from assets_pkg.dagster_layer import (
+    add_partition_metadata,
+    config_class,
+    log_progress,
+    per_partition_check,
+    run_level,
+)
 from assets_pkg.io.atomic import atomic_write_json
 from assets_pkg.obs import log_event, peak_rss_mb, stage
 from assets_pkg.resources.duckdb import DuckDBResource
@@ -65,6 +71,11 @@ def _day_of(path: Path) -> str:
 
 def _by_day(paths) -> dict:
     return {_day_of(p): [p] for p in paths}
+
+
+def _by_partition(outcomes: list[CheckOutcome]) -> dict:
+    """Each day's outcome by its day (the partition it was evaluated on)."""
+    return {o.metadata["day"]: o for o in outcomes}
 
 
 def _combine(outcomes: list[CheckOutcome]) -> CheckOutcome:
@@ -196,9 +207,9 @@ def _log_rejects(context, day: str, results) -> dict:
     kinds={"duckdb", "parquet"},
     ins={"resampled": dg.AssetIn(key=dg.AssetKey([*PREFIX, "resampled"]), metadata={"load_as": "paths"})},
     check_specs=[
-        dg.AssetCheckSpec("unique_buckets", asset=dg.AssetKey([*PREFIX, "merged"]),
+        dg.AssetCheckSpec("unique_buckets", asset=dg.AssetKey([*PREFIX, "merged"]), partitions_def=DAILY,
                           description="One row per (bucket, key)."),
-        dg.AssetCheckSpec("coverage", asset=dg.AssetKey([*PREFIX, "merged"]),
+        dg.AssetCheckSpec("coverage", asset=dg.AssetKey([*PREFIX, "merged"]), partitions_def=DAILY,
                           description="Share of the day's buckets each dataset filled (WARN below the threshold)."),
     ],
 )
@@ -230,8 +241,8 @@ def merged(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb: 
             meta.pop("dagster/row_count", None)  # the IO manager reports what it wrote
             meta.update({k: v for k, v in cov[0].metadata.items() if k.startswith("coverage/")})
         yield dg.Output(value, metadata=meta)  # a range run computes each day while it is stored
-    yield check_result(_combine(uniq))
-    yield check_result(_combine(cov))
+    yield per_partition_check(context, _by_partition(uniq), _combine(uniq))
+    yield per_partition_check(context, _by_partition(cov), _combine(cov))
 
 
 @daily_asset(
@@ -239,6 +250,7 @@ def merged(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb: 
     ins={"merged": dg.AssetIn(key=dg.AssetKey([*PREFIX, "merged"]), metadata={"load_as": "paths"})},
     check_specs=[
         dg.AssetCheckSpec("export_matches_merged", asset=dg.AssetKey([*PREFIX, "export"]), blocking=True,
+                          partitions_def=DAILY,
                           description="Every exported file has the merged row count (blocks analysis)."),
     ],
 )
@@ -273,7 +285,7 @@ def export(context: dg.AssetExecutionContext, config: TimeseriesConfig, merged):
     meta["peak_rss_mb"] = peak_rss_mb()
     meta["folder"] = dg.MetadataValue.path(str(out_dir))
     return dg.MaterializeResult(metadata=run_level(meta, len(meta_days)),
-                                check_results=[check_result(_combine(checks))])
+                                check_results=[per_partition_check(context, _by_partition(checks), _combine(checks))])
 
 
 @daily_asset(
