@@ -181,37 +181,39 @@ def config_class(
     the same fields, types and descriptions, on ``base`` (``dg.Config`` for op config,
     ``dg.ConfigurableResource`` for a resource).
 
-    A field the run does not set takes its value when the config object is built, i.e.
-    when the run starts, from ``defaults()`` (default: the declared default overridden by
-    the env var). So a bad env var or settings file fails that domain's runs with the
-    error naming it, never the loading of the code location. ``settings()`` gives the
-    validated declaration (``SettingError`` naming the setting). Fields in ``exclude``
-    stay out of the launchpad and keep the value ``defaults()`` gives them.
+    The launchpad shows every field with its real default: ``defaults()`` (default: the
+    declared default overridden by the env var) as read when the code location loads (a bad
+    env var or settings file: the declared defaults, with a warning). A field the run does
+    not set, or sets to that shown default, takes its value when the config object is
+    built, i.e. when the run starts, from ``defaults()`` again: Dagster fills the shown
+    default into every run's config, and the env of the run, not that of the load, must
+    decide. So a bad env var or settings file fails that domain's runs with the error
+    naming it, never the loading of the code location. ``settings()`` gives the validated
+    declaration (``SettingError`` naming the setting). Fields in ``exclude`` stay out of
+    the launchpad and keep the value ``defaults()`` gives them.
     """
     read_defaults = defaults or model.env_defaults
     excluded = set(exclude)
     names = [name for name in model.model_fields if name not in excluded]
+    declared = {name: model.model_fields[name].get_default(call_default_factory=True) for name in names}
+    loaded = at_load(lambda: {name: read_defaults()[name] for name in names}, declared, model.__name__)
+    shown = {name: _config_value(loaded[name]) for name in names}
 
     class Declared(base):
         def __init__(self, **values):
-            missing = [name for name in names if name not in values]
-            if missing:
-                found = read_defaults()  # one read (file, env) for every missing field
-                values = {**{name: _config_value(found[name]) for name in missing}, **values}
+            unset = [name for name in names if name not in values or values[name] == shown[name]]
+            if unset:
+                found = read_defaults()  # one read (file, env) for every field left to it
+                values = {**values, **{name: _config_value(found[name]) for name in unset}}
             super().__init__(**values)
 
         def settings(self):
             chosen = {name: getattr(self, name) for name in names}
             return model.build(**({**read_defaults(), **chosen} if excluded else chosen))
 
-    def fallback(name):
-        # never used when built through __init__ above; keeps the field optional in the
-        # launchpad (a static default would freeze the env of the moment the code loaded)
-        return lambda: _config_value(read_defaults()[name])
-
     fields = {
         name: (_config_type(model.model_fields[name].annotation),
-               Field(default_factory=fallback(name), description=model.model_fields[name].description))
+               Field(default=shown[name], description=model.model_fields[name].description))
         for name in names
     }
     return create_model(model.__name__ + "Config", __base__=Declared, __doc__=model.__doc__, **fields)
