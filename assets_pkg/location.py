@@ -54,7 +54,7 @@ from dagster._core.scheduler.instigation import (
 from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-# workspace.yaml's location_name and module (test_location checks they agree)
+# workspace.yaml's location_name and module (test_definitions checks they agree)
 LOCATION_NAME = "assets_pkg"
 DEFINITIONS_MODULE = "assets_pkg.definitions"
 

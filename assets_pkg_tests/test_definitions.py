@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -61,3 +62,16 @@ def test_fetch_window_defaults_to_yesterday_of_the_first_log(monkeypatch):
     assert FetchWindowConfig().window(today=dt.date(2025, 3, 2)) == ("web", str(start), str(end))
     assert FetchWindowConfig(log_id="app", start="2025-01-01").window(today=dt.date(2025, 3, 2)) == (
         "app", "2025-01-01", str(end))
+
+
+def test_demo_runs_carry_the_location_name_make_ui_serves():
+    """The demo's runs and sensor cursors are keyed by the code location's name: it must be
+    workspace.yaml's, or the UI and the daemon would not find them."""
+    import yaml
+
+    from assets_pkg.location import DEFINITIONS_MODULE, LOCATION_NAME, repository_origin
+
+    workspace = yaml.safe_load((Path(__file__).resolve().parents[1] / "workspace.yaml").read_text())
+    (entry,) = workspace["load_from"]
+    assert entry["python_module"] == {"module_name": DEFINITIONS_MODULE, "location_name": LOCATION_NAME}
+    assert repository_origin().get_label() == f"__repository__@{LOCATION_NAME}"
