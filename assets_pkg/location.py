@@ -168,20 +168,24 @@ def evaluate_sensor_tick(defs: dg.Definitions, instance: dg.DagsterInstance, nam
             for key in request.partition_keys:
                 instance.delete_dynamic_partition(request.partitions_def_name, key)
     tick = Tick(skip_message=data.skip_message)
-    for request in data.run_requests or []:
-        job_name = request.job_name or (sensor.job_name if sensor.has_jobs else None)
-        if job_name is None:
-            job_name = job_for_assets(defs, list(request.asset_selection or []))
-        tags = dict(request.tags or {})
-        if request.run_key:  # as the daemon tags a sensor's run: the sensor finds it by its run key
-            tags.update({RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: name})
-        config = request.run_config or run_config
-        tick.results.append(execute_job(
-            defs, instance, job_name, partition_key=request.partition_key, tags=tags,
-            run_config=config.to_config_dict() if hasattr(config, "to_config_dict") else config,
-            asset_selection=list(request.asset_selection) if request.asset_selection else None,
-        ))
-    _store_tick(instance, sensor, state, data, tick, started)
+    try:
+        for request in data.run_requests or []:
+            job_name = request.job_name or (sensor.job_name if sensor.has_jobs else None)
+            if job_name is None:
+                job_name = job_for_assets(defs, list(request.asset_selection or []))
+            tags = dict(request.tags or {})
+            if request.run_key:  # as the daemon tags a sensor's run: the sensor finds it by its run key
+                tags.update({RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: name})
+            config = request.run_config or run_config
+            tick.results.append(execute_job(
+                defs, instance, job_name, partition_key=request.partition_key, tags=tags,
+                run_config=config.to_config_dict() if hasattr(config, "to_config_dict") else config,
+                asset_selection=list(request.asset_selection) if request.asset_selection else None,
+            ))
+    finally:
+        # the cursor is stored even when a run raised: it tracks that run by its run key,
+        # so the next tick sees it failed and requests its work again (sensor_runs.py)
+        _store_tick(instance, sensor, state, data, tick, started)
     return tick
 
 
@@ -207,8 +211,8 @@ def _store_tick(instance, sensor, state, data, tick: Tick, started: float) -> No
         instance.update_instigator_state(state.with_data(instigator_data))
     instance.create_tick(TickData(
         instigator_origin_id=origin.get_id(), instigator_name=sensor.name, instigator_type=InstigatorType.SENSOR,
-        status=TickStatus.SUCCESS if tick.results else TickStatus.SKIPPED, timestamp=started,
+        status=TickStatus.SUCCESS if data.run_requests else TickStatus.SKIPPED, timestamp=started,
         end_timestamp=now, run_ids=[r.run_id for r in tick.results], run_keys=run_keys,
-        skip_reason=None if tick.results else data.skip_message, cursor=data.cursor,
+        skip_reason=None if data.run_requests else data.skip_message, cursor=data.cursor,
         selector_id=origin.get_selector().get_id(),
     ))

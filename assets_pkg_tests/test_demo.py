@@ -59,7 +59,7 @@ def test_demo_runs_every_domain_and_a_second_run_is_idempotent(data_root):
     assert "0" not in re.findall(r"fetched=\s*(\d+)", first["logs"])
     assert "launched 1 run(s)" in first["timeseries"]
     runs, materializations = _runs_and_materializations()
-    _assert_runs_belong_to_the_code_location(runs)
+    _assert_runs_belong_to_the_code_location(runs, env)
     assert not (data_root / ".dagster" / "demo_sensor_cursors.json").exists()
     _assert_sensors_request_nothing()
 
@@ -91,15 +91,24 @@ def _runs_and_materializations():
     return runs, total
 
 
-def _assert_runs_belong_to_the_code_location(run_ids) -> None:
+def _code_location_snapshots(env: dict) -> dict:
+    """{job: snapshot id} as a code server started with ``env`` loads the definitions."""
+    code = ("import json; from assets_pkg.definitions import defs\n"
+            "print(json.dumps({j.name: j.get_job_snapshot_id() for j in defs.resolve_all_job_defs()}))")
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _assert_runs_belong_to_the_code_location(run_ids, env: dict) -> None:
     """Every demo run is a run of a named job of the code location `make ui` serves: listed
     in that job's Runs tab (repository label), with the job's own snapshot (re-execution
     without a version warning)."""
     import dagster as dg
     from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
-    from assets_pkg.definitions import defs
-
+    snapshots = _code_location_snapshots(env)
     jobs = {"ingest_job", "splits_job", "summary_job", "logs_daily_job", "logs_fetch_window_job", "timeseries_daily"}
     with dg.DagsterInstance.get() as instance:
         runs = [instance.get_run_by_id(run_id) for run_id in run_ids]
@@ -110,7 +119,7 @@ def _assert_runs_belong_to_the_code_location(run_ids) -> None:
             assert sorted(r.run_id for r in listed) == sorted(r.run_id for r in runs if r.job_name == job)
         for run in runs:  # the whole job, with the snapshot the code location gives it
             assert not run.asset_selection, run.job_name
-            assert run.job_snapshot_id == defs.resolve_job_def(run.job_name).get_job_snapshot_id(), run.job_name
+            assert run.job_snapshot_id == snapshots[run.job_name], run.job_name
 
 
 def _assert_sensors_request_nothing() -> None:
