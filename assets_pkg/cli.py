@@ -45,6 +45,13 @@ def _cmd_check(args) -> int:
         print(outcome.line())
     failed = [o for o in outcomes if o.blocking_failure]
     print(f"{len(outcomes)} checks, {len(failed)} ERROR failures")
+    from assets_pkg.dagster_layer import record_check_outcomes
+    from assets_pkg.definitions import defs
+    from assets_pkg.instance import open_instance
+
+    with open_instance() as instance:  # the UI shows these as each check's latest evaluation
+        recorded = record_check_outcomes(instance, defs, outcomes)
+    print(f"recorded {recorded} check evaluation(s) in the Dagster instance ({instance.root_directory})")
     return 1 if failed else 0
 
 

@@ -42,6 +42,47 @@ def check_result(outcome: CheckOutcome, asset_key: dg.AssetKey | None = None) ->
     )
 
 
+def check_evaluation(outcome: CheckOutcome, partition: str | None = None) -> dg.AssetCheckEvaluation:
+    """A pure :class:`CheckOutcome` as the evaluation event Dagster stores (of one partition)."""
+    return dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey(outcome.asset.split("/")), check_name=outcome.name, passed=bool(outcome.passed),
+        metadata=_metadata(outcome.metadata), severity=severity(outcome), description=outcome.description or None,
+        partition=partition,
+    )
+
+
+def per_partition_check(context, outcomes: Mapping[str, CheckOutcome], aggregate: CheckOutcome) -> dg.AssetCheckResult:
+    """The results of a check declared per partition (``AssetCheckSpec(partitions_def=)``).
+
+    Dagster 1.13's ``AssetCheckResult`` takes the step's partition, and a run over a range
+    has none; so in such a run each partition's evaluation is logged with its partition
+    (stored per partition, as the UI shows it), and the step's own result, the check's
+    output, is the run-level aggregate. Over one partition it is that partition's result."""
+    if len(outcomes) > 1:
+        for key, outcome in outcomes.items():
+            context.log_event(check_evaluation(outcome, partition=key))
+    return check_result(aggregate)
+
+
+def record_check_outcomes(instance: dg.DagsterInstance, defs: dg.Definitions, outcomes) -> int:
+    """Record outcomes computed outside a run (``assets-pkg check``) in the instance, as the
+    latest evaluation of each check the code location defines (the UI shows it; a check
+    declared per partition gets the outcome's ``day`` as its partition); returns how many
+    were recorded."""
+    graph = defs.resolve_asset_graph()
+    partitioned = {(key.asset_key.to_user_string(), key.name): graph.get(key).partitions_def is not None
+                   for key in graph.asset_check_keys}
+    recorded = 0
+    for outcome in outcomes:
+        key = (outcome.asset, outcome.name)
+        if key not in partitioned:
+            continue
+        partition = outcome.metadata.get("day") if partitioned[key] else None
+        instance.report_runless_asset_event(check_evaluation(outcome, partition=partition))
+        recorded += 1
+    return recorded
+
+
 def _metadata(values: dict) -> dict:
     clean = {}
     for key, value in values.items():
@@ -52,6 +93,31 @@ def _metadata(values: dict) -> dict:
         else:
             clean[key] = value
     return clean
+
+
+# A run over several partitions yields one output, and Dagster copies its metadata onto every
+# partition's materialization (dagster/_core/execution/plan/execute_step.py,
+# _get_output_asset_events: output metadata, then the partition's own on top). So a figure
+# of the whole run is renamed here, and each partition gets its own figures through
+# ``add_asset_metadata(..., partition_key=)``.
+RUN_FIGURES = {"dagster/row_count": "run/rows", "bytes": "run/bytes", "seconds": "run/seconds",
+               "peak_rss_mb": "run/peak_rss_mb", "rows_per_second": "run/rows_per_second",
+               "partitions": "run/partitions", "files_written": "run/files_written"}
+
+
+def run_level(metadata: Mapping, partitions: int) -> dict:
+    """The metadata of an output over ``partitions`` partitions: with more than one, the
+    run's own figures (rows, bytes, seconds, peak memory) are labelled ``run/<name>``, so no
+    partition shows the run's total as its own."""
+    if partitions <= 1:
+        return dict(metadata)
+    return {RUN_FIGURES.get(key, key): value for key, value in metadata.items()}
+
+
+def add_partition_metadata(context, by_partition: Mapping[str, Mapping], asset_key=None) -> None:
+    """Each partition's own metadata (row count, bytes, ...) on its materialization."""
+    for key, metadata in by_partition.items():
+        context.add_asset_metadata(dict(metadata), asset_key=asset_key, partition_key=key)
 
 
 def log_progress(context):
@@ -112,37 +178,39 @@ def config_class(
     the same fields, types and descriptions, on ``base`` (``dg.Config`` for op config,
     ``dg.ConfigurableResource`` for a resource).
 
-    A field the run does not set takes its value when the config object is built, i.e.
-    when the run starts, from ``defaults()`` (default: the declared default overridden by
-    the env var). So a bad env var or settings file fails that domain's runs with the
-    error naming it, never the loading of the code location. ``settings()`` gives the
-    validated declaration (``SettingError`` naming the setting). Fields in ``exclude``
-    stay out of the launchpad and keep the value ``defaults()`` gives them.
+    The launchpad shows every field with its real default: ``defaults()`` (default: the
+    declared default overridden by the env var) as read when the code location loads (a bad
+    env var or settings file: the declared defaults, with a warning). A field the run does
+    not set, or sets to that shown default, takes its value when the config object is
+    built, i.e. when the run starts, from ``defaults()`` again: Dagster fills the shown
+    default into every run's config, and the env of the run, not that of the load, must
+    decide. So a bad env var or settings file fails that domain's runs with the error
+    naming it, never the loading of the code location. ``settings()`` gives the validated
+    declaration (``SettingError`` naming the setting). Fields in ``exclude`` stay out of
+    the launchpad and keep the value ``defaults()`` gives them.
     """
     read_defaults = defaults or model.env_defaults
     excluded = set(exclude)
     names = [name for name in model.model_fields if name not in excluded]
+    declared = {name: model.model_fields[name].get_default(call_default_factory=True) for name in names}
+    loaded = at_load(lambda: {name: read_defaults()[name] for name in names}, declared, model.__name__)
+    shown = {name: _config_value(loaded[name]) for name in names}
 
     class Declared(base):
         def __init__(self, **values):
-            missing = [name for name in names if name not in values]
-            if missing:
-                found = read_defaults()  # one read (file, env) for every missing field
-                values = {**{name: _config_value(found[name]) for name in missing}, **values}
+            unset = [name for name in names if name not in values or values[name] == shown[name]]
+            if unset:
+                found = read_defaults()  # one read (file, env) for every field left to it
+                values = {**values, **{name: _config_value(found[name]) for name in unset}}
             super().__init__(**values)
 
         def settings(self):
             chosen = {name: getattr(self, name) for name in names}
             return model.build(**({**read_defaults(), **chosen} if excluded else chosen))
 
-    def fallback(name):
-        # never used when built through __init__ above; keeps the field optional in the
-        # launchpad (a static default would freeze the env of the moment the code loaded)
-        return lambda: _config_value(read_defaults()[name])
-
     fields = {
         name: (_config_type(model.model_fields[name].annotation),
-               Field(default_factory=fallback(name), description=model.model_fields[name].description))
+               Field(default=shown[name], description=model.model_fields[name].description))
         for name in names
     }
     return create_model(model.__name__ + "Config", __base__=Declared, __doc__=model.__doc__, **fields)

@@ -2,7 +2,9 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from assets_pkg.definitions import defs
@@ -36,3 +38,40 @@ def test_dagster_definitions_validate(data_root):
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_named_job_runs_with_the_launchpad_defaults():
+    """The config the launchpad opens with (no field set) is valid for every named job:
+    no job opens with a missing-config error."""
+
+    named = [job for job in defs.resolve_all_job_defs() if not job.name.startswith("__")]
+    assert {job.name for job in named} >= {"splits_job", "summary_job", "ingest_job", "logs_daily_job",
+                                           "logs_fetch_window_job", "timeseries_daily"}
+    for job in named:
+        assert dg.validate_run_config(job, {}), job.name
+
+
+def test_fetch_window_defaults_to_yesterday_of_the_first_log(monkeypatch):
+    import datetime as dt
+
+    from assets_pkg.logs.jobs import FetchWindowConfig
+    from assets_pkg.logs.planner import day_window
+
+    monkeypatch.setenv("LOG_IDS", "web,app")
+    start, end = day_window("2025-03-01")
+    assert FetchWindowConfig().window(today=dt.date(2025, 3, 2)) == ("web", str(start), str(end))
+    assert FetchWindowConfig(log_id="app", start="2025-01-01").window(today=dt.date(2025, 3, 2)) == (
+        "app", "2025-01-01", str(end))
+
+
+def test_demo_runs_carry_the_location_name_make_ui_serves():
+    """The demo's runs and sensor cursors are keyed by the code location's name: it must be
+    workspace.yaml's, or the UI and the daemon would not find them."""
+    import yaml
+
+    from assets_pkg.location import DEFINITIONS_MODULE, LOCATION_NAME, repository_origin
+
+    workspace = yaml.safe_load((Path(__file__).resolve().parents[1] / "workspace.yaml").read_text())
+    (entry,) = workspace["load_from"]
+    assert entry["python_module"] == {"module_name": DEFINITIONS_MODULE, "location_name": LOCATION_NAME}
+    assert repository_origin().get_label() == f"__repository__@{LOCATION_NAME}"

@@ -189,3 +189,53 @@ def test_bad_log_start_date_fails_only_the_logs_domain(tmp_path):
     out = probe(tmp_path, LOG_START_DATE="bad")
     assert "LOG_START_DATE='bad' is not a date" in out["logs"]
     assert out["splits"] == "ok" and out["summary"] == "ok"
+
+
+def test_launchpads_show_every_setting_with_its_real_default():
+    """Each domain's launchpad pre-fills every field with the value a run would use (the env
+    of the loaded code location), not just the fields without an env var."""
+    code = (
+        "import json; from assets_pkg.definitions import defs\n"
+        "out = {}\n"
+        "for job, path in (('splits_job', ('resources', 'split_config', 'config')),\n"
+        "                  ('ingest_job', ('ops', 'ingest__files', 'config'))):\n"
+        "    t = defs.resolve_job_def(job).run_config_schema.config_type\n"
+        "    for part in path:\n"
+        "        t = t.fields[part].config_type\n"
+        "    out[job] = {n: (f.default_value if f.default_provided else '<none>') for n, f in t.fields.items()}\n"
+        "print(json.dumps(out))\n"
+    )
+    env = {**os.environ, "TRAIN_RATIO": "0.8", "SPLIT_DATE": "2024-02-01", "CHUNK_SIZE": "5000"}
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shown = json.loads(proc.stdout.strip().splitlines()[-1])
+    splits = shown["splits_job"]
+    assert set(splits) == set(SplitParams.model_fields) and "<none>" not in splits.values()
+    assert (splits["train_ratio"], splits["split_date"], splits["random_seed"]) == (0.8, "2024-02-01", 42)
+    assert shown["ingest_job"]["chunk_size"] == 5000 and "<none>" not in shown["ingest_job"].values()
+
+
+def test_a_shown_default_follows_the_env_of_the_run(monkeypatch):
+    """Dagster fills the shown (load-time) default into the run's config: the run still
+    reads the env as it is when the run starts; a value the user changed wins."""
+    monkeypatch.setenv("SAMPLE_ROWS", "7")
+    Config = config_class(Sample)
+    assert launchpad_default(Config, "rows") == 7
+    monkeypatch.setenv("SAMPLE_ROWS", "11")
+
+    @dg.asset
+    def thing(config: Config) -> int:
+        """Rows."""
+        return config.settings().rows
+
+    assert dg.materialize([thing]).output_for_node("thing") == 11
+    run_config = {"ops": {"thing": {"config": {"rows": 3}}}}
+    assert dg.materialize([thing], run_config=run_config).output_for_node("thing") == 3
+
+
+def launchpad_default(config_cls, name):
+    @dg.asset
+    def probe(config: config_cls):
+        """Probe."""
+    return probe.op.config_schema.as_field().config_type.fields[name].default_value

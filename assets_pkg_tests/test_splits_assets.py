@@ -343,3 +343,20 @@ def test_range_run_records_each_shards_own_row_count(data_root, inbox, instance)
             for p in [partition_path(["splits", name], key)]
         }
         assert by_partition == on_disk
+    # read back from the instance: the run's figures are labelled run/, each shard's are its own
+    for name in ("shard_profile", "train"):
+        key = dg.AssetKey(["splits", name])
+        metas = {}
+        for shard in ("00002", "00004"):
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[shard]), limit=1).records
+            metas[shard] = records[0].asset_materialization.metadata
+        for shard, meta in metas.items():
+            path = partition_path(["splits", name], shard)
+            assert meta["dagster/row_count"].value == pq.ParquetFile(path).metadata.num_rows, (name, shard)
+            assert meta["bytes"].value == path.stat().st_size, (name, shard)
+            assert "seconds" not in meta and "peak_rss_mb" not in meta, (name, meta.keys())
+        assert metas["00002"]["run/rows" if name == "shard_profile" else "rows_in_run"].value > 0
+    train = metas["00002"]
+    assert train["dagster/row_count"].value != metas["00004"]["dagster/row_count"].value
+    assert "run/seconds" in train and "run/peak_rss_mb" in train and "run/bytes" in train

@@ -67,8 +67,15 @@ def test_range_run_writes_month_files_checks_and_state(data_root, instance, inbo
     mats = result.get_asset_materialization_events()
     months = sorted(e.partition for e in mats if e.asset_key == ACCOUNT_SUMMARY)
     assert months == month_range("2024-01", "2024-04")  # one run, four partitions
-    meta = [e for e in mats if e.asset_key == ACCOUNT_SUMMARY][0].event_specific_data.materialization.metadata
-    assert meta["dagster/row_count"].value == 12
+    # each month its own row count and bytes (from the instance); the run's figures labelled run/
+    for month in month_range("2024-01", "2024-04"):
+        record = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=ACCOUNT_SUMMARY, asset_partitions=[month]), limit=1).records[0]
+        meta = record.asset_materialization.metadata
+        path = folder / f"{month}.parquet"
+        assert meta["dagster/row_count"].value == pq.read_metadata(path).num_rows == 3, month
+        assert meta["bytes"].value == path.stat().st_size
+        assert meta["run/rows"].value == 12 and "run/seconds" in meta and "seconds" not in meta
     assert summary_state.load_processed().keys() == {"0001.parquet"}
 
 

@@ -6,6 +6,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from assets_pkg.cli import main
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.demo import timeseries as demo
 from assets_pkg.io.parquet_io_manager import ShardedParquetIOManager
@@ -63,22 +64,37 @@ def test_chain_over_a_day_range_in_one_run(instance, inbox, data_root):
     # metadata the UI plots
     materializations = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
     mats = {(m.asset_key.to_user_string(), m.partition): m.metadata for m in materializations}
+    # a range run computes day by day; each day's materialization carries that day's own
+    # numbers, the run's totals are labelled run/
     meta = mats[("timeseries/merged", DAY1)]
-    assert meta["dagster/row_count"].value == 2 * 4320 and meta["partitions"].value == 2
+    assert meta["dagster/row_count"].value == 4320 and meta["run/rows"].value == 2 * 4320
+    assert meta["run/partitions"].value == 2 and "partitions" not in meta
     assert "analysis" in mats[("timeseries/analysis", DAY2)]
-    # a range run computes day by day; each day's numbers are an observation of its partition
-    observations = [e.event_specific_data.asset_observation for e in result.all_events
-                    if e.event_type_value == "ASSET_OBSERVATION"]
-    obs = {(o.asset_key.to_user_string(), o.partition): o.metadata for o in observations}
-    assert obs[("timeseries/merged", DAY2)]["coverage/meters"].value == 1.0
-    assert obs[("timeseries/merged", DAY2)]["rows"].value == 4320
-    assert obs[("timeseries/resampled", DAY1)]["rows_scanned/power"].value == 4320 * 2
-    assert "peak_rss_mb" in obs[("timeseries/resampled", DAY1)] and "seconds" in obs[("timeseries/merged", DAY1)]
+    assert mats[("timeseries/analysis", DAY1)]["json"].value.endswith(f"{DAY1}.analysis.json")
+    assert mats[("timeseries/analysis", DAY2)]["json"].value.endswith(f"{DAY2}.analysis.json")
+    assert mats[("timeseries/merged", DAY2)]["coverage/meters"].value == 1.0
+    assert mats[("timeseries/merged", DAY2)]["rows"].value == 4320
+    assert mats[("timeseries/resampled", DAY1)]["rows_scanned/power"].value == 4320 * 2
+    assert "peak_rss_mb" in mats[("timeseries/resampled", DAY1)] and "seconds" in mats[("timeseries/merged", DAY1)]
+    assert mats[("timeseries/export", DAY1)]["dagster/row_count"].value == 4320
     coverage = evals[("timeseries/merged", "coverage")].metadata
     assert set(coverage["by_day"].value) == {DAY1, DAY2}
-    # assets-pkg check sees the same
+    # each day has its own evaluation of each per-day check in the instance (plus the run's aggregate)
+    keys = [dg.AssetCheckKey(dg.AssetKey(["timeseries", asset]), name) for asset, name in
+            (("merged", "unique_buckets"), ("merged", "coverage"), ("export", "export_matches_merged"))]
+    for key in keys:
+        history = instance.event_log_storage.get_asset_check_execution_history(key, limit=10)
+        by_partition = {r.partition: r.status.value for r in history}
+        assert by_partition == {DAY1: "SUCCEEDED", DAY2: "SUCCEEDED", None: "SUCCEEDED"}, (key, by_partition)
+    # assets-pkg check sees the same, and records each day's evaluation as the latest
     outcomes = checks.evaluate_materialized()
     assert len(outcomes) == 6 and all(o.passed for o in outcomes)
+    assert main(["check", "--group", "timeseries"]) == 0
+    for key in keys:
+        history = instance.event_log_storage.get_asset_check_execution_history(key, limit=10)
+        runless = [r for r in history if not r.run_id]
+        assert sorted(r.partition for r in runless) == [DAY1, DAY2], key
+        assert history[0] in runless and history[1] in runless  # newest first
 
 
 def test_day_without_data_removes_old_files(instance, inbox, data_root):

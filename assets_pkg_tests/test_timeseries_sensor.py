@@ -47,7 +47,8 @@ def test_sensor_is_registered_stopped_like_the_other_inbox_sensors():
 
     sensor = defs.resolve_sensor_def(SENSOR_NAME)
     assert sensor.default_status == defs.resolve_sensor_def("summary_batch_sensor").default_status
-    assert set(sensor.asset_selection.resolve(defs.resolve_asset_graph())) == set(ASSET_KEYS)
+    assert sensor.job_name == "timeseries_daily"  # the named job: its Runs tab lists the sensor's runs
+    assert set(defs.resolve_job_def(sensor.job_name).asset_layer.selected_asset_keys) == set(ASSET_KEYS)
 
 
 def test_new_files_one_run_no_change_skip_changed_file_again(data_root, instance, inbox):

@@ -2,10 +2,12 @@
 
 A domain's demo module (``assets_pkg/demo/<domain>.py``) gets a :class:`DemoContext` and
 uses it the way the daemon and the UI would: evaluate a sensor tick and launch what it
-asks for, or materialize a selection over a partition or a partition range.
+asks for, or materialize a selection over a partition or a partition range. Every run is
+a run of the code location's named job (:mod:`assets_pkg.location`) and every sensor
+cursor lives in the instance, so the UI shows the demo's history and a daemon switched on
+afterwards continues from it.
 """
 
-import json
 import os
 import shutil
 import sys
@@ -18,8 +20,8 @@ import dagster as dg
 
 from assets_pkg.checking import ERROR, WARN
 from assets_pkg.dagster_layer import materialize_selection, with_console_level
+from assets_pkg.location import evaluate_sensor_tick, execute_job, job_for_assets
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
-from assets_pkg.sensor_runs import RUN_KEY_TAG, SENSOR_NAME_TAG
 from assets_pkg.io.atomic import atomic_path
 from assets_pkg.settings import Settings
 from assets_pkg.storage import as_path, is_remote, local_scratch
@@ -107,65 +109,37 @@ class DemoContext:
     # -- running assets --------------------------------------------------------------------
     def materialize(self, selection, partition_key: str | None = None,
                     partition_range: tuple[str, str] | None = None, run_config=None, tags=None):
-        """One in-process run on the real instance; records its check evaluations."""
+        """One in-process run on the real instance, through the named job that holds the
+        selection (a run of the code location, shown in that job's Runs tab); records its
+        check evaluations."""
         run_tags = dict(tags or {})
         if partition_range is not None:
             run_tags[RANGE_START_TAG], run_tags[RANGE_END_TAG] = partition_range
-        result = materialize_selection(self.defs, self.instance, selection, partition_key, run_config, run_tags)
+        keys = list(dg.AssetSelection.from_coercible(selection).resolve(self.defs.resolve_asset_graph()))
+        job_name = job_for_assets(self.defs, keys)
+        if job_name is None:  # definitions without a job for it (a test's partial defs)
+            result = materialize_selection(self.defs, self.instance, keys, partition_key, run_config, run_tags)
+        else:
+            result = execute_job(self.defs, self.instance, job_name, partition_key=partition_key,
+                                 run_config=with_console_level(run_config), tags=run_tags, asset_selection=keys)
         self.report.record_check_evaluations(result.get_asset_check_evaluations())
         return result
 
-    def add_dynamic_partitions(self, name: str, keys) -> None:
-        self.instance.add_dynamic_partitions(name, list(keys))
+    def execute_job(self, job_name: str, run_config=None):
+        """One run of a named op job (e.g. ``logs_fetch_window_job``) on the real instance."""
+        return execute_job(self.defs, self.instance, job_name, run_config=with_console_level(run_config))
 
     # -- sensors ---------------------------------------------------------------------------
     def evaluate_sensor(self, name: str) -> list:
-        """One tick, done the way the daemon does it: store the cursor, add the requested
-        dynamic partitions, then launch each run request. Returns the run results."""
-        sensor = self.defs.resolve_sensor_def(name)
-        cursors = self._cursor_file()
-        saved = json.loads(cursors.read_text()) if cursors.exists() else {}
-        # instance_ref (not instance): validating dynamic partition keys needs it threaded down.
-        # `with` disposes the instance the context builds from the ref; a live-but-forgotten
-        # one would leave Dagster's current defs-state storage pointing at a dead instance.
-        with dg.build_sensor_context(
-            instance_ref=self.instance.get_ref(), cursor=saved.get(name), definitions=self.defs, sensor_name=name
-        ) as context:
-            data = sensor.evaluate_tick(context)
-        for request in data.dynamic_partitions_requests or []:
-            if isinstance(request, dg.AddDynamicPartitionsRequest):
-                self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-            else:
-                for key in request.partition_keys:
-                    self.instance.delete_dynamic_partition(request.partitions_def_name, key)
-        results = []
-        for run_request in data.run_requests or []:
-            results.append(self._launch(sensor, run_request))
-        if data.cursor is not None:
-            saved[name] = data.cursor
-            cursors.write_text(json.dumps(saved))
-        if data.skip_message:
-            self.report.line(f"sensor {name}: {data.skip_message}")
-        return results
-
-    def _launch(self, sensor, run_request: dg.RunRequest):
-        from assets_pkg.cluster import execute_selection
-
-        job_name = run_request.job_name or (sensor.job_name if sensor.has_jobs else None)
-        tags = dict(run_request.tags or {})
-        if run_request.run_key:  # as the daemon tags a sensor's run: the sensor finds it by its run key
-            tags.update({RUN_KEY_TAG: run_request.run_key, SENSOR_NAME_TAG: sensor.name})
-        result = execute_selection(
-            self.defs, self.instance, run_request.asset_selection, partition_key=run_request.partition_key,
-            run_config=with_console_level(run_request.run_config or None), tags=tags, job_name=job_name)
-        self.report.record_check_evaluations(result.get_asset_check_evaluations())
-        return result
-
-    def _cursor_file(self) -> Path:
-        # The demo plays the daemon's part, so it keeps the sensors' cursors beside the instance.
-        path = self.settings.dagster_home / "demo_sensor_cursors.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+        """One tick, done the way the daemon does it (:func:`assets_pkg.location.evaluate_sensor_tick`:
+        the cursor kept in the instance, runs launched through the sensor's job). Returns
+        the run results."""
+        tick = evaluate_sensor_tick(self.defs, self.instance, name, run_config=with_console_level(None))
+        for result in tick.results:
+            self.report.record_check_evaluations(result.get_asset_check_evaluations())
+        if tick.skip_message:
+            self.report.line(f"sensor {name}: {tick.skip_message}")
+        return tick.results
 
 
 @contextmanager

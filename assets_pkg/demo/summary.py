@@ -4,8 +4,9 @@ through the sensor path.
 `generate` writes yearly batch files (the first year as CSV, read through the streaming
 reader; the others parquet) and keeps a later batch aside in `pending/`: forward records for
 the next month, backfill corrections of past months (newer base_ts) and new accounts.
-`run` builds every month in one run, drops the pending batch into the inbox, evaluates the
-sensor (which requests one run over the affected range) and reports the case counts.
+`run` evaluates the batch sensor (every batch is new: one run over every month), drops the
+pending batch into the inbox, evaluates the sensor again (one run over the affected range)
+and reports the case counts.
 """
 
 from pathlib import Path
@@ -106,10 +107,10 @@ def generate(inbox_dir: Path, scale: str = "demo") -> None:
 
 
 def run(ctx) -> None:
-    from assets_pkg.summary.assets import ACCOUNT_SUMMARY, LATEST_SUMMARY
     from assets_pkg.summary.config import load_summary_settings
     from assets_pkg.summary.engine import source_months
     from assets_pkg.summary.plan import plan_pending
+    from assets_pkg.summary.sensors import SENSOR_NAME
 
     report = ctx.report
     cfg = load_summary_settings()
@@ -118,9 +119,11 @@ def run(ctx) -> None:
     if not months:
         report.line(f"no account records in {inbox}")
         return
-    report.line(f"initial build: {months[0]}..{months[-1]} ({len(months)} months) in one run")
-    result = ctx.materialize([ACCOUNT_SUMMARY, LATEST_SUMMARY], partition_range=(months[0], months[-1]))
-    _report_run(report, result, "initial")
+    # the batch sensor does the initial build too: every batch is new to it, so it asks
+    # for one run over every month; once processed, a second demo asks for nothing
+    report.line(f"source months {months[0]}..{months[-1]} ({len(months)} months)")
+    for result in ctx.evaluate_sensor(SENSOR_NAME):
+        _report_run(report, result, "initial")
     for path in _pending_batches(inbox / PENDING):
         # published whole into the inbox (the sensor never sees a partial batch), then
         # removed from pending/
@@ -131,7 +134,7 @@ def run(ctx) -> None:
     plan = plan_pending()[0]
     for text in plan.lines():
         report.line(f"plan: {text}")
-    results = ctx.evaluate_sensor("summary_batch_sensor")
+    results = ctx.evaluate_sensor(SENSOR_NAME)
     if not results:
         report.line("sensor: nothing to do (no new batch files)")
     for res in results:
@@ -150,13 +153,15 @@ def _report_run(report, result, label: str) -> None:
     rng = (tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG))
     status = "succeeded" if result.success else "FAILED"
     report.line(f"{label} run {result.run_id[:8]} {status}: months {rng[0]}..{rng[1]}" + (f", cases {cases}" if cases else ""))
+    # each partition carries its own row count; seconds are the run's (run/seconds in a range)
+    rows: dict = {}
+    seconds: dict = {}
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
-        meta = mat.metadata
-        if mat.asset_key.path[-1] == "latest_summary" or (meta.get("range_end") and mat.partition == rng[1]):
-            rows = meta.get("dagster/row_count")
-            secs = meta.get("seconds")
-            report.line(
-                f"  {mat.asset_key.to_user_string()}: rows={getattr(rows, 'value', rows)} "
-                f"seconds={getattr(secs, 'value', secs)}"
-            )
+        name = mat.asset_key.to_user_string()
+        value = mat.metadata.get("dagster/row_count")
+        rows[name] = rows.get(name, 0) + (getattr(value, "value", value) or 0)
+        secs = mat.metadata.get("run/seconds", mat.metadata.get("seconds"))
+        seconds[name] = getattr(secs, "value", secs)
+    for name in rows:
+        report.line(f"  {name}: rows={rows[name]} seconds={seconds[name]}")

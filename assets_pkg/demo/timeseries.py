@@ -130,6 +130,7 @@ def run(ctx) -> None:
     from assets_pkg.timeseries.export import target_paths
     from assets_pkg.timeseries.assets import DAILY
     from assets_pkg.timeseries.load import data_days
+    from assets_pkg.timeseries.sensors import SENSOR_NAME
 
     catalog = load_catalog(catalog_path())
 
@@ -139,19 +140,21 @@ def run(ctx) -> None:
         ctx.report.line("no time-series data in the inbox")
         return
     first, last = days[0], days[-1]
-    ctx.report.line(f"days {first} .. {last}: {len(days)} partitions, one run")
-    result = ctx.materialize(dg_selection(), partition_range=(first, last))
-    if not result.success:
+    ctx.report.line(f"days {first} .. {last}: {len(days)} partitions")
+    # the file sensor asks for one run over the days of the new or changed files (all of
+    # them the first time, none when nothing changed)
+    results = ctx.evaluate_sensor(SENSOR_NAME)
+    ctx.report.line(f"sensor {SENSOR_NAME} launched {len(results)} run(s)")
+    if any(not result.success for result in results):
         raise RuntimeError("time-series run failed")
-    # a range run reports each day's numbers as an observation of its partition
+    # each day's materialization carries that day's own numbers
     totals: dict = {}
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_OBSERVATION":
-            obs = event.event_specific_data.asset_observation
-            if obs.asset_key.to_user_string() == "timeseries/resampled":
-                for key in ("rows", "rejects", "duplicates_aggregated"):
-                    if key in obs.metadata:
-                        totals[key] = totals.get(key, 0) + obs.metadata[key].value
+    for event in (e for result in results for e in result.get_asset_materialization_events()):
+        mat = event.event_specific_data.materialization
+        if mat.asset_key.to_user_string() == "timeseries/resampled":
+            for key in ("rows", "rejects", "duplicates_aggregated"):
+                if key in mat.metadata:
+                    totals[key] = totals.get(key, 0) + mat.metadata[key].value
     if totals:
         ctx.report.line(
             f"resampled: {totals.get('rows', 0)} rows; rejects {totals.get('rejects', 0)}, "
@@ -174,8 +177,3 @@ def run(ctx) -> None:
     finally:
         con.close()
 
-
-def dg_selection():
-    import dagster as dg
-
-    return dg.AssetSelection.groups("timeseries")

@@ -12,6 +12,7 @@ from assets_pkg.dagster_layer import sensor_status
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.ingest.assets import INGEST_KEY, inbox_dir, ingest_partitions
 from assets_pkg.ingest.files import scan_inbox
+from assets_pkg.ingest.jobs import ingest_job
 from assets_pkg.sensor_runs import TrackedCursor, work_key
 from assets_pkg.settings import get_settings
 from assets_pkg.storage import check_reachable
@@ -22,7 +23,7 @@ SENSOR_NAME = "ingest_file_sensor"
 
 @dg.sensor(
     name=SENSOR_NAME,
-    asset_selection=[INGEST_KEY],
+    job=ingest_job,
     minimum_interval_seconds=30,
     default_status=sensor_status(),
     description="Registers one partition per new file in data/inbox/files/ and ingests all new "

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from assets_pkg import layout
+from assets_pkg.dagster_layer import add_partition_metadata, run_level
 from assets_pkg.io.formats import FORMATS, file_extension, write_table
 
 
@@ -116,6 +117,11 @@ class ShardedParquetIOManager(dg.ConfigurableIOManager):
             self._write_one(key_path, key, partitions_def, values[key], default_fmt) for key in values
         ]
         context.add_output_metadata(self._metadata(results))
+        if len(results) > 1 and context.has_asset_key:
+            # each partition's own rows, bytes and file (the totals above are labelled run/...)
+            add_partition_metadata(context.step_context, {key: self._metadata([(key, path, result)])
+                                                          for key, path, result in results},
+                                   asset_key=context.asset_key)
 
     def _values_by_partition(self, obj, keys: list[str], asset_key) -> Mapping[str, Any]:
         if isinstance(obj, Mapping):
@@ -160,7 +166,7 @@ class ShardedParquetIOManager(dg.ConfigurableIOManager):
         else:
             meta["partitions"] = len(results)
             meta["files_written"] = sum(1 for _, _, r in results if r.path is not None)
-        return meta
+        return run_level(meta, len(results))
 
     # -- reading ---------------------------------------------------------------------------
     def load_input(self, context: dg.InputContext):

@@ -13,7 +13,7 @@ import dagster as dg
 import pyarrow as pa
 
 from assets_pkg import layout
-from assets_pkg.dagster_layer import check_result, config_class
+from assets_pkg.dagster_layer import check_result, config_class, run_level
 from assets_pkg.io.locks import domain_lock
 from assets_pkg.io.parquet_io_manager import existing_partition_file
 from assets_pkg.obs import stage
@@ -364,7 +364,7 @@ def _split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, 
             meta["fingerprint"] = manifest["shards"].get(run_results[0].key, {}).get("fingerprint", "")
         yield dg.MaterializeResult(
             asset_key=SPLIT_KEYS[name],
-            metadata=meta,
+            metadata=run_level(meta, len(run_results)),
             check_results=[check_result(o) for o in outcomes if o.asset == f"splits/{name}"],
         )
 

@@ -10,7 +10,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets_pkg import layout
-from assets_pkg.dagster_layer import check_result, config_class
+from assets_pkg.dagster_layer import add_partition_metadata, check_result, config_class, run_level
 from assets_pkg.io import write_table
 from assets_pkg.io.locks import domain_lock
 from assets_pkg.obs import Stopwatch, peak_rss_mb
@@ -107,8 +107,12 @@ def account_summary(context: dg.AssetExecutionContext, config: SummaryConfig, du
     )
     for outcome in result.outcomes:
         yield check_result(outcome, ACCOUNT_SUMMARY)
+    stats = result.stats
+    add_partition_metadata(context, {
+        month: {"dagster/row_count": rows, "bytes": stats.bytes_per_month.get(month, 0)}
+        for month, rows in stats.rows_per_month.items() if month in months})
     metadata = {
-        **result.metadata(),
+        **run_level(result.metadata(), len(months)),
         **_case_metadata(context.run.tags),
         "rows_per_month": dg.MetadataValue.json(result.stats.rows_per_month),
     }

@@ -15,6 +15,7 @@ from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.sensor_runs import TrackedCursor, work_key
 from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.assets import account_summary, latest_summary, monthly_partitions
+from assets_pkg.summary.jobs import summary_job
 from assets_pkg.summary.plan import plan_pending
 
 GONE = "<gone>"
@@ -27,7 +28,7 @@ SENSOR_LOCK_WAIT_S = 5.0
 
 @dg.sensor(
     name=SENSOR_NAME,
-    target=[account_summary, latest_summary],
+    job=summary_job,
     minimum_interval_seconds=60,
     default_status=sensor_status(),
     description="New account batch files -> one account_summary run over the affected months, then latest_summary. "

@@ -130,7 +130,7 @@ def markdown_table(result: dict) -> str:
 def unique_buckets_outcome(con, merged_paths, day: str, key_columns=()) -> CheckOutcome:
     """ERROR: at most one merged row per (bucket, keys)."""
     if not _view(con, "__merged", merged_paths):
-        return CheckOutcome(MERGED_ASSET, "unique_buckets", True, ERROR, f"{day}: no merged rows")
+        return CheckOutcome(MERGED_ASSET, "unique_buckets", True, ERROR, f"{day}: no merged rows", {"day": day})
     group = ", ".join([BUCKET, *(quote_ident(k) for k in key_columns)])
     dups = con.execute(
         f"SELECT CAST({BUCKET} AS VARCHAR), count(*) FROM __merged GROUP BY {group} HAVING count(*) > 1 ORDER BY 1 LIMIT 20"

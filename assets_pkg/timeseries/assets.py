@@ -15,7 +15,13 @@ import dagster as dg
 
 from assets_pkg import layout
 from assets_pkg.checking import CheckOutcome
-from assets_pkg.dagster_layer import check_result, config_class, log_progress
+from assets_pkg.dagster_layer import (
+    add_partition_metadata,
+    config_class,
+    log_progress,
+    per_partition_check,
+    run_level,
+)
 from assets_pkg.io.atomic import atomic_write_json
 from assets_pkg.obs import log_event, peak_rss_mb, stage
 from assets_pkg.resources.duckdb import DuckDBResource
@@ -67,6 +73,11 @@ def _day_of(path: Path) -> str:
 
 def _by_day(paths) -> dict:
     return {_day_of(p): [p] for p in paths}
+
+
+def _by_partition(outcomes: list[CheckOutcome]) -> dict:
+    """Each day's outcome by its day (the partition it was evaluated on)."""
+    return {o.metadata["day"]: o for o in outcomes}
 
 
 def _combine(outcomes: list[CheckOutcome]) -> CheckOutcome:
@@ -158,11 +169,13 @@ class _LazyDays(Mapping):
 
 
 def _observe_day(context, day: str, numbers: dict) -> None:
-    """In a run over several days, each day's numbers as an observation of that partition
-    (the materialization of a range carries one metadata set for all its days)."""
+    """In a run over several days, each day's own numbers on that day's materialization
+    (the range's output metadata is copied onto every day: its totals are labelled run/...)."""
     if len(context.partition_keys) > 1:
         plottable = {k: v for k, v in numbers.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=day, metadata=plottable))
+        if "rows" in plottable:
+            plottable.setdefault("dagster/row_count", plottable["rows"])
+        add_partition_metadata(context, {day: plottable})
 
 
 def _per_day(partition_keys, compute):
@@ -196,9 +209,9 @@ def _log_rejects(context, day: str, results) -> dict:
     kinds={"duckdb", "parquet"},
     ins={"resampled": dg.AssetIn(key=dg.AssetKey([*PREFIX, "resampled"]), metadata={"load_as": "paths"})},
     check_specs=[
-        dg.AssetCheckSpec("unique_buckets", asset=dg.AssetKey([*PREFIX, "merged"]),
+        dg.AssetCheckSpec("unique_buckets", asset=dg.AssetKey([*PREFIX, "merged"]), partitions_def=DAILY,
                           description="One row per (bucket, key)."),
-        dg.AssetCheckSpec("coverage", asset=dg.AssetKey([*PREFIX, "merged"]),
+        dg.AssetCheckSpec("coverage", asset=dg.AssetKey([*PREFIX, "merged"]), partitions_def=DAILY,
                           description="Share of the day's buckets each dataset filled (WARN below the threshold)."),
     ],
 )
@@ -230,8 +243,8 @@ def merged(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb: 
             meta.pop("dagster/row_count", None)  # the IO manager reports what it wrote
             meta.update({k: v for k, v in cov[0].metadata.items() if k.startswith("coverage/")})
         yield dg.Output(value, metadata=meta)  # a range run computes each day while it is stored
-    yield check_result(_combine(uniq))
-    yield check_result(_combine(cov))
+    yield per_partition_check(context, _by_partition(uniq), _combine(uniq))
+    yield per_partition_check(context, _by_partition(cov), _combine(cov))
 
 
 @daily_asset(
@@ -239,6 +252,7 @@ def merged(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb: 
     ins={"merged": dg.AssetIn(key=dg.AssetKey([*PREFIX, "merged"]), metadata={"load_as": "paths"})},
     check_specs=[
         dg.AssetCheckSpec("export_matches_merged", asset=dg.AssetKey([*PREFIX, "export"]), blocking=True,
+                          partitions_def=DAILY,
                           description="Every exported file has the merged row count (blocks analysis)."),
     ],
 )
@@ -272,7 +286,8 @@ def export(context: dg.AssetExecutionContext, config: TimeseriesConfig, merged):
     meta["dagster/row_count"] = meta.get("rows", 0)
     meta["peak_rss_mb"] = peak_rss_mb()
     meta["folder"] = dg.MetadataValue.path(str(out_dir))
-    return dg.MaterializeResult(metadata=meta, check_results=[check_result(_combine(checks))])
+    return dg.MaterializeResult(metadata=run_level(meta, len(meta_days)),
+                                check_results=[per_partition_check(context, _by_partition(checks), _combine(checks))])
 
 
 @daily_asset(
@@ -288,20 +303,31 @@ def analysis(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb
     out_dir = exports_dir()
     with closing(duckdb.connect()) as con:
         results = [_analyse_day(context, catalog, con, out_dir, day) for day in context.partition_keys]
-    meta = {"days": len(results), "rows": sum(st["rows"] for *_, st in results), "peak_rss_mb": peak_rss_mb(),
-            "seconds": round(sum(st["seconds"] for *_, st in results), 3)}
-    day, result, json_path, _ = results[-1]  # a range run shows its last day's table
-    if result:
-        meta["analysis"] = dg.MetadataValue.md(ana.markdown_table(result))
-        meta["json"] = dg.MetadataValue.path(str(json_path))
-        for col, stats in result["columns"].items():
-            for stat in ("mean", "std", "min", "max", "null_share"):
-                if stats[stat] is not None:
-                    meta[f"{stat}/{col}"] = stats[stat]
-        for ds, share in result["fill_share"].items():
-            if share is not None:
-                meta[f"fill_share/{ds}"] = share
+    meta = run_level({"days": len(results), "rows": sum(st["rows"] for *_, st in results),
+                      "peak_rss_mb": peak_rss_mb(), "seconds": round(sum(st["seconds"] for *_, st in results), 3)},
+                     len(results))
+    if len(results) == 1:
+        _, result, json_path, _ = results[0]
+        meta.update(_analysis_metadata(result, json_path))
+    else:  # each day its own table and statistics
+        add_partition_metadata(context, {day: _analysis_metadata(result, json_path)
+                                         for day, result, json_path, _ in results})
     return dg.MaterializeResult(metadata=meta)
+
+
+def _analysis_metadata(result, json_path: Path) -> dict:
+    """A day's analysis as metadata: the markdown table, the JSON file, plottable statistics."""
+    if not result:
+        return {}
+    meta = {"analysis": dg.MetadataValue.md(ana.markdown_table(result)), "json": dg.MetadataValue.path(str(json_path))}
+    for col, stats in result["columns"].items():
+        for stat in ("mean", "std", "min", "max", "null_share"):
+            if stats[stat] is not None:
+                meta[f"{stat}/{col}"] = stats[stat]
+    for ds, share in result["fill_share"].items():
+        if share is not None:
+            meta[f"fill_share/{ds}"] = share
+    return meta
 
 
 def _analyse_day(context, catalog: Catalog, con, out_dir: Path, day: str):

@@ -22,6 +22,7 @@ from assets_pkg.storage import is_remote, objects
 from assets_pkg.sensor_runs import TrackedCursor, work_key
 from assets_pkg.timeseries.assets import ASSETS, DAILY, TimeseriesConfig
 from assets_pkg.timeseries.catalog import Catalog, CatalogError
+from assets_pkg.timeseries.jobs import timeseries_job
 from assets_pkg.timeseries.load import day_span
 
 SENSOR_NAME = "timeseries_file_sensor"
@@ -73,7 +74,7 @@ def _affected_days(catalog: Catalog, changed: list[str], logger) -> tuple[dict, 
 
 @dg.sensor(
     name=SENSOR_NAME,
-    asset_selection=ASSET_KEYS,
+    job=timeseries_job,
     minimum_interval_seconds=60,
     default_status=sensor_status(),
     description="A dataset file of data/inbox/timeseries/datasets.yaml that appears, changes (size or mtime) or "
