@@ -76,11 +76,13 @@ from assets_pkg.summary.plan import reflected_files
 from assets_pkg.summary.source import VIEW, BatchFile, Source, SourceProfile, list_batch_files
 
 DOMAIN = "summary"
-# process baseline of a step (interpreter, pyarrow, DuckDB, writer buffers), measured by
-# bench/summary_fanout.py; the rest of the budget is for the bucket's accounts
-STEP_BASE_MB = 400
-# bytes per account besides the ring: key index, a month's winners and its Arrow columns
-ACCOUNT_OVERHEAD_BYTES = 160
+# process baseline of a step (interpreter, pyarrow, the DuckDB query of up to
+# max_rows_per_query rows, writer threads), measured by bench/summary_fanout.py (a 50k-account
+# bucket peaks at ~780 MB); the rest of the budget is for the bucket's accounts
+STEP_BASE_MB = 700
+# bytes per account besides the ring: key index, a month's winners and its Arrow columns,
+# the month tables queued for the writers (fitted to the one-step build's growth, 1.3 KB/account)
+ACCOUNT_OVERHEAD_BYTES = 600
 # a run's staging folder older than this belongs to a run that died: removed by later plans
 STALE_STAGING_S = 24 * 3600.0
 
@@ -268,7 +270,7 @@ def pinned_files(cfg: SummarySettings, plan: FanoutPlan) -> list[BatchFile]:
     return [found[name] for name in sorted(plan.files)]
 
 
-def _open_source(con, cfg, plan: FanoutPlan, bucket: int | None = None, logger=None) -> Source:
+def open_source(con, cfg, plan: FanoutPlan, bucket: int | None = None, logger=None) -> Source:
     if duckdb.__version__ != plan.duckdb_version:
         raise FanoutError(f"summary run {plan.run} was planned with DuckDB {plan.duckdb_version}, this worker "
                           f"has {duckdb.__version__}: the account buckets (DuckDB hash) would differ")
@@ -317,7 +319,7 @@ def build_bucket(cfg: SummarySettings, plan: FanoutPlan, bucket: int, lo: str, h
     def write(month: str, rows) -> WriteResult:
         return write_month_file(rows, staged_file(plan, month, bucket))
 
-    with _open_source(con, cfg, plan, bucket, logger) as source:
+    with open_source(con, cfg, plan, bucket, logger) as source:
         stats = build_months(source, lo, hi, write, logger=logger,
                              month_path=lambda m: staged_file(plan, m, bucket))
     atomic_write_json(done_marker(plan, bucket, lo, hi), {"rows_per_month": stats.rows_per_month})
@@ -434,7 +436,7 @@ def finish(cfg: SummarySettings, plan: FanoutPlan, state_file: Path | None = Non
     if update_state:
         con = con or connect()
         folder = state_file.parent if state_file is not None else None
-        with domain_lock(DOMAIN, run_id, logger=logger, folder=folder), _open_source(con, cfg, plan) as source:
+        with domain_lock(DOMAIN, run_id, logger=logger, folder=folder), open_source(con, cfg, plan) as source:
             profile = source.profile()
             processed = summary_state.load_processed(state_file)
             last_idx = max(profile.months) if profile.months else month_index(plan.end)
