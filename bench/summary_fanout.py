@@ -90,7 +90,7 @@ def run_child(kind: str, root: Path, buckets: int, chunk_months: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure(accounts: int, buckets: int, chunk_months: int, full: bool) -> list[dict]:
+def measure(accounts: int, buckets: int, chunk_months: int, full: bool, skip_one_step: bool = False) -> list[dict]:
     root = OUT / str(accounts)
     info = generate(accounts, root)
     for name in ("fanout-data", "fanout", "one-step"):
@@ -104,7 +104,8 @@ def measure(accounts: int, buckets: int, chunk_months: int, full: bool) -> list[
         print(json.dumps(rows[-1]), flush=True)
         return res
 
-    add("one-step build", "one_step")
+    if not skip_one_step:
+        add("one-step build", "one_step")
     plan = add("plan", "plan")
     last = plan["chunks"] - 1
     add(f"bucket step (bucket 0, chunk {last})", f"step:0:{last}")
@@ -129,6 +130,7 @@ def main(argv=None) -> int:
     parser.add_argument("--chunk-months", type=int, default=24)
     parser.add_argument("--full", action="store_true", help="run every step and compare the files")
     parser.add_argument("--single", action="store_true", help="only the first size")
+    parser.add_argument("--no-one-step", action="store_true", help="measure the fan-out steps only")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -138,7 +140,7 @@ def main(argv=None) -> int:
     sizes = [(args.accounts, args.buckets)] + ([] if args.single else [(2 * args.accounts, 2 * args.buckets)])
     rows = []
     for accounts, buckets in sizes:
-        rows += measure(accounts, buckets, args.chunk_months, args.full)
+        rows += measure(accounts, buckets, args.chunk_months, args.full, args.no_one_step)
     print()
     print(f"{'accounts':>9} {'buckets':>7}  {'what':<36} {'seconds':>8} {'cpu s':>7} {'peak RSS MB':>11}")
     for r in rows:

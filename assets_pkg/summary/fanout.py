@@ -81,8 +81,10 @@ DOMAIN = "summary"
 # bucket peaks at ~780 MB); the rest of the budget is for the bucket's accounts
 STEP_BASE_MB = 700
 # bytes per account besides the ring: key index, a month's winners and its Arrow columns,
-# the month tables queued for the writers (fitted to the one-step build's growth, 1.3 KB/account)
-ACCOUNT_OVERHEAD_BYTES = 600
+# the month tables queued for the writers (fitted: one 200k-account bucket peaks at ~1180 MB)
+ACCOUNT_OVERHEAD_BYTES = 1200
+# rows read ahead by a combine over all of a month's bucket files together (its memory)
+MERGE_ROWS = 131_072
 # a run's staging folder older than this belongs to a run that died: removed by later plans
 STALE_STAGING_S = 24 * 3600.0
 
@@ -401,8 +403,8 @@ def merged_month(cfg: SummarySettings, plan: FanoutPlan, month: str) -> "MergedM
     fp = prints.pop()
     schema = schema.with_metadata({FINGERPRINT_KEY: fp}) if fp else schema.remove_metadata()
     rows = sum(f.metadata.num_rows for f in files)
-    # a bounded batch per bucket: about 1 MiB-rows in flight whatever the bucket count
-    read_rows = max(1024, min(ROW_GROUP_ROWS, 2**20 // len(paths)))
+    # a bounded batch per bucket, MERGE_ROWS rows in flight whatever the bucket count
+    read_rows = max(1024, MERGE_ROWS // len(paths))
     return MergedMonth(paths, schema, rows, read_rows)
 
 
