@@ -101,3 +101,14 @@ def scratch_dir(name: str) -> Path:
 def inbox_dir(domain: str) -> Path:
     """A domain's inputs: ``<inbox>/<domain>``."""
     return get_settings().inbox / domain
+
+
+STAGING_FOLDER = "_staging"
+
+
+def staging_dir(domain: str, run: str | None) -> Path:
+    """A run's intermediate files that other steps (on other workers) read, removed when the
+    run has published its outputs: ``<warehouse>/<domain>/_staging/<run>`` (``run=None``:
+    the folder of every run's staging)."""
+    parts = [domain, STAGING_FOLDER] if run is None else [domain, STAGING_FOLDER, partition_stem(run)]
+    return asset_dir(parts)

@@ -1,0 +1,478 @@
+"""The account summary build split into units of work that fit any worker (no dagster import).
+
+A fan-out run over months ``start..end`` is planned once (:func:`plan_fanout`), then runs
+as independent steps, each reading its inputs from the data root and writing only its own
+outputs, so a cluster executor may send them to different workers in any order:
+
+- **bucket steps** (:func:`build_bucket`): the accounts whose key hashes to bucket ``b`` of
+  ``B`` (DuckDB ``hash(key) % B``), months ``[a, c]`` of one chunk. The step is the one-step
+  build (:func:`assets_pkg.summary.build.build_months`) over a source that keeps only the
+  bucket's records (:class:`BucketSource`); it writes one staged Parquet file per month of
+  its bucket under the run's staging folder, then a done marker. Its memory is the history
+  ring of its bucket's accounts (about ``accounts / B``), so ``SUMMARY_BUCKETS`` (or
+  ``SUMMARY_STEP_MEMORY_MB``) bounds it whatever the number of accounts or months.
+- **combine steps** (:func:`combine_chunk`): for each month of a chunk, once every bucket's
+  done marker of that chunk is there, a k-way merge of the bucket files by key (the bucket
+  files are each sorted by key, as the one-step build writes a month) into the one month
+  file ``YYYY-MM.parquet``, published atomically (an empty month deletes the old file, as
+  the one-step build does). Memory: a bounded batch per bucket, not the month.
+- :func:`finish` records the processed batches and removes the staging folder.
+
+Dependencies between chunks: none. A chunk's step needs the history of the L-1 months
+before its first month. It reads them from the bucket's staged file of the same run when
+that month's step has already written it (the file carries the month's source
+fingerprint, so :func:`build_months` seeds its ring from it), and otherwise aggregates them
+from the source records. Chaining chunks (each waiting for the previous chunk's files)
+would save that warm-up read but serialize the months of a bucket: with fixed warm-up cost
+and no ordering, every (bucket, chunk) step can run at once on its own worker, and a
+re-run of one step needs nothing but the source. The published month files are not used
+for the warm-up: they hold every bucket's accounts, which would break the memory bound.
+
+Every step works from the same snapshot: the plan pins the batch files (name, size,
+mtime), the current month and the DuckDB version (the bucket hash); a step that sees a
+pinned batch changed, gone, or another DuckDB version stops naming it, before writing.
+Batches that arrive during the run are left for the next run.
+
+Staging (``<warehouse>/summary/_staging/<run>/``, :func:`assets_pkg.layout.staging_dir`)
+holds only hidden temps or complete bucket files; nothing there looks like a month file to
+the IO manager, the checks or ``latest_summary``. A killed step leaves at most a temp.
+"""
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import model_validator
+
+from assets_pkg import layout
+from assets_pkg.duck import connect
+from assets_pkg.io import WriteResult, atomic_write_json
+from assets_pkg.io.locks import domain_lock
+from assets_pkg.obs import log_event, peak_rss_mb
+from assets_pkg.settings import SettingsModel, setting
+from assets_pkg.storage import is_remote
+from assets_pkg.storage.arrow import parquet_file
+from assets_pkg.storage.root import filesystem, object_key
+from assets_pkg.summary import state as summary_state
+from assets_pkg.summary.build import BuildStats, build_months
+from assets_pkg.summary.config import SummarySettings
+from assets_pkg.summary.month_file import (
+    ARROW_TYPES,
+    FINGERPRINT_KEY,
+    ROW_GROUP_ROWS,
+    key_arrow_type,
+    output_schema,
+    write_month_file,
+)
+from assets_pkg.summary.months import current_month, month_index, month_range, month_str
+from assets_pkg.summary.plan import reflected_files
+from assets_pkg.summary.source import VIEW, BatchFile, Source, SourceProfile, list_batch_files
+
+DOMAIN = "summary"
+# process baseline of a step (interpreter, pyarrow, the DuckDB query of up to
+# max_rows_per_query rows, writer threads), measured by bench/summary_fanout.py (a 50k-account
+# bucket peaks at ~780 MB); the rest of the budget is for the bucket's accounts
+STEP_BASE_MB = 700
+# bytes per account besides the ring: key index, a month's winners and its Arrow columns,
+# the month tables queued for the writers (fitted: one 200k-account bucket peaks at ~1180 MB)
+ACCOUNT_OVERHEAD_BYTES = 1200
+# rows read ahead by a combine over all of a month's bucket files together (its memory)
+MERGE_ROWS = 131_072
+# a run's staging folder older than this belongs to a run that died: removed by later plans
+STALE_STAGING_S = 24 * 3600.0
+
+
+class FanoutError(RuntimeError):
+    """A fan-out step cannot run on what it finds; the message names the file or setting."""
+
+
+class FanoutSettings(SettingsModel):
+    """How a summary range run splits into steps (the cluster executors' path)."""
+
+    buckets: int = setting(
+        0, env="SUMMARY_BUCKETS",
+        description="Account hash buckets of a fan-out summary run (one step per bucket and month chunk); "
+                    "0 = as many as SUMMARY_STEP_MEMORY_MB needs.")
+    step_memory_mb: int = setting(
+        1024, env="SUMMARY_STEP_MEMORY_MB",
+        description="Memory budget of one summary bucket step, used to choose the bucket count when "
+                    "SUMMARY_BUCKETS is 0.")
+    chunk_months: int = setting(
+        24, env="SUMMARY_CHUNK_MONTHS",
+        description="Months per summary step; each step also reads the history_length-1 months before its chunk.")
+
+    @model_validator(mode="after")
+    def _validate(self):
+        if self.buckets < 0:
+            raise ValueError("SUMMARY_BUCKETS must be >= 0")
+        if self.step_memory_mb <= STEP_BASE_MB:
+            raise ValueError(f"SUMMARY_STEP_MEMORY_MB must be more than the step's baseline of {STEP_BASE_MB} MB")
+        if self.chunk_months < 1:
+            raise ValueError("SUMMARY_CHUNK_MONTHS must be >= 1")
+        return self
+
+
+def bucket_sql(buckets: int, key: str = "key") -> str:
+    """The bucket of an account key in SQL: DuckDB's ``hash`` (the same on every process and
+    machine running one DuckDB version; the plan pins the version)."""
+    return f"(hash({key}) % {int(buckets)})"
+
+
+def bytes_per_account(cfg: SummarySettings, lag: int = 2) -> int:
+    """Memory one account costs a bucket step: the history ring holds 2 x (L + lag) slots
+    of value + validity per history column (:class:`assets_pkg.summary.ring.HistoryRing`)."""
+    ring = sum(2 * (cfg.history_length + lag) * (ARROW_TYPES[cfg.value_type(c)].bit_width // 8 + 1)
+               for c in cfg.history_columns)
+    return ring + ACCOUNT_OVERHEAD_BYTES
+
+
+def choose_buckets(cfg: SummarySettings, accounts: int, settings: FanoutSettings) -> int:
+    """``SUMMARY_BUCKETS`` when set, else the fewest buckets whose accounts fit the step
+    budget ``SUMMARY_STEP_MEMORY_MB``."""
+    if settings.buckets:
+        return settings.buckets
+    room = (settings.step_memory_mb - STEP_BASE_MB) * 2**20
+    return max(1, math.ceil(accounts * bytes_per_account(cfg) / room))
+
+
+def month_chunks(start: str, end: str, months: int) -> list[tuple[str, str]]:
+    """``start..end`` in consecutive chunks of at most ``months`` months."""
+    out = []
+    for lo in range(month_index(start), month_index(end) + 1, months):
+        out.append((month_str(lo), month_str(min(lo + months - 1, month_index(end)))))
+    return out
+
+
+@dataclass(frozen=True)
+class FanoutPlan:
+    """What every step of one fan-out run agrees on (JSON-serializable: a step's input)."""
+
+    run: str  # names the staging folder
+    start: str
+    end: str
+    buckets: int
+    chunks: list[tuple[str, str]]
+    files: dict[str, str]  # pinned batch files: name -> identity (size:mtime)
+    now_month: str
+    duckdb_version: str
+    accounts: int = 0  # estimated distinct accounts (chose the bucket count)
+    steps_memory_mb: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FanoutPlan":
+        data = json.loads(text)
+        data["chunks"] = [tuple(c) for c in data["chunks"]]
+        return cls(**data)
+
+    @property
+    def steps(self) -> list[tuple[int, str, str]]:
+        """Every (bucket, chunk start, chunk end)."""
+        return [(b, lo, hi) for lo, hi in self.chunks for b in range(self.buckets)]
+
+    def chunk_of(self, month: str) -> tuple[str, str]:
+        for lo, hi in self.chunks:
+            if month_index(lo) <= month_index(month) <= month_index(hi):
+                return lo, hi
+        raise ValueError(f"month {month} is not in the run's range {self.start}..{self.end}")
+
+
+# ---- layout of a run's staging folder ------------------------------------------------------
+def staging_dir(plan: FanoutPlan) -> Path:
+    return layout.staging_dir(DOMAIN, plan.run)
+
+
+def staged_file(plan: FanoutPlan, month: str, bucket: int) -> Path:
+    """Bucket ``bucket``'s rows of ``month`` (a folder per month: the combine lists one)."""
+    return staging_dir(plan) / month / f"bucket-{bucket:05d}.parquet"
+
+
+def done_marker(plan: FanoutPlan, bucket: int, lo: str, hi: str) -> Path:
+    return staging_dir(plan) / "_done" / f"{lo}_{hi}" / f"bucket-{bucket:05d}.json"
+
+
+def combined_marker(plan: FanoutPlan, lo: str, hi: str) -> Path:
+    return staging_dir(plan) / "_combined" / f"{lo}_{hi}.json"
+
+
+def _remove_tree(folder: Path) -> None:
+    if is_remote(folder):
+        fs = filesystem(folder)
+        if fs.exists(object_key(folder)):
+            fs.rm(object_key(folder), recursive=True)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_stale_staging(older_than_s: float = STALE_STAGING_S) -> list[str]:
+    """Staging folders of runs that died (untouched for ``older_than_s``), removed."""
+    root = layout.staging_dir(DOMAIN, None)
+    if not root.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    for entry in root.iterdir():
+        try:
+            newest = max((p.stat().st_mtime for p in entry.rglob("*")), default=entry.stat().st_mtime)
+        except OSError:
+            continue
+        if now - newest > older_than_s:
+            _remove_tree(entry)
+            removed.append(entry.name)
+    return removed
+
+
+# ---- the source, pinned and cut to a bucket ------------------------------------------------
+class BucketSource(Source):
+    """The source restricted to the accounts of one bucket.
+
+    Every query that picks the records the summary uses filters with
+    :meth:`good_rows_sql`, so the bucket term there restricts the winners; the profile
+    (problems, months, fingerprints) stays that of the whole source, except that the rows
+    per month are this bucket's expected share (with a 4-sigma margin), which sizes the
+    history ring and the query chunks to the bucket."""
+
+    def __init__(self, con, cfg, files, bucket: int, buckets: int, **kwargs):
+        self.bucket, self.buckets = int(bucket), int(buckets)
+        self._share: SourceProfile | None = None
+        super().__init__(con, cfg, files, **kwargs)
+
+    def good_rows_sql(self) -> str:
+        return f"{super().good_rows_sql()} AND {bucket_sql(self.buckets)} = {self.bucket}"
+
+    def profile(self) -> SourceProfile:
+        if self._share is None:
+            whole = super().profile()
+            share = {m: math.ceil(n / self.buckets + 4 * math.sqrt(n / self.buckets)) if n else 0
+                     for m, n in whole.rows_per_month.items()}
+            self._share = replace(whole, rows_per_month=share)
+        return self._share
+
+
+def pinned_files(cfg: SummarySettings, plan: FanoutPlan) -> list[BatchFile]:
+    """The plan's batch files as they are now; a pinned file changed or gone stops the step."""
+    found = {f.name: f for f in list_batch_files(cfg.source_path)}
+    changed = []
+    for name, identity in sorted(plan.files.items()):
+        f = found.get(name)
+        if f is None or f.identity != identity:
+            changed.append(f"{name} ({identity} -> {f.identity if f else 'gone'})")
+    if changed:
+        raise FanoutError(f"{cfg.source_path}: batch files changed since summary run {plan.run} was planned: "
+                          f"{changed}; start a new run")
+    return [found[name] for name in sorted(plan.files)]
+
+
+def open_source(con, cfg, plan: FanoutPlan, bucket: int | None = None, logger=None) -> Source:
+    if duckdb.__version__ != plan.duckdb_version:
+        raise FanoutError(f"summary run {plan.run} was planned with DuckDB {plan.duckdb_version}, this worker "
+                          f"has {duckdb.__version__}: the account buckets (DuckDB hash) would differ")
+    files = pinned_files(cfg, plan)
+    if bucket is None:
+        return Source(con, cfg, files, now_month=plan.now_month, logger=logger)
+    return BucketSource(con, cfg, files, bucket, plan.buckets, now_month=plan.now_month, logger=logger)
+
+
+# ---- plan ----------------------------------------------------------------------------------
+def plan_fanout(cfg: SummarySettings, start: str, end: str, run: str, settings: FanoutSettings | None = None,
+                con=None, now_month: str | None = None, logger=None) -> FanoutPlan:
+    """Pin the batch files, profile them (bad input is refused here, before any step writes)
+    and choose the bucket count and the month chunks."""
+    settings = settings or FanoutSettings.from_env()
+    con = con or connect()
+    if month_index(end) < month_index(start):
+        raise ValueError(f"summary run {run}: range end {end} is before its start {start}")
+    remove_stale_staging()
+    files = list_batch_files(cfg.source_path)
+    with Source(con, cfg, files, now_month=now_month or current_month(), logger=logger) as source:
+        source.profile()  # raises on bad input: nothing written yet
+        lo = max(month_index(start) - (cfg.history_length - 1), cfg.first_month_index)
+        rows = con.execute(
+            f"SELECT approx_count_distinct(key) FROM {VIEW} WHERE {source.good_rows_sql()} "
+            "AND month_idx BETWEEN ? AND ?", [lo, month_index(end)]).fetchall()
+        accounts = int(rows[0][0] or 0)
+        buckets = choose_buckets(cfg, accounts, settings)
+        return FanoutPlan(
+            run=run, start=start, end=end, buckets=buckets,
+            chunks=month_chunks(start, end, settings.chunk_months),
+            files={f.name: f.identity for f in files},
+            now_month=source.now_month, duckdb_version=duckdb.__version__, accounts=accounts,
+            steps_memory_mb=settings.step_memory_mb,
+        )
+
+
+# ---- bucket step ---------------------------------------------------------------------------
+def build_bucket(cfg: SummarySettings, plan: FanoutPlan, bucket: int, lo: str, hi: str, con=None,
+                 logger=None) -> BuildStats:
+    """Build months ``lo..hi`` of the accounts in ``bucket`` into the run's staging folder."""
+    if not 0 <= bucket < plan.buckets:
+        raise ValueError(f"bucket {bucket} is not in 0..{plan.buckets - 1}")
+    con = con or connect()
+
+    def write(month: str, rows) -> WriteResult:
+        return write_month_file(rows, staged_file(plan, month, bucket))
+
+    with open_source(con, cfg, plan, bucket, logger) as source:
+        stats = build_months(source, lo, hi, write, logger=logger,
+                             month_path=lambda m: staged_file(plan, m, bucket))
+    atomic_write_json(done_marker(plan, bucket, lo, hi), {"rows_per_month": stats.rows_per_month})
+    log_event("summary_bucket_built", logger, run=plan.run, bucket=bucket, buckets=plan.buckets, start=lo, end=hi,
+              rows=stats.rows, seeded_months=stats.seeded_months, seconds=round(stats.seconds, 3),
+              peak_rss_mb=stats.peak_rss_mb)
+    return stats
+
+
+# ---- combine -------------------------------------------------------------------------------
+class MergedMonth:
+    """One month's rows, merged by key from the bucket files as they are written (the
+    ``num_rows`` / ``schema`` / ``to_batches`` a :func:`write_month_file` writer reads)."""
+
+    def __init__(self, paths: list[Path], schema: pa.Schema, num_rows: int, read_rows: int):
+        self.paths, self.schema, self.num_rows, self.read_rows = paths, schema, num_rows, read_rows
+
+    def _streams(self) -> list[Iterator[pa.RecordBatch]]:
+        plain = self.schema.remove_metadata()
+        return [(b.cast(plain) for b in parquet_file(p).iter_batches(batch_size=self.read_rows)) for p in self.paths]
+
+    def _merged(self) -> Iterator[pa.Table]:
+        """Sorted pieces: every key up to the smallest 'last key' of the streams' current
+        batches is in those batches (each stream is sorted, a key is in one bucket only)."""
+        streams = self._streams()
+        current: list[pa.RecordBatch | None] = [next(s, None) for s in streams]
+        key = self.schema.names[0]
+        while True:
+            live = [i for i, b in enumerate(current) if b is not None]
+            if not live:
+                return
+            bound = min(current[i].column(0)[-1].as_py() for i in live)
+            parts = []
+            for i in live:
+                batch = current[i]
+                n = pc.sum(pc.less_equal(batch.column(0), bound)).as_py() or 0
+                if n:
+                    parts.append(batch.slice(0, n))
+                rest = batch.slice(n)
+                while rest is not None and rest.num_rows == 0:
+                    rest = next(streams[i], None)
+                current[i] = rest
+            yield pa.Table.from_batches(parts).sort_by(key)
+
+    def to_batches(self, max_chunksize: int) -> Iterator[pa.RecordBatch]:
+        buffered: list[pa.Table] = []
+        count = 0
+        for piece in self._merged():
+            buffered.append(piece)
+            count += piece.num_rows
+            if count >= max_chunksize:
+                table = pa.concat_tables(buffered).combine_chunks()
+                yield from table.slice(0, max_chunksize).to_batches()
+                rest = table.slice(max_chunksize)
+                buffered, count = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+        if count:
+            yield from pa.concat_tables(buffered).combine_chunks().to_batches()
+
+
+def _check_done(plan: FanoutPlan, lo: str, hi: str) -> None:
+    missing = [b for b in range(plan.buckets) if not done_marker(plan, b, lo, hi).is_file()]
+    if missing:
+        raise FanoutError(f"summary run {plan.run}: months {lo}..{hi} cannot be combined, bucket step(s) "
+                          f"{missing[:10]} of {plan.buckets} have not finished (no {done_marker(plan, missing[0], lo, hi)})")
+
+
+def merged_month(cfg: SummarySettings, plan: FanoutPlan, month: str) -> "MergedMonth | pa.Table":
+    """The month's rows from its bucket files (an empty table when no bucket has any)."""
+    paths = [staged_file(plan, month, b) for b in range(plan.buckets)]
+    paths = [p for p in paths if p.is_file()]
+    if not paths:
+        return output_schema(cfg, key_arrow_type(cfg)).empty_table()
+    files = [parquet_file(p) for p in paths]
+    prints = {(f.schema_arrow.metadata or {}).get(FINGERPRINT_KEY) for f in files}
+    if len(prints) != 1:
+        raise FanoutError(f"summary run {plan.run}: the bucket files of {month} under {staging_dir(plan)} were "
+                          "built from different sources; start a new run")
+    schema = files[0].schema_arrow
+    fp = prints.pop()
+    schema = schema.with_metadata({FINGERPRINT_KEY: fp}) if fp else schema.remove_metadata()
+    rows = sum(f.metadata.num_rows for f in files)
+    # a bounded batch per bucket, MERGE_ROWS rows in flight whatever the bucket count
+    read_rows = max(1024, MERGE_ROWS // len(paths))
+    return MergedMonth(paths, schema, rows, read_rows)
+
+
+def combine_chunk(cfg: SummarySettings, plan: FanoutPlan, lo: str, hi: str,
+                  month_path: Callable[[str], Path], logger=None) -> dict[str, int]:
+    """Publish months ``lo..hi`` from the bucket files once every bucket step of the chunk
+    is done; returns the rows per month. The chunk's staged files are removed after."""
+    _check_done(plan, lo, hi)
+    rows = {}
+    for month in month_range(lo, hi):
+        result = write_month_file(merged_month(cfg, plan, month), month_path(month))
+        rows[month] = result.rows
+    for month in month_range(lo, hi):
+        _remove_tree(staging_dir(plan) / month)
+    atomic_write_json(combined_marker(plan, lo, hi), {"rows_per_month": rows})
+    log_event("summary_chunk_combined", logger, run=plan.run, start=lo, end=hi, rows=sum(rows.values()),
+              peak_rss_mb=peak_rss_mb())
+    return rows
+
+
+# ---- finish --------------------------------------------------------------------------------
+def finish(cfg: SummarySettings, plan: FanoutPlan, state_file: Path | None = None, con=None, run_id=None,
+           logger=None, update_state: bool = True) -> list[str]:
+    """After every chunk is combined: record the batches the summary now reflects (as the
+    one-step build does) and remove the run's staging folder. Returns the newly processed
+    batch names."""
+    missing = [f"{lo}..{hi}" for lo, hi in plan.chunks if not combined_marker(plan, lo, hi).is_file()]
+    if missing:
+        raise FanoutError(f"summary run {plan.run}: months {missing[:10]} were not combined yet")
+    newly: list[str] = []
+    if update_state:
+        con = con or connect()
+        folder = state_file.parent if state_file is not None else None
+        with domain_lock(DOMAIN, run_id, logger=logger, folder=folder), open_source(con, cfg, plan) as source:
+            profile = source.profile()
+            processed = summary_state.load_processed(state_file)
+            last_idx = max(profile.months) if profile.months else month_index(plan.end)
+            read = [f for f in source.files if f.name not in source.skipped]
+            updated = reflected_files(read, processed, profile.file_months, plan.start, plan.end, cfg, last_idx)
+            newly = sorted(n for n, e in updated.items() if processed.get(n) != e)
+            if updated != processed:
+                summary_state.save_processed(updated, state_file)
+    _remove_tree(staging_dir(plan))
+    return newly
+
+
+@dataclass
+class FanoutResult:
+    plan: FanoutPlan
+    rows_per_month: dict[str, int] = field(default_factory=dict)
+    step_peak_rss_mb: float = 0.0
+    newly_processed: list[str] = field(default_factory=list)
+
+
+def run_fanout(cfg: SummarySettings, start: str, end: str, month_path: Callable[[str], Path], run: str,
+               settings: FanoutSettings | None = None, con=None, now_month: str | None = None, logger=None,
+               state_file: Path | None = None, update_state: bool = True,
+               step_order: Callable[[list], list] | None = None) -> FanoutResult:
+    """Every step of a fan-out run in this process, one after another (tests, bench, CLI);
+    ``step_order`` may shuffle the bucket steps (any order gives the same files)."""
+    con = con or connect()
+    plan = plan_fanout(cfg, start, end, run, settings, con=con, now_month=now_month, logger=logger)
+    steps = plan.steps if step_order is None else step_order(plan.steps)
+    result = FanoutResult(plan)
+    for bucket, lo, hi in steps:
+        stats = build_bucket(cfg, plan, bucket, lo, hi, con=con, logger=logger)
+        result.step_peak_rss_mb = max(result.step_peak_rss_mb, stats.peak_rss_mb)
+    for lo, hi in plan.chunks:
+        result.rows_per_month.update(combine_chunk(cfg, plan, lo, hi, month_path, logger=logger))
+    result.newly_processed = finish(cfg, plan, state_file, con=con, logger=logger, update_state=update_state)
+    return result

@@ -1,0 +1,190 @@
+"""The summary fan-out (bucket x month-chunk steps + combine) equals the one-step build."""
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from assets_pkg import layout
+from assets_pkg.duck import connect
+from assets_pkg.settings import SettingError
+from assets_pkg.summary import fanout
+from assets_pkg.summary.fanout import FanoutError, FanoutSettings, run_fanout
+from assets_pkg.summary.month_file import FINGERPRINT_KEY
+from assets_pkg.summary.months import month_range
+from assets_pkg.summary.plan import plan_batches
+from assets_pkg.summary.source import list_batch_files
+from assets_pkg_tests.test_summary_helpers import cfg_for, full_build, read_months, write_batch
+
+MONTHS = month_range("2024-01", "2024-12")
+LENGTH = 4
+
+record = st.tuples(
+    st.integers(1, 12),  # account
+    st.sampled_from(MONTHS[:6] + MONTHS[8:]),  # a gap: 2024-07 and 2024-08 never have records
+    st.one_of(st.none(), st.integers(-50, 50).map(float)),
+    st.one_of(st.none(), st.integers(0, 90)),
+    st.integers(0, 3),  # base_ts minutes: small range -> ties and late corrections
+)
+
+
+def fingerprints(folder: Path) -> dict:
+    return {p.stem: (pq.read_schema(p).metadata or {}).get(FINGERPRINT_KEY) for p in sorted(folder.glob("*.parquet"))}
+
+
+def shuffled(seed: int):
+    def order(steps):
+        steps = list(steps)
+        random.Random(seed).shuffle(steps)
+        return steps
+    return order
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    first=st.lists(record, min_size=1, max_size=25),
+    late=st.lists(record, max_size=10),
+    buckets=st.integers(1, 4),
+    chunk=st.integers(1, 6),
+    seed=st.integers(0, 1000),
+)
+def test_fanout_equals_one_step_build_then_after_an_incremental_batch(data_root, first, late, buckets, chunk, seed):
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        inbox, fan, one = tmp / "inbox", tmp / "fan", tmp / "one"
+        fan.mkdir()
+        cfg = cfg_for(inbox, history_length=LENGTH, first_month="2024-01")
+        split = FanoutSettings(buckets=buckets, chunk_months=chunk)
+        write_batch(inbox, "b000.parquet", first)
+        run_fanout(cfg, "2024-01", "2024-12", lambda m: fan / f"{m}.parquet", "r1", split,
+                   state_file=tmp / "state.json", step_order=shuffled(seed))
+        full_build(cfg, one, "2024-01", "2024-12")
+        assert read_months(fan) == read_months(one)
+        assert fingerprints(fan) == fingerprints(one)
+
+        # a later batch (new accounts, forward months, corrections of earlier months)
+        write_batch(inbox, "b001.parquet", [(k, m, b, d, t + 2) for k, m, b, d, t in late])
+        con = connect()
+        files = list_batch_files(inbox)
+        new = [f for f in files if f.name == "b001.parquet"]
+        plan = plan_batches(con, cfg, new, files, sorted(fan.glob("*.parquet")), {})
+        if not plan.empty:
+            res = run_fanout(cfg, plan.start, plan.end, lambda m: fan / f"{m}.parquet", "r2", split,
+                             state_file=tmp / "state.json", step_order=shuffled(seed + 1))
+            assert res.newly_processed == ["b001.parquet"]
+        full_build(cfg, one, "2024-01", "2024-12")
+        assert read_months(fan) == read_months(one)
+        assert fingerprints(fan) == fingerprints(one)
+        assert not layout.staging_dir("summary", None).exists() or not any(layout.staging_dir("summary", None).iterdir())
+
+
+def _inbox(tmp_path: Path, accounts: int = 40) -> Path:
+    inbox = tmp_path / "inbox"
+    records = [(k, m, float(k * 10 + i), i % 3, i) for k in range(1, accounts + 1) for i, m in enumerate(MONTHS)
+               if (k + i) % 5]
+    write_batch(inbox, "b000.parquet", records)
+    return inbox
+
+
+def test_buckets_split_the_accounts_disjointly_and_each_step_writes_only_its_bucket(data_root, tmp_path):
+    cfg = cfg_for(_inbox(tmp_path), history_length=LENGTH, first_month="2024-01")
+    plan = fanout.plan_fanout(cfg, "2024-01", "2024-12", "r1", FanoutSettings(buckets=3, chunk_months=12))
+    seen = []
+    for b in range(3):
+        fanout.build_bucket(cfg, plan, b, "2024-01", "2024-12")
+        keys = set(pq.read_table(fanout.staged_file(plan, "2024-03", b)).column("cons_acct_key").to_pylist())
+        assert keys
+        seen.append(keys)
+    assert set.union(*seen) == set(range(1, 41)) - {k for k in range(1, 41) if (k + 2) % 5 == 0}
+    assert sum(len(s) for s in seen) == len(set.union(*seen))
+    assert not layout.asset_dir(["summary", "account_summary"]).exists()  # nothing published by a step
+
+
+def test_combine_refuses_until_every_bucket_of_the_chunk_is_done(data_root, tmp_path):
+    cfg = cfg_for(_inbox(tmp_path), history_length=LENGTH, first_month="2024-01")
+    out = tmp_path / "out"
+    plan = fanout.plan_fanout(cfg, "2024-01", "2024-12", "r1", FanoutSettings(buckets=2, chunk_months=6))
+    fanout.build_bucket(cfg, plan, 0, "2024-01", "2024-06")
+    with pytest.raises(FanoutError, match=r"bucket step\(s\) \[1\] of 2 have not finished"):
+        fanout.combine_chunk(cfg, plan, "2024-01", "2024-06", lambda m: out / f"{m}.parquet")
+    assert not out.exists()
+    fanout.build_bucket(cfg, plan, 1, "2024-01", "2024-06")
+    rows = fanout.combine_chunk(cfg, plan, "2024-01", "2024-06", lambda m: out / f"{m}.parquet")
+    assert sum(rows.values()) == sum(pq.read_metadata(p).num_rows for p in out.glob("*.parquet")) > 0
+    with pytest.raises(FanoutError, match="were not combined yet"):
+        fanout.finish(cfg, plan, update_state=False)
+
+
+def test_a_batch_changed_after_the_plan_stops_the_step_naming_it(data_root, tmp_path):
+    inbox = _inbox(tmp_path)
+    cfg = cfg_for(inbox, history_length=LENGTH, first_month="2024-01")
+    plan = fanout.plan_fanout(cfg, "2024-01", "2024-12", "r1", FanoutSettings(buckets=2, chunk_months=12))
+    write_batch(inbox, "b000.parquet", [(1, "2024-01", 1.0, 0, 99)])
+    with pytest.raises(FanoutError, match=r"b000.parquet .* start a new run"):
+        fanout.build_bucket(cfg, plan, 0, "2024-01", "2024-12")
+    assert not fanout.staging_dir(plan).exists()
+
+
+def test_a_step_killed_mid_write_leaves_no_month_file(data_root, tmp_path, monkeypatch):
+    """The bucket writer dies after its first month: nothing in the asset folder, no done
+    marker, and the combine refuses; a re-run of the step then completes the run."""
+    cfg = cfg_for(_inbox(tmp_path), history_length=LENGTH, first_month="2024-01")
+    out = layout.asset_dir(["summary", "account_summary"])
+    plan = fanout.plan_fanout(cfg, "2024-01", "2024-12", "r1", FanoutSettings(buckets=1, chunk_months=12))
+    real = fanout.write_month_file
+    calls = []
+
+    def dying(rows, path):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real(rows, path)
+
+    monkeypatch.setattr(fanout, "write_month_file", dying)
+    with pytest.raises(KeyboardInterrupt):
+        fanout.build_bucket(cfg, plan, 0, "2024-01", "2024-12")
+    monkeypatch.setattr(fanout, "write_month_file", real)
+    assert not out.exists()
+    assert not fanout.done_marker(plan, 0, "2024-01", "2024-12").exists()
+    with pytest.raises(FanoutError):
+        fanout.combine_chunk(cfg, plan, "2024-01", "2024-12", lambda m: layout.partition_file(["summary", "account_summary"], m))
+    fanout.build_bucket(cfg, plan, 0, "2024-01", "2024-12")
+    fanout.combine_chunk(cfg, plan, "2024-01", "2024-12", lambda m: layout.partition_file(["summary", "account_summary"], m))
+    one = tmp_path / "one"
+    full_build(cfg, one, "2024-01", "2024-12")
+    assert read_months(out) == read_months(one)
+
+
+def test_bucket_count_follows_the_step_memory_budget(tmp_path):
+    cfg = cfg_for(tmp_path)
+    budget = FanoutSettings(step_memory_mb=1024)
+    small = fanout.choose_buckets(cfg, 1_000_000, budget)
+    assert fanout.choose_buckets(cfg, 2_000_000, budget) in (2 * small - 1, 2 * small)
+    assert fanout.choose_buckets(cfg, 1_000, budget) == 1
+    assert fanout.choose_buckets(cfg, 2_000_000, FanoutSettings(buckets=7)) == 7
+
+
+def test_fanout_settings_come_from_env_and_bad_values_name_the_variable(monkeypatch):
+    monkeypatch.setenv("SUMMARY_BUCKETS", "6")
+    monkeypatch.setenv("SUMMARY_CHUNK_MONTHS", "12")
+    s = FanoutSettings.from_env()
+    assert (s.buckets, s.chunk_months) == (6, 12)
+    monkeypatch.setenv("SUMMARY_CHUNK_MONTHS", "0")
+    with pytest.raises(SettingError, match="SUMMARY_CHUNK_MONTHS"):
+        FanoutSettings.from_env()
+    monkeypatch.setenv("SUMMARY_CHUNK_MONTHS", "x")
+    with pytest.raises(SettingError, match="SUMMARY_CHUNK_MONTHS"):
+        FanoutSettings.from_env()
+
+
+def test_plan_round_trips_through_json(data_root, tmp_path):
+    cfg = cfg_for(_inbox(tmp_path), history_length=LENGTH, first_month="2024-01")
+    plan = fanout.plan_fanout(cfg, "2024-01", "2024-12", "r1", FanoutSettings(buckets=2, chunk_months=5))
+    assert fanout.FanoutPlan.from_json(plan.to_json()) == plan
+    assert plan.chunks == [("2024-01", "2024-05"), ("2024-06", "2024-10"), ("2024-11", "2024-12")]
+    assert len(plan.steps) == 6 and os.path.basename(str(fanout.staging_dir(plan))) == "r1"
