@@ -1,7 +1,8 @@
 """Write tabular data (Arrow, pandas, DuckDB) to parquet/csv/tsv without collecting it.
 
 Everything is turned into a ``pyarrow.RecordBatchReader`` and streamed batch by batch
-into a temp file that is published atomically; an empty result publishes nothing.
+into a temp file that is published atomically (on an object-store root: a local temp
+uploaded with one PUT); an empty result publishes nothing.
 """
 
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from assets_pkg.io.atomic import atomic_path
+from assets_pkg.storage import as_path
+from assets_pkg.storage.arrow import parquet_file
 
 FORMATS = ("parquet", "csv", "tsv")
 _EXTENSIONS = {"parquet": "parquet", "csv": "csv", "tsv": "tsv"}
@@ -53,9 +56,9 @@ def to_record_batch_reader(data) -> pa.RecordBatchReader:
 
 
 def count_rows(path: Path | str) -> int:
-    path = Path(path)
+    path = as_path(path)
     if path.suffix == ".parquet":
-        return pq.ParquetFile(path).metadata.num_rows
+        return parquet_file(path).metadata.num_rows
     raise ValueError(f"count_rows supports parquet only, got {path}")
 
 
@@ -63,7 +66,7 @@ def write_table(data, path: Path | str, fmt: str = "parquet", compression: str =
                 keep_empty: bool = False) -> WriteResult:
     """Stream ``data`` into ``path`` atomically. Zero rows: no file, old file removed;
     with ``keep_empty``, a file with the schema and no row (for readers that expect it)."""
-    path = Path(path)
+    path = as_path(path)
     file_extension(fmt)
     reader = to_record_batch_reader(data)
     rows = 0

@@ -32,6 +32,13 @@ COMMIT_NAME = "_commit.json"
 GENERATION_PREFIX = "_g"
 # A live writer on another machine finishes a partition's uploads well within this.
 UNCOMMITTED_GRACE_S = 3600.0
+GRACE_VAR = "ASSETS_PKG_UNCOMMITTED_GRACE_S"
+
+
+def uncommitted_grace_s() -> float:
+    """How old a part without a commit must be before a writer deletes it (and `assets-pkg
+    check` reports it): ``ASSETS_PKG_UNCOMMITTED_GRACE_S``, default one hour."""
+    return float(os.environ.get(GRACE_VAR) or UNCOMMITTED_GRACE_S)
 
 
 class CorruptCommit(RuntimeError):
@@ -102,7 +109,8 @@ def verify_commit(folder) -> list[str]:
     problems = []
     for name, size in sorted(commit["parts"].items()):
         try:
-            actual = fs.info(object_key(folder / name))["size"]
+            # refresh: the store as it is now, not a size cached by an earlier listing
+            actual = fs.info(object_key(folder / name), refresh=True)["size"]
         except FileNotFoundError:
             problems.append(f"{folder / name} is listed in {COMMIT_NAME} but missing")
             continue
@@ -138,8 +146,10 @@ def uncommitted_objects(folder, older_than_s: float = 0.0) -> list[str]:
                   if name != COMMIT_NAME and name not in listed and _age_s(info) > older_than_s)
 
 
-def remove_uncommitted(folder, older_than_s: float = UNCOMMITTED_GRACE_S) -> int:
-    """Delete a killed writer's leftovers in ``folder`` (see :func:`uncommitted_objects`)."""
+def remove_uncommitted(folder, older_than_s: float | None = None) -> int:
+    """Delete a killed writer's leftovers in ``folder`` (see :func:`uncommitted_objects`),
+    older than ``older_than_s`` (default :func:`uncommitted_grace_s`)."""
+    older_than_s = uncommitted_grace_s() if older_than_s is None else older_than_s
     names = uncommitted_objects(folder, older_than_s)
     if names:
         filesystem(folder).rm([object_key(folder / name) for name in names])
@@ -157,7 +167,7 @@ def write_commit(folder, parts: dict[str, int], **extra) -> None:
 
 
 @contextmanager
-def put_folder_atomic(final, replace: bool = False, grace_s: float = UNCOMMITTED_GRACE_S) -> Iterator[Path]:
+def put_folder_atomic(final, replace: bool = False, grace_s: float | None = None) -> Iterator[Path]:
     """Yield a local folder; when the body succeeds, upload its files under ``final`` and
     commit them (see the module docstring). ``replace=False`` refuses a committed ``final``."""
     previous = read_commit(final)

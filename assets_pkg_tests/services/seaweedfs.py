@@ -103,6 +103,9 @@ def start(folder: Path) -> SeaweedS3:
         f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={config}",
         "-volume.max=0", "-master.volumeSizeLimitMB=256", "-metricsPort=0",
+        # the Iceberg and Lance listeners default to fixed ports (8181, 9101): a second server
+        # on the machine (another xdist worker, another checkout) would die binding them
+        "-s3.port.iceberg=0", "-s3.port.lance=0",
     ]
     log = open(folder / "weed.log", "wb")
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True)
