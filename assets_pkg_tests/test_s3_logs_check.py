@@ -15,7 +15,6 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
-from assets_pkg.checking import stored_folder_outcomes
 from assets_pkg.demo import logs as demo_logs
 from assets_pkg.io.parquet_io_manager import ShardedParquetIOManager
 from assets_pkg.logs.assets import log_events, log_summary
@@ -377,5 +376,7 @@ def test_cli_unreachable_endpoint_fails_after_a_bounded_retry(s3_root):
 
 
 def test_stored_folder_outcomes_are_nothing_for_a_local_root(data_root):
+    from assets_pkg.checking import stored_folder_outcomes
+
     assert stored_folder_outcomes(get_settings().data_root) == []
     assert window_outcomes(SegmentStore(), "app", D0, D1)[0].passed
