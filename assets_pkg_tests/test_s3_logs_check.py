@@ -166,6 +166,7 @@ def test_logs_fetch_cli_and_check_on_an_s3_root(s3_root, api):
     assert "WARN" not in check.stdout and "FAIL" not in check.stdout
 
 
+@pytest.mark.slow
 def test_two_fetch_processes_on_overlapping_windows_write_no_overlap(s3_root, monkeypatch):
     """The per-log_id lease: the second process waits, then fetches only what the first did
     not cache. Without it both plan a miss and publish overlapping segments."""
@@ -187,6 +188,19 @@ def test_two_fetch_processes_on_overlapping_windows_write_no_overlap(s3_root, mo
     rows = cached_rows(store, "app")
     assert [r[1] for r in rows] == [e["event_id"] for e in events], "every event exactly once"
     assert not store.log_dir("app").joinpath(".lock").exists(), "both released the lease"
+
+
+def test_a_bucket_as_log_cache_beside_a_local_data_root(data_root, s3_env, seaweed, api, monkeypatch):
+    """LOG_INGESTION_CACHE_DIR may be a URL of its own: segments in the bucket, DuckDB reads
+    them there (the data root's connection knows no object store), exports stay local."""
+    bucket = seaweed.make_bucket()
+    monkeypatch.setenv("LOG_INGESTION_CACHE_DIR", f"s3://{bucket}/cache")
+    result = fetch_window("app", D0, D1, HttpLogSource(api.url))
+    assert result.segments_written == [f"s3://{bucket}/cache/logs/app/from={D0}/to={D1}"]
+    assert result.summary["row_count"] == 1440
+    assert result.summary_output == str(data_root / "exports" / "logs" / "app" / f"summary_{D0}_{D1}.json")
+    assert all(o.passed for o in window_outcomes(SegmentStore(), "app", D0, D1))
+    assert fetch_window("app", D0, D1, HttpLogSource(api.url)).decision == "hit"
 
 
 # -- commit rules --------------------------------------------------------------------------------
@@ -261,6 +275,7 @@ def test_a_corrupt_committed_part_fails_the_checks_naming_it(s3_root, seaweed, a
     assert "FAIL  logs/log_events:segments_readable" in check.stdout and str(part) in check.stdout
 
 
+@pytest.mark.slow
 def test_kill_9_mid_upload_then_a_rerun_equals_a_clean_run(s3_root, seaweed, monkeypatch):
     """A fetch killed while its parts are being uploaded leaves parts and its lease, never a
     commit: the segment does not exist. The re-run (after the lease TTL) fetches it again,
