@@ -305,9 +305,11 @@ def test_kill_9_mid_upload_then_a_rerun_equals_a_clean_run(s3_root, seaweed, mon
 
         rerun = run_cli(*fetch_args(D0, D1), env={**env, "ASSETS_PKG_UNCOMMITTED_GRACE_S": "0"})
         assert rerun.returncode == 0, rerun.stderr
-        assert json.loads(rerun.stdout)["decision"] == "miss"
+        rerun_result = json.loads(rerun.stdout)
+        assert rerun_result["decision"] == "miss" and rerun_result["summary"]["row_count"] == len(events)
         rows = cached_rows(store, "app")
-        assert [(r[0], r[1]) for r in rows] == [(e["timestamp"], e["event_id"]) for e in events]
+        assert [(r[0], r[1]) for r in rows] == [(e["timestamp"], e["event_id"]) for e in events], (
+            store.segments("app"), objects_under(fs, prefix)[:5], rerun.stderr[-2000:])
         (segment,) = store.segments("app")
         commit = objects.read_commit(segment.path)
         assert objects.verify_commit(segment.path) == []

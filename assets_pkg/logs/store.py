@@ -152,7 +152,8 @@ class Segment:
     @property
     def parts(self) -> list[Path]:
         if is_remote(self.path):  # the committed parts, never a listing of the folder
-            return [p for p in remote_objects.committed_files(self.path, "part-*.parquet") if _PART_RE.fullmatch(p.name)]
+            committed = remote_objects.committed_files(self.path, "part-*.parquet")
+            return [p for p in committed if _PART_RE.fullmatch(p.name)]
         return sorted(p for p in self.path.iterdir() if _PART_RE.fullmatch(p.name))
 
     @property
@@ -271,7 +272,7 @@ class SegmentStore:
                 raise CorruptSegmentError(f"segment {log_dir / pieces[0] / pieces[1]} has an empty or reversed "
                                           f"window; {REMEDY}")
             folder, committed = folders.get((start, end), (log_dir / pieces[0] / pieces[1], False))
-            folders[(start, end)] = (folder, committed or relative.endswith("/" + remote_objects.COMMIT_NAME))
+            folders[(start, end)] = (folder, committed or pieces[2:] == [remote_objects.COMMIT_NAME])
         return folders
 
     def remove_uncommitted(self, log_id: str) -> int:
