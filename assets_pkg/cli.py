@@ -35,12 +35,18 @@ def _cmd_init(args) -> int:
 
 
 def _cmd_check(args) -> int:
+    from assets_pkg.checking import stored_folder_outcomes
+    from assets_pkg.settings import get_settings
+
     outcomes = []
+    folders = []  # the domains' multi-object folders, for the object-store commit rules
     for domain in DOMAINS:
         if args.group and domain != args.group:
             continue
         module = importlib.import_module(f"assets_pkg.{domain}.checks")
         outcomes.extend(module.evaluate_materialized())
+        folders.extend(getattr(module, "multi_object_folders", list)())
+    outcomes.extend(stored_folder_outcomes(get_settings().data_root, folders))
     for outcome in outcomes:
         print(outcome.line())
     failed = [o for o in outcomes if o.blocking_failure]
@@ -118,8 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from assets_pkg.settings import get_settings
+    from assets_pkg.storage import StorageError, check_reachable
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        # a missing bucket, refused keys or no endpoint: one clear line, before any work
+        check_reachable(get_settings().data_root)
+        return int(args.func(args) or 0)
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -44,9 +44,11 @@ EARLIER_INSTANCE_YAMLS = ("telemetry:\n  enabled: false\n",)
 
 
 def ensure_dagster_home(settings: Settings | None = None) -> Path:
-    """DAGSTER_HOME defaults to <data root>/.dagster, persistent so `make ui` shows the runs."""
+    """DAGSTER_HOME defaults to <data root>/.dagster, persistent so `make ui` shows the runs;
+    with an object-store data root it stays a local folder (``settings.dagster_home``):
+    SQLite cannot live in a bucket."""
     settings = settings or get_settings()
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.data_root / ".dagster")))
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home)))
     home.mkdir(parents=True, exist_ok=True)
     return home
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets_pkg.io.atomic import atomic_path
 from assets_pkg.logs.checks import evaluate_materialized
 from assets_pkg.logs.partitions import log_ids, partition_key
 from assets_pkg.logs.planner import day_window
@@ -27,11 +28,12 @@ _DAY_RE = re.compile(r"(\d{4}-\d{2}-\d{2})")
 
 
 def generate(inbox_dir: Path, scale: str = "demo") -> None:
+    """Write the sample JSONL files into ``inbox_dir`` (a folder or an object-store prefix):
+    each file is made locally and published whole, so a sensor never reads half of one."""
     per_day = EVENTS_PER_DAY[scale]
     rng = random.Random(11)
     for log_id in DEMO_LOGS:
         folder = inbox_dir / log_id
-        folder.mkdir(parents=True, exist_ok=True)
         for day in DEMO_DAYS:
             start_ms, end_ms = day_window(day)
             stamps = sorted(rng.randrange(start_ms, end_ms) for _ in range(per_day))
@@ -43,10 +45,11 @@ def generate(inbox_dir: Path, scale: str = "demo") -> None:
                 lines.append(json.dumps(event))
             text = "\n".join(lines) + "\n"
             if log_id == "web":
-                with gzip.open(folder / f"{day}.jsonl.gz", "wt", encoding="utf-8") as fh:
+                with atomic_path(folder / f"{day}.jsonl.gz") as tmp, gzip.open(tmp, "wt", encoding="utf-8") as fh:
                     fh.write(text)
             else:
-                (folder / f"{day}.jsonl").write_text(text, encoding="utf-8")
+                with atomic_path(folder / f"{day}.jsonl") as tmp:
+                    tmp.write_text(text, encoding="utf-8")
 
 
 def inbox_days(inbox_dir: Path) -> list[str]:

@@ -1,7 +1,8 @@
 """Write tabular data (Arrow, pandas, DuckDB) to parquet/csv/tsv without collecting it.
 
 Everything is turned into a ``pyarrow.RecordBatchReader`` and streamed batch by batch
-into a temp file that is published atomically; an empty result publishes nothing.
+into a temp file that is published atomically (on an object-store root: a local temp
+uploaded with one PUT); an empty result publishes nothing.
 """
 
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 
 from assets_pkg.io.atomic import atomic_path
 from assets_pkg.storage import as_path
+from assets_pkg.storage.arrow import parquet_file
 
 FORMATS = ("parquet", "csv", "tsv")
 _EXTENSIONS = {"parquet": "parquet", "csv": "csv", "tsv": "tsv"}
@@ -54,9 +56,9 @@ def to_record_batch_reader(data) -> pa.RecordBatchReader:
 
 
 def count_rows(path: Path | str) -> int:
-    path = Path(path)
+    path = as_path(path)
     if path.suffix == ".parquet":
-        return pq.ParquetFile(path).metadata.num_rows
+        return parquet_file(path).metadata.num_rows
     raise ValueError(f"count_rows supports parquet only, got {path}")
 
 

@@ -15,12 +15,13 @@ from typing import Any, NamedTuple
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import Field
 
 from assets_pkg import layout
 from assets_pkg.dagster_layer import add_partition_metadata, run_level
 from assets_pkg.io.formats import FORMATS, file_extension, write_table
+from assets_pkg.storage import as_path
+from assets_pkg.storage.arrow import read_table
 
 
 class Formatted(NamedTuple):
@@ -96,7 +97,7 @@ class ShardedParquetIOManager(dg.ConfigurableIOManager):
     )
 
     def _base(self) -> Path:
-        return Path(self.base_dir) if self.base_dir else layout.warehouse()
+        return as_path(self.base_dir) if self.base_dir else layout.warehouse()
 
     # -- writing ---------------------------------------------------------------------------
     def handle_output(self, context: dg.OutputContext, obj) -> None:
@@ -186,11 +187,12 @@ class ShardedParquetIOManager(dg.ConfigurableIOManager):
 
 
 def read_tables(paths: list[Path]) -> pa.Table:
-    """Concatenate partition files into one Table (small inputs; big ones use paths)."""
+    """Concatenate partition files (local or in the object store) into one Table (small
+    inputs; big ones use paths)."""
     tables = []
-    for path in paths:
+    for path in map(as_path, paths):
         if path.suffix == ".parquet":
-            tables.append(pq.read_table(path))
+            tables.append(read_table(path))
         else:
             from assets_pkg.reader import StreamingReader
 

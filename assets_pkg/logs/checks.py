@@ -40,3 +40,19 @@ def evaluate_materialized(store: SegmentStore | None = None) -> list[CheckOutcom
         outcomes.append(unique_event_ids(store, log_id, start_ms, end_ms))
     return outcomes
 
+
+
+def multi_object_folders(store: SegmentStore | None = None) -> list:
+    """Every segment folder (``from=/to=``) in an object-store cache, committed or not, for
+    `assets-pkg check` to verify and to report uncommitted uploads in; [] for a local cache
+    (a segment is published by one rename there)."""
+    store = store or SegmentStore()
+    if not store.remote:
+        return []
+    folders = []
+    for log_id in store.log_ids():
+        try:
+            folders.extend(folder for folder, _ in store.remote_folders(log_id).values())
+        except LogCacheError:
+            continue  # a malformed entry: evaluate_materialized reports it by name
+    return folders

@@ -9,17 +9,20 @@ def _cmd_fetch(args) -> int:
     from assets_pkg.logs.fetch import fetch_request
     from assets_pkg.logs.planner import InvalidWindowError
     from assets_pkg.logs.resources import LogSourceResource
-    from assets_pkg.logs.store import LogsError
+    from assets_pkg.logs.store import LogsError, cache_root
     from assets_pkg.settings import SettingError
+    from assets_pkg.storage import StorageError, check_reachable
 
     logger = logging.getLogger("assets_pkg.logs")
     if args.verbose:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     try:
+        if not args.bypass_cache:
+            check_reachable(cache_root())  # LOG_INGESTION_CACHE_DIR may be a bucket of its own
         source = LogSourceResource(source=args.source).build(logger)
         result = fetch_request(args.log_id, args.start, args.end, source,
                                bypass_cache=True if args.bypass_cache else None, logger=logger)
-    except (InvalidWindowError, LogsError, SettingError) as exc:
+    except (InvalidWindowError, LogsError, SettingError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:

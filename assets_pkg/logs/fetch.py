@@ -129,7 +129,7 @@ def fetch_window(
                   segment_dir=str(store.root / log_id), error=str(exc)[:500])
         raise
     with store.lock(log_id) as log_dir:
-        removed = _remove_stale_temps(log_dir)
+        removed = store.remove_uncommitted(log_id) if store.remote else _remove_stale_temps(log_dir)
         if removed:
             log_event("cache_stale_temps_removed", logger, log_id=log_id, cache_dir=str(log_dir), removed=removed)
         log_event("cache_scan_start", logger, log_id=log_id, cache_dir=str(log_dir))

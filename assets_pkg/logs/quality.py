@@ -3,10 +3,9 @@
 import duckdb
 
 from assets_pkg.checking import ERROR, WARN, CheckOutcome, limited
-from assets_pkg.duck import connect
 from assets_pkg.logs.planner import plan_coverage, ranges_json
 from assets_pkg.logs.store import SegmentStore, find_overlaps, verify_segment
-from assets_pkg.logs.summary import segment_files
+from assets_pkg.logs.summary import files_connection, segment_files
 
 EVENTS_ASSET = "logs/log_events"
 
@@ -57,7 +56,7 @@ def unique_event_ids(store: SegmentStore, log_id: str, start_ms: int, end_ms: in
     examples: list = []
     if files:
         own = con is None
-        con = con or connect()
+        con = files_connection(files, con)
         try:
             rows, distinct, nulls = con.execute(
                 "SELECT count(*), count(DISTINCT event_id), count(*) FILTER (WHERE event_id IS NULL) "

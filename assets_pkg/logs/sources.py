@@ -19,6 +19,7 @@ in :data:`assets_pkg.logs.store.PART_SCHEMA`, only events in ``[start_ms, end_ms
 """
 
 import abc
+import contextlib
 import http.client
 import json
 import queue
@@ -37,6 +38,7 @@ from assets_pkg.logs.store import LogsError, validate_log_id
 from assets_pkg.logs.writer import BatchNormalizer, EventFormatError, arrow_literal, events_to_batch
 from assets_pkg.obs import log_event
 from assets_pkg.settings import SettingError, env_float, env_int
+from assets_pkg.storage import as_path, is_remote, local_scratch
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
 
@@ -65,7 +67,7 @@ class LocalLogSource(LogSource):
     name = "local"
 
     def __init__(self, inbox_dir: Path | str, chunk_size: int = 50_000, memory_limit_mb: int = 64, logger=None):
-        self.inbox_dir = Path(inbox_dir)
+        self.inbox_dir = as_path(inbox_dir)
         self.chunk_size = int(chunk_size)
         self.memory_limit_mb = int(memory_limit_mb)
         self.logger = logger
@@ -76,12 +78,15 @@ class LocalLogSource(LogSource):
 
     def files(self, log_id: str) -> list[Path]:
         folder = self.inbox_dir / validate_log_id(log_id)
+        if is_remote(folder):
+            folder.fs.invalidate_cache(folder.path)  # files published since this process last listed
         if not folder.is_dir():
             raise LogSourceError(
                 f"local log source: no folder {folder} for log {log_id!r} (expected {folder}/*.jsonl[.gz]); "
                 "check LOG_IDS or drop the log's JSONL files there"
             )
-        return sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(JSONL_SUFFIXES))
+        return sorted((p for p in folder.iterdir() if p.name.endswith(JSONL_SUFFIXES) and p.is_file()),
+                      key=lambda p: p.name)
 
     def fetch(self, log_id: str, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:
         self.calls += 1
@@ -90,40 +95,60 @@ class LocalLogSource(LogSource):
         yield from _read_ahead(self._batches(log_id, start_ms, end_ms), depth=2, name=f"log-source-{log_id}")
 
     def _batches(self, log_id: str, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:
-        from assets_pkg.reader import StreamingReader  # the one way to read JSONL
-
         normalizer = BatchNormalizer()
         try:
             for path in self.files(log_id):
-                # log events as they were written: messages keep their whitespace
-                reader = StreamingReader(path, file_format="jsonl", chunk_size=self.chunk_size,
-                                         memory_limit_mb=self.memory_limit_mb, strip_whitespace=False,
-                                         column_types={"timestamp": pa.int64()})
-                for chunk in reader:
-                    batch = chunk.batch
-                    if batch.num_rows == 0:
-                        continue
-                    batch = _filter_raw(batch, start_ms, end_ms, path)
-                    if batch.num_rows == 0:
-                        continue
-                    out = normalizer.normalize(batch, source=str(path))
-                    ts = out.column("timestamp")
-                    if len(ts) > 1 and not _ascending(ts):
-                        out = out.take(pc.sort_indices(ts))
-                    yield out
-                rejects = reader.rejects
-                if rejects is not None and rejects.num_rows:
-                    # A rejected line is an event the cache would silently lack: fail, publish nothing.
-                    first = rejects.slice(0, 1).to_pylist()[0]
-                    log_event("log_source_rejects", self.logger, level="error", log_id=log_id, file=str(path),
-                              rejects=rejects.num_rows, first_line=first.get("line"), error_type=first.get("error_type"))
-                    raise LogSourceError(
-                        f"{path}: {rejects.num_rows} line(s) could not be read as events (first: line "
-                        f"{first.get('line')}, {first.get('error_type')}: {str(first.get('error'))[:200]}); "
-                        "fix or remove those lines, nothing of this range was cached"
-                    )
+                with _local_copy(path) as local:
+                    yield from self._file_batches(log_id, path, local, normalizer, start_ms, end_ms)
         finally:
             normalizer.close()
+
+    def _file_batches(self, log_id: str, path: Path, local: Path, normalizer: BatchNormalizer, start_ms: int,
+                      end_ms: int) -> Iterator[pa.RecordBatch]:
+        from assets_pkg.reader import StreamingReader  # the one way to read JSONL
+
+        # log events as they were written: messages keep their whitespace
+        reader = StreamingReader(local, file_format="jsonl", chunk_size=self.chunk_size,
+                                 memory_limit_mb=self.memory_limit_mb, strip_whitespace=False,
+                                 column_types={"timestamp": pa.int64()})
+        for chunk in reader:
+            batch = chunk.batch
+            if batch.num_rows == 0:
+                continue
+            batch = _filter_raw(batch, start_ms, end_ms, path)
+            if batch.num_rows == 0:
+                continue
+            out = normalizer.normalize(batch, source=str(path))
+            ts = out.column("timestamp")
+            if len(ts) > 1 and not _ascending(ts):
+                out = out.take(pc.sort_indices(ts))
+            yield out
+        rejects = reader.rejects
+        if rejects is not None and rejects.num_rows:
+            # A rejected line is an event the cache would silently lack: fail, publish nothing.
+            first = rejects.slice(0, 1).to_pylist()[0]
+            log_event("log_source_rejects", self.logger, level="error", log_id=log_id, file=str(path),
+                      rejects=rejects.num_rows, first_line=first.get("line"), error_type=first.get("error_type"))
+            raise LogSourceError(
+                f"{path}: {rejects.num_rows} line(s) could not be read as events (first: line "
+                f"{first.get('line')}, {first.get('error_type')}: {str(first.get('error'))[:200]}); "
+                "fix or remove those lines, nothing of this range was cached"
+            )
+
+
+@contextlib.contextmanager
+def _local_copy(path: Path) -> Iterator[Path]:
+    """``path`` itself on local disk; an inbox file in an object store copied to this
+    process's scratch for the read (the streaming reader reads local files), removed after."""
+    if not is_remote(path):
+        yield path
+        return
+    local = local_scratch("log_source") / f"{threading.get_ident()}-{path.name}"
+    try:
+        path.fs.get_file(path.path, str(local))
+        yield local
+    finally:
+        local.unlink(missing_ok=True)
 
 
 _DONE = object()

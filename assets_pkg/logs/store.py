@@ -8,7 +8,11 @@ without events has one zero-row part, so "cached, empty" differs from "not cache
 
 A segment is written into a hidden temp folder part by part and published with one rename
 (:func:`assets_pkg.io.atomic.atomic_dir`); a killed run leaves only ``.tmp-`` names, which
-the scanner ignores. One lock per log_id (``io.locks.hold``) is held from planning to publication.
+the scanner ignores. On an object-store root (``ASSETS_PKG_DATA_DIR`` or
+``LOG_INGESTION_CACHE_DIR`` a URL) the parts are uploaded and a commit object written last:
+a ``to=`` folder without one (a killed upload) does not exist for the scanner, the planner
+and the checks, and is re-fetched. One lock per log_id (``io.locks.hold``: flock locally, an
+S3 lease on a remote root) is held from planning to publication.
 
 Each segment carries ``segment.json`` (written into the temp folder before the rename): the
 window it was fetched for, its row count, timestamp min/max and rows per part. A folder
@@ -33,6 +37,9 @@ from assets_pkg import layout
 from assets_pkg.io.atomic import atomic_write_json, is_temp_name
 from assets_pkg.io.locks import hold
 from assets_pkg.settings import env_str
+from assets_pkg.storage import as_path, is_remote
+from assets_pkg.storage import objects as remote_objects
+from assets_pkg.storage.arrow import parquet_file
 
 LOG_ID_RE = re.compile(r"[A-Za-z0-9._-]+")
 LOG_ID_MAX_LENGTH = 128
@@ -113,13 +120,19 @@ def is_log_id(name: str) -> bool:
 CACHE_SUBFOLDER = "logs"
 
 
-def ingestion_cache_dir() -> Path | None:
-    """``LOG_INGESTION_CACHE_DIR`` resolved (relative to the working folder), or None when unset."""
-    raw = env_str("LOG_INGESTION_CACHE_DIR", "")
-    if not raw:
-        return None
-    path = Path(raw).expanduser()
+def _resolved(location) -> Path:
+    """A local folder made absolute (relative to the working folder); a URL as it is."""
+    path = as_path(location)
+    if is_remote(path):
+        return path
+    path = path.expanduser()
     return (path if path.is_absolute() else Path.cwd() / path).resolve()
+
+
+def ingestion_cache_dir() -> Path | None:
+    """``LOG_INGESTION_CACHE_DIR`` resolved (relative to the working folder, or a URL), or None when unset."""
+    raw = env_str("LOG_INGESTION_CACHE_DIR", "")
+    return _resolved(raw) if raw else None
 
 
 def cache_root() -> Path:
@@ -138,6 +151,9 @@ class Segment:
 
     @property
     def parts(self) -> list[Path]:
+        if is_remote(self.path):  # the committed parts, never a listing of the folder
+            committed = remote_objects.committed_files(self.path, "part-*.parquet")
+            return [p for p in committed if _PART_RE.fullmatch(p.name)]
         return sorted(p for p in self.path.iterdir() if _PART_RE.fullmatch(p.name))
 
     @property
@@ -163,30 +179,42 @@ class SegmentStore:
     """Listing, validation, locking and paths of the segments under one cache root."""
 
     def __init__(self, root: Path | str | None = None, legacy_root: Path | str | None = None):
-        self.root = Path(root).resolve() if root is not None else cache_root()
+        self.root = _resolved(root) if root is not None else cache_root()
         # Before the ``logs`` subfolder, an explicit LOG_INGESTION_CACHE_DIR held the log ids
         # itself; segments still there are refused by name instead of silently re-fetched.
         if root is None and legacy_root is None:
             legacy_root = ingestion_cache_dir()
-        self.legacy_root = Path(legacy_root).resolve() if legacy_root is not None else None
+        self.legacy_root = _resolved(legacy_root) if legacy_root is not None else None
+
+    @property
+    def remote(self) -> bool:
+        return is_remote(self.root)
 
     def log_dir(self, log_id: str) -> Path:
         validate_log_id(log_id)
+        if self.remote:
+            return self.root / log_id  # a valid log id is one key segment: nothing to resolve
         path = (self.root / log_id).resolve()
         if path.parent != self.root:
             raise InvalidLogIdError(f"log_id {log_id!r} resolves to {path}, outside the cache root {self.root}")
         return path
 
     def log_ids(self) -> list[str]:
+        if self.remote:
+            self.root.fs.invalidate_cache(self.root.path)
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and is_log_id(p.name))
+        return sorted(p.name for p in self.root.iterdir() if is_log_id(p.name) and p.is_dir())
 
     # -- listing ------------------------------------------------------------------------
     def segments(self, log_id: str, check_overlaps: bool = True) -> list[Segment]:
         """Every published segment of ``log_id`` sorted by start; overlaps raise."""
         log_dir = self.log_dir(log_id)
         self.refuse_legacy_layout(log_id)
+        if self.remote:
+            found = [Segment(log_id, start, end, folder)
+                     for (start, end), (folder, committed) in self.remote_folders(log_id).items() if committed]
+            return self._sorted_checked(log_id, found, check_overlaps)
         if not log_dir.exists():
             return []
         if not log_dir.is_dir():
@@ -212,6 +240,53 @@ class SegmentStore:
                 if start >= end:
                     raise CorruptSegmentError(f"segment {to_dir} has an empty or reversed window; {REMEDY}")
                 found.append(Segment(log_id, start, end, to_dir))
+        return self._sorted_checked(log_id, found, check_overlaps)
+
+    def remote_folders(self, log_id: str) -> dict[tuple[int, int], tuple[Path, bool]]:
+        """Every ``from=/to=`` folder of ``log_id`` in the object store, committed or not
+        (``{(start, end): (folder, has a commit)}``), from one listing of the log's prefix.
+        Objects that fit no segment folder fail as in a local cache."""
+        log_dir = self.log_dir(log_id)
+        fs = log_dir.fs
+        prefix = log_dir.path.rstrip("/") + "/"
+        fs.invalidate_cache(log_dir.path)  # another process (machine) may have published since
+        try:
+            keys = fs.find(prefix, withdirs=False)
+        except FileNotFoundError:
+            keys = []
+        folders: dict[tuple[int, int], tuple[Path, bool]] = {}
+        for key in keys:
+            relative = key[len(prefix):] if key.startswith(prefix) else key
+            if relative == LOCK_NAME:
+                continue
+            pieces = relative.split("/")
+            m = _FROM_RE.fullmatch(pieces[0])
+            t = _TO_RE.fullmatch(pieces[1]) if m and len(pieces) > 2 else None
+            if t is None:
+                raise CorruptSegmentError(
+                    f"unexpected object {log_dir / relative} in the log cache (expected "
+                    f"from=<ms>/to=<ms>/<part> objects); remove it"
+                )
+            start, end = int(m.group(1)), int(t.group(1))
+            if start >= end:
+                raise CorruptSegmentError(f"segment {log_dir / pieces[0] / pieces[1]} has an empty or reversed "
+                                          f"window; {REMEDY}")
+            folder, committed = folders.get((start, end), (log_dir / pieces[0] / pieces[1], False))
+            folders[(start, end)] = (folder, committed or pieces[2:] == [remote_objects.COMMIT_NAME])
+        return folders
+
+    def remove_uncommitted(self, log_id: str) -> int:
+        """Delete the objects of ``from=/to=`` folders that no commit lists, older than the
+        grace (``ASSETS_PKG_UNCOMMITTED_GRACE_S``): a killed fetch's upload. Under the log's
+        lock no live writer of this cache uploads there; the grace covers one whose lease
+        was lost."""
+        if not self.remote:
+            return 0
+        grace = remote_objects.uncommitted_grace_s()
+        return sum(remote_objects.remove_uncommitted(folder, older_than_s=grace)
+                   for folder, committed in self.remote_folders(log_id).values() if not committed)
+
+    def _sorted_checked(self, log_id: str, found: list[Segment], check_overlaps: bool) -> list[Segment]:
         found.sort(key=lambda s: (s.start_ms, s.end_ms))
         if check_overlaps:
             overlaps = find_overlaps(found)
@@ -261,6 +336,8 @@ class SegmentStore:
     # -- locking ------------------------------------------------------------------------
     def ensure_log_dir(self, log_id: str) -> Path:
         log_dir = self.log_dir(log_id)
+        if self.remote:
+            return log_dir  # an object store has no folders to create
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -297,7 +374,7 @@ def write_segment_manifest(folder: Path, segment_window: tuple[int, int], parts:
                            ts_min: int | None, ts_max: int | None) -> Path:
     """Record what a segment holds, in its (still temporary) folder, before it is published."""
     start_ms, end_ms = segment_window
-    return atomic_write_json(Path(folder) / MANIFEST_NAME, {
+    return atomic_write_json(as_path(folder) / MANIFEST_NAME, {
         "format": MANIFEST_FORMAT, "start_ms": start_ms, "end_ms": end_ms, "rows": sum(parts.values()),
         "timestamp_min": ts_min, "timestamp_max": ts_max, "parts": parts,
     })
@@ -348,6 +425,15 @@ def verify_segment(segment: Segment, deep: bool = False) -> int:
     ``deep=True`` also decodes every page of every column (verifying page checksums) and
     compares row count and timestamp min/max with the manifest, or, for a segment without
     one, checks every timestamp lies in the folder's window."""
+    if is_remote(segment.path):
+        try:
+            problems = remote_objects.verify_commit(segment.path)
+        except remote_objects.CorruptCommit as exc:
+            raise CorruptSegmentError(f"{exc}; {REMEDY}") from None
+        if problems:
+            raise CorruptSegmentError(f"corrupt committed segment: {problems[0]}"
+                                      + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+                                      + f"; {REMEDY}")
     parts = segment.parts
     if not parts:
         raise CorruptSegmentError(f"segment {segment.path} has no part files; {REMEDY}")
@@ -358,7 +444,7 @@ def verify_segment(segment: Segment, deep: bool = False) -> int:
     ts_min = ts_max = None
     for part in parts:
         try:
-            pf = pq.ParquetFile(part, page_checksum_verification=deep)
+            pf = parquet_file(part, page_checksum_verification=deep)
             schema = pf.schema_arrow
         except Exception as exc:  # pyarrow raises several types for damaged files
             raise CorruptSegmentError(f"cannot read cached part {part}: {exc}; {REMEDY}") from exc

@@ -7,7 +7,6 @@ BYPASS_CACHE) are folded in by :class:`SummaryAccumulator`, which keeps only cou
 
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -17,6 +16,8 @@ from assets_pkg.duck import connect
 from assets_pkg.logs.planner import ms_to_iso
 from assets_pkg.logs.store import PART_SCHEMA, LogCacheError, Segment
 from assets_pkg.obs import log_event
+from assets_pkg.storage import as_path, is_remote
+from assets_pkg.storage.arrow import register_filesystem
 
 NULL_LEVEL = "(none)"
 
@@ -56,7 +57,22 @@ class SummaryAccumulator:
 
 
 def segment_files(segments: list[Segment]) -> list[str]:
+    """The part files of ``segments`` as DuckDB locations (paths, or URLs: see :func:`files_connection`)."""
     return [str(p) for seg in segments for p in seg.parts]
+
+
+def files_connection(files: list[str], con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+    """``con`` (or a new connection) able to read ``files``: a cache in an object store
+    (LOG_INGESTION_CACHE_DIR may be a URL while the data root is local) gets its filesystem
+    registered."""
+    con = con or connect()
+    first = as_path(files[0]) if files else None
+    if is_remote(first):
+        register_filesystem(con, first)
+        # DuckDB opens each part through fsspec, which trusts listings cached earlier in this
+        # process: parts published since (by another process) must not look missing or short.
+        first.fs.invalidate_cache()
+    return con
 
 
 _DECODE_ALL = "SELECT " + ", ".join(
@@ -85,7 +101,7 @@ def scan_segments(
     if not files:
         return acc
     own = con is None
-    con = con or connect()
+    con = files_connection(files, con)
     try:
         rows = con.execute(
             "SELECT level, count(*), min(timestamp), max(timestamp) FROM read_parquet(?) "
@@ -93,7 +109,7 @@ def scan_segments(
             [files, start_ms, end_ms],
         ).fetchall()
     except duckdb.Error as exc:
-        bad = unreadable_file(con, files) or f"one of {len(files)} part files under {Path(files[0]).parent.parent.parent}"
+        bad = unreadable_file(con, files) or f"one of {len(files)} part files under {as_path(files[0]).parent.parent.parent}"
         raise SummaryError(
             f"cannot read the cached segments of [{start_ms}, {end_ms}): {bad}: {exc}. "
             "Delete that segment folder (it is re-fetched) or set BYPASS_CACHE=true"

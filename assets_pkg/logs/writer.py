@@ -22,6 +22,7 @@ from assets_pkg.io.atomic import naming_path
 from assets_pkg.logs.store import PART_SCHEMA, LogsError, part_name
 from assets_pkg.obs import Stopwatch, log_event
 from assets_pkg.settings import SettingError, env_int
+from assets_pkg.storage import as_path
 
 CORE_FIELDS = ("timestamp", "event_id", "level", "message")
 DEFAULT_FLUSH_ROWS = 100_000
@@ -261,7 +262,7 @@ class PartWriter:
     ):
         self.folder = Path(folder)
         # Where the parts will be once the segment is published: the path the events name.
-        self.published_folder = Path(published_folder) if published_folder is not None else self.folder
+        self.published_folder = as_path(published_folder) if published_folder is not None else self.folder
         self.flush_rows = max(1, int(flush_rows))
         self.flush_bytes = max(1, int(flush_bytes))
         self.logger = logger

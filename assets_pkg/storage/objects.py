@@ -122,7 +122,8 @@ def verify_commit(folder) -> list[str]:
     problems = []
     for name, size in sorted(commit["parts"].items()):
         try:
-            actual = fs.info(object_key(folder / name))["size"]
+            # refresh: the store as it is now, not a size cached by an earlier listing
+            actual = fs.info(object_key(folder / name), refresh=True)["size"]
         except FileNotFoundError:
             problems.append(f"{folder / name} is listed in {COMMIT_NAME} but missing")
             continue
