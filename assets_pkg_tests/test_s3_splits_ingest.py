@@ -34,7 +34,7 @@ from assets_pkg.splits.sensors import file_signature
 from assets_pkg.splits.export import export_exists, export_root, published_files
 from assets_pkg.splits.params import make_params
 from assets_pkg.splits.pipeline import profile_all, run_all, staged_file
-from assets_pkg.storage import StorageError, as_path, is_remote, local_scratch
+from assets_pkg.storage import as_path, is_remote, local_scratch
 from assets_pkg.storage import objects
 from assets_pkg.storage.arrow import read_table
 from assets_pkg.storage.objects import GRACE_VAR, committed_files, list_files
@@ -396,10 +396,11 @@ def test_killed_ingest_writer_keeps_the_old_folder_then_rerun_removes_its_leftov
     assert_same(local, remote)
 
 
-def test_a_missing_bucket_is_named_by_the_sensors_and_the_splits_commands(s3_env, tmp_path, monkeypatch):
+def test_a_missing_bucket_is_named_by_the_sensors_and_the_splits_commands(s3_env, tmp_path, monkeypatch, capsys):
     use_root(monkeypatch, "s3://no-such-bucket-here/data", tmp_path / "home")
-    with pytest.raises(StorageError, match="no-such-bucket-here"):
-        cli_main(["splits", "manifest"])
+    # the CLI turns the storage error into one line naming the bucket and exit code 2
+    assert cli_main(["splits", "manifest"]) == 2
+    assert "bucket 'no-such-bucket-here'" in capsys.readouterr().err
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
         with pytest.raises(Exception, match="no-such-bucket-here"):
             ingest_tick(instance)
