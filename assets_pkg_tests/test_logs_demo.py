@@ -1,6 +1,5 @@
 """The logs demo end to end (tiny scale) and `evaluate_materialized` on what it cached."""
 
-import dagster as dg
 import pytest
 
 import assets_pkg.demo.logs as demo_logs

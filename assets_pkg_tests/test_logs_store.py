@@ -1,6 +1,5 @@
 """Segment store: log_id validation, listing, overlap/corruption/schema errors, unwritable cache."""
 
-import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -2,7 +2,6 @@
 objects, leases across processes, DuckDB and pyarrow over the store, and the errors a user
 gets for a missing bucket, refused credentials or an unreachable endpoint."""
 
-import json
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from assets_pkg import duck, layout
-from assets_pkg.io.atomic import atomic_dir, atomic_path, atomic_write_json
+from assets_pkg.io.atomic import atomic_dir, atomic_path
 from assets_pkg.io.locks import LockTimeout, hold
 from assets_pkg.settings import get_settings
 from assets_pkg.storage import StorageError, as_path, check_reachable, is_remote

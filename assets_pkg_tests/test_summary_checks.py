@@ -1,7 +1,6 @@
 """Every summary check passes on a good build and fails on a deliberately broken table."""
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 

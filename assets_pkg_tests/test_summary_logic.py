@@ -1,8 +1,5 @@
 """Pure summary logic: exact history arrays, tie-breaking, backfill reach, bad inputs."""
 
-import os
-from pathlib import Path
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest

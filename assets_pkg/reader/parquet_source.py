@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from isal import igzip
 
 from assets_pkg.reader import rejects as rj

@@ -66,7 +66,6 @@ from assets_pkg.summary.config import SummarySettings
 from assets_pkg.summary.month_file import (
     ARROW_TYPES,
     FINGERPRINT_KEY,
-    ROW_GROUP_ROWS,
     key_arrow_type,
     output_schema,
     write_month_file,
