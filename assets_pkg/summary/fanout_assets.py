@@ -16,8 +16,8 @@ import dagster as dg
 
 from assets_pkg.settings import executor_kind
 from assets_pkg.dagster_layer import check_result
-from assets_pkg.io import atomic_write_json
 from assets_pkg.resources.duckdb import DuckDBResource
+from assets_pkg.step_messages import step_messages_io_manager
 from assets_pkg.summary import fanout
 from assets_pkg.summary.assets import ACCOUNT_SUMMARY, _case_metadata, account_summary, monthly_partitions
 from assets_pkg.summary.config import load_summary_settings
@@ -30,27 +30,6 @@ warnings.filterwarnings("ignore", message=".*resource_defs.*", category=dg.BetaW
 
 CHECK_SPECS = list(account_summary.check_specs)
 CHECK_OUTS = {spec.get_python_identifier(): spec for spec in CHECK_SPECS}
-
-
-class StepMessageIOManager(dg.IOManager):
-    """The small JSON messages between the fan-out steps (plan, chunk, rows), kept in the
-    run's staging folder on the data root, so a step on another worker can read them."""
-
-    def _path(self, context):
-        run_id, *rest = context.get_identifier()
-        return fanout.layout.staging_dir(fanout.DOMAIN, run_id) / "_steps" / f"{'.'.join(rest)}.json"
-
-    def handle_output(self, context: dg.OutputContext, obj) -> None:
-        atomic_write_json(self._path(context), obj)
-
-    def load_input(self, context: dg.InputContext):
-        return json.loads(self._path(context.upstream_output).read_text(encoding="utf-8"))
-
-
-@dg.io_manager(description="The fan-out steps' messages, in the run's staging folder.")
-def step_messages_io_manager(_init_context) -> StepMessageIOManager:
-    return StepMessageIOManager()
-
 
 STEPS_IO = "summary_fanout_steps_io"
 MESSAGE = {"io_manager_key": STEPS_IO}
@@ -139,7 +118,7 @@ _ONE_STEP = account_summary.specs_by_key[ACCOUNT_SUMMARY]
     key=ACCOUNT_SUMMARY, partitions_def=monthly_partitions, backfill_policy=account_summary.backfill_policy,
     group_name=_ONE_STEP.group_name, kinds=_ONE_STEP.kinds, owners=_ONE_STEP.owners,
     code_version=_ONE_STEP.code_version, check_specs=CHECK_SPECS,
-    resource_defs={STEPS_IO: step_messages_io_manager},
+    resource_defs={STEPS_IO: step_messages_io_manager(fanout.DOMAIN)},
 )
 def account_summary_fanout():
     """One row per (account, month) with `<col>_history` arrays, as the one-step
