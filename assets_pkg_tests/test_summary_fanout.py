@@ -157,11 +157,11 @@ def test_a_step_killed_mid_write_leaves_no_month_file(data_root, tmp_path, monke
     real = fanout.write_month_file
     calls = []
 
-    def dying(rows, path):
+    def dying(rows, path, **kw):
         calls.append(path)
         if len(calls) == 3:
             raise KeyboardInterrupt("killed")
-        return real(rows, path)
+        return real(rows, path, **kw)
 
     monkeypatch.setattr(fanout, "write_month_file", dying)
     with pytest.raises(KeyboardInterrupt):
