@@ -5,6 +5,7 @@ import random
 import tempfile
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -121,6 +122,27 @@ def test_bucket_files_keep_a_combine_s_memory_bounded_whatever_the_bucket_count(
     fanout.combine_chunk(cfg, plan, "2024-01", "2024-12", lambda m: out / f"{m}.parquet")
     full_build(cfg, one, "2024-01", "2024-12")
     assert read_months(out) == read_months(one)
+
+
+def test_a_combine_s_rows_in_flight_stay_bounded_when_pieces_exceed_a_row_group():
+    """Merged pieces larger than a row group (many buckets) are written out whole: the
+    combine's backlog never exceeds one row group (it grew with the month's rows)."""
+    pulled = []
+
+    class Pieces(fanout.MergedMonth):
+        def _merged(self):
+            for i in range(50):
+                piece = pa.table({"k": list(range(i * 10, i * 10 + 10))})
+                pulled.append(10)
+                yield piece
+
+    out, backlog = [], []
+    for batch in Pieces([], pa.schema([("k", pa.int64())]), 500, 10).to_batches(4):
+        assert batch.num_rows <= 4
+        out.extend(batch.column(0).to_pylist())
+        backlog.append(sum(pulled) - len(out))
+    assert out == list(range(500))
+    assert max(backlog) < 4 + 10
 
 
 def test_combine_refuses_until_every_bucket_of_the_chunk_is_done(data_root, tmp_path):

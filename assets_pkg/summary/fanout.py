@@ -380,11 +380,14 @@ class MergedMonth:
         for piece in self._merged():
             buffered.append(piece)
             count += piece.num_rows
-            if count >= max_chunksize:
-                table = pa.concat_tables(buffered).combine_chunks()
-                yield from table.slice(0, max_chunksize).to_batches()
-                rest = table.slice(max_chunksize)
-                buffered, count = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+            if count < max_chunksize:
+                continue
+            # a piece can hold several chunks' rows: emit them all, or the rest piles up
+            table = pa.concat_tables(buffered).combine_chunks()
+            whole = count - count % max_chunksize
+            yield from table.slice(0, whole).to_batches(max_chunksize)
+            rest = table.slice(whole)
+            buffered, count = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
         if count:
             yield from pa.concat_tables(buffered).combine_chunks().to_batches()
 
