@@ -178,6 +178,21 @@ def test_a_killed_holders_lease_expires_and_another_process_takes_it(s3_root, mo
     assert waited < 15, f"the dead holder's lease should expire after its TTL (waited {waited:.1f} s)"
 
 
+def test_a_lease_deleted_while_held_is_reported_lost_at_release(s3_root):
+    """Someone deletes the lease object mid-hold (an operator, or a waiter that saw it
+    expire): the holder must not release quietly as if it had been exclusive all along."""
+    from assets_pkg.storage.lease import LeaseLost
+
+    path = layout.state_dir("logs") / "deleted.lock"
+    with pytest.raises(LeaseLost, match=f"the lease {path} was broken or taken over while held") as caught:
+        with hold(path, "logs state (deleted)"):
+            objects.filesystem(path).rm_file(objects.object_key(path))
+    assert isinstance(caught.value, StorageError) and caught.value.path == path
+    assert "another writer may have written the logs state (deleted) meanwhile" in str(caught.value)
+    with hold(path, "logs state (deleted)", timeout_s=0):  # free again
+        pass
+
+
 def test_missing_bucket_is_named(s3_env, monkeypatch):
     _checked.clear()
     with pytest.raises(StorageError, match="bucket 'no-such-bucket' .* does not exist"):

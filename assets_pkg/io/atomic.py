@@ -170,6 +170,24 @@ def atomic_dir(final: Path | str, replace: bool = False) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def publish_file(done: Path | str, final: Path | str) -> Path:
+    """Publish the finished local file ``done`` (a scratch file another writer produced, e.g.
+    DuckDB's ``COPY``) as ``final``: one ``os.replace`` on a local root (``done`` must be on
+    the same file system: a temp beside ``final``), one complete PUT on an object-store root.
+    ``done`` is gone afterwards either way."""
+    final = as_path(final)
+    if is_remote(final):
+        try:
+            remote_objects.upload(Path(done), final)
+        finally:
+            Path(done).unlink(missing_ok=True)
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with _paths_named(final):
+        os.replace(done, final)
+    return final
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:

@@ -7,14 +7,13 @@ rejected_lines``, and the rows per split must equal what pass 1 predicted (the a
 expectations): a shard that changed since is refused.
 """
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
 from assets_pkg.duck import current_setting, quote_ident, setting
-from assets_pkg.io.atomic import atomic_path
+from assets_pkg.io.atomic import publish_file
 from assets_pkg.splits.allocation import register_labels
 from assets_pkg.splits.discovery import Shard
 from assets_pkg.splits.params import SplitParams
@@ -170,7 +169,7 @@ def split_shard_to_parquet(con, shard: Shard, params: SplitParams, labels: dict,
                            schema: list | None = None, stage_path: Path | None = None) -> dict:
     """Pass 2 for one shard, parquet output, in ONE streaming scan: DuckDB writes the three
     splits at once (``COPY ... PARTITION_BY``) into a temp folder beside the outputs; each
-    file is then published with ``os.replace``; a split without rows deletes its old file.
+    file is then published with ``io.atomic.publish_file``; a split without rows deletes its old file.
 
     Returns the counts; rows per split come from the written files, the drop counts from
     pass 1 (``expected``), and written rows must equal pass 1's prediction.
@@ -210,12 +209,8 @@ def split_shard_to_parquet(con, shard: Shard, params: SplitParams, labels: dict,
         for split in SPLITS:
             final = as_path(targets[split])
             files = list((tmp / f"__split={split}").glob("*.parquet")) if tmp.exists() else []
-            if remote and files and written[split]:
-                with atomic_path(final) as upload:
-                    os.replace(files[0], upload)
-            elif files and written[split]:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(files[0], final)
+            if files and written[split]:
+                publish_file(files[0], final)
             else:
                 final.unlink(missing_ok=True)
     finally:
