@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets_pkg.duck import quote_ident
+from assets_pkg.inbox import check_unchanged, identity
 from assets_pkg.splits.discovery import Shard
 from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.rows import empty_table, label_changed_sql, norm_sql, quiet, shard_error
@@ -66,9 +67,11 @@ def profile_shard(con, shard: Shard, params: SplitParams, signature=None, progre
     profiled without error) for pass 2 to read instead of parsing it again.
     """
     quiet(con)
+    before = identity(shard.path)  # a shard still being copied in fails here, not as a short profile
     opened = open_shard(con, shard, params, signature, progress_callback, stage=stage_path, write_stage=True)
     try:
         profile, stats = _profile_opened(con, opened, shard, params, rejects_path)
+        check_unchanged(shard.path, before)
     except BaseException:
         opened.discard_stage()
         raise
