@@ -241,3 +241,21 @@ def test_a_listing_sees_objects_another_client_wrote_meanwhile(s3_root, seaweed)
     assert [p.name for p in folder.iterdir()] == ["a.parquet"]
     seaweed.filesystem().pipe_file(f"{folder.path}/b.parquet", b"2")  # another machine
     assert sorted(p.name for p in folder.iterdir()) == ["a.parquet", "b.parquet"]
+
+
+def _names_in(url: str) -> list[str]:
+    return sorted(p.name for p in objects.list_files(as_path(url)))
+
+
+def test_a_forked_process_reads_the_store_through_its_own_client(s3_root):
+    """A Celery worker imports the code location and then forks its pool: a path (and its
+    s3fs client) cached in the parent must not be handed to the child, which s3fs refuses
+    ("This class is not fork-safe")."""
+    import multiprocessing
+
+    folder = f"{s3_root}/inbox/files"
+    with atomic_path(as_path(folder) / "a.csv") as tmp:
+        tmp.write_text("x\n1\n")
+    assert _names_in(folder) == ["a.csv"]  # the parent's client exists and has been used
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_names_in, (folder,)) == ["a.csv"]

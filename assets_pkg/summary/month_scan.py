@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from assets_pkg.duck import quote_ident
+from assets_pkg.storage.arrow import parquet_file
 from assets_pkg.summary.config import SummarySettings
 from assets_pkg.summary.months import month_index, month_str
 
@@ -123,7 +123,7 @@ class MonthScanner:
         if path is None:
             self._prev = None
             return
-        keys, heads, tails, bad = self._scan(month, Path(path), report)
+        keys, heads, tails, bad = self._scan(month, path, report)
         if report:
             self._pairs(mi, month, keys, heads, bad)
             self.facts.months_checked += 1
@@ -135,7 +135,7 @@ class MonthScanner:
         hist = [cfg.history_name(c) for c in cfg.history_columns]
         key_parts, month_parts, heads, tails, bads = [], [], [], [], []
         first_differs = False
-        f = pq.ParquetFile(path)
+        f = parquet_file(path)  # a local or an object-store path (the cluster's s3:// root)
         columns = [cfg.key_column, cfg.month_column, *cfg.history_columns, *hist]
         # one thread: the scan runs beside the build, which has the other core
         for batch in f.iter_batches(batch_size=self.batch_rows, columns=columns, use_threads=False):
