@@ -17,7 +17,6 @@ def evaluate_materialized() -> list[CheckOutcome]:
     return [reject_rate_outcome(counts, IngestSettings.from_env().reject_warn_rate, unaccounted, partition_of)]
 
 
-
 def multi_object_folders() -> list:
     """Every ingested folder in an object-store warehouse, committed or not, for
     `assets-pkg check` to verify and to report uncommitted uploads in (a first ingest killed
