@@ -14,13 +14,13 @@ from pathlib import Path
 import pyarrow as pa
 
 from assets_pkg.duck import current_setting, quote_ident, setting
-from assets_pkg.io.atomic import atomic_path
 from assets_pkg.splits.allocation import register_labels
 from assets_pkg.splits.discovery import Shard
 from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.rows import DROP_REASONS, SPLITS, norm_sql, quiet, run_on_shard
 from assets_pkg.splits.shard_io import OpenedShard, ShardError, open_shard
 from assets_pkg.storage import as_path, is_remote, local_scratch
+from assets_pkg.storage.objects import remove_files, upload_files
 
 
 def joins_built_on_allocation(con):
@@ -207,17 +207,21 @@ def split_shard_to_parquet(con, shard: Shard, params: SplitParams, labels: dict,
             if any(len(v) > 1 for v in by_split.values()):
                 raise RuntimeError(f"{shard.path}: DuckDB wrote several files for one split: {by_split}")
         counts = _pass2_counts(shard, written, expected, opened.rejected_lines)
+        uploads, empty = {}, []
         for split in SPLITS:
             final = as_path(targets[split])
             files = list((tmp / f"__split={split}").glob("*.parquet")) if tmp.exists() else []
             if remote and files and written[split]:
-                with atomic_path(final) as upload:
-                    os.replace(files[0], upload)
+                uploads[files[0]] = final
             elif files and written[split]:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(files[0], final)
             else:
-                final.unlink(missing_ok=True)
+                empty.append(final)
+        # object store: the splits' PUTs at once (each one complete object), before the
+        # caller writes the state sidecar that marks them current
+        upload_files(uploads)
+        remove_files(empty)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     counts["bytes"] = sizes
