@@ -47,6 +47,38 @@ def test_atomic_path_publishes_one_object_only_on_success(s3_root):
     assert read_table(final).num_rows == 3, "a failed write keeps the previous object"
 
 
+def test_background_uploads_are_all_published_when_the_block_ends(s3_root):
+    folder = as_path(s3_root) / "warehouse" / "months"
+    with objects.BackgroundUploads(depth=1) as uploads:
+        for i in range(3):
+            with atomic_path(folder / f"{i}.parquet", uploads) as tmp:
+                pq.write_table(pa.table({"a": [i] * (i + 1)}), tmp)
+    # leaving the block waited for every PUT: each object is whole, no temp is left behind
+    assert [read_table(folder / f"{i}.parquet").num_rows for i in range(3)] == [1, 2, 3]
+    assert not list(objects.local_scratch("uploads").glob("*-?.parquet"))
+
+
+def test_background_uploads_publish_nothing_of_a_failed_write(s3_root):
+    folder = as_path(s3_root) / "warehouse" / "failed"
+    with pytest.raises(RuntimeError, match="writer failed"):
+        with objects.BackgroundUploads(depth=1) as uploads:
+            with atomic_path(folder / "ok.parquet", uploads) as tmp:
+                pq.write_table(pa.table({"a": [1]}), tmp)
+            with atomic_path(folder / "bad.parquet", uploads) as tmp:
+                pq.write_table(pa.table({"a": [9]}), tmp)
+                raise RuntimeError("writer failed")
+    assert objects.object_info(folder / "bad.parquet") is None
+    assert not list(objects.local_scratch("uploads").glob("*-bad.parquet"))
+
+
+def test_remove_files_deletes_present_objects_and_ignores_missing_ones(s3_root):
+    folder = as_path(s3_root) / "warehouse" / "rm"
+    with atomic_path(folder / "a.json") as tmp:
+        tmp.write_text("{}")
+    objects.remove_files([folder / "a.json", folder / "never.json"])
+    assert objects.list_objects(folder) == {}
+
+
 def test_folder_is_visible_only_through_its_commit(s3_root):
     folder = as_path(s3_root) / "warehouse" / "ingest" / "files" / "a"
     with atomic_dir(folder) as work:

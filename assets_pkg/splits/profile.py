@@ -22,6 +22,7 @@ from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.rows import empty_table, label_changed_sql, norm_sql, quiet, shard_error
 from assets_pkg.splits.shard_io import OpenedShard, ShardError, open_shard
 from assets_pkg.storage import as_path
+from assets_pkg.storage.objects import remove_files
 
 STAT_PREFIX = "stat:"
 # One compact profile per shard. Row kinds:
@@ -161,7 +162,7 @@ def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams,
     stats["rows_in"] = source_rows if source_rows is not None else stats["rows_in"] + opened.rejected_lines
     stats["rejected_lines"] = opened.rejected_lines
     if rejects_path is not None:  # the lines the text reader refused, kept (none: old file removed)
-        as_path(rejects_path).unlink(missing_ok=True)
+        remove_files([rejects_path])
         if opened.rejected_lines:
             opened.reader.write_rejects(rejects_path)
     st = as_path(shard.path).stat()

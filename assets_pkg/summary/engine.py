@@ -22,7 +22,7 @@ from assets_pkg.inbox import split_settled, waiting_note
 from assets_pkg.io.locks import domain_lock
 from assets_pkg.storage import is_remote, local_scratch
 from assets_pkg.storage.arrow import fetch, read_table
-from assets_pkg.storage.objects import file_exists
+from assets_pkg.storage.objects import BackgroundUploads, file_exists
 from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.build import BuildStats, build_months
 from assets_pkg.summary.config import SummarySettings
@@ -164,15 +164,21 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
             path = month_path(month)
             if accounts is not None:
                 rows = _merge_accounts(rows.to_table(), path, cfg, accounts)
-            result = write_month_file(rows, path, keep=copies / f"{month}.parquet" if copies else None)
+            result = write_month_file(rows, path, keep=copies / f"{month}.parquet" if copies else None,
+                                      uploads=uploads)
             if on_month is not None:
                 on_month(month, result.rows)
             if checking is not None:
                 checking.ready(month, copies / f"{month}.parquet" if copies is not None and result.path else result.path)
             return result
 
+        # an object-store root: each month's PUT overlaps the next months' build; every
+        # upload is done (or the run fails) when the block ends, before the state is saved
+        uploads = BackgroundUploads() if is_remote(month_path(start)) else None
         try:
-            stats = build_months(source, start, end, write, accounts=accounts, logger=logger, month_path=month_path)
+            with uploads if uploads is not None else nullcontext():
+                stats = build_months(source, start, end, write, accounts=accounts, logger=logger,
+                                     month_path=month_path)
             facts = checking.finish() if checking is not None else None
         except BaseException:
             if copies is not None:

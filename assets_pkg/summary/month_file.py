@@ -53,7 +53,7 @@ ROW_GROUP_ROWS = 65_536
 
 
 def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None = None,
-                     row_group_rows: int = ROW_GROUP_ROWS) -> WriteResult:
+                     row_group_rows: int = ROW_GROUP_ROWS, uploads=None) -> WriteResult:
     """Publish one month atomically (empty: delete the old file).
 
     Like :func:`assets_pkg.io.write_table`, but tuned for the history lists: no dictionary
@@ -67,6 +67,7 @@ def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None
     ``keep``: a local path that gets the same bytes (a hard link to the temp before it is
     published): the run's checks read the months it wrote there instead of from the store.
     ``row_group_rows``: rows per row group (a reader decodes one whole row group at a time).
+    ``uploads``: an object store's PUT is queued there (see :func:`assets_pkg.io.atomic.atomic_path`).
     """
     path = as_path(path)
     if rows.num_rows == 0:
@@ -81,7 +82,7 @@ def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None
     codecs = {f.name: SCALAR_COMPRESSION for f in schema if f.name in scalar}
     codecs.update({f"{f.name}.list.element": HISTORY_COMPRESSION for f in schema if f.name not in scalar})
     batches = rows.batches(row_group_rows) if isinstance(rows, MonthRows) else rows.to_batches(row_group_rows)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, uploads) as tmp:
         with pq.ParquetWriter(tmp, schema, compression=codecs, use_dictionary=repetitive,
                               write_statistics=scalar) as writer:
             for batch in batches:
