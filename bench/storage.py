@@ -82,6 +82,17 @@ def measure(job: str, root: str, env: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _process_cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (the S3 server: its CPU competes with the measured work on
+    this machine, where on a cluster the object store runs on machines of its own)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
 def _local_root(inbox_of: dict[str, Path]) -> str:
     root = Path(tempfile.mkdtemp(prefix="bench-storage-", dir=BENCH_DIR / "out"))
     for domain, source in inbox_of.items():
@@ -91,13 +102,14 @@ def _local_root(inbox_of: dict[str, Path]) -> str:
 
 
 def table(results: list[tuple[str, int, dict, dict]]) -> str:
-    lines = ["| work | rows | local s | S3 s | S3 / local | local peak RSS MB | S3 peak RSS MB | RSS S3 / local |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| work | rows | local s | S3 s | S3 / local | local peak RSS MB | S3 peak RSS MB | RSS S3 / local "
+             "| written MB | S3 server CPU s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for job in dict.fromkeys(j for j, *_ in results):
         runs = [(loc, s3) for j, _, loc, s3 in results if j == job]
         if any("error" in r for pair in runs for r in pair):
             errors = [r["error"] for pair in runs for r in pair if "error" in r]
-            lines.append(f"| {job} | - | - | - | failed: {errors[0]} | | | |")
+            lines.append(f"| {job} | - | - | - | failed: {errors[0]} | | | | | |")
             continue
         ratios = [s3["seconds"] / loc["seconds"] for loc, s3 in runs]
         loc_s = median(loc["seconds"] for loc, _ in runs)
@@ -106,7 +118,8 @@ def table(results: list[tuple[str, int, dict, dict]]) -> str:
         s3_rss = max(s3["peak_rss_mb"] for _, s3 in runs)
         spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
         lines.append(f"| {job} | {runs[0][0]['rows']:,} | {loc_s:.1f} | {s3_s:.1f} | {median(ratios):.2f}x{spread} | "
-                     f"{loc_rss} | {s3_rss} | {s3_rss / loc_rss:.2f} |")
+                     f"{loc_rss} | {s3_rss} | {s3_rss / loc_rss:.2f} | {runs[0][1].get('written_mb', '-')} | "
+                     f"{median(s3.get('s3_server_cpu_seconds', 0) for _, s3 in runs):.1f} |")
     return "\n".join(lines)
 
 
@@ -149,10 +162,14 @@ def main(argv=None) -> int:
             for job, (domain, source) in inputs.items():
                 local_root = _local_root({domain: source})
                 local = measure(job, local_root, {})
+                local["written_mb"] = round(_tree_bytes(Path(local_root) / "warehouse") / 2**20)
                 shutil.rmtree(local_root, ignore_errors=True)
                 prefix = f"{bucket}/run-{uuid.uuid4().hex[:8]}"
                 fs.copy(f"{bucket}/inputs/{job}/", f"{prefix}/inbox/{domain}/", recursive=True)
+                server_cpu0 = _process_cpu_seconds(server.process.pid)
                 remote = measure(job, f"s3://{prefix}", server.env())
+                remote["s3_server_cpu_seconds"] = round(_process_cpu_seconds(server.process.pid) - server_cpu0, 2)
+                remote["written_mb"] = round(fs.du(f"{prefix}/warehouse") / 2**20)
                 print(f"  round {k + 1} {job}: local {local} | s3 {remote}", file=sys.stderr, flush=True)
                 results.append((job, k, local, remote))
                 fs.rm(prefix, recursive=True)
