@@ -3,7 +3,12 @@ step of its own, give the files, rows and checks of the one-step embedded run.""
 
 import importlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -12,9 +17,10 @@ import pytest
 from assets_pkg.demo.splits import make_rows, write_shard
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.splits.assets import PARTITIONS_NAME
-from assets_pkg_tests.test_cluster import assert_same_outputs
+from assets_pkg_tests.test_cluster import _data_files, assert_same_outputs
 from assets_pkg_tests.test_splits_assets import checks_of, make_defs
 
+REPO = Path(__file__).resolve().parent.parent
 SHARDS = {1: "parquet", 2: "csv", 3: "parquet", 7: "tsv.gz", 9: "parquet"}
 KEYS = [f"{n:05d}" for n in SHARDS]
 TAGS = {RANGE_START_TAG: KEYS[0], RANGE_END_TAG: KEYS[-1]}
@@ -174,3 +180,76 @@ def test_batches_cover_the_keys_in_order():
     assert batches(KEYS, 99) == [KEYS] and batches([], 3) == []
     with pytest.raises(Exception, match="SPLITS_SHARDS_PER_STEP"):
         SplitsFanoutSettings(shards_per_step=0)
+
+
+def _run_in_subprocess(root: Path, log: Path) -> subprocess.Popen:
+    script = (
+        "import sys\n"
+        "from assets_pkg.definitions import defs\n"
+        "from assets_pkg.cluster import execute_selection\n"
+        "from assets_pkg.instance import open_instance\n"
+        f"tags = {TAGS!r}\n"
+        "with open_instance() as instance:\n"
+        "    result = execute_selection(defs, instance, tags=tags, job_name='splits_job', raise_on_error=False)\n"
+        "sys.exit(0 if result.success else 3)\n"
+    )
+    env = {**os.environ, "ASSETS_PKG_EXECUTOR": "multiprocess", "SPLITS_SHARDS_PER_STEP": "2",
+           "PYTHONPATH": str(REPO)}
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-c", script], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=root.parent)
+
+
+def _split_step_writing(instance, folder: Path, process: subprocess.Popen, log: Path, timeout: float = 600):
+    """The newest run and the pid of a pass-2 batch step, once that step has started writing
+    (a temp file or a published shard in ``folder``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-3000:]
+        runs = instance.get_runs(limit=1)
+        if runs:
+            starts = [e.dagster_event for e in instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.STEP_START)
+                      if e.dagster_event and e.dagster_event.step_key.startswith("split_shards.splits_split_batch[")]
+            if starts and folder.is_dir() and any(folder.iterdir()):
+                return runs[0], starts[0].pid
+        time.sleep(0.01)
+    raise TimeoutError("no pass-2 batch step started writing")
+
+
+@pytest.mark.slow
+def test_a_pass2_step_killed_mid_write_leaves_no_partial_partition_and_a_rerun_equals_a_clean_run(
+        data_root, instance, tmp_path):
+    write_inbox(data_root, rows=150_000)
+    instance.add_dynamic_partitions(PARTITIONS_NAME, KEYS)
+    clean = embedded_outputs(data_root, instance, tmp_path / "clean")
+
+    killed = _run_in_subprocess(data_root, tmp_path / "killed.log")
+    try:
+        run, pid = _split_step_writing(instance, data_root / "warehouse" / "splits" / "train", killed,
+                                       tmp_path / "killed.log")
+        os.kill(pid, signal.SIGKILL)
+        assert killed.wait(timeout=240) == 3, (tmp_path / "killed.log").read_text()[-3000:]
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+    # every visible output partition is complete: the clean run's file, row for row (a temp
+    # the killed step left is hidden, ".<name>.tmp-...", and removed by the next writer)
+    visible = {rel: p for rel, p in _data_files(data_root).items()
+               if any(f"splits/{n}/" in rel for n in ("train", "val", "oot")) and not p.name.startswith(".")}
+    assert visible, "the step was killed before it published any partition"
+    clean_files = _data_files(clean)
+    for rel, path in visible.items():
+        assert rel in clean_files, rel
+        assert_same_outputs_one(path, clean_files[rel])
+    assert not (data_root / "exports" / "splits").exists()
+
+    rerun = _run_in_subprocess(data_root, tmp_path / "rerun.log")
+    assert rerun.wait(timeout=400) == 0, (tmp_path / "rerun.log").read_text()[-3000:]
+    assert_same_outputs(data_root, clean)
+
+
+def assert_same_outputs_one(got: Path, want: Path) -> None:
+    from assets_pkg_tests.test_cluster import _rows
+
+    assert _rows(got) == _rows(want), got
