@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets_pkg import layout
-from assets_pkg.dagster_layer import check_result, config_class, log_progress
+from assets_pkg.dagster_layer import config_class, log_progress, per_partition_check
 from assets_pkg.ingest.files import find_inbox_file, load_column_types
 from assets_pkg.ingest.quality import reject_rate_outcome
 from assets_pkg.ingest.settings import IngestSettings
@@ -40,6 +40,7 @@ class IngestConfig(config_class(IngestSettings)):
             "reject_rate",
             asset=INGEST_KEY,
             description="WARN when a file's rejected rows exceed reject_warn_rate of its rows.",
+            partitions_def=ingest_partitions,  # one result per file
         )
     ],
 )
@@ -70,7 +71,7 @@ def ingest_files(context: dg.AssetExecutionContext, config: IngestConfig):
         context.add_asset_metadata(_file_metadata(result, source.identity()), partition_key=key)
         per_file[key] = (result.row_lines, result.rejects)
     outcome = reject_rate_outcome(per_file, settings.reject_warn_rate)
-    return dg.MaterializeResult(check_results=[check_result(outcome, INGEST_KEY)])
+    return dg.MaterializeResult(check_results=[per_partition_check(context, outcome.by_partition, outcome)])
 
 
 def _file_metadata(result, identity: str) -> dict:

@@ -15,7 +15,7 @@ import warnings
 import dagster as dg
 
 from assets_pkg.settings import executor_kind
-from assets_pkg.dagster_layer import check_result
+from assets_pkg.dagster_layer import per_partition_check
 from assets_pkg.resources.duckdb import DuckDBResource
 from assets_pkg.step_messages import step_messages_io_manager
 from assets_pkg.summary import fanout
@@ -101,7 +101,7 @@ def summary_fanout_finish(context: dg.OpExecutionContext, duckdb: DuckDBResource
     with fanout.open_source(con, cfg, plan) as source:
         outcomes = summary_outcomes(con, cfg, existing, source, previous)
     for outcome in outcomes:
-        yield check_result(outcome, ACCOUNT_SUMMARY)
+        yield per_partition_check(context, outcome.by_partition, outcome)
     yield dg.Output(None, "result", metadata={
         "dagster/row_count": sum(rows.values()), "months": len(rows), "buckets": plan.buckets,
         "chunks": len(plan.chunks), "newly_processed_batches": len(newly),
