@@ -1,5 +1,6 @@
 """The splits fan-out (cluster executors): pass 1 and pass 2 in batches of shards, each a
-step of its own, give the files, rows and checks of the one-step embedded run."""
+step of its own, give the files, rows and checks of the one-step embedded run. A pass-2
+writer killed mid-write, fan-out or one-step, leaves nothing a re-run keeps."""
 
 import importlib
 import json
@@ -15,6 +16,7 @@ import dagster as dg
 import pytest
 
 from assets_pkg.demo.splits import make_rows, write_shard
+from assets_pkg.io.atomic import is_temp_name, temp_sibling
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.splits.assets import PARTITIONS_NAME
 from assets_pkg_tests.test_cluster import _data_files, assert_same_outputs
@@ -182,8 +184,10 @@ def test_batches_cover_the_keys_in_order():
         SplitsFanoutSettings(shards_per_step=0)
 
 
-def _run_in_subprocess(root: Path, log: Path) -> subprocess.Popen:
+def _run_in_subprocess(root: Path, log: Path, executor: str = "multiprocess", prelude: str = "") -> subprocess.Popen:
+    """splits_job over the test's shards in a process of its own; ``prelude``: code run first."""
     script = (
+        prelude +
         "import sys\n"
         "from assets_pkg.definitions import defs\n"
         "from assets_pkg.cluster import execute_selection\n"
@@ -193,7 +197,7 @@ def _run_in_subprocess(root: Path, log: Path) -> subprocess.Popen:
         "    result = execute_selection(defs, instance, tags=tags, job_name='splits_job', raise_on_error=False)\n"
         "sys.exit(0 if result.success else 3)\n"
     )
-    env = {**os.environ, "ASSETS_PKG_EXECUTOR": "multiprocess", "SPLITS_SHARDS_PER_STEP": "2",
+    env = {**os.environ, "ASSETS_PKG_EXECUTOR": executor, "SPLITS_SHARDS_PER_STEP": "2",
            "PYTHONPATH": str(REPO)}
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, "-c", script], env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -246,6 +250,13 @@ def test_a_pass2_step_killed_mid_write_leaves_no_partial_partition_and_a_rerun_e
 
     rerun = _run_in_subprocess(data_root, tmp_path / "rerun.log")
     assert rerun.wait(timeout=400) == 0, (tmp_path / "rerun.log").read_text()[-3000:]
+    splits = data_root / "warehouse" / "splits"
+    assert _temps(splits) == []  # the killed writer's temp folder went with the re-split of its shard
+    # the killed run's step messages stay for a re-execution from failure (until
+    # layout.STALE_STAGING_S); the re-run removed its own
+    staging = splits / "_staging"
+    assert sorted(p.name for p in staging.iterdir()) == [run.run_id]
+    shutil.rmtree(staging / run.run_id)
     assert_same_outputs(data_root, clean)
 
 
@@ -253,3 +264,41 @@ def assert_same_outputs_one(got: Path, want: Path) -> None:
     from assets_pkg_tests.test_cluster import _rows
 
     assert _rows(got) == _rows(want), got
+
+
+# pass 2 of the one-step path dies (SIGKILL, as the OOM killer would) once DuckDB has written
+# a shard's splits into its temp folder, before they are published
+DIE_BEFORE_PUBLISH = (
+    "import os, signal\n"
+    "import assets_pkg.splits.pass2 as pass2\n"
+    "pass2.publish_files = lambda finished: os.kill(os.getpid(), signal.SIGKILL)\n"
+)
+
+
+def _temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if is_temp_name(p.name))
+
+
+def test_a_one_step_pass2_killed_before_publishing_leaves_temps_the_rerun_removes(data_root, instance, tmp_path):
+    """The embedded one-step path (one process, in_process executor): the killed writer's
+    temp folders (named by its pid) are gone after the re-run, a live writer's temp of the
+    same shard is kept, and the outputs equal a clean run's."""
+    write_inbox(data_root)
+    instance.add_dynamic_partitions(PARTITIONS_NAME, KEYS)
+    clean = embedded_outputs(data_root, instance, tmp_path / "clean")
+    splits = data_root / "warehouse" / "splits"
+
+    killed = _run_in_subprocess(data_root, tmp_path / "killed.log", "in_process", DIE_BEFORE_PUBLISH)
+    assert killed.wait(timeout=300) == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-3000:]
+    left = _temps(splits)
+    assert left and all(f"-{killed.pid}-" in name for name in left), left
+    assert any(any((splits / name).rglob("*.parquet")) for name in left)  # a split written, not published
+    # a writer of the same shard that still runs on this host (this process)
+    live = temp_sibling(splits / KEYS[0])
+    live.mkdir()
+
+    result = make_defs().resolve_job_def("splits_job").execute_in_process(instance=instance, tags=TAGS)
+    assert result.success
+    assert _temps(splits) == [live.name]
+    live.rmdir()
+    assert_same_outputs(data_root, clean)
