@@ -14,6 +14,8 @@ and asks here for the name; every domain, check and CLI command asks here too, s
 storage backend changes this module and ``settings``, not the domains.
 """
 
+import shutil
+import time
 from pathlib import Path
 
 from assets_pkg.settings import get_settings
@@ -112,3 +114,36 @@ def staging_dir(domain: str, run: str | None) -> Path:
     the folder of every run's staging)."""
     parts = [domain, STAGING_FOLDER] if run is None else [domain, STAGING_FOLDER, partition_stem(run)]
     return asset_dir(parts)
+
+
+STALE_STAGING_S = 24 * 3600.0
+
+
+def remove_tree(folder: Path) -> None:
+    """``folder`` and everything in it, local or in the object store; gone already is fine."""
+    if is_remote(folder):
+        from assets_pkg.storage.root import filesystem, object_key
+
+        fs = filesystem(folder)
+        if fs.exists(object_key(folder)):
+            fs.rm(object_key(folder), recursive=True)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_stale_staging(domain: str, older_than_s: float = STALE_STAGING_S) -> list[str]:
+    """``domain``'s staging folders of runs that died (untouched for ``older_than_s``), removed."""
+    root = staging_dir(domain, None)
+    if not root.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    for entry in root.iterdir():
+        try:
+            newest = max((p.stat().st_mtime for p in entry.rglob("*")), default=entry.stat().st_mtime)
+        except OSError:
+            continue
+        if now - newest > older_than_s:
+            remove_tree(entry)
+            removed.append(entry.name)
+    return removed

@@ -18,13 +18,15 @@ from assets_pkg.splits.params import SplitParams, params_from_env
 from assets_pkg.summary.assets import SummaryConfig
 from assets_pkg.summary.config import SummarySettings, load_summary_settings
 from assets_pkg.summary.fanout import FanoutSettings
+from assets_pkg.splits.fanout import SplitsFanoutSettings
 from assets_pkg.ingest.assets import IngestConfig
 from assets_pkg.ingest.settings import IngestSettings
 from assets_pkg.timeseries.assets import TimeseriesConfig
 from assets_pkg.timeseries.settings import TimeseriesSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-DECLARATIONS = (SplitParams, SummarySettings, FanoutSettings, IngestSettings, TimeseriesSettings)
+DECLARATIONS = (SplitParams, SummarySettings, FanoutSettings, SplitsFanoutSettings, IngestSettings,
+                TimeseriesSettings)
 
 
 class Sample(SettingsModel):

@@ -83,6 +83,29 @@ def domain_lock(domain: str, run_id: str | None = None, timeout_s: float | None 
     return hold(domain_lock_path(domain, part, folder), what, run_id=run_id, timeout_s=timeout_s, logger=logger)
 
 
+@contextmanager
+def shared_domain_lock(domain: str, run_id: str | None = None, timeout_s: float | None = None, logger=None,
+                       folder: Path | None = None, part: str | None = None) -> Iterator[Path]:
+    """Hold ``domain``'s lock together with other shared holders for the block (see the module
+    docstring); waits for an exclusive holder like :func:`domain_lock`. Not re-entrant."""
+    path = domain_lock_path(domain, part, folder)
+    if is_remote(path):
+        yield path
+        return
+    what = f"{domain} state" + (f" ({part})" if part else "")
+    timeout = lock_timeout_s() if timeout_s is None else float(timeout_s)
+    fd = _open_lock_file(path, what)
+    try:
+        # the holder's description stays the exclusive holder's: shared holders write none
+        _wait_flock(fd, fcntl.LOCK_SH, path, what, time.monotonic() + max(timeout, 0.0), timeout, logger)
+        try:
+            yield path
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def read_holder(path: Path) -> dict:
     """Who holds (or last held) the lock at ``path``; {} when it has not said."""
     if is_remote(path):
@@ -131,28 +154,9 @@ def hold(path: Path | str, what: str, run_id: str | None = None, timeout_s: floa
 def _acquire(path: Path, what: str, run_id: str | None, deadline: float, timeout: float, logger):
     if is_remote(path):
         return _take_lease(path, what, run_id, deadline, timeout, logger)
+    fd = _open_lock_file(path, what)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot create the lock file {path} for the {what} ({exc.strerror or exc}); "
-                                 f"make the data root (ASSETS_PKG_DATA_DIR) writable") from exc
-    waited = False
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise _timeout(path, what, timeout) from None
-                if not waited:
-                    waited = True
-                    (logger or _log).warning(
-                        f"waiting up to {timeout:.0f} s ({TIMEOUT_VAR}) for the {what} lock {path}, held by "
-                        f"{describe_holder(read_holder(path))}"
-                    )
-                time.sleep(_POLL_S)
+        _wait_flock(fd, fcntl.LOCK_EX, path, what, deadline, timeout, logger)
     except BaseException:
         os.close(fd)
         raise
@@ -167,6 +171,34 @@ def _acquire(path: Path, what: str, run_id: str | None, deadline: float, timeout
     os.ftruncate(fd, 0)
     os.pwrite(fd, data, 0)
     return fd
+
+
+def _open_lock_file(path: Path, what: str) -> int:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot create the lock file {path} for the {what} ({exc.strerror or exc}); "
+                                 f"make the data root (ASSETS_PKG_DATA_DIR) writable") from exc
+
+
+def _wait_flock(fd: int, mode: int, path: Path, what: str, deadline: float, timeout: float, logger) -> None:
+    """``flock(fd, mode)``, polling until ``deadline``; then :class:`LockTimeout`."""
+    waited = False
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise _timeout(path, what, timeout) from None
+            if not waited:
+                waited = True
+                (logger or _log).warning(
+                    f"waiting up to {timeout:.0f} s ({TIMEOUT_VAR}) for the {what} lock {path}, held by "
+                    f"{describe_holder(read_holder(path))}"
+                )
+            time.sleep(_POLL_S)
 
 
 def _take_lease(path, what: str, run_id: str | None, deadline: float, timeout: float, logger) -> leases.Lease:

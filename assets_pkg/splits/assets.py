@@ -7,6 +7,7 @@ the pure modules it calls (``profile``, ``allocation``, ``pass2``, ``outputs``).
 """
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -196,7 +197,9 @@ def shard_profile(context: dg.AssetExecutionContext, split_config: SplitConfig, 
 
 @dg.asset(
     key=ALLOCATION_KEY,
-    ins={"profiles": dg.AssetIn(key=PROFILE_KEY, metadata={"load_as": "paths"})},
+    # a dep, not an input: it reads every registered shard's profile itself (current_profiles),
+    # whichever step (or worker) wrote it
+    deps=[PROFILE_KEY],
     group_name=GROUP,
     kinds=KINDS,
     owners=OWNERS,
@@ -204,8 +207,7 @@ def shard_profile(context: dg.AssetExecutionContext, split_config: SplitConfig, 
                                    description="train share of known customers within 2 points of TRAIN_RATIO")],
     code_version="1",
 )
-def customer_allocation(context: dg.AssetExecutionContext, profiles: list, split_config: SplitConfig,
-                        duckdb: DuckDBResource):
+def customer_allocation(context: dg.AssetExecutionContext, split_config: SplitConfig, duckdb: DuckDBResource):
     """Known customers -> train | val by the salted hash md5(f"{RANDOM_SEED}:{customer}") vs
     TRAIN_RATIO (stable: a customer never changes side as shards arrive), the global label
     map, and the split manifest (warehouse/splits/split_manifest.json); this asset writes
@@ -287,8 +289,44 @@ def split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, d
 
 def _split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, duckdb: DuckDBResource):
     params = split_config.params()
-    settings = get_settings()
-    warehouse = settings.warehouse
+    warehouse = get_settings().warehouse
+    scope = pass2_scope(context, warehouse)
+    con = duckdb.connect()
+    keys = scope.run_keys + scope.affected
+    progress = StepProgress(context, "splits pass 2", len(keys))
+    with stage("splits_pass2", context.log, shards=len(keys)) as stats:
+        results = split_and_write(
+            con, shards_for(keys, scope.found), params, warehouse, scope.manifest, scope.found.signature,
+            customers=allocation_file(warehouse), progress_callback=progress,
+            on_shard=lambda r: progress.shard_done(r.counts["rows_in"]),
+        )
+        stats["rows"] = sum(r.counts["rows_in"] for r in results)
+    outcomes, metadata, failure = pass2_report(context, params, con, scope, results, stats["seconds"],
+                                               stats["peak_rss_mb"])
+    if failure is not None:
+        yield from (check_result(o) for o in outcomes)
+        raise failure
+    for name in SPLITS:
+        yield dg.MaterializeResult(
+            asset_key=SPLIT_KEYS[name], metadata=metadata[name],
+            check_results=[check_result(o) for o in outcomes if o.asset == f"splits/{name}"],
+        )
+
+
+@dataclass
+class Pass2Scope:
+    """What a pass 2 splits, read under the splits lock from the manifest published last:
+    the run's shards (``run_keys``, without the ``failed`` ones) and the shards outside the
+    run that the allocation made stale (``affected``)."""
+
+    manifest: dict
+    found: Discovery
+    failed: dict
+    run_keys: list[str]
+    affected: list[str]
+
+
+def pass2_scope(context, warehouse: Path) -> Pass2Scope:
     manifest = read_json(manifest_file(warehouse))
     if manifest is None:
         raise dg.Failure("splits/customer_allocation has not been materialized (no split manifest)")
@@ -298,15 +336,17 @@ def _split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, 
     affected = [k for k in stale_shards(warehouse, manifest, exclude=context.partition_keys) if k in found.by_key()]
     if affected:
         context.log.info(f"re-splitting {len(affected)} shard(s) the new allocation affects: {affected}")
-    con = duckdb.connect()
-    progress = StepProgress(context, "splits pass 2", len(run_keys) + len(affected))
-    with stage("splits_pass2", context.log, shards=len(run_keys) + len(affected)) as stats:
-        results = split_and_write(
-            con, shards_for(run_keys + affected, found), params, warehouse, manifest, found.signature,
-            customers=allocation_file(warehouse), progress_callback=progress,
-            on_shard=lambda r: progress.shard_done(r.counts["rows_in"]),
-        )
-        stats["rows"] = sum(r.counts["rows_in"] for r in results)
+    return Pass2Scope(manifest, found, failed, run_keys, affected)
+
+
+def pass2_report(context, params: SplitParams, con, scope: Pass2Scope, results, seconds: float,
+                 peak_rss_mb: float) -> tuple[list, dict, dg.Failure | None]:
+    """After pass 2 wrote ``results`` (every shard of ``scope``): the materializations of the
+    shards outside the run, the label rates, the stages pruned, the global checks and each
+    split's metadata (per partition, and the run's). With failed shards in the run: no
+    metadata, and the failure naming them that the step raises after its check results."""
+    warehouse = get_settings().warehouse
+    failed, run_keys, affected = scope.failed, scope.run_keys, scope.affected
     by_key = {r.key: r for r in results}
     # partitions outside the run's range: record what was rewritten; with failed shards in
     # the run, the run's own good partitions too (one by one: an output of the step would
@@ -321,19 +361,19 @@ def _split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, 
                           "rows_in": r.counts["rows_in"]},
             ))
     rates = update_label_rates(con, warehouse, params)
-    pruned = prune_stages(warehouse, found)
+    pruned = prune_stages(warehouse, scope.found)
     if pruned:
         context.log.info(f"removed the staged rows of {len(pruned)} shard(s) no longer in the inbox: {pruned[:10]}")
     outcomes = invariants.global_outcomes(con, warehouse, inbox_dir(), params)
     if failed:
-        yield from (check_result(o) for o in outcomes)
-        raise dg.Failure(
+        return outcomes, {}, dg.Failure(
             description=f"{len(failed)} shard(s) failed to profile and were not split (the other "
                         f"{len(run_keys)} were): " + "; ".join(v["error"] for _, v in sorted(failed.items())),
             metadata={"failed_shards": dg.MetadataValue.json(failed),
                       "split_shards": dg.MetadataValue.json(run_keys)},
         )
     run_results = [by_key[k] for k in run_keys]
+    metadata = {}
     for name in SPLITS:
         rows = sum(r.counts[name] for r in run_results)
         for r in run_results:  # per partition, so the UI plots each shard's own row count
@@ -350,8 +390,8 @@ def _split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, 
             "empty_shards": sum(1 for r in run_results if not r.counts[name]),
             "shards": len(run_results),
             "format": params.output_format,
-            "seconds": stats["seconds"],
-            "peak_rss_mb": stats["peak_rss_mb"],
+            "seconds": seconds,
+            "peak_rss_mb": peak_rss_mb,
         }
         if params.labelled:
             meta["label_rate"] = dg.MetadataValue.json(rates.get(name, {}))
@@ -361,12 +401,9 @@ def _split_shards(context: dg.AssetExecutionContext, split_config: SplitConfig, 
         if len(run_results) == 1:
             path = run_results[0].files[name]
             meta["path"] = dg.MetadataValue.path(str(path)) if path else "(empty split: no file)"
-            meta["fingerprint"] = manifest["shards"].get(run_results[0].key, {}).get("fingerprint", "")
-        yield dg.MaterializeResult(
-            asset_key=SPLIT_KEYS[name],
-            metadata=run_level(meta, len(run_results)),
-            check_results=[check_result(o) for o in outcomes if o.asset == f"splits/{name}"],
-        )
+            meta["fingerprint"] = scope.manifest["shards"].get(run_results[0].key, {}).get("fingerprint", "")
+        metadata[name] = run_level(meta, len(run_results))
+    return outcomes, metadata, None
 
 
 def _accounting_metadata(results) -> dict:

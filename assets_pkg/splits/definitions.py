@@ -15,9 +15,20 @@ from assets_pkg.splits.assets import (
     SPLIT_ASSETS,
     SPLIT_KEYS,
     SplitConfig,
+    consolidated,
+    customer_allocation,
 )
+from assets_pkg.splits.fanout_assets import fanout_enabled, shard_profile_fanout, split_shards_fanout
 from assets_pkg.splits.params import params_from_env
 from assets_pkg.splits.sensors import build_splits_sensor
+
+
+def split_assets() -> list:
+    """The cluster executors run the shard passes as steps that fit any worker (one per batch
+    of shards); the embedded default, one step per asset."""
+    if not fanout_enabled():
+        return SPLIT_ASSETS
+    return [shard_profile_fanout, customer_allocation, split_shards_fanout, consolidated]
 
 
 def build_defs(consolidate: bool = True, split_config: SplitConfig | None = None) -> dg.Definitions:
@@ -29,7 +40,7 @@ def build_defs(consolidate: bool = True, split_config: SplitConfig | None = None
         description="Temporal split of the transactions shards (the shard sensor's target).",
     )
     return dg.Definitions(
-        assets=SPLIT_ASSETS,
+        assets=split_assets(),
         jobs=[job],
         sensors=[build_splits_sensor(job, consolidate, split_config.params if split_config else params_from_env)],
         # configured at launch: the env defaults are read when a run starts, not here

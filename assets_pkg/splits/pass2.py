@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from assets_pkg.duck import current_setting, quote_ident, setting
-from assets_pkg.io.atomic import publish_files
+from assets_pkg.io.atomic import STALE_TEMP_GRACE_S, publish_files, remove_stale_temps, temp_sibling
 from assets_pkg.splits.allocation import register_labels
 from assets_pkg.splits.discovery import Shard
 from assets_pkg.splits.params import SplitParams
@@ -176,7 +176,6 @@ def split_shard_to_parquet(con, shard: Shard, params: SplitParams, labels: dict,
     pass 1 (``expected``), and written rows must equal pass 1's prediction.
     """
     import shutil
-    import uuid
 
     quiet(con)
     opened: OpenedShard = open_shard(con, shard, params, signature, progress_callback, stage=stage_path)
@@ -187,7 +186,10 @@ def split_shard_to_parquet(con, shard: Shard, params: SplitParams, labels: dict,
     # or in local scratch (object-store root: each file then uploaded in one PUT)
     parent = local_scratch("splits_pass2") if remote else as_path(targets["train"]).parent.parent
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".{shard.key}.tmp-{uuid.uuid4().hex[:12]}"
+    # the temp names its writer (host, pid), so the next writer of this shard removes what a
+    # killed one left (a live writer's is kept: its pid runs, or it is younger than the grace)
+    remove_stale_temps(parent, beside=parent / shard.key, older_than_s=STALE_TEMP_GRACE_S)
+    tmp = temp_sibling(parent / shard.key)
     try:
         if opened.relation is not None:
             select = _prepare_labelled(con, opened, params, labels, schema, fail_fast=True)

@@ -15,10 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
 
 from assets_pkg import layout
-from assets_pkg.io import atomic_write_json, file_extension, write_table
+from assets_pkg.io import WriteResult, atomic_write_json, file_extension, write_table
 from assets_pkg.io.formats import FORMATS
 from assets_pkg.splits import staging
 from assets_pkg.splits.allocation import Allocation, build_allocation, manifest_for
@@ -81,36 +80,37 @@ def run_all(inbox: Path, warehouse: Path, exports: Path | None, params: SplitPar
 # -- pass 1 ---------------------------------------------------------------------------------
 
 
-def write_profile(con, shard: Shard, params: SplitParams, warehouse: Path, signature=None) -> pa.Table:
-    table = profile_shard(con, shard, params, signature, rejects_path=rejects_file(warehouse, shard.key),
-                          stage_path=staged_file(warehouse, shard.key))
-    write_table(table, shard_file(warehouse, "shard_profile", shard.key))
-    return table
+def write_profile(con, shard: Shard, params: SplitParams, warehouse: Path, signature=None,
+                  progress_callback=None) -> WriteResult:
+    table = profile_shard(con, shard, params, signature, progress_callback,
+                          rejects_path=rejects_file(warehouse, shard.key), stage_path=staged_file(warehouse, shard.key))
+    return write_table(table, shard_file(warehouse, "shard_profile", shard.key))
 
 
 def profile_all(con, shards: list[Shard], params: SplitParams, warehouse: Path, signature=None,
-                isolate: bool = False) -> list[ShardFailure]:
+                isolate: bool = False, concurrent=None, progress_callback=None) -> dict:
     """Pass 1 over many shards, two at a time with one DuckDB thread each (:class:`ShardPool`),
-    text shards too: here two streaming readers and two profiles fit the 512 MB budget.
-    The Dagster step keeps text shards one at a time: the Dagster process itself holds
-    more memory. The first error stops it, unless
+    text shards too (``concurrent=None``): here two streaming readers and two profiles fit
+    the 512 MB budget. A Dagster step passes ``concurrent_scan`` (text shards one at a
+    time): the Dagster process itself holds more memory. The first error stops it, unless
     ``isolate``: then a shard that fails is recorded (:func:`record_failure`, its old
-    profile removed) and returned, and the others go on."""
-    def one(cursor, shard: Shard) -> None:  # the profile is on disk; nothing held in memory
-        write_profile(cursor, shard, params, warehouse, signature)
+    profile removed) and the others go on. Returns ``{key: WriteResult | ShardFailure}``
+    in shard order (a failure's profile: no file, as an empty one)."""
+    def one(cursor, shard: Shard) -> WriteResult:  # the profile is on disk; nothing held in memory
+        return write_profile(cursor, shard, params, warehouse, signature, progress_callback)
 
-    failures = []
+    out = {}
     work = isolated(one) if isolate else one
-    pool = ShardPool(con, shards, work, concurrent=lambda shard: True, one_thread_each=True,
+    pool = ShardPool(con, shards, work, concurrent=concurrent or (lambda shard: True), one_thread_each=True,
                      **in_flight(params))
     for shard, result in zip(shards, pool):
         if isinstance(result, ShardFailure):
             shard_file(warehouse, "shard_profile", shard.key).unlink(missing_ok=True)
             record_failure(warehouse, result)
-            failures.append(result)
         else:
             clear_failure(warehouse, shard.key)
-    return failures
+        out[shard.key] = result
+    return out
 
 
 def record_failure(warehouse: Path, failure: ShardFailure) -> None:

@@ -40,8 +40,6 @@ the IO manager, the checks or ``latest_summary``. A killed step leaves at most a
 
 import json
 import math
-import shutil
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -57,9 +55,7 @@ from assets_pkg.io import WriteResult, atomic_write_json
 from assets_pkg.io.locks import domain_lock
 from assets_pkg.obs import log_event, peak_rss_mb
 from assets_pkg.settings import SettingsModel, setting
-from assets_pkg.storage import is_remote
 from assets_pkg.storage.arrow import parquet_file
-from assets_pkg.storage.root import filesystem, object_key
 from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.build import BuildStats, build_months
 from assets_pkg.summary.config import SummarySettings
@@ -86,7 +82,7 @@ ACCOUNT_OVERHEAD_BYTES = 1200
 MERGE_ROWS = 131_072
 MIN_STAGED_ROW_GROUP_ROWS = 1024
 # a run's staging folder older than this belongs to a run that died: removed by later plans
-STALE_STAGING_S = 24 * 3600.0
+STALE_STAGING_S = layout.STALE_STAGING_S
 
 
 class FanoutError(RuntimeError):
@@ -213,30 +209,12 @@ def combined_marker(plan: FanoutPlan, lo: str, hi: str) -> Path:
 
 
 def _remove_tree(folder: Path) -> None:
-    if is_remote(folder):
-        fs = filesystem(folder)
-        if fs.exists(object_key(folder)):
-            fs.rm(object_key(folder), recursive=True)
-    else:
-        shutil.rmtree(folder, ignore_errors=True)
+    layout.remove_tree(folder)
 
 
 def remove_stale_staging(older_than_s: float = STALE_STAGING_S) -> list[str]:
     """Staging folders of runs that died (untouched for ``older_than_s``), removed."""
-    root = layout.staging_dir(DOMAIN, None)
-    if not root.is_dir():
-        return []
-    removed = []
-    now = time.time()
-    for entry in root.iterdir():
-        try:
-            newest = max((p.stat().st_mtime for p in entry.rglob("*")), default=entry.stat().st_mtime)
-        except OSError:
-            continue
-        if now - newest > older_than_s:
-            _remove_tree(entry)
-            removed.append(entry.name)
-    return removed
+    return layout.remove_stale_staging(DOMAIN, older_than_s)
 
 
 # ---- the source, pinned and cut to a bucket ------------------------------------------------
