@@ -7,6 +7,8 @@ Retry policy: none. A step whose worker process dies (SIGKILL, OOM) fails with C
 a temp file renamed into place); re-running the run recomputes exactly those partitions.
 """
 
+import importlib
+
 import dagster as dg
 from dagster._core.execution.plan.step import ExecutionStep
 from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor, _submit_task
@@ -155,13 +157,26 @@ def celery_app(include=(CODE_LOCATION_MODULE,)):
     return app
 
 
-def start_worker(queues=ALL_QUEUES, concurrency: int = 1, name: str | None = None, loglevel: str = "INFO") -> None:
-    """Run a Celery worker in this process until it is stopped (``assets-pkg worker``)."""
+def start_worker(queues=ALL_QUEUES, concurrency: int = 1, name: str | None = None, loglevel: str = "INFO",
+                 steps_per_process: int = 1) -> None:
+    """Run a Celery worker in this process until it is stopped (``assets-pkg worker``).
+
+    ``steps_per_process``: Celery's ``--max-tasks-per-child``. A pool process that ran a step
+    keeps that step's peak as its resident memory (allocators rarely give it back), so with
+    reuse the next step on it starts from the largest earlier peak: at 1M accounts a summary
+    combine step measured 1.3-1.6 GB in a reused process against 0.7 GB in a fresh one. With
+    1 every step gets a fresh process; the code location is imported here, before the pool
+    forks, so a fresh process costs a fork, not an import."""
     unknown = sorted(set(queues) - set(ALL_QUEUES))
     if unknown:
         raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
+    if steps_per_process < 0:
+        raise ValueError(f"steps per process must be >= 0 (0: never replaced), got {steps_per_process}")
+    importlib.import_module(CODE_LOCATION_MODULE)
     argv = ["worker", f"--queues={','.join(queues)}", f"--concurrency={concurrency}", "--pool=prefork",
             "--prefetch-multiplier=1", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
+    if steps_per_process:
+        argv.append(f"--max-tasks-per-child={steps_per_process}")
     if name:
         argv.append(f"--hostname={name}")
     celery_app().worker_main(argv)

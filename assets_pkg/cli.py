@@ -65,7 +65,7 @@ def _cmd_worker(args) -> int:
     from assets_pkg.celery_exec import ALL_QUEUES, start_worker
 
     start_worker(queues=args.queues or ALL_QUEUES, concurrency=args.concurrency, name=args.name,
-                 loglevel=args.loglevel)
+                 loglevel=args.loglevel, steps_per_process=args.steps_per_process)
     return 0
 
 
@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("-c", "--concurrency", type=int, default=1,
                         help="steps this worker runs at once, each in its own process (default 1)")
     worker.add_argument("-n", "--name", help="worker name, shown in step events (default celery@<host>)")
+    worker.add_argument("--steps-per-process", type=int, default=1, metavar="N",
+                        help="steps a worker process runs before a fresh one replaces it; 1: every step "
+                             "starts in a fresh process, so its peak memory is its own and is returned "
+                             "when it ends; 0: processes are never replaced (default 1)")
     worker.add_argument("--loglevel", default="INFO", help="Celery log level (default INFO)")
     worker.set_defaults(func=_cmd_worker)
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import psutil
 import pytest
 
 from assets_pkg_tests.services.cluster import DEPLOY_INSTANCE_YAML, REPO, start_cluster
@@ -114,21 +113,23 @@ def test_demo_graph_through_celery_equals_the_embedded_run_and_uses_both_workers
 
 def assert_every_run_succeeded_on_both_workers(cluster, min_runs: int) -> None:
     """Every run of the cluster's instance succeeded, the step events name both Celery
-    workers, and every step ran in a worker's pool process (none in the orchestrating one)."""
-    worker_pids = {p.pid for w in cluster.workers for p in psutil.Process(w.process.pid).children(recursive=True)}
+    workers, and every step ran in a fresh worker pool process of its own (`assets-pkg worker
+    --steps-per-process 1`, the default), none in the orchestrating one."""
     with cluster.instance() as instance:
         runs = instance.get_runs()
         assert len(runs) >= min_runs
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
-        workers, step_pids = set(), set()
+        workers, step_pids, run_pids = set(), [], set()
         for run in runs:
             for event in _events(instance, run.run_id, dg.DagsterEventType.ENGINE_EVENT):
                 worker = (event.engine_event_data.metadata or {}).get("Celery worker")
                 if worker is not None:
                     workers.add(worker.value.split("@")[0])
-            step_pids |= {e.pid for e in _events(instance, run.run_id, dg.DagsterEventType.STEP_START)}
+            step_pids += [e.pid for e in _events(instance, run.run_id, dg.DagsterEventType.STEP_START)]
+            run_pids |= {e.pid for e in _events(instance, run.run_id, dg.DagsterEventType.RUN_START)}
     assert workers == {w.name for w in cluster.workers}
-    assert step_pids <= worker_pids and len(step_pids) >= 2
+    assert len(step_pids) >= 2 and len(set(step_pids)) == len(step_pids), "one fresh process per step"
+    assert not set(step_pids) & (run_pids | {os.getpid()}), "steps run in worker processes"
 
 
 def _wait_for_step_start(instance, step_key: str, timeout: float = 120):
