@@ -13,6 +13,8 @@ import dagster as dg
 from assets_pkg import layout
 from assets_pkg.io import atomic_write_json
 
+MESSAGES = "_steps"  # the messages' folder in the run's staging folder
+
 
 class StepMessageIOManager(dg.IOManager):
     """JSON-serialisable step outputs of one domain's fan-out graph, one file per output."""
@@ -22,7 +24,7 @@ class StepMessageIOManager(dg.IOManager):
 
     def _path(self, context):
         run_id, *rest = context.get_identifier()
-        return layout.staging_dir(self.domain, run_id) / "_steps" / f"{'.'.join(rest)}.json"
+        return layout.staging_dir(self.domain, run_id) / MESSAGES / f"{'.'.join(rest)}.json"
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         atomic_write_json(self._path(context), obj)
