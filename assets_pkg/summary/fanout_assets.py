@@ -14,7 +14,6 @@ import warnings
 
 import dagster as dg
 
-from assets_pkg.settings import executor_kind
 from assets_pkg.dagster_layer import check_result
 from assets_pkg.resources.duckdb import DuckDBResource
 from assets_pkg.step_messages import step_messages_io_manager
@@ -33,11 +32,6 @@ CHECK_OUTS = {spec.get_python_identifier(): spec for spec in CHECK_SPECS}
 
 STEPS_IO = "summary_fanout_steps_io"
 MESSAGE = {"io_manager_key": STEPS_IO}
-
-
-def fanout_enabled() -> bool:
-    """Whether the summary fans out: any executor but the embedded ``in_process``."""
-    return executor_kind() != "in_process"
 
 
 def _key(*parts: str) -> str:
