@@ -14,7 +14,7 @@ from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 
 from assets_pkg.cluster import CODE_LOCATION_MODULE
 from assets_pkg.domains import DOMAINS
-from assets_pkg.settings import celery_backend_url, celery_broker_url
+from assets_pkg.settings import CELERY_BROKER_VAR, celery_backend_url, celery_broker_url
 
 DEFAULT_QUEUE = "dagster"  # dagster-celery's own queue: steps of no domain
 ALL_QUEUES = (*DOMAINS, DEFAULT_QUEUE)
@@ -59,14 +59,70 @@ def with_domain_queues(execution_plan):
     return execution_plan._replace(step_dict=step_dict, step_dict_by_key=by_key)
 
 
+class BrokerLost(Exception):
+    """The run's Celery broker or result backend went away mid-run."""
+
+
+# errors of the broker's and the result backend's client libraries that mean "connection lost"
+_BROKER_MODULES = ("redis", "kombu", "amqp", "celery.backends")
+_BROKER_ERROR_NAMES = ("ConnectionError", "OperationalError")
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password (it lands in run failure messages and the UI)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def is_broker_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it, or an error a worker sent back) is a lost connection
+    to the broker or the result backend."""
+    from dagster._core.errors import DagsterSubprocessError
+
+    seen = exc
+    while seen is not None:
+        module = type(seen).__module__
+        if module.startswith(_BROKER_MODULES) and type(seen).__name__ in _BROKER_ERROR_NAMES:
+            return True
+        if isinstance(seen, DagsterSubprocessError):
+            return any(info.cls_name in _BROKER_ERROR_NAMES for info in seen.subprocess_error_infos or ())
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def fail_fast_on_broker_loss(events, broker_url: str):
+    """dagster-celery's event loop, failing the run at the first lost broker connection.
+
+    Celery's clients reconnect, but a broker restarted without persistence has lost every
+    queued task message and stored result: the loop would wait for them forever. Failing the
+    run at once, naming the broker, bounds that; steps already running on workers finish and
+    publish whole outputs (atomic writes), and a re-execution runs what is missing."""
+    try:
+        yield from events
+    except Exception as exc:
+        if not is_broker_failure(exc):
+            raise
+        raise BrokerLost(
+            f"lost the connection to the Celery broker / result backend {redacted(broker_url)} "
+            f"({CELERY_BROKER_VAR}) mid-run: {type(exc).__name__}: {exc}. Task messages and results it held may "
+            f"be gone, so the run stops here instead of waiting for them. Nothing partial was published; "
+            f"re-execute the run once the broker is back.") from exc
+
+
 class DomainCeleryExecutor(CeleryExecutor):
-    """dagster-celery's executor with per-domain queues."""
+    """dagster-celery's executor with per-domain queues, failing fast when the broker is lost."""
 
     def execute(self, plan_context, execution_plan):
         from dagster_celery.core_execution_loop import core_celery_execution_loop
 
-        return core_celery_execution_loop(plan_context, with_domain_queues(execution_plan),
-                                          step_execution_fn=_submit_task)
+        events = core_celery_execution_loop(plan_context, with_domain_queues(execution_plan),
+                                            step_execution_fn=_submit_task)
+        return fail_fast_on_broker_loss(events, self.broker or celery_broker_url())
 
 
 @dg.executor(name="celery", config_schema=CELERY_CONFIG,

@@ -19,6 +19,9 @@ class CheckOutcome:
     severity: str = ERROR
     description: str = ""
     metadata: dict = field(default_factory=dict)
+    # a check declared per partition: each partition's own outcome by its key (this outcome
+    # is the run's aggregate); empty for a check of the whole run
+    by_partition: dict = field(default_factory=dict, compare=False)
 
     @property
     def blocking_failure(self) -> bool:

@@ -60,7 +60,16 @@ class RunFailed(Exception):
 
     def __init__(self, result):
         failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        super().__init__(f"run {result.run_id} failed (steps: {', '.join(failed) or 'none; see the run'})")
+        if failed:
+            super().__init__(f"run {result.run_id} failed (steps: {', '.join(failed)})")
+        else:  # the run itself failed (executor, broker): its failure event says why
+            why = []
+            for event in result.all_events:
+                if event.event_type_value in ("PIPELINE_FAILURE", "ENGINE_EVENT"):
+                    error = getattr(event.event_specific_data, "error", None)
+                    if error is not None:
+                        why.append(error.message.strip())
+            super().__init__(f"run {result.run_id} failed: {'; '.join(why) or 'see the run'}")
         self.result = result
 
 

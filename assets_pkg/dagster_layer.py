@@ -67,8 +67,8 @@ def per_partition_check(context, outcomes: Mapping[str, CheckOutcome], aggregate
 def record_check_outcomes(instance: dg.DagsterInstance, defs: dg.Definitions, outcomes) -> int:
     """Record outcomes computed outside a run (``assets-pkg check``) in the instance, as the
     latest evaluation of each check the code location defines (the UI shows it; a check
-    declared per partition gets the outcome's ``day`` as its partition); returns how many
-    were recorded."""
+    declared per partition gets one evaluation per partition of ``by_partition``, or the
+    outcome's ``day`` as its partition); returns how many were recorded."""
     graph = defs.resolve_asset_graph()
     partitioned = {(key.asset_key.to_user_string(), key.name): graph.get(key).partitions_def is not None
                    for key in graph.asset_check_keys}
@@ -77,9 +77,15 @@ def record_check_outcomes(instance: dg.DagsterInstance, defs: dg.Definitions, ou
         key = (outcome.asset, outcome.name)
         if key not in partitioned:
             continue
-        partition = outcome.metadata.get("day") if partitioned[key] else None
-        instance.report_runless_asset_event(check_evaluation(outcome, partition=partition))
-        recorded += 1
+        if not partitioned[key]:
+            parts = {None: outcome}
+        elif outcome.by_partition:
+            parts = outcome.by_partition
+        else:  # a time-series day, or a finding about no one partition (an unreadable source)
+            parts = {outcome.metadata.get("day"): outcome}
+        for partition, part in parts.items():
+            instance.report_runless_asset_event(check_evaluation(part, partition=partition))
+            recorded += 1
     return recorded
 
 
@@ -118,6 +124,37 @@ def add_partition_metadata(context, by_partition: Mapping[str, Mapping], asset_k
     """Each partition's own metadata (row count, bytes, ...) on its materialization."""
     for key, metadata in by_partition.items():
         context.add_asset_metadata(dict(metadata), asset_key=asset_key, partition_key=key)
+
+
+def bind_used_resources(defs: dg.Definitions, shared: Mapping[str, object]) -> dg.Definitions:
+    """``defs`` with its resources (and ``shared``) bound to each asset, check and op job that
+    uses them, none at the top level.
+
+    Dagster gives every asset job all top-level resources, and its launchpad lists each one
+    with config (``split_config`` on ``summary_job``); a resource bound to an asset reaches
+    only the jobs that select that asset (``dg.with_resources`` keeps the keys the asset
+    requires). A schedule or sensor targeting a rebound op job is pointed at the new one."""
+    available = {**shared, **(defs.resources or {})}
+    assets = dg.with_resources(list(defs.assets or []), available)
+    checks = dg.with_resources(list(defs.asset_checks or []), available)
+    rebound = {id(job): _job_with_used(job, available) for job in defs.jobs or [] if isinstance(job, dg.JobDefinition)}
+    schedules = [schedule.with_updated_job(rebound[id(schedule.job)])
+                 if isinstance(schedule, dg.ScheduleDefinition) and schedule.has_job and id(schedule.job) in rebound
+                 else schedule for schedule in defs.schedules or []]
+    sensors = [sensor.with_updated_jobs([rebound.get(id(job), job) for job in sensor.jobs])
+               if sensor.has_jobs and any(id(job) in rebound for job in sensor.jobs) else sensor
+               for sensor in defs.sensors or []]
+    return dg.Definitions(
+        assets=assets, asset_checks=checks, jobs=[rebound.get(id(job), job) for job in defs.jobs or []],
+        schedules=schedules, sensors=sensors, executor=defs.executor, loggers=defs.loggers, metadata=defs.metadata,
+    )
+
+
+def _job_with_used(job: dg.JobDefinition, available: Mapping[str, object]) -> dg.JobDefinition:
+    from dagster._core.execution.with_resources import wrap_resources_for_execution
+
+    used = {key: value for key, value in available.items() if key in job.required_resource_keys}
+    return job.with_top_level_resources({**wrap_resources_for_execution(used), **job.resource_defs})
 
 
 def log_progress(context):

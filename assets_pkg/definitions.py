@@ -11,6 +11,7 @@ import importlib
 import dagster as dg
 
 from assets_pkg.cluster import executor_def
+from assets_pkg.dagster_layer import bind_used_resources
 from assets_pkg.domains import DOMAINS
 from assets_pkg.io.parquet_io_manager import ShardedParquetIOManager
 from assets_pkg.resources.duckdb import DuckDBResource
@@ -31,11 +32,9 @@ def domain_definitions() -> list[dg.Definitions]:
 
 
 def build_definitions() -> dg.Definitions:
-    shared = dg.Definitions(
-        resources={"io_manager": ShardedParquetIOManager(), "duckdb": DuckDBResource()},
-        executor=executor_def(),
-    )
-    return dg.Definitions.merge(shared, *domain_definitions())
+    merged = dg.Definitions.merge(dg.Definitions(executor=executor_def()), *domain_definitions())
+    # bound per asset, not globally: each job's launchpad lists only the resources it uses
+    return bind_used_resources(merged, {"io_manager": ShardedParquetIOManager(), "duckdb": DuckDBResource()})
 
 
 defs = build_definitions()

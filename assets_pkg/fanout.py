@@ -15,24 +15,16 @@ values such as paths), and ``finish(context, config, records) -> (run metadata, 
 results)`` turns every partition's record into what the asset reports.
 """
 
-import functools
 import json
 import re
-import warnings
 from collections.abc import Callable
 
 import dagster as dg
 
-from assets_pkg import layout
 from assets_pkg.settings import env_int, executor_kind
-from assets_pkg.step_messages import MESSAGES, step_messages_io_manager
-from assets_pkg.storage.objects import list_files
-from assets_pkg.storage.root import is_remote
+from assets_pkg.step_messages import remove_messages, step_messages_io_manager
 
 BATCH_VAR = "FANOUT_BATCH_PARTITIONS"
-
-# resource_defs on a graph asset is beta: its notice is noise here
-warnings.filterwarnings("ignore", message=".*resource_defs.*", category=dg.BetaWarning)
 
 
 def fanout_enabled() -> bool:
@@ -83,26 +75,6 @@ def from_message(metadata: dict) -> dict:
             for key, value in metadata.items()}
 
 
-@functools.cache
-def _messages_io(domain: str) -> dg.IOManagerDefinition:
-    # one definition per domain: every graph asset of the domain binds the same object
-    return step_messages_io_manager(domain)
-
-
-def _remove_messages(domain: str, run_id: str, node: str) -> None:
-    """The graph's step messages, read by now (another graph of the run keeps its own)."""
-    run_folder = layout.staging_dir(domain, run_id)
-    for path in list_files(run_folder / MESSAGES):
-        if path.name.startswith(f"{node}."):
-            path.unlink(missing_ok=True)
-    if not is_remote(run_folder):  # an object store has no empty folders to leave behind
-        for folder in (run_folder / MESSAGES, run_folder, run_folder.parent):
-            try:
-                folder.rmdir()
-            except OSError:  # not empty (another graph's messages) or gone
-                break
-
-
 def fanout_asset(one_step: dg.AssetsDefinition, *, domain: str, step: Callable, finish: Callable,
                  config: type[dg.Config] | None = None, resource_keys: tuple[str, ...] = (),
                  upstream: dg.AssetKey | None = None) -> dg.AssetsDefinition:
@@ -147,7 +119,7 @@ def fanout_asset(one_step: dg.AssetsDefinition, *, domain: str, step: Callable, 
         # the asset's context: per-partition metadata goes on this step's output, the asset
         metadata, check_results = finish(dg.AssetExecutionContext(context), _config(context), ordered)
         yield from check_results
-        _remove_messages(domain, context.run_id, name)
+        remove_messages(domain, context.run_id, name)
         # the steps wrote every partition: nothing for the IO manager to write
         yield dg.Output(None, "result", metadata=metadata)
 
@@ -163,7 +135,7 @@ def fanout_asset(one_step: dg.AssetsDefinition, *, domain: str, step: Callable, 
         partitions_def=one_step.partitions_def, backfill_policy=one_step.backfill_policy,
         group_name=spec.group_name, kinds=spec.kinds, owners=spec.owners, code_version=spec.code_version,
         check_specs=check_specs, description=spec.description,
-        resource_defs={io_key: _messages_io(domain)},
+        resource_defs={io_key: step_messages_io_manager(domain)},
     )
     if upstream:
         @dg.graph_asset(ins={"upstream": dg.AssetIn(key=upstream, dagster_type=dg.Nothing)}, **kwargs)

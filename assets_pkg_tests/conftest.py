@@ -20,6 +20,13 @@ def split_settings(monkeypatch) -> dict:
     return env
 
 
+@pytest.fixture(autouse=True)
+def inbox_settled_at_once(monkeypatch) -> None:
+    """Tests write an inbox file and tick the sensor at once: INBOX_SETTLE_SECONDS=0 makes
+    a file settled as soon as it is written. The tests of files still being written set it."""
+    monkeypatch.setenv("INBOX_SETTLE_SECONDS", "0")
+
+
 @pytest.fixture
 def data_root(tmp_path: Path, monkeypatch) -> Path:
     """A fresh data root (ASSETS_PKG_DATA_DIR) with DAGSTER_HOME inside it."""

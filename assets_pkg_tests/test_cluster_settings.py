@@ -88,3 +88,34 @@ def test_the_deploy_workspace_loads_the_code_location_from_a_grpc_server(monkeyp
     [origin] = location_origins_from_yaml_paths([str(workspace)])
     assert isinstance(origin, GrpcServerCodeLocationOrigin)
     assert (origin.host, origin.port, origin.location_name) == ("code.internal", 4000, "assets_pkg")
+
+
+def test_a_lost_broker_connection_fails_the_event_loop_naming_the_broker_without_its_password():
+    import redis
+
+    from assets_pkg.celery_exec import BrokerLost, fail_fast_on_broker_loss
+
+    def loop(error):
+        yield "event"
+        raise error
+
+    url = "redis://user:s3cret@broker.internal:6379/0"
+    events = fail_fast_on_broker_loss(loop(redis.exceptions.ConnectionError("Error 111 connecting")), url)
+    assert next(events) == "event"
+    with pytest.raises(BrokerLost, match=r"redis://user:\*\*\*@broker.internal:6379/0 \(CELERY_BROKER_URL\)") as err:
+        next(events)
+    assert "s3cret" not in str(err.value)
+    # any other error is the run's own, untouched
+    with pytest.raises(KeyError):
+        list(fail_fast_on_broker_loss(loop(KeyError("step")), url))
+
+
+def test_the_window_job_keeps_its_result_where_other_processes_read_it_on_a_multiprocess_executor(monkeypatch):
+    import dagster as dg
+
+    from assets_pkg.logs import definitions as logs_definitions
+
+    monkeypatch.setenv("ASSETS_PKG_EXECUTOR", "in_process")
+    assert logs_definitions._result_io_manager() is dg.mem_io_manager
+    monkeypatch.setenv("ASSETS_PKG_EXECUTOR", "multiprocess")
+    assert logs_definitions._result_io_manager() is not dg.mem_io_manager

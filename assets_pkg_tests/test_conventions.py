@@ -61,7 +61,7 @@ def test_log_api_token_never_lands_in_resource_config():
     # what the launchpad and run config see is the resource's config: an env reference
     code = (
         "from assets_pkg.definitions import defs\n"
-        "rd = defs.get_repository_def().get_top_level_resources()['log_source']\n"
+        "rd = defs.resolve_job_def('logs_daily_job').resource_defs['log_source']\n"
         "print(rd.config_schema.as_field().default_value['api_token'])\n"
     )
     env = {**os.environ, "LOG_API_TOKEN": "secret-token"}

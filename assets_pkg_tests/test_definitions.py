@@ -75,3 +75,39 @@ def test_demo_runs_carry_the_location_name_make_ui_serves():
     (entry,) = workspace["load_from"]
     assert entry["python_module"] == {"module_name": DEFINITIONS_MODULE, "location_name": LOCATION_NAME}
     assert repository_origin().get_label() == f"__repository__@{LOCATION_NAME}"
+
+
+# Dagster gives a job every resource with config it can reach; these are the ones each
+# job's steps use (``io_manager`` is on every job: Dagster always binds one).
+RESOURCES_BY_JOB = {
+    "ingest_job": {"io_manager"},
+    "splits_job": {"io_manager", "duckdb", "split_config"},
+    "summary_job": {"io_manager", "duckdb"},
+    "timeseries_daily": {"io_manager", "duckdb"},
+    "logs_daily_job": {"io_manager", "log_source"},
+    "logs_fetch_window_job": {"io_manager", "log_source", "logs_result_io_manager"},
+}
+
+
+def launchpad_resources(job: dg.JobDefinition) -> tuple[set, set]:
+    """(resources in the job's run config schema, resources in the YAML the launchpad pre-fills,
+    computed as the webserver computes ``rootDefaultYaml`` from the job's snapshot)."""
+    import yaml
+    from dagster._core.snap import JobSnap
+    from dagster._core.snap.snap_to_yaml import default_values_yaml_from_type_snap
+
+    in_schema = set(job.run_config_schema.config_type.fields["resources"].config_type.fields)
+    snap = JobSnap.from_job_def(job)
+    root = snap.config_schema_snapshot.get_config_snap(snap.mode_def_snaps[0].root_config_key)
+    prefilled = yaml.safe_load(default_values_yaml_from_type_snap(snap.config_schema_snapshot, root)) or {}
+    return in_schema, set(prefilled.get("resources", {}))
+
+
+def test_each_job_shows_only_the_resources_it_uses():
+    """summary_job's launchpad has no split_config, ingest_job no duckdb, no asset job the
+    logs' result IO manager: a resource reaches only the jobs whose steps require it."""
+    for name, expected in RESOURCES_BY_JOB.items():
+        in_schema, prefilled = launchpad_resources(defs.resolve_job_def(name))
+        assert in_schema == expected, name
+        assert prefilled <= expected, name
+    assert "split_config" in launchpad_resources(defs.resolve_job_def("splits_job"))[1]

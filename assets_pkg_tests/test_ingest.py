@@ -115,7 +115,7 @@ def test_sensor_batches_new_files_into_one_run_and_reingests_changed_ones(data_r
     by_partition = {m.partition: m.metadata for m in mats}
     assert by_partition["a.csv"]["dagster/row_count"].value == 30
     assert by_partition["c.jsonl.gz"]["rejects"].value == 1
-    [check] = result.get_asset_check_evaluations()
+    [check] = [e for e in result.get_asset_check_evaluations() if e.partition is None]  # the run's aggregate
     assert check.check_name == "reject_rate" and not check.passed  # 2.4% > the 1% warn rate
     assert check.severity == dg.AssetCheckSeverity.WARN
     warehouse = data_root / "warehouse" / "ingest" / "files"
@@ -147,6 +147,36 @@ def test_check_command_reads_what_is_on_disk(data_root, capsys):
     code = cli_main(["check", "--group", "ingest"])
     printed = capsys.readouterr().out
     assert code == 0 and "PASS  ingest/files:reject_rate" in printed
+
+
+def test_reject_rate_has_one_result_per_file_and_a_bad_file_fails_only_its_own(data_root, instance):
+    """reject_rate is declared per file partition: a run over three files stores one
+    evaluation per file (plus the run's aggregate), and only the file with too many rejects
+    fails; ``assets-pkg check`` records the same per file, outside a run."""
+    inbox = data_root / "inbox" / "files"
+    inbox.mkdir(parents=True)
+    _csv(inbox / "a.csv", 30)
+    _csv(inbox / "b.csv", 50, bad_every=25)  # 2 of 50 rows rejected: 4% > the 1% warn rate
+    (inbox / "b.csv.schema.json").write_text(json.dumps({"amount": "float64"}))
+    _csv(inbox / "c.csv", 30)
+    keys = ["a.csv", "b.csv", "c.csv"]
+    instance.add_dynamic_partitions("ingest_files", keys)
+    result = dg.materialize([ingest_files], instance=instance, resources={"io_manager": ShardedParquetIOManager()},
+                            tags={"dagster/asset_partition_range_start": "a.csv",
+                                  "dagster/asset_partition_range_end": "c.csv"})
+    assert result.success
+    check_key = dg.AssetCheckKey(dg.AssetKey(["ingest", "files"]), "reject_rate")
+    history = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=20)
+    assert {r.partition: r.status.value for r in history} == {
+        "a.csv": "SUCCEEDED", "b.csv": "FAILED", "c.csv": "SUCCEEDED", None: "FAILED"}
+    failed = next(r for r in history if r.partition == "b.csv").event.dagster_event.event_specific_data
+    assert failed.metadata["max_reject_rate"].value == 0.04 and failed.description.startswith("b.csv: 4.00%")
+
+    assert cli_main(["check", "--group", "ingest"]) == 0  # a WARN check: reported, not an ERROR failure
+    runless = [r for r in instance.event_log_storage.get_asset_check_execution_history(check_key, limit=20)
+               if not r.run_id]
+    assert {r.partition: r.status.value for r in runless} == {"a.csv": "SUCCEEDED", "b.csv": "FAILED",
+                                                              "c.csv": "SUCCEEDED"}
 
 
 def test_ingest_launchpad_exposes_every_reader_option():

@@ -203,6 +203,52 @@ def test_a_bucket_as_log_cache_beside_a_local_data_root(data_root, s3_env, seawe
     assert fetch_window("app", D0, D1, HttpLogSource(api.url)).decision == "hit"
 
 
+# -- a lease lost while held ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_fetch_whose_lease_is_broken_while_stalled_fails_with_one_line_naming_it(s3_root, monkeypatch):
+    """A fetch stalled (SIGSTOP) past its lease TTL: another process breaks the expired lease
+    and takes it. When the fetch resumes it finishes its segment, then fails at release with
+    one line (exit 2, no traceback) naming the log id and the lease object, saying the cache
+    is intact, and what to do; the next fetch reads that segment from the cache."""
+    from assets_pkg.storage import lease as leases
+
+    events = make_events("app", D0, D1, 60_000)
+    with SlowLogApi({"app": events}, max_limit=50, delay=0.05) as api:  # ~29 slow pages
+        env = {"LOG_API_URL": api.url, "ASSETS_PKG_LEASE_TTL_S": "1.5"}
+        lease_path = SegmentStore().log_dir("app") / ".lock"
+        proc = start_cli(*fetch_args(D0, D1), env=env)
+        try:
+            deadline = time.monotonic() + 60
+            while objects.object_info(lease_path) is None and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert proc.poll() is None and objects.object_info(lease_path) is not None, "the fetch holds the lease"
+            proc.send_signal(signal.SIGSTOP)
+            time.sleep(2.5)  # past the TTL: the stalled holder renewed nothing
+            monkeypatch.setenv(leases.TTL_VAR, "30")  # this process's lease: held for the rest of the fetch
+            other = leases.take(lease_path, "log cache of 'app'", None, time.monotonic() + 10)
+            proc.send_signal(signal.SIGCONT)
+            out, err = proc.communicate(timeout=120)
+            other.release()
+            assert not other.lost, "the other process kept the lease it took"
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: the lease {lease_path} on the log cache of 'app' was broken or taken over"), err
+    assert "the cache is intact: the 1 segment(s) this fetch wrote are committed whole" in err, err
+    assert "Re-run the same fetch" in err and "ASSETS_PKG_LEASE_TTL_S" in err, err
+    assert out == "", "no result is printed for a fetch that failed"
+    rerun = run_cli(*fetch_args(D0, D1), env={"LOG_API_URL": "http://127.0.0.1:9"})  # the source is not needed
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["decision"] == "hit"
+    assert len(cached_rows(SegmentStore(), "app")) == 1440
+
+
 # -- commit rules --------------------------------------------------------------------------------
 
 

@@ -406,3 +406,40 @@ def test_a_missing_bucket_is_named_by_the_sensors_and_the_splits_commands(s3_env
             ingest_tick(instance)
         with pytest.raises(Exception, match="no-such-bucket-here"):
             tick(make_defs(), instance)
+
+
+def test_check_reports_ingest_folders_and_export_sets_that_never_got_a_commit(s3_root, seaweed, tmp_path,
+                                                                               monkeypatch, capsys):
+    """A first ingest or a first export killed before its commit leaves parts no reader sees:
+    `assets-pkg check` names them in a WARN (exit 0: a WARN never fails the check), once they
+    are older than the grace period (a younger upload may be a live writer's)."""
+    settings = get_settings()
+    out_root = settings.warehouse / "ingest" / "files"
+    source = tmp_path / "a.csv"
+    source.write_text("id,amount\n" + "".join(f"{i},{i}\n" for i in range(30)))
+    stream_file_to_shards(source, out_root / "a", shard_rows=10)  # committed: not reported
+    fs = seaweed.filesystem()
+    fs.pipe_file(objects.object_key(out_root / "ghost" / "part-00000.parquet"), b"PAR1 half an upload")
+    export = export_root(settings.exports)
+    fs.pipe_file(objects.object_key(export / "training_data" / "train" / "part-00000.parquet"), b"PAR1 half")
+    fs.pipe_file(objects.object_key(export / "oot_data" / "part-00000.parquet"), b"PAR1 half")
+    assert not export_exists(settings.exports) and counts_on_disk(out_root)[0] == {"a": (30, 0)}
+
+    monkeypatch.setenv(GRACE_VAR, "0")
+    capsys.readouterr()
+    assert cli_main(["check", "--group", "ingest"]) == 0
+    out = capsys.readouterr().out
+    warns = [line for line in out.splitlines() if line.startswith("WARN  storage:no_uncommitted_objects")]
+    assert len(warns) == 1 and f"1 object(s) under {out_root}/ghost " in warns[0] \
+           and "part-00000.parquet" in warns[0], out
+
+    assert cli_main(["check", "--group", "splits"]) == 0
+    out = capsys.readouterr().out
+    warns = [line for line in out.splitlines() if line.startswith("WARN  storage:no_uncommitted_objects")]
+    assert len(warns) == 1 and f"2 object(s) under {export} " in warns[0], out
+    assert "oot_data/part-00000.parquet" in warns[0] and "training_data/train/part-00000.parquet" in warns[0]
+
+    monkeypatch.delenv(GRACE_VAR)
+    assert cli_main(["check", "--group", "ingest"]) == 0
+    assert cli_main(["check", "--group", "splits"]) == 0
+    assert "WARN  storage" not in capsys.readouterr().out, "within the grace: maybe a live writer's, not reported"

@@ -197,6 +197,46 @@ def test_corrupt_month_object_fails_the_check_naming_it(s3_root, seaweed):
     assert any(str(bad) in o.description for o in failed), [o.description for o in failed]
 
 
+def test_check_on_s3_holds_one_month_on_local_disk_at_a_time(s3_root, tmp_path, monkeypatch, capsys):
+    """`assets-pkg check` scans every month of an object-store summary: local scratch holds at
+    most the one month being scanned (not a copy of every month at once), and it passes."""
+    from assets_pkg import duck
+    from assets_pkg.cli import main
+    from assets_pkg.io import write_table
+    from assets_pkg.summary.config import load_summary_settings
+    from assets_pkg.summary.latest import latest_relation
+    from assets_pkg.summary.month_scan import MonthScanner
+    from assets_pkg.summary.months import LATEST_ASSET_PATH
+    from assets_pkg.summary.plan import existing_month_files
+
+    scratch = tmp_path / "scratch"
+    monkeypatch.setenv("ASSETS_PKG_SCRATCH_DIR", str(scratch))
+    _build_on_root([("0001.parquet", BASE + LATE)])
+    months = existing_month_files()
+    assert len(months) == 6 and all(is_remote(p) for p in months)
+    con = duck.connect()
+    write_table(latest_relation(con, load_summary_settings(), months), layout.asset_file(LATEST_ASSET_PATH))
+    con.close()
+
+    before = set(scratch.rglob("*.parquet"))
+    present: list[int] = []  # local month copies present each time a month is scanned
+    scan = MonthScanner.add
+
+    def counting(self, month, path, report=True):
+        present.append(len(set(scratch.rglob("*.parquet")) - before))
+        return scan(self, month, path, report)
+
+    monkeypatch.setattr(MonthScanner, "add", counting)
+    capsys.readouterr()
+    assert main(["check", "--group", "summary"]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and "PASS  summary/account_summary:history_consistency" in out, out
+    assert "PASS  summary/latest_summary:one_row_per_account" in out, out
+    assert len(present) == 6, "every month scanned once"
+    assert max(present) == 1, f"local month copies present during the scans: {present}"
+    assert set(scratch.rglob("*.parquet")) - before == set(), "no copy left behind"
+
+
 @pytest.mark.slow
 def test_corrupt_export_object_fails_the_check_naming_it(s3_root, seaweed, tmp_path):
     from assets_pkg.timeseries.checks import evaluate_materialized

@@ -47,6 +47,38 @@ def test_atomic_path_publishes_one_object_only_on_success(s3_root):
     assert read_table(final).num_rows == 3, "a failed write keeps the previous object"
 
 
+def test_background_uploads_are_all_published_when_the_block_ends(s3_root):
+    folder = as_path(s3_root) / "warehouse" / "months"
+    with objects.BackgroundUploads(depth=1) as uploads:
+        for i in range(3):
+            with atomic_path(folder / f"{i}.parquet", uploads) as tmp:
+                pq.write_table(pa.table({"a": [i] * (i + 1)}), tmp)
+    # leaving the block waited for every PUT: each object is whole, no temp is left behind
+    assert [read_table(folder / f"{i}.parquet").num_rows for i in range(3)] == [1, 2, 3]
+    assert not list(objects.local_scratch("uploads").glob("*-?.parquet"))
+
+
+def test_background_uploads_publish_nothing_of_a_failed_write(s3_root):
+    folder = as_path(s3_root) / "warehouse" / "failed"
+    with pytest.raises(RuntimeError, match="writer failed"):
+        with objects.BackgroundUploads(depth=1) as uploads:
+            with atomic_path(folder / "ok.parquet", uploads) as tmp:
+                pq.write_table(pa.table({"a": [1]}), tmp)
+            with atomic_path(folder / "bad.parquet", uploads) as tmp:
+                pq.write_table(pa.table({"a": [9]}), tmp)
+                raise RuntimeError("writer failed")
+    assert objects.object_info(folder / "bad.parquet") is None
+    assert not list(objects.local_scratch("uploads").glob("*-bad.parquet"))
+
+
+def test_remove_files_deletes_present_objects_and_ignores_missing_ones(s3_root):
+    folder = as_path(s3_root) / "warehouse" / "rm"
+    with atomic_path(folder / "a.json") as tmp:
+        tmp.write_text("{}")
+    objects.remove_files([folder / "a.json", folder / "never.json"])
+    assert objects.list_objects(folder) == {}
+
+
 def test_folder_is_visible_only_through_its_commit(s3_root):
     folder = as_path(s3_root) / "warehouse" / "ingest" / "files" / "a"
     with atomic_dir(folder) as work:
@@ -178,6 +210,21 @@ def test_a_killed_holders_lease_expires_and_another_process_takes_it(s3_root, mo
     assert waited < 15, f"the dead holder's lease should expire after its TTL (waited {waited:.1f} s)"
 
 
+def test_a_lease_deleted_while_held_is_reported_lost_at_release(s3_root):
+    """Someone deletes the lease object mid-hold (an operator, or a waiter that saw it
+    expire): the holder must not release quietly as if it had been exclusive all along."""
+    from assets_pkg.storage.lease import LeaseLost
+
+    path = layout.state_dir("logs") / "deleted.lock"
+    with pytest.raises(LeaseLost, match=f"the lease {path} was broken or taken over while held") as caught:
+        with hold(path, "logs state (deleted)"):
+            objects.filesystem(path).rm_file(objects.object_key(path))
+    assert isinstance(caught.value, StorageError) and caught.value.path == path
+    assert "another writer may have written the logs state (deleted) meanwhile" in str(caught.value)
+    with hold(path, "logs state (deleted)", timeout_s=0):  # free again
+        pass
+
+
 def test_missing_bucket_is_named(s3_env, monkeypatch):
     _checked.clear()
     with pytest.raises(StorageError, match="bucket 'no-such-bucket' .* does not exist"):
@@ -226,3 +273,21 @@ def test_a_listing_sees_objects_another_client_wrote_meanwhile(s3_root, seaweed)
     assert [p.name for p in folder.iterdir()] == ["a.parquet"]
     seaweed.filesystem().pipe_file(f"{folder.path}/b.parquet", b"2")  # another machine
     assert sorted(p.name for p in folder.iterdir()) == ["a.parquet", "b.parquet"]
+
+
+def _names_in(url: str) -> list[str]:
+    return sorted(p.name for p in objects.list_files(as_path(url)))
+
+
+def test_a_forked_process_reads_the_store_through_its_own_client(s3_root):
+    """A Celery worker imports the code location and then forks its pool: a path (and its
+    s3fs client) cached in the parent must not be handed to the child, which s3fs refuses
+    ("This class is not fork-safe")."""
+    import multiprocessing
+
+    folder = f"{s3_root}/inbox/files"
+    with atomic_path(as_path(folder) / "a.csv") as tmp:
+        tmp.write_text("x\n1\n")
+    assert _names_in(folder) == ["a.csv"]  # the parent's client exists and has been used
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_names_in, (folder,)) == ["a.csv"]

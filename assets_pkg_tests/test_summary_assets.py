@@ -60,9 +60,8 @@ def test_range_run_writes_month_files_checks_and_state(data_root, instance, inbo
     latest = pq.read_table(data_root / "warehouse" / "summary" / "latest_summary.parquet").to_pylist()
     assert [(r["cons_acct_key"], r["rpt_as_of_mo"]) for r in latest] == [(1, "2024-04"), (2, "2024-04"), (3, "2024-04")]
     evals = result.get_asset_check_evaluations()
-    assert sorted(e.check_name for e in evals) == sorted(
-        ["unique_account_month", "history_length", "history_matches_source", "history_consistency", "one_row_per_account"]
-    )
+    assert {e.check_name for e in evals} == {
+        "unique_account_month", "history_length", "history_matches_source", "history_consistency", "one_row_per_account"}
     assert all(e.passed for e in evals)
     mats = result.get_asset_materialization_events()
     months = sorted(e.partition for e in mats if e.asset_key == ACCOUNT_SUMMARY)
@@ -272,3 +271,58 @@ def test_a_killed_month_writer_s_temps_are_removed_by_the_next_run(data_root, in
     write_batch(inbox, "0001.parquet", BASE)
     assert run_range(make_defs(), instance, "2024-01", "2024-04").success
     assert sorted(p.name for p in folder.iterdir()) == [f"{m}.parquet" for m in month_range("2024-01", "2024-04")]
+
+
+MONTH_CHECKS = ("unique_account_month", "history_length", "history_matches_source", "history_consistency")
+
+
+def check_history(instance, name, asset=ACCOUNT_SUMMARY) -> list:
+    return instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(asset, name), limit=50)
+
+
+def test_month_checks_report_one_result_per_month_and_a_fault_fails_its_month_only(data_root, instance, inbox):
+    """The month checks are declared per partition: a range run stores one evaluation per
+    month (the UI's per-partition status), beside the run's aggregate; a duplicate row
+    planted in 2024-02 fails 2024-02's unique_account_month only, in a run and in
+    ``assets-pkg check``, which records each month's evaluation as the latest."""
+    from assets_pkg.cli import main
+
+    months = month_range("2024-01", "2024-03")
+    write_batch(inbox, "0001.parquet", [row for row in BASE if row[1] in months])
+    defs = make_defs()
+    assert run_range(defs, instance, months[0], months[-1]).success
+    for name in MONTH_CHECKS:
+        spec = defs.resolve_asset_graph().get_check_spec(dg.AssetCheckKey(ACCOUNT_SUMMARY, name))
+        assert spec.partitions_def is not None, name
+        by_partition = {r.partition: r.status.value for r in check_history(instance, name)}
+        assert by_partition == {**{m: "SUCCEEDED" for m in months}, None: "SUCCEEDED"}, (name, by_partition)
+    assert [r.partition for r in check_history(instance, "one_row_per_account", LATEST_SUMMARY)] == [None]
+
+    # plant: account 2's 2024-02 row twice; a run recomputing account 1 keeps the other rows
+    path = data_root / "warehouse" / "summary" / "account_summary" / "2024-02.parquet"
+    table = pq.read_table(path)
+    import pyarrow as pa
+
+    dup = table.filter(pa.compute.equal(table.column("cons_acct_key"), 2))
+    pq.write_table(pa.concat_tables([table, dup]).sort_by("cons_acct_key").replace_schema_metadata(
+        table.schema.metadata), path)
+    config = {"ops": {"summary__account_summary": {"config": {"accounts": ["1"]}}}}
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, run_config=config, asset_selection=[ACCOUNT_SUMMARY],
+        tags={RANGE_START: months[0], RANGE_END: months[-1]}, raise_on_error=False)
+    run_id = result.run_id
+    latest = {r.partition: r for r in check_history(instance, "unique_account_month") if r.run_id == run_id}
+    assert {m: r.status.value for m, r in latest.items()} == {
+        "2024-01": "SUCCEEDED", "2024-02": "FAILED", "2024-03": "SUCCEEDED", None: "FAILED"}
+    failed = latest["2024-02"].event.dagster_event.event_specific_data
+    assert failed.metadata["offending_count"].value == 1 and failed.metadata["month"].value == "2024-02"
+    assert failed.metadata["offending_keys"].value == ["2@2024-02"]
+    assert latest["2024-01"].event.dagster_event.event_specific_data.metadata["offending_keys"].value == []
+
+    # assets-pkg check: the same per month, recorded outside a run
+    assert main(["check", "--group", "summary"]) == 1
+    runless = {r.partition: r.status.value for r in check_history(instance, "unique_account_month") if not r.run_id}
+    assert runless == {"2024-01": "SUCCEEDED", "2024-02": "FAILED", "2024-03": "SUCCEEDED"}
+    for name in ("history_length", "history_consistency"):
+        runless = {r.partition: r.status.value for r in check_history(instance, name) if not r.run_id}
+        assert runless == {m: "SUCCEEDED" for m in months}, name

@@ -5,6 +5,7 @@ import random
 import tempfile
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -105,6 +106,45 @@ def test_buckets_split_the_accounts_disjointly_and_each_step_writes_only_its_buc
     assert not layout.asset_dir(["summary", "account_summary"]).exists()  # nothing published by a step
 
 
+def test_bucket_files_keep_a_combine_s_memory_bounded_whatever_the_bucket_count(data_root, tmp_path, monkeypatch):
+    """The combine decodes one row group of every bucket file at once: the bucket files'
+    row groups shrink with the bucket count, so the rows it holds stay about MERGE_ROWS."""
+    monkeypatch.setattr(fanout, "MERGE_ROWS", 12)
+    monkeypatch.setattr(fanout, "MIN_STAGED_ROW_GROUP_ROWS", 2)
+    cfg = cfg_for(_inbox(tmp_path), history_length=LENGTH, first_month="2024-01")
+    plan = fanout.plan_fanout(cfg, "2024-01", "2024-12", "r1", FanoutSettings(buckets=3, chunk_months=12))
+    for b in range(3):
+        fanout.build_bucket(cfg, plan, b, "2024-01", "2024-12")
+    meta = pq.read_metadata(fanout.staged_file(plan, "2024-03", 0))
+    assert meta.num_rows > 4 and meta.num_row_groups > 1
+    assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= 12 // 3
+    out, one = tmp_path / "out", tmp_path / "one-step"
+    fanout.combine_chunk(cfg, plan, "2024-01", "2024-12", lambda m: out / f"{m}.parquet")
+    full_build(cfg, one, "2024-01", "2024-12")
+    assert read_months(out) == read_months(one)
+
+
+def test_a_combine_s_rows_in_flight_stay_bounded_when_pieces_exceed_a_row_group():
+    """Merged pieces larger than a row group (many buckets) are written out whole: the
+    combine's backlog never exceeds one row group (it grew with the month's rows)."""
+    pulled = []
+
+    class Pieces(fanout.MergedMonth):
+        def _merged(self):
+            for i in range(50):
+                piece = pa.table({"k": list(range(i * 10, i * 10 + 10))})
+                pulled.append(10)
+                yield piece
+
+    out, backlog = [], []
+    for batch in Pieces([], pa.schema([("k", pa.int64())]), 500, 10).to_batches(4):
+        assert batch.num_rows <= 4
+        out.extend(batch.column(0).to_pylist())
+        backlog.append(sum(pulled) - len(out))
+    assert out == list(range(500))
+    assert max(backlog) < 4 + 10
+
+
 def test_combine_refuses_until_every_bucket_of_the_chunk_is_done(data_root, tmp_path):
     cfg = cfg_for(_inbox(tmp_path), history_length=LENGTH, first_month="2024-01")
     out = tmp_path / "out"
@@ -139,11 +179,11 @@ def test_a_step_killed_mid_write_leaves_no_month_file(data_root, tmp_path, monke
     real = fanout.write_month_file
     calls = []
 
-    def dying(rows, path):
+    def dying(rows, path, **kw):
         calls.append(path)
         if len(calls) == 3:
             raise KeyboardInterrupt("killed")
-        return real(rows, path)
+        return real(rows, path, **kw)
 
     monkeypatch.setattr(fanout, "write_month_file", dying)
     with pytest.raises(KeyboardInterrupt):

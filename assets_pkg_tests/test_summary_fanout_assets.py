@@ -11,6 +11,7 @@ from assets_pkg.io.parquet_io_manager import ShardedParquetIOManager
 from assets_pkg.resources.duckdb import DuckDBResource
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.summary.months import MONTHS_ASSET_PATH, month_range
+from assets_pkg.summary.validate import CHECK_NAMES
 from assets_pkg_tests.test_summary_helpers import read_months, write_batch
 
 MONTHS = month_range("2024-01", "2024-12")
@@ -51,9 +52,13 @@ def test_fanout_run_on_the_multiprocess_executor_equals_the_in_process_run(summa
         checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     assert sum("summary_bucket_step[" in s for s in steps) == 2 * 2  # 2 buckets x 2 chunks
     assert sum("summary_combine_chunk[" in s for s in steps) == 2
-    assert len(checks) == 4 and all(c.passed for c in checks), checks
+    assert all(c.passed for c in checks), checks
     fanned = read_months(folder)
     assert len(fanned) == 10  # 2024-01 and 2024-08 have no records
+    # each check: one result per month file and the run's aggregate, as the one-step asset
+    written = sorted(p.stem for p in folder.glob("*.parquet"))
+    fanned_checks = sorted((c.check_name, c.partition or "") for c in checks)
+    assert fanned_checks == sorted((name, month) for name in CHECK_NAMES for month in ["", *written])
     assert not layout.staging_dir("summary", None).exists() or not any(layout.staging_dir("summary", None).iterdir())
 
     # the embedded default: the one-step asset, in process, over the same months
@@ -68,6 +73,7 @@ def test_fanout_run_on_the_multiprocess_executor_equals_the_in_process_run(summa
     res = dg.materialize([account_summary], instance=instance, tags=tags, resources=RESOURCES)
     assert res.success
     assert read_months(folder) == fanned
+    assert sorted((c.check_name, c.partition or "") for c in res.get_asset_check_evaluations()) == fanned_checks
 
 
 def test_the_executor_setting_chooses_the_summary_graph(monkeypatch):

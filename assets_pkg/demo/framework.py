@@ -20,6 +20,7 @@ import dagster as dg
 
 from assets_pkg.checking import ERROR, WARN
 from assets_pkg.dagster_layer import materialize_selection, with_console_level
+from assets_pkg.inbox import wait_settled
 from assets_pkg.location import evaluate_sensor_tick, execute_job, job_for_assets
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.io.atomic import atomic_path
@@ -134,6 +135,7 @@ class DemoContext:
         """One tick, done the way the daemon does it (:func:`assets_pkg.location.evaluate_sensor_tick`:
         the cursor kept in the instance, runs launched through the sensor's job). Returns
         the run results."""
+        wait_settled(self.settings.inbox)  # sample files written a moment ago would wait for a later tick
         tick = evaluate_sensor_tick(self.defs, self.instance, name, run_config=with_console_level(None))
         for result in tick.results:
             self.report.record_check_evaluations(result.get_asset_check_evaluations())

@@ -66,6 +66,13 @@ def _metadata(result, asset_path: str) -> dict:
     return {}
 
 
+def _output_metadata(result, node: str) -> dict:
+    for event in result.events_for_node(node):
+        if event.is_successful_output:
+            return {k: v.value for k, v in event.step_output_data.metadata.items()}
+    return {}
+
+
 def _user_error(exc: BaseException) -> BaseException:
     """The error the asset raised, not Dagster's step wrapper around it."""
     return getattr(exc, "user_exception", None) or exc.__cause__ or exc
@@ -94,10 +101,12 @@ def run(ctx) -> None:
         config = {"ops": {"fetch_log_window": {"config": {
             "log_id": ids[0], "start": str(start_ms + 6 * 3_600_000), "end": str(start_ms + 18 * 3_600_000)}}}}
         result = ctx.execute_job("logs_fetch_window_job", run_config=config)
-        out = result.output_for_node("fetch_log_window")
+        # the output's metadata, not the output value: a run through Celery hands back a
+        # result whose values are only loadable inside its context manager
+        out = _output_metadata(result, "fetch_log_window")
         ctx.report.line(
-            f"ad-hoc {ids[0]} {day} 06:00-18:00: {out['decision']:<7} rows={out['summary']['row_count']:>7,} "
-            f"written={len(out['segments_written'])} segment(s) in {out['duration_seconds']:.2f} s"
+            f"ad-hoc {ids[0]} {day} 06:00-18:00: {out['decision']:<7} rows={out['dagster/row_count']:>7,} "
+            f"written={out['segments_written']} segment(s) in {out['seconds']:.2f} s"
         )
 
     # 2. the daily partitions: partial where the ad-hoc window is cached, miss elsewhere. A

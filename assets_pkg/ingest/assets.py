@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets_pkg import layout
-from assets_pkg.dagster_layer import add_partition_metadata, check_result, config_class, log_progress
+from assets_pkg.dagster_layer import add_partition_metadata, config_class, log_progress, per_partition_check
 from assets_pkg.fanout import fanout_asset, from_message, to_message
 from assets_pkg.ingest.files import find_inbox_file, load_column_types
 from assets_pkg.ingest.quality import reject_rate_outcome
@@ -41,6 +41,7 @@ class IngestConfig(config_class(IngestSettings)):
             "reject_rate",
             asset=INGEST_KEY,
             description="WARN when a file's rejected rows exceed reject_warn_rate of its rows.",
+            partitions_def=ingest_partitions,  # one result per file
         )
     ],
 )
@@ -81,11 +82,11 @@ def ingest_file_keys(context, config: IngestConfig, keys: list[str]) -> dict:
 
 
 def report_files(context, config: IngestConfig, records: dict) -> tuple[dict, list]:
-    """Each file's metadata on its partition and the run's reject-rate check."""
+    """Each file's metadata on its partition and the reject-rate check, one result per file."""
     add_partition_metadata(context, {key: from_message(r["metadata"]) for key, r in records.items()})
     per_file = {key: tuple(r["lines"]) for key, r in records.items()}
     outcome = reject_rate_outcome(per_file, config.settings().reject_warn_rate)
-    return {}, [check_result(outcome, INGEST_KEY)]
+    return {}, [per_partition_check(context, outcome.by_partition, outcome)]
 
 
 def _file_metadata(result, identity: str) -> dict:
@@ -104,7 +105,6 @@ def _file_metadata(result, identity: str) -> dict:
         "source": dg.MetadataValue.path(result.source),
         "source_identity": identity,
     }
-
 
 
 # `ingest/files` for the cluster executors: one step per inbox file (or per

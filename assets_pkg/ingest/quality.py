@@ -1,6 +1,7 @@
 """Reject-rate check for ingested files, over run results or what is on disk."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from assets_pkg.checking import WARN, CheckOutcome
@@ -13,12 +14,25 @@ ASSET = "ingest/files"
 
 
 def reject_rate_outcome(per_file: dict[str, tuple[int, int]], warn_rate: float,
-                        unaccounted: dict[str, str] | None = None) -> CheckOutcome:
+                        unaccounted: dict[str, str] | None = None,
+                        partition_of: dict[str, str] | None = None) -> CheckOutcome:
     """``per_file``: name -> (row lines, rejected lines), the reader's line counts of the
     source. Passes when every file's rejected share of its data lines is at most
     ``warn_rate`` and every file's lines are accounted for (``unaccounted``: name -> what
-    does not add up); offenders and their rates go to metadata."""
+    does not add up); offenders and their rates go to metadata. Each file's own outcome is
+    in ``by_partition`` under its partition key: ``partition_of[name]`` (default: the name;
+    a name missing from a given ``partition_of`` has none)."""
     unaccounted = unaccounted or {}
+    keys = {name: name for name in per_file} if partition_of is None else partition_of
+    outcome = _reject_rate(per_file, warn_rate, unaccounted)
+    by_partition = {keys[name]: _reject_rate({name: counts}, warn_rate, unaccounted, one_file=name)
+                    for name, counts in per_file.items() if name in keys}
+    return replace(outcome, by_partition=by_partition)
+
+
+def _reject_rate(per_file, warn_rate, unaccounted, one_file: str | None = None) -> CheckOutcome:
+    if one_file is not None:
+        unaccounted = {name: why for name, why in unaccounted.items() if name == one_file}
     rates = {
         name: (rejects / (rows + rejects) if rows + rejects else 0.0)
         for name, (rows, rejects) in per_file.items()
@@ -31,6 +45,9 @@ def reject_rate_outcome(per_file: dict[str, tuple[int, int]], warn_rate: float,
         if offenders
         else f"every file at or below {warn_rate:.2%} rejected lines"
     )
+    if one_file is not None:
+        side = "above" if offenders else "at or below"
+        description = f"{one_file}: {rates[one_file]:.2%} of its data lines rejected, {side} {warn_rate:.2%}"
     if unaccounted:
         description = f"lines unaccounted for in {', '.join(sorted(unaccounted))}; " + description
     return CheckOutcome(

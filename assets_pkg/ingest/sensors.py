@@ -2,7 +2,8 @@
 
 The cursor holds each file's identity and the runs requested until they finish: a run that
 fails or is canceled gives its files back (requested again under a new run key,
-:mod:`assets_pkg.sensor_runs`).
+:mod:`assets_pkg.sensor_runs`). A file written less than INBOX_SETTLE_SECONDS ago is left to a
+later tick (:mod:`assets_pkg.inbox`).
 """
 
 
@@ -12,6 +13,7 @@ from assets_pkg.dagster_layer import sensor_status
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.ingest.assets import INGEST_KEY, inbox_dir, ingest_partitions
 from assets_pkg.ingest.files import scan_inbox
+from assets_pkg.inbox import split_settled, waiting_note
 from assets_pkg.ingest.jobs import ingest_job
 from assets_pkg.sensor_runs import TrackedCursor, work_key
 from assets_pkg.settings import get_settings
@@ -37,7 +39,11 @@ def ingest_file_sensor(context: dg.SensorEvaluationContext):
     cursor = TrackedCursor.load(SENSOR_NAME, context.cursor)
     cursor.settle(context)  # the files of a failed or canceled run count as changed again
     registered = set(context.instance.get_dynamic_partitions(ingest_partitions.name))
-    current = {f.partition_key: f.identity() for f in scan.files}
+    # a file still being copied in is left out (and forgotten) until it settles
+    settled, waiting = split_settled(scan.files, lambda f: f.path)
+    if waiting:
+        context.log.info(f"ingest inbox: {waiting_note(waiting)}")
+    current = {f.partition_key: f.identity() for f in settled}
     new_keys = [key for key in current if key not in registered]
     changed = [key for key, identity in current.items() if key in registered and cursor.seen.get(key) != identity]
     runs = []
@@ -56,6 +62,8 @@ def ingest_file_sensor(context: dg.SensorEvaluationContext):
         reason = "no new or changed files"
         if scan.refused:
             reason += f"; refused: {'; '.join(scan.refused)}"
+        if waiting:
+            reason += f"; {waiting_note(waiting)}"
         return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor.dumps())
     return dg.SensorResult(
         run_requests=runs,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from assets_pkg.inbox import check_unchanged, identity
 from assets_pkg.io.atomic import atomic_dir, atomic_write_json
 from assets_pkg.obs import peak_rss_mb
 from assets_pkg.reader import RejectThresholdExceeded, StreamingReader
@@ -65,6 +66,7 @@ def stream_file_to_shards(source: Path, output_dir: Path, shard_rows: int = 1_00
     if shard_rows <= 0:
         raise ValueError(f"shard_rows must be positive, got {shard_rows}")
     started = time.perf_counter()
+    before = identity(source)  # a file still being copied in must not be published half read
     reader = StreamingReader(source, **reader_options)
     output_dir = as_path(output_dir)
     try:
@@ -72,6 +74,7 @@ def stream_file_to_shards(source: Path, output_dir: Path, shard_rows: int = 1_00
             rows, shards = _write_shards(reader, work, shard_rows)
             reader.write_rejects(work / REJECTS_FILE)
             atomic_write_json(work / LINES_FILE, reader.stats.line_counts())
+            check_unchanged(source, before)  # raising here leaves the previous folder in place
     except RejectThresholdExceeded as exc:
         saved = reader.write_rejects(failed_rejects_path(output_dir))
         raise exc.with_rejects_file(saved) if saved else exc

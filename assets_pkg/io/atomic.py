@@ -110,15 +110,17 @@ def _sweep_before_write(folder: Path) -> None:
 
 
 @contextmanager
-def atomic_path(final: Path | str) -> Iterator[Path]:
+def atomic_path(final: Path | str, uploads: "remote_objects.BackgroundUploads | None" = None) -> Iterator[Path]:
     """Yield a temp path beside ``final``; publish it on success, remove it on error.
 
     If the body leaves no file at the temp path, nothing is published and ``final`` is
-    left as it was.
+    left as it was. ``uploads`` (object-store root only; ignored on a local one): the PUT
+    is queued there and the caller goes on; the object is published when that queue's
+    ``with`` block ends (see :class:`assets_pkg.storage.objects.BackgroundUploads`).
     """
     final = as_path(final)
     if is_remote(final):
-        with remote_objects.put_atomic(final) as tmp:
+        with (uploads.put_atomic(final) if uploads is not None else remote_objects.put_atomic(final)) as tmp:
             yield tmp
         return
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -168,6 +170,39 @@ def atomic_dir(final: Path | str, replace: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_file(done: Path | str, final: Path | str) -> Path:
+    """Publish the finished local file ``done`` (a scratch file another writer produced, e.g.
+    DuckDB's ``COPY``) as ``final``: one ``os.replace`` on a local root (``done`` must be on
+    the same file system: a temp beside ``final``), one complete PUT on an object-store root.
+    ``done`` is gone afterwards either way."""
+    final = as_path(final)
+    if is_remote(final):
+        try:
+            remote_objects.upload(Path(done), final)
+        finally:
+            Path(done).unlink(missing_ok=True)
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with _paths_named(final):
+        os.replace(done, final)
+    return final
+
+
+def publish_files(done_to_final: dict) -> None:
+    """:func:`publish_file` for several finished files at once (``{done: final}``): on an
+    object-store root the PUTs run concurrently, each one complete object; the scratch files
+    are gone afterwards either way."""
+    remote = {Path(done): as_path(final) for done, final in done_to_final.items() if is_remote(final)}
+    try:
+        remote_objects.upload_files(remote)
+    finally:
+        for done in remote:
+            done.unlink(missing_ok=True)
+    for done, final in done_to_final.items():
+        if not is_remote(final):
+            publish_file(done, final)
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> Path:

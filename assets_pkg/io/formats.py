@@ -87,10 +87,12 @@ def write_table(data, path: Path | str, fmt: str = "parquet", compression: str =
                 writer.close()
         if rows == 0 and tmp.exists() and not keep_empty:
             tmp.unlink()
+        # the size of what is published, from the local temp (no request to an object store)
+        size = tmp.stat().st_size if tmp.exists() else 0
     if rows == 0 and not keep_empty:
         path.unlink(missing_ok=True)
         return WriteResult(path=None, rows=0, bytes=0)
-    return WriteResult(path=path, rows=rows, bytes=path.stat().st_size)
+    return WriteResult(path=path, rows=rows, bytes=size)
 
 
 def _open_writer(tmp: Path, schema: pa.Schema, fmt: str, compression: str):

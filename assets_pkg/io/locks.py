@@ -184,7 +184,11 @@ def _release(fd) -> None:
     if isinstance(fd, leases.Lease):
         fd.release()
         if fd.lost:
-            raise leases.LeaseLost(f"{fd.lost}: another writer may have written the {fd.what} meanwhile")
+            raise leases.LeaseLost(
+                f"{fd.lost} (a lease not renewed for {fd.ttl_s:g} s, {leases.TTL_VAR}, is broken by the next "
+                f"waiter): another writer may have written the {fd.what} meanwhile; check it (assets-pkg check) "
+                f"before using it, and re-run this step",
+                path=fd.path, what=fd.what)
         return
     try:
         os.ftruncate(fd, 0)  # nobody holds it now: no stale description for the next reader

@@ -21,8 +21,10 @@ from assets_pkg.logs.planner import (
 from assets_pkg.logs.sources import LogSource
 from assets_pkg.logs.store import (
     CacheWriteError,
+    LogCacheError,
     Segment,
     SegmentStore,
+    find_overlaps,
     segment_dir,
     validate_log_id,
     verify_segment,
@@ -32,6 +34,7 @@ from assets_pkg.logs.summary import SummaryAccumulator, summarize_window, segmen
 from assets_pkg.logs.writer import PartWriter, flush_bytes_setting, flush_rows_setting
 from assets_pkg.obs import Stopwatch, log_event
 from assets_pkg.settings import SettingError, env_bool, env_int
+from assets_pkg.storage.lease import TTL_VAR, LeaseLost, lease_ttl_s
 
 BYPASS = "bypass"
 
@@ -128,35 +131,38 @@ def fetch_window(
         log_event("cache_write_failed", logger, level="error", log_id=log_id, subrange=[start_ms, end_ms],
                   segment_dir=str(store.root / log_id), error=str(exc)[:500])
         raise
-    with store.lock(log_id) as log_dir:
-        removed = store.remove_uncommitted(log_id) if store.remote else _remove_stale_temps(log_dir)
-        if removed:
-            log_event("cache_stale_temps_removed", logger, log_id=log_id, cache_dir=str(log_dir), removed=removed)
-        log_event("cache_scan_start", logger, log_id=log_id, cache_dir=str(log_dir))
-        segments = store.segments(log_id)
-        used = [s for s in segments if s.intersects(start_ms, end_ms)]
-        for seg in used:
-            try:
-                verify_segment(seg)
-            except Exception as exc:
-                log_event("cache_read_failed", logger, level="error", log_id=log_id, segment_dir=str(seg.path),
-                          error=str(exc)[:500])
-                raise
-        log_event("cache_scan_complete", logger, log_id=log_id, cache_dir=str(log_dir), segment_count=len(segments))
-        plan = plan_coverage(start_ms, end_ms, [s.window for s in segments])
-        cacheable, fresh = split_at_horizon(plan.missing, horizon)
-        log_event("cache_coverage_planned", logger, **base, decision=plan.decision,
-                  missing_ranges=ranges_json(plan.missing), cached_ranges=ranges_json(plan.cached),
-                  uncached_ranges=ranges_json(fresh), freshness_horizon_ms=horizon)
-        log_event(f"cache_{plan.decision}", logger, **base, missing_ms=plan.missing_ms, cached_ms=plan.cached_ms,
-                  segments_used=len(used))
-        for sub_start, sub_end in cacheable:
-            seg, stats = _fetch_segment(source, log_dir, log_id, sub_start, sub_end, rows_cap, bytes_cap, logger)
-            written.append(seg)
-            parts += stats["parts"]
-            size += stats["bytes"]
-            rows += stats["rows"]
-            batches += stats["batches"]
+    try:  # the lease of an object-store cache can be lost while held: say what that means here
+        with store.lock(log_id) as log_dir:
+            removed = store.remove_uncommitted(log_id) if store.remote else _remove_stale_temps(log_dir)
+            if removed:
+                log_event("cache_stale_temps_removed", logger, log_id=log_id, cache_dir=str(log_dir), removed=removed)
+            log_event("cache_scan_start", logger, log_id=log_id, cache_dir=str(log_dir))
+            segments = store.segments(log_id)
+            used = [s for s in segments if s.intersects(start_ms, end_ms)]
+            for seg in used:
+                try:
+                    verify_segment(seg)
+                except Exception as exc:
+                    log_event("cache_read_failed", logger, level="error", log_id=log_id, segment_dir=str(seg.path),
+                              error=str(exc)[:500])
+                    raise
+            log_event("cache_scan_complete", logger, log_id=log_id, cache_dir=str(log_dir), segment_count=len(segments))
+            plan = plan_coverage(start_ms, end_ms, [s.window for s in segments])
+            cacheable, fresh = split_at_horizon(plan.missing, horizon)
+            log_event("cache_coverage_planned", logger, **base, decision=plan.decision,
+                      missing_ranges=ranges_json(plan.missing), cached_ranges=ranges_json(plan.cached),
+                      uncached_ranges=ranges_json(fresh), freshness_horizon_ms=horizon)
+            log_event(f"cache_{plan.decision}", logger, **base, missing_ms=plan.missing_ms, cached_ms=plan.cached_ms,
+                      segments_used=len(used))
+            for sub_start, sub_end in cacheable:
+                seg, stats = _fetch_segment(source, log_dir, log_id, sub_start, sub_end, rows_cap, bytes_cap, logger)
+                written.append(seg)
+                parts += stats["parts"]
+                size += stats["bytes"]
+                rows += stats["rows"]
+                batches += stats["batches"]
+    except LeaseLost as exc:
+        raise lease_lost_error(store, log_id, exc, written) from None
     # Fresh sub-ranges are fetched but never cached: a live log would be cached incomplete.
     acc, fresh_batches = _fetch_uncached(source, log_id, fresh, logger)
     rows += acc.rows
@@ -175,6 +181,39 @@ def fetch_window(
         [str(s.path) for s in used], [str(s.path) for s in written],
         ranges_json(plan.missing), ranges_json(plan.cached), ranges_json(fresh), parts, size, summary_out, summary,
     )
+
+
+class CacheLeaseLostError(LogCacheError):
+    """The log's lease (object-store cache) was broken or taken over while a fetch held it."""
+
+
+def lease_lost_error(store: SegmentStore, log_id: str, exc: LeaseLost, written: list[Segment]) -> CacheLeaseLostError:
+    """The one-line error for a fetch whose lease was lost: the log id, the lease object,
+    whether the cache is intact now (every segment this fetch wrote is published by its
+    commit, so each is whole or absent; the risk is another fetch's overlapping segment),
+    and what to do. The fetch stops before writing its summary and manifest."""
+    what = (f"the lease {exc.path} on the log cache of {log_id!r} was broken or taken over while this fetch held it "
+            f"(a lease not renewed for {lease_ttl_s():g} s, {TTL_VAR}, is broken by the next waiter: a stalled "
+            f"process or an unreachable store)")
+    ours = {str(seg.path) for seg in written}
+    try:
+        for seg in written:
+            verify_segment(seg)
+        pairs = find_overlaps(store.segments(log_id, check_overlaps=False))
+    except LogCacheError as err:
+        state = f"the cache is NOT intact: {err}"
+    else:
+        if pairs:
+            a, b = pairs[0]
+            mine = next((p for p in (str(a.path), str(b.path)) if p in ours), str(b.path))
+            state = (f"the cache is NOT intact: segments {a.path} and {b.path} overlap ({len(pairs)} pair(s)); "
+                     f"delete the folder {mine}")
+        else:
+            state = (f"the cache is intact: the {len(written)} segment(s) this fetch wrote are committed whole and "
+                     f"no cached segment of {log_id!r} overlaps another")
+    return CacheLeaseLostError(
+        f"{what}; {state}. Re-run the same fetch (it reads what is cached) and `assets-pkg check --group logs` "
+        f"once no other fetch of {log_id!r} runs; if this recurs, raise {TTL_VAR}")
 
 
 def _remove_stale_temps(log_dir: Path) -> int:

@@ -11,8 +11,9 @@ from assets_pkg import layout
 from assets_pkg.checking import CheckOutcome
 from assets_pkg.settings import get_settings
 from assets_pkg.splits import invariants
-from assets_pkg.splits.export import export_exists
+from assets_pkg.splits.export import export_exists, export_root
 from assets_pkg.splits.pipeline import manifest_file, read_json
+from assets_pkg.storage import is_remote
 
 CHECK_NAMES = ("no_customer_leakage", "shard_mapping", "row_accounting", "split_ratio",
                "consolidated_matches_shards")
@@ -35,3 +36,11 @@ def evaluate_materialized(params=None) -> list[CheckOutcome]:
     if export_exists(settings.exports):
         outcomes.append(invariants.consolidated_matches(warehouse, settings.exports, params))
     return outcomes
+
+
+def multi_object_folders() -> list:
+    """The consolidated export set of an object-store root, committed or not, for
+    `assets-pkg check` to verify and to report uncommitted uploads in (a first export killed
+    before its commit leaves parts no reader sees); [] for a local root."""
+    root = export_root(get_settings().exports)
+    return [root] if is_remote(root) else []

@@ -7,20 +7,20 @@ rejected_lines``, and the rows per split must equal what pass 1 predicted (the a
 expectations): a shard that changed since is refused.
 """
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
 from assets_pkg.duck import current_setting, quote_ident, setting
-from assets_pkg.io.atomic import atomic_path
+from assets_pkg.io.atomic import publish_files
 from assets_pkg.splits.allocation import register_labels
 from assets_pkg.splits.discovery import Shard
 from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.rows import DROP_REASONS, SPLITS, norm_sql, quiet, run_on_shard
 from assets_pkg.splits.shard_io import OpenedShard, ShardError, open_shard
 from assets_pkg.storage import as_path, is_remote, local_scratch
+from assets_pkg.storage.objects import remove_files
 
 
 def joins_built_on_allocation(con):
@@ -170,7 +170,7 @@ def split_shard_to_parquet(con, shard: Shard, params: SplitParams, labels: dict,
                            schema: list | None = None, stage_path: Path | None = None) -> dict:
     """Pass 2 for one shard, parquet output, in ONE streaming scan: DuckDB writes the three
     splits at once (``COPY ... PARTITION_BY``) into a temp folder beside the outputs; each
-    file is then published with ``os.replace``; a split without rows deletes its old file.
+    file is then published with ``io.atomic.publish_files``; a split without rows deletes its old file.
 
     Returns the counts; rows per split come from the written files, the drop counts from
     pass 1 (``expected``), and written rows must equal pass 1's prediction.
@@ -207,17 +207,18 @@ def split_shard_to_parquet(con, shard: Shard, params: SplitParams, labels: dict,
             if any(len(v) > 1 for v in by_split.values()):
                 raise RuntimeError(f"{shard.path}: DuckDB wrote several files for one split: {by_split}")
         counts = _pass2_counts(shard, written, expected, opened.rejected_lines)
+        finished, empty = {}, []
         for split in SPLITS:
             final = as_path(targets[split])
             files = list((tmp / f"__split={split}").glob("*.parquet")) if tmp.exists() else []
-            if remote and files and written[split]:
-                with atomic_path(final) as upload:
-                    os.replace(files[0], upload)
-            elif files and written[split]:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(files[0], final)
+            if files and written[split]:
+                finished[files[0]] = final
             else:
-                final.unlink(missing_ok=True)
+                empty.append(final)
+        # object store: the splits' PUTs at once (each one complete object), before the
+        # caller writes the state sidecar that marks them current
+        publish_files(finished)
+        remove_files(empty)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     counts["bytes"] = sizes

@@ -39,6 +39,7 @@ from assets_pkg.splits.rows import SPLITS
 from assets_pkg.splits.shard_io import ShardError
 from assets_pkg.splits.shard_pool import ShardFailure, ShardPool, concurrent_scan, isolated
 from assets_pkg.storage import as_path, is_remote
+from assets_pkg.storage.objects import remove_files
 
 MANIFEST_NAME = "split_manifest.json"
 STATE_FOLDER = "_shard_state"
@@ -121,7 +122,7 @@ def record_failure(warehouse: Path, failure: ShardFailure) -> None:
 
 
 def clear_failure(warehouse: Path, key: str) -> None:
-    failure_file(warehouse, key).unlink(missing_ok=True)
+    remove_files([failure_file(warehouse, key)])
 
 
 def failed_shards(warehouse: Path, found: Discovery) -> dict:
@@ -262,10 +263,8 @@ def write_split(con, split: ShardSplit, params: SplitParams, warehouse: Path, fi
 
 def _finish_shard(warehouse: Path, shard: Shard, params: SplitParams, result: ShardResult, fingerprint) -> None:
     """Drop copies in other formats and record the state that marks the outputs current."""
-    for name in SPLITS:
-        for other in FORMATS:
-            if other != params.output_format:
-                shard_file(warehouse, name, shard.key, other).unlink(missing_ok=True)
+    remove_files([shard_file(warehouse, name, shard.key, other)
+                  for name in SPLITS for other in FORMATS if other != params.output_format])
     atomic_write_json(
         state_file(warehouse, shard.key),
         {"fingerprint": fingerprint, "counts": result.counts, "source": shard.name, "format": params.output_format},

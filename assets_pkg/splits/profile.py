@@ -16,11 +16,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets_pkg.duck import quote_ident
+from assets_pkg.inbox import check_unchanged, identity
 from assets_pkg.splits.discovery import Shard
 from assets_pkg.splits.params import SplitParams
 from assets_pkg.splits.rows import empty_table, label_changed_sql, norm_sql, quiet, shard_error
 from assets_pkg.splits.shard_io import OpenedShard, ShardError, open_shard
 from assets_pkg.storage import as_path
+from assets_pkg.storage.objects import remove_files
 
 STAT_PREFIX = "stat:"
 # One compact profile per shard. Row kinds:
@@ -66,9 +68,11 @@ def profile_shard(con, shard: Shard, params: SplitParams, signature=None, progre
     profiled without error) for pass 2 to read instead of parsing it again.
     """
     quiet(con)
+    before = identity(shard.path)  # a shard still being copied in fails here, not as a short profile
     opened = open_shard(con, shard, params, signature, progress_callback, stage=stage_path, write_stage=True)
     try:
         profile, stats = _profile_opened(con, opened, shard, params, rejects_path)
+        check_unchanged(shard.path, before)
     except BaseException:
         opened.discard_stage()
         raise
@@ -158,7 +162,7 @@ def _profile_opened(con, opened: OpenedShard, shard: Shard, params: SplitParams,
     stats["rows_in"] = source_rows if source_rows is not None else stats["rows_in"] + opened.rejected_lines
     stats["rejected_lines"] = opened.rejected_lines
     if rejects_path is not None:  # the lines the text reader refused, kept (none: old file removed)
-        as_path(rejects_path).unlink(missing_ok=True)
+        remove_files([rejects_path])
         if opened.rejected_lines:
             opened.reader.write_rejects(rejects_path)
     st = as_path(shard.path).stat()

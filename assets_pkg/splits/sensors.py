@@ -9,13 +9,15 @@ When nothing is new but an output is stale (e.g. an earlier run failed), the sen
 for a pass-2 run over the stale shards. Refused files are logged and named in the skip
 reason or the run's tags; the cursor remembers each shard's name, size and mtime, and the
 runs it requested until they finish: a run that fails or is canceled gives its shards back
-(they are requested again under a new run key, :mod:`assets_pkg.sensor_runs`).
+(they are requested again under a new run key, :mod:`assets_pkg.sensor_runs`). A shard written
+less than INBOX_SETTLE_SECONDS ago is left to a later tick (:mod:`assets_pkg.inbox`).
 """
 
 
 import dagster as dg
 
 from assets_pkg.dagster_layer import sensor_status
+from assets_pkg.inbox import split_settled, waiting_note
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.sensor_runs import TrackedCursor, work_key
 from assets_pkg.settings import get_settings
@@ -63,7 +65,11 @@ def build_splits_sensor(job, consolidate: bool, check_settings):
         refused = "; ".join(str(p) for p in found.problems)
         cursor = TrackedCursor.load(SENSOR_NAME, context.cursor, legacy_seen_key="files")
         cursor.settle(context)  # the shards of a failed or canceled run are changed again
-        current = {s.key: file_signature(s) for s in found.shards}
+        # a shard still being copied in is left out (and forgotten) until it settles
+        settled, waiting = split_settled(found.shards, lambda s: s.path)
+        if waiting:
+            context.log.info(f"splits inbox: {waiting_note(waiting)}")
+        current = {s.key: file_signature(s) for s in settled}
         existing = list(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
         new_keys = sorted(k for k in current if k not in existing)
         changed = sorted(k for k, sig in current.items() if cursor.seen.get(k) != sig)
@@ -98,6 +104,8 @@ def build_splits_sensor(job, consolidate: bool, check_settings):
             reason += f"; {len(cursor.runs)} run(s) in flight"
         if refused:
             reason += f"; refused: {refused}"
+        if waiting:
+            reason += f"; {waiting_note(waiting)}"
         return dg.SensorResult(skip_reason=reason, dynamic_partitions_requests=add, cursor=cursor.dumps())
 
     return splits_shard_sensor

@@ -94,16 +94,18 @@ def open_shard(con: duckdb.DuckDBPyConnection, shard: Shard, params: SplitParams
     with :meth:`OpenedShard.commit_stage`); without, a current stage is read instead of
     parsing the input."""
     path = as_path(shard.path)
-    if not path.exists():
-        raise ShardError(f"{path}: shard file disappeared")
-    if path.stat().st_size == 0:
+    try:
+        st = path.stat()  # one request on an object store, not exists() then stat()
+    except FileNotFoundError:
+        raise ShardError(f"{path}: shard file disappeared") from None
+    if st.st_size == 0:
         return OpenedShard(shard, None)
     reader = None
     writer = None
     staged_rejected = None
     if shard.format == "parquet" and not shard.compressed:
         try:
-            relation = con.read_parquet(str(local_copy(path)))
+            relation = con.read_parquet(str(local_copy(path, st)))
         except duckdb.Error as exc:
             raise ShardError(f"{path}: cannot read parquet shard: {exc}") from exc
     else:

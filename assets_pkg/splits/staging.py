@@ -19,13 +19,12 @@ parses the input). A staged file is only a cache; the input shard stays the sour
 """
 
 import json
-import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from assets_pkg.io.atomic import atomic_write_json, remove_stale_temps, temp_sibling
+from assets_pkg.io.atomic import atomic_write_json, publish_file, remove_stale_temps, temp_sibling
 from assets_pkg.splits.discovery import Shard
 from assets_pkg.storage import as_path
 
@@ -82,7 +81,7 @@ class StageWriter:
             self.discard()
             return
         self._close()
-        os.replace(self.tmp, self.path)
+        publish_file(self.tmp, self.path)
         atomic_write_json(sidecar(self.path), {**self.ident, "rows": self.rows, "rejected_lines": int(rejected_lines)})
 
     def discard(self) -> None:

@@ -17,15 +17,21 @@ import threading
 import time
 import uuid
 
-from assets_pkg.storage.root import filesystem, object_key
+from assets_pkg.storage.root import StorageError, filesystem, object_key
 
 TTL_VAR = "ASSETS_PKG_LEASE_TTL_S"
 DEFAULT_TTL_S = 60.0
 _POLL_S = 0.25
 
 
-class LeaseLost(RuntimeError):
-    """The lease expired or was taken over while held: the holder's writes may overlap."""
+class LeaseLost(StorageError):
+    """The lease expired and was broken or taken over while held: another writer may have
+    written under it meanwhile. ``path`` is the lease object, ``what`` what it guarded."""
+
+    def __init__(self, message: str, path=None, what: str = ""):
+        super().__init__(message)
+        self.path = path
+        self.what = what
 
 
 def _precondition_failed(exc: Exception) -> bool:
@@ -82,8 +88,9 @@ class Lease:
             try:
                 self.etag = self._put(IfMatch=self.etag)
             except OSError as exc:
-                if _precondition_failed(exc):
-                    self.lost = f"the lease {self.path} was taken over while held"
+                # 412 (SeaweedFS, MinIO: also for a lease deleted meanwhile) or 404 (AWS: gone)
+                if _precondition_failed(exc) or isinstance(exc, FileNotFoundError):
+                    self.lost = f"the lease {self.path} was broken or taken over while held"
                     return
                 # a transient store error: keep the lease, try again at the next beat
 
@@ -95,8 +102,12 @@ class Lease:
             return
         try:
             filesystem(self.path).call_s3("delete_object", Bucket=self._bucket, Key=self._key, IfMatch=self.etag)
-        except (OSError, FileNotFoundError):
-            pass  # expired and taken over, or gone: nothing of ours left to remove
+        except OSError as exc:
+            if _precondition_failed(exc) or isinstance(exc, FileNotFoundError):
+                # not our ETag any more: broken after it expired (and maybe taken) since the
+                # last renewal, which a stalled process never got to notice
+                self.lost = f"the lease {self.path} was broken or taken over while held"
+            # else a store error: the lease expires by itself after its TTL
 
 
 def _read_holder(path) -> tuple[dict, str | None]:

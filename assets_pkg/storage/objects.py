@@ -20,19 +20,22 @@ import json
 import os
 import shutil
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from assets_pkg.storage.root import filesystem, is_remote, local_scratch, object_key
+from assets_pkg.storage.root import as_path, filesystem, is_remote, local_scratch, object_key
 
 COMMIT_NAME = "_commit.json"
 GENERATION_PREFIX = "_g"
 # A live writer on another machine finishes a partition's uploads well within this.
 UNCOMMITTED_GRACE_S = 3600.0
 GRACE_VAR = "ASSETS_PKG_UNCOMMITTED_GRACE_S"
+# uploads of one step at once (the splits of one shard): s3fs sends them on its event loop
+UPLOAD_THREADS = 4
 
 
 def uncommitted_grace_s() -> float:
@@ -66,6 +69,89 @@ def put_atomic(final) -> Iterator[Path]:
 
 def upload(local: Path, final) -> None:
     filesystem(final).put_file(str(local), object_key(final))
+
+
+class BackgroundUploads:
+    """Uploads that overlap with the caller's next piece of work (a summary month's PUT with
+    the next month's build). :meth:`put_atomic` is :func:`put_atomic`, except that the
+    finished temp is uploaded (one complete PUT) by a background thread and the body's
+    caller goes on at once. At most ``depth`` uploads wait or run: a full queue blocks the
+    caller, so scratch disk stays bounded (and no file is held in memory by the queue).
+
+    Use as a context manager: leaving the block waits for every upload and raises the first
+    error, so whatever the caller publishes after the block (a state file, a commit) is
+    written only once every object is whole in the store. On an error in the block, uploads
+    not started are dropped (their objects never appear), running ones finish, and every
+    temp is removed."""
+
+    def __init__(self, depth: int = 2):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.depth = max(1, depth)
+        self._pool = ThreadPoolExecutor(max_workers=self.depth, thread_name_prefix="upload")
+        self._pending: list = []
+        self._lock = threading.Lock()  # callers may write from several threads (month writers)
+
+    def __enter__(self) -> "BackgroundUploads":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.join()
+        finally:
+            for future in self._pending:
+                future.cancel()
+            self._pool.shutdown(wait=True)  # a cancelled upload's temp is removed below
+            for future in self._pending:
+                if future.cancelled():
+                    future.tmp.unlink(missing_ok=True)
+            self._pending = []
+
+    def join(self) -> None:
+        """Wait for every upload queued so far; raise the first error."""
+        with self._lock:
+            while self._pending:
+                self._pending.pop(0).result()
+
+    @contextmanager
+    def put_atomic(self, final) -> Iterator[Path]:
+        tmp = _local_temp(final)
+        try:
+            yield tmp
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if not tmp.exists():
+            return
+        with self._lock:
+            while len(self._pending) >= self.depth:
+                self._pending.pop(0).result()
+            future = self._pool.submit(self._upload, tmp, final)
+            future.tmp = tmp
+            self._pending.append(future)
+
+    @staticmethod
+    def _upload(tmp: Path, final) -> None:
+        try:
+            upload(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def upload_files(pairs: dict) -> None:
+    """Upload local files concurrently, each to its object with one complete PUT (as
+    :func:`upload`): ``{local path: final path}``. Returns when every upload is done; the
+    first error is raised (objects already uploaded stay: each is whole on its own)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(pairs) <= 1:
+        for local, final in pairs.items():
+            upload(local, final)
+        return
+    with ThreadPoolExecutor(max_workers=min(len(pairs), UPLOAD_THREADS), thread_name_prefix="upload") as pool:
+        for future in [pool.submit(upload, local, final) for local, final in pairs.items()]:
+            future.result()
 
 
 def download(remote, local: Path) -> Path:
@@ -230,6 +316,32 @@ def put_folder_atomic(final, replace: bool = False, grace_s: float | None = None
         shutil.rmtree(work, ignore_errors=True)
 
 
+def remove_files(paths) -> None:
+    """Delete files that may or may not exist, like ``unlink(missing_ok=True)`` on each. On an
+    object store: one bulk delete request (deleting a missing key is not an error there),
+    where ``UPath.unlink`` asks HEAD and LIST before each delete."""
+    paths = [as_path(p) for p in paths]
+    remote = [p for p in paths if is_remote(p)]
+    for path in paths:
+        if not is_remote(path):
+            path.unlink(missing_ok=True)
+    if not remote:
+        return
+    fs = filesystem(remote[0])
+    keys = [object_key(p) for p in remote]
+    # literal keys: s3fs expands nothing (no HEAD/LIST) and sends one DeleteObjects
+    literal = [k for k in keys if not any(c in k for c in "*?[")]
+    try:
+        if literal:
+            fs.rm(literal)
+    except FileNotFoundError:  # a filesystem that refuses missing names: one at a time
+        for key in literal:
+            if fs.exists(key):
+                fs.rm_file(key)
+    for key in sorted(set(keys) - set(literal)):
+        fs.rm_file(key)
+
+
 def delete_folder(folder) -> None:
     """Remove a folder: its commit first (readers stop seeing it at once), then its parts."""
     fs = filesystem(folder)
@@ -259,24 +371,26 @@ def list_files(folder, folders: bool = False) -> list:
     return [folder / entry["name"].rstrip("/").rsplit("/", 1)[-1] for entry in listed if entry["type"] == kind]
 
 
-def file_identity(path) -> tuple[int, int, str]:
+def file_identity(path, st=None) -> tuple[int, int, str]:
     """(bytes, mtime in ns, ETag or ''): what tells a changed input file from the one seen
-    before. Object stores keep mtimes in whole seconds, so a remote file's ETag counts too."""
-    st = path.stat()
+    before. Object stores keep mtimes in whole seconds, so a remote file's ETag counts too.
+    ``st``: ``path.stat()`` the caller just took (saves a request)."""
+    st = st if st is not None else path.stat()
     etag = str(st.as_info().get("ETag") or "").strip('"') if is_remote(path) else ""
     return st.st_size, st.st_mtime_ns, etag
 
 
-def local_copy(path) -> Path:
+def local_copy(path, st=None) -> Path:
     """A local file with the bytes of ``path``: the path itself on a local root; for an object,
     one download into this process's scratch, reused while the object is unchanged (same size,
     time and ETag). For inputs that DuckDB scans several times (a splits shard: pass 1 and
-    pass 2): one GET instead of ranged reads through Python on every scan."""
+    pass 2): one GET instead of ranged reads through Python on every scan. ``st``: see
+    :func:`file_identity`."""
     if not is_remote(path):
         return Path(path)
     import hashlib
 
-    identity = repr((str(path), file_identity(path)))
+    identity = repr((str(path), file_identity(path, st)))
     name = f"{hashlib.sha1(identity.encode()).hexdigest()[:16]}-{path.name}"
     local = local_scratch("inputs") / name
     if not local.exists():

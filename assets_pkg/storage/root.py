@@ -68,9 +68,13 @@ def s3_options() -> dict:
 
 
 def _options_key() -> tuple:
+    """What a cached path object or filesystem depends on: the settings, and the process. A
+    filesystem made before a fork (a Celery worker imports the code location, then forks
+    its pool) holds its parent's event loop; s3fs refuses it in the child ("This class is
+    not fork-safe"), so each process makes its own."""
     names = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
              "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", ATTEMPTS_VAR)
-    return tuple(os.environ.get(name) for name in names)
+    return (os.getpid(), *(os.environ.get(name) for name in names))
 
 
 def as_path(location) -> Path | UPath:

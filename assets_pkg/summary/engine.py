@@ -18,10 +18,11 @@ import pyarrow.compute as pc
 
 from assets_pkg.checking import CheckOutcome
 from assets_pkg.duck import connect
+from assets_pkg.inbox import split_settled, waiting_note
 from assets_pkg.io.locks import domain_lock
 from assets_pkg.storage import is_remote, local_scratch
 from assets_pkg.storage.arrow import fetch, read_table
-from assets_pkg.storage.objects import file_exists
+from assets_pkg.storage.objects import BackgroundUploads, file_exists
 from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.build import BuildStats, build_months
 from assets_pkg.summary.config import SummarySettings
@@ -129,7 +130,11 @@ def rebuild_months(
 
 def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_checks, update_state, now_month,
                     state_file, on_month, record_filter) -> RebuildResult:
-    files = list_batch_files(cfg.source_path)
+    # a batch still being copied in is left out: the state keeps it to do, so the sensor's
+    # next tick requests it whole
+    files, waiting = split_settled(list_batch_files(cfg.source_path), lambda f: f.path)
+    if waiting and logger is not None:
+        logger.warning(f"summary inbox: {waiting_note(waiting)}")
     with Source(con, cfg, files, now_month=now_month, logger=logger) as source:
         profile = source.profile()  # raises on bad input: nothing written yet
         if record_filter is not None:
@@ -159,15 +164,21 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
             path = month_path(month)
             if accounts is not None:
                 rows = _merge_accounts(rows.to_table(), path, cfg, accounts)
-            result = write_month_file(rows, path, keep=copies / f"{month}.parquet" if copies else None)
+            result = write_month_file(rows, path, keep=copies / f"{month}.parquet" if copies else None,
+                                      uploads=uploads)
             if on_month is not None:
                 on_month(month, result.rows)
             if checking is not None:
                 checking.ready(month, copies / f"{month}.parquet" if copies is not None and result.path else result.path)
             return result
 
+        # an object-store root: each month's PUT overlaps the next months' build; every
+        # upload is done (or the run fails) when the block ends, before the state is saved
+        uploads = BackgroundUploads() if is_remote(month_path(start)) else None
         try:
-            stats = build_months(source, start, end, write, accounts=accounts, logger=logger, month_path=month_path)
+            with uploads if uploads is not None else nullcontext():
+                stats = build_months(source, start, end, write, accounts=accounts, logger=logger,
+                                     month_path=month_path)
             facts = checking.finish() if checking is not None else None
         except BaseException:
             if copies is not None:
@@ -195,6 +206,9 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
         # a batch left out is not reflected: it stays to do (or, replaced, as it was)
         read = [f for f in files if f.name not in source.skipped]
         updated = reflected_files(read, processed, profile.file_months, start, end, cfg, last_idx)
+        for name in waiting:
+            if name in processed:  # being replaced: its old entry stays, so the plan sees the change
+                updated[name] = processed[name]
         newly = sorted(n for n, e in updated.items() if processed.get(n) != e)
         if updated != processed:
             summary_state.save_processed(updated, state_file)

@@ -10,11 +10,10 @@ is faster on one machine.
 """
 
 import json
-import warnings
 
 import dagster as dg
 
-from assets_pkg.dagster_layer import check_result
+from assets_pkg.dagster_layer import per_partition_check
 from assets_pkg.resources.duckdb import DuckDBResource
 from assets_pkg.step_messages import step_messages_io_manager
 from assets_pkg.summary import fanout
@@ -23,9 +22,6 @@ from assets_pkg.summary.config import load_summary_settings
 from assets_pkg.summary.months import add_months, month_range
 from assets_pkg.summary.plan import month_file
 from assets_pkg.summary.validate import summary_outcomes
-
-# resource_defs on a graph asset is beta: its notice is noise here
-warnings.filterwarnings("ignore", message=".*resource_defs.*", category=dg.BetaWarning)
 
 CHECK_SPECS = list(account_summary.check_specs)
 CHECK_OUTS = {spec.get_python_identifier(): spec for spec in CHECK_SPECS}
@@ -95,7 +91,7 @@ def summary_fanout_finish(context: dg.OpExecutionContext, duckdb: DuckDBResource
     with fanout.open_source(con, cfg, plan) as source:
         outcomes = summary_outcomes(con, cfg, existing, source, previous)
     for outcome in outcomes:
-        yield check_result(outcome, ACCOUNT_SUMMARY)
+        yield per_partition_check(context, outcome.by_partition, outcome)
     yield dg.Output(None, "result", metadata={
         "dagster/row_count": sum(rows.values()), "months": len(rows), "buckets": plan.buckets,
         "chunks": len(plan.chunks), "newly_processed_batches": len(newly),

@@ -52,7 +52,8 @@ HISTORY_COMPRESSION = "snappy"
 ROW_GROUP_ROWS = 65_536
 
 
-def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None = None) -> WriteResult:
+def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None = None,
+                     row_group_rows: int = ROW_GROUP_ROWS, uploads=None) -> WriteResult:
     """Publish one month atomically (empty: delete the old file).
 
     Like :func:`assets_pkg.io.write_table`, but tuned for the history lists: no dictionary
@@ -65,6 +66,8 @@ def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None
 
     ``keep``: a local path that gets the same bytes (a hard link to the temp before it is
     published): the run's checks read the months it wrote there instead of from the store.
+    ``row_group_rows``: rows per row group (a reader decodes one whole row group at a time).
+    ``uploads``: an object store's PUT is queued there (see :func:`assets_pkg.io.atomic.atomic_path`).
     """
     path = as_path(path)
     if rows.num_rows == 0:
@@ -78,12 +81,12 @@ def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None
     # per-column codecs are keyed by leaf path: "<name>.list.element" for the lists
     codecs = {f.name: SCALAR_COMPRESSION for f in schema if f.name in scalar}
     codecs.update({f"{f.name}.list.element": HISTORY_COMPRESSION for f in schema if f.name not in scalar})
-    batches = rows.batches(ROW_GROUP_ROWS) if isinstance(rows, MonthRows) else rows.to_batches(ROW_GROUP_ROWS)
-    with atomic_path(path) as tmp:
+    batches = rows.batches(row_group_rows) if isinstance(rows, MonthRows) else rows.to_batches(row_group_rows)
+    with atomic_path(path, uploads) as tmp:
         with pq.ParquetWriter(tmp, schema, compression=codecs, use_dictionary=repetitive,
                               write_statistics=scalar) as writer:
             for batch in batches:
-                writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
+                writer.write_batch(batch, row_group_size=row_group_rows)
         size = tmp.stat().st_size  # what is published: no second look at the store
         if keep is not None:
             keep.unlink(missing_ok=True)

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from assets_pkg.duck import quote_ident
+from assets_pkg.storage.arrow import parquet_file
 from assets_pkg.summary.config import SummarySettings
 from assets_pkg.summary.months import month_index, month_str
 
@@ -52,6 +52,12 @@ class ListFacts:
     inconsistent_count: int = 0
     pairs_checked: int = 0
     digests: dict = field(default_factory=dict)  # month column value -> (rows, sum of row hashes)
+    # check name -> {file month: offending rows}: each month's own result (a month is a partition)
+    by_month: dict = field(default_factory=dict)
+
+    def count(self, check: str, month: str, n: int) -> None:
+        months = self.by_month.setdefault(check, {})
+        months[month] = months.get(month, 0) + n
 
 
 def _add(found: list, labels) -> None:
@@ -117,7 +123,7 @@ class MonthScanner:
         if path is None:
             self._prev = None
             return
-        keys, heads, tails, bad = self._scan(month, Path(path), report)
+        keys, heads, tails, bad = self._scan(month, path, report)
         if report:
             self._pairs(mi, month, keys, heads, bad)
             self.facts.months_checked += 1
@@ -129,7 +135,7 @@ class MonthScanner:
         hist = [cfg.history_name(c) for c in cfg.history_columns]
         key_parts, month_parts, heads, tails, bads = [], [], [], [], []
         first_differs = False
-        f = pq.ParquetFile(path)
+        f = parquet_file(path)  # a local or an object-store path (the cluster's s3:// root)
         columns = [cfg.key_column, cfg.month_column, *cfg.history_columns, *hist]
         # one thread: the scan runs beside the build, which has the other core
         for batch in f.iter_batches(batch_size=self.batch_rows, columns=columns, use_threads=False):
@@ -195,12 +201,14 @@ class MonthScanner:
             dup = counts.filter(pc.greater(counts["count_all"], 1)).sort_by([("m", "ascending"), ("k", "ascending")])
             labels += [f"{k}@{m}" for k, m in zip(dup["k"].to_pylist(), dup["m"].to_pylist())]
         self.facts.unique_count += len(labels)
+        self.facts.count("unique_account_month", month, len(labels))
         _add(self.facts.unique_bad, labels)
 
     def _length(self, month: str, keys: pa.Array, bad: np.ndarray) -> None:
         if bad.any():
             idx = np.nonzero(bad)[0]
             self.facts.length_count += len(idx)
+            self.facts.count("history_length", month, len(idx))
             _add(self.facts.length_bad, [f"{k}@{month}" for k in sorted(keys.take(pa.array(idx[:LIMIT])).to_pylist())])
 
     def _digest(self, path: Path) -> None:
@@ -226,6 +234,7 @@ class MonthScanner:
         if differs.any():
             offending = rows[differs]
             self.facts.inconsistent_count += len(offending)
+            self.facts.count("history_consistency", month, len(offending))
             labels = sorted(keys.take(pa.array(offending)).to_pylist())[:LIMIT]
             _add(self.facts.inconsistent, [f"{k}@{month}" for k in labels])
 

@@ -17,6 +17,7 @@ import duckdb
 
 from assets_pkg import layout
 from assets_pkg.duck import connect, quote_ident
+from assets_pkg.inbox import split_settled, waiting_note
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.storage import is_remote, objects
 from assets_pkg.storage.arrow import dataset
@@ -41,6 +42,7 @@ class Plan:
     skipped_rows: int = 0
     affected_months: list[str] = field(default_factory=list)
     file_months: dict[str, list[str]] = field(default_factory=dict)
+    waiting_files: dict[str, float] = field(default_factory=dict)  # still being written: name -> age (s)
 
     @property
     def start(self) -> str | None:
@@ -254,10 +256,14 @@ def plan_pending(cursor: dict | None = None, logger=None, cfg=None):
     what the sensor requests, ``summary plan`` prints and the demo reports. ``cfg``:
     the settings (default: $SUMMARY_CONFIG)."""
     cfg = cfg or load_summary_settings()
-    files = list_batch_files(cfg.source_path)
-    processed = summary_state.load_processed()
+    # a batch still being copied in (or replaced) waits for a later tick, as the run leaves it out
+    files, waiting = split_settled(list_batch_files(cfg.source_path), lambda f: f.path)
+    if waiting and logger is not None:
+        logger.info(f"summary inbox: {waiting_note(waiting)}")
+    processed = {name: e for name, e in summary_state.load_processed().items() if name not in waiting}
     new, gone = summary_state.pending_files(files, processed, also_seen=cursor or {})
     if not new and not gone:
-        return Plan(), new, gone
+        return Plan(waiting_files=waiting), new, gone
     plan = plan_batches(connect(), cfg, new, files, existing_month_files(), gone, logger=logger)
+    plan.waiting_files = waiting
     return plan, new, gone

@@ -2,7 +2,8 @@
 
 A batch is new when its name+size+mtime is neither in the processed state (written by
 account_summary runs) nor in this sensor's cursor (already requested; a requested run that
-fails or is canceled gives its batches back, :mod:`assets_pkg.sensor_runs`). The pure planner
+fails or is canceled gives its batches back, :mod:`assets_pkg.sensor_runs`). A batch written
+less than INBOX_SETTLE_SECONDS ago waits for a later tick (:mod:`assets_pkg.inbox`). The pure planner
 classifies its records (Case I/II/III) and finds the months to rebuild; the sensor asks for
 ONE run over that range of account_summary, followed by latest_summary in the same run.
 """
@@ -10,6 +11,7 @@ ONE run over that range of account_summary, followed by latest_summary in the sa
 import dagster as dg
 
 from assets_pkg.dagster_layer import sensor_status
+from assets_pkg.inbox import waiting_note
 from assets_pkg.io.locks import LockTimeout
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.sensor_runs import TrackedCursor, work_key
@@ -41,7 +43,10 @@ def summary_batch_sensor(context: dg.SensorEvaluationContext):
     cursor.settle(context, forget_on_success=True)
     plan, new, gone = plan_pending(cursor.seen, logger=context.log)
     if not new and not gone:
-        return dg.SensorResult(skip_reason="no new account batch files", cursor=cursor.dumps())
+        reason = "no new account batch files"
+        if plan.waiting_files:
+            reason += f"; {waiting_note(plan.waiting_files)}"
+        return dg.SensorResult(skip_reason=reason, cursor=cursor.dumps())
     items = {f.name: f.identity for f in new}
     items.update({name: GONE for name in gone})
     if plan.empty:

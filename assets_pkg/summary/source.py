@@ -10,6 +10,7 @@ No dagster import: this is used by the assets, the sensor, the CLI, tests and th
 """
 
 import datetime as dt
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assets_pkg.duck import quote_ident
+from assets_pkg.inbox import SourceChangedError, check_unchanged
 from assets_pkg.settings import get_settings
 from assets_pkg.storage import as_path, is_remote
 from assets_pkg.storage import objects
@@ -208,7 +210,25 @@ class Source:
                 return None
         elif is_remote(path):
             path = self._stage(batch)
+        else:
+            path = self._pin(batch)
         return self._select_for(batch, path)
+
+    def _pin(self, batch: BatchFile) -> Path:
+        """A hard link to a local Parquet batch as it was listed: the view scans it several
+        times, and a batch replaced meanwhile (a new file renamed over it) must not give the
+        later scans other rows than the first. A batch that already changed since it was
+        listed is refused (:class:`SourceChangedError`); where no link can be made (another
+        file system) the batch is scanned in place."""
+        pinned = self._scratch() / f"{self.rank[batch.name]:06d}-{batch.name}"
+        try:
+            os.link(batch.path, pinned)
+        except FileNotFoundError:
+            raise SourceChangedError(f"{batch.path}: the batch disappeared before it was read") from None
+        except OSError:
+            return batch.path
+        check_unchanged(pinned, (batch.size, batch.mtime_ns, ""))
+        return pinned
 
     def _scratch(self) -> Path:
         """This source's local temp folder (CSV copies, staged batches), under the spill folder."""
@@ -325,6 +345,8 @@ class Source:
             )
             rbr = reader.to_record_batch_reader()
             self._check_columns(batch, rbr.schema.names)
+            if source is batch.path:
+                check_unchanged(source, (batch.size, batch.mtime_ns, ""))  # not rewritten since it was listed
             # all text: the view casts with the configured types and reports what fails
             writer = None
             rows = 0
@@ -340,6 +362,8 @@ class Source:
             finally:
                 if writer is not None:
                     writer.close()
+            if source is batch.path:
+                check_unchanged(source, (batch.size, batch.mtime_ns, ""))  # nor while it was read
         except SummarySourceError:
             raise
         except ReaderError as exc:

@@ -34,8 +34,11 @@ def _files(month_files: dict[str, Path]) -> list[str]:
     return [str(month_files[m]) for m in sorted(month_files)]
 
 
-def _outcome(name, asset, bad_rows, count, ok_text, bad_text, **meta) -> CheckOutcome:
+def _outcome(name, asset, bad_rows, count, ok_text, bad_text, months=(), by_month=None, **meta) -> CheckOutcome:
+    """The check over ``months`` (``by_month``: each month's offending rows), with each
+    month's own outcome: a month is a partition, and the UI shows each one's result."""
     passed = count == 0
+    by_month = by_month or {}
     return CheckOutcome(
         asset=asset,
         name=name,
@@ -43,6 +46,18 @@ def _outcome(name, asset, bad_rows, count, ok_text, bad_text, **meta) -> CheckOu
         severity=ERROR,
         description=ok_text if passed else bad_text.format(count=count),
         metadata={"offending_count": int(count), "offending_keys": limited(bad_rows), **meta},
+        by_partition={month: _month_outcome(name, asset, month, by_month.get(month, 0), bad_rows, bad_text)
+                      for month in months},
+    )
+
+
+def _month_outcome(name, asset, month, count, bad_rows, bad_text) -> CheckOutcome:
+    # the offending keys are labelled key@month (the first 20 of the run)
+    keys = [label for label in bad_rows if f"@{month}" in label]
+    return CheckOutcome(
+        asset=asset, name=name, passed=count == 0, severity=ERROR,
+        description=f"{month}: " + ("no offending rows" if count == 0 else bad_text.format(count=count)),
+        metadata={"month": month, "offending_count": int(count), "offending_keys": limited(keys)},
     )
 
 
@@ -58,7 +73,7 @@ def check_unique_account_month(con, cfg: SummarySettings, month_files: dict[str,
         name, ASSET, facts.unique_bad, facts.unique_count,
         f"one row per (account, month) in {len(month_files)} months",
         "{count} (account, month) pairs duplicated or in the wrong month file",
-        months_checked=len(month_files),
+        months=sorted(month_files), by_month=facts.by_month.get(name), months_checked=len(month_files),
     )
 
 
@@ -71,7 +86,7 @@ def check_history_length(con, cfg: SummarySettings, month_files: dict[str, Path]
     return _outcome(
         name, ASSET, facts.length_bad, facts.length_count,
         f"every history array has length {L}", "{count} rows with a history array not of length " + str(L),
-        history_length=L,
+        months=sorted(month_files), by_month=facts.by_month.get(name), history_length=L,
     )
 
 
@@ -137,7 +152,7 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
             w_digest[month_str(r[0])] = (r[1], r[2])
     suspect = sorted({mo for mo in set(s_digest) | set(w_digest) if s_digest.get(mo) != w_digest.get(mo)}
                      | facts.first_months)
-    count, bad = 0, []
+    count, bad, by_month = 0, [], {}
     # 2) only the months whose digests differ: find the offending rows
     for chunk in chunks([month_index(mo) for mo in suspect]):
         chunk_months = [month_str(i) for i in chunk]
@@ -154,7 +169,9 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
                 WHERE s.{k} IS NULL OR w.key IS NULL OR {' OR '.join(diffs)}""",
             [*params, files, chunk_months],
         )
-        count += con.execute("SELECT count(*) FROM summary_check_src").fetchall()[0][0]
+        for month, n in con.execute("SELECT month, count(*) FROM summary_check_src GROUP BY 1").fetchall():
+            by_month[month] = by_month.get(month, 0) + n
+            count += n
         if len(bad) < 20:
             rows = con.execute("SELECT key, month, why FROM summary_check_src ORDER BY month, key LIMIT 20").fetchall()
             bad.extend(f"{r[0]}@{r[1]} ({r[2]})" for r in rows)
@@ -163,7 +180,7 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
         name, ASSET, bad[:20], count,
         f"rows, base_ts, values and [0] equal the source winners in {len(months)} months",
         "{count} (account, month) rows differ from the winning source record",
-        months_checked=len(months), suspect_months=len(suspect),
+        months=months, by_month=by_month, months_checked=len(months), suspect_months=len(suspect),
     )
 
 
@@ -183,7 +200,7 @@ def check_history_consistency(
         name, ASSET, facts.inconsistent, facts.inconsistent_count,
         f"histories of consecutive months agree ({facts.pairs_checked} month pairs)",
         "{count} account-months whose history disagrees with the previous month (stale after a backfill?)",
-        pairs_checked=facts.pairs_checked,
+        months=sorted(month_files), by_month=facts.by_month.get(name), pairs_checked=facts.pairs_checked,
     )
 
 

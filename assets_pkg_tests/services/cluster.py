@@ -41,7 +41,7 @@ class Worker:
 class Cluster:
     base: Path
     home: Path
-    data_root: Path
+    data_root: Path | str
     env: dict
     workers: list[Worker] = field(default_factory=list)
 
@@ -80,14 +80,16 @@ def worker_env(env: dict, home: Path) -> dict:
 
 @contextmanager
 def start_cluster(base: Path, postgres, redis, workers: int = 2, extra_env: dict | None = None,
-                  timeout_s: float = 90):
-    """Yield a :class:`Cluster` whose workers are ready; stop them afterwards."""
+                  timeout_s: float = 90, data_root: str | None = None):
+    """Yield a :class:`Cluster` whose workers are ready; stop them afterwards. The data root
+    is a local folder under ``base`` unless ``data_root`` names one (``s3://bucket/prefix``)."""
     base.mkdir(parents=True, exist_ok=True)
     home = base / "dagster_home"
     home.mkdir()
     shutil.copy(DEPLOY_INSTANCE_YAML, home / "dagster.yaml")
-    data_root = base / "data"
-    data_root.mkdir()
+    if data_root is None:
+        data_root = base / "data"
+        data_root.mkdir()
     env = {
         **os.environ,
         **(extra_env or {}),

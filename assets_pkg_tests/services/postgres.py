@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,16 @@ class PostgresService:
         _psql(self, "postgres", f'CREATE DATABASE "{name}"')
         return self.url.rsplit("/", 1)[0] + f"/{name}"
 
+    def restart(self, down_s: float = 1.0, timeout_s: float = 60) -> None:
+        """Crash the server (SIGQUIT: immediate shutdown, every connection dropped, no
+        checkpoint), keep it down ``down_s`` seconds, start it again on the same port and
+        data folder (crash recovery); return once it accepts connections."""
+        self.process.send_signal(signal.SIGQUIT)
+        self.process.wait(timeout=30)
+        time.sleep(down_s)
+        self.process = _serve(self.root, self.port, self.log)
+        _wait_ready(self, timeout_s)
+
     def stop(self) -> None:
         if self._stopped:
             return
@@ -104,14 +115,7 @@ def start_postgres(parent: Path | None = None, timeout_s: float = 60) -> Postgre
                                         "--encoding=utf8", "--no-sync", "--no-instructions"]),
                        check=True, capture_output=True, text=True)
         port = free_port()
-        with open(log, "wb") as out:
-            # unix sockets in the private folder, TCP on 127.0.0.1; fsync off: a test server
-            process = subprocess.Popen(
-                _as_server_user([str(binaries / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
-                                 "-k", str(root), "-c", "fsync=off", "-c", "synchronous_commit=off",
-                                 "-c", "full_page_writes=off", "-c", "max_connections=200"]),
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        service = PostgresService(root=root, port=port, process=process, log=log)
+        service = PostgresService(root=root, port=port, process=_serve(root, port, log), log=log)
     except BaseException as exc:
         detail = getattr(exc, "stderr", None)
         shutil.rmtree(root, ignore_errors=True)
@@ -119,13 +123,30 @@ def start_postgres(parent: Path | None = None, timeout_s: float = 60) -> Postgre
             raise RuntimeError(f"initdb failed: {detail}") from exc
         raise
     try:
-        wait_until(lambda: port_open(port) and _accepts(service), f"postgres on 127.0.0.1:{port}", timeout_s,
-                   lambda: None if process.poll() is None else log.read_text(errors="replace")[-2000:])
+        _wait_ready(service, timeout_s)
         _psql(service, "postgres", f"CREATE DATABASE {DATABASE}")
     except BaseException:
         service.stop()
         raise
     return service
+
+
+def _serve(root: Path, port: int, log: Path) -> subprocess.Popen:
+    """``postgres`` on the cluster in ``root/data``: unix sockets in the private folder, TCP on
+    127.0.0.1; fsync off (a test server). The log is appended to (a restart keeps the first
+    run's lines)."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            _as_server_user([str(bin_dir() / "postgres"), "-D", str(root / "data"), "-h", "127.0.0.1", "-p", str(port),
+                             "-k", str(root), "-c", "fsync=off", "-c", "synchronous_commit=off",
+                             "-c", "full_page_writes=off", "-c", "max_connections=200"]),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_ready(service: PostgresService, timeout_s: float) -> None:
+    process, log = service.process, service.log
+    wait_until(lambda: port_open(service.port) and _accepts(service), f"postgres on 127.0.0.1:{service.port}",
+               timeout_s, lambda: None if process.poll() is None else log.read_text(errors="replace")[-2000:])
 
 
 def _accepts(service: PostgresService) -> bool:

@@ -6,6 +6,7 @@
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,15 @@ class RedisService:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def restart(self, down_s: float = 1.0, timeout_s: float = 20) -> None:
+        """SIGKILL the server (no persistence: every queued message and stored result is
+        gone), keep it down ``down_s`` seconds, start an empty one on the same port."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+        time.sleep(down_s)
+        self.process = _serve(self.root, self.port, self.log)
+        _wait_ready(self, timeout_s)
+
     def stop(self) -> None:
         if self._stopped:
             return
@@ -53,19 +63,27 @@ class RedisService:
 def start_redis(parent: Path | None = None, timeout_s: float = 20) -> RedisService:
     root = Path(tempfile.mkdtemp(prefix="assets_pkg_redis_", dir=parent))
     port, log = free_port(), root / "redis.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(server_binary()), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(root),
-             "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    service = RedisService(root=root, port=port, process=process, log=log)
+    service = RedisService(root=root, port=port, process=_serve(root, port, log), log=log)
     try:
-        wait_until(lambda: port_open(port) and _pong(service), f"redis on 127.0.0.1:{port}", timeout_s,
-                   lambda: None if process.poll() is None else log.read_text(errors="replace")[-2000:])
+        _wait_ready(service, timeout_s)
     except BaseException:
         service.stop()
         raise
     return service
+
+
+def _serve(root: Path, port: int, log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [str(server_binary()), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(root),
+             "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_ready(service: "RedisService", timeout_s: float) -> None:
+    process = service.process
+    wait_until(lambda: port_open(service.port) and _pong(service), f"redis on 127.0.0.1:{service.port}", timeout_s,
+               lambda: None if process.poll() is None else service.log.read_text(errors="replace")[-2000:])
 
 
 def _pong(service: RedisService) -> bool:
