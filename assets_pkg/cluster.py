@@ -9,6 +9,8 @@
   coordinator's tag concurrency limits count.
 """
 
+from pathlib import Path
+
 import dagster as dg
 
 from assets_pkg.run_tags import domain_tags
@@ -47,12 +49,23 @@ def execute_selection(defs: dg.Definitions, instance: dg.DagsterInstance, asset_
 
     if partition_key is not None:
         run_tags["dagster/partition"] = partition_key
-    recon = ReconstructableRepository.for_module(CODE_LOCATION_MODULE, "defs").get_reconstructable_job(job.name)
+    # the step processes import the code location from the folder this process imported it
+    # from: without it Dagster drops sys.path[0] there and an installed copy of the package
+    # (another checkout's editable install) would run the steps instead
+    recon = ReconstructableRepository.for_module(CODE_LOCATION_MODULE, "defs", working_directory=_package_parent()
+                                                 ).get_reconstructable_job(job.name)
     result = dg.execute_job(recon, instance, run_config=run_config, tags=run_tags, asset_selection=selection,
                             raise_on_error=False)
     if raise_on_error and not result.success:
         raise RunFailed(result)
     return result
+
+
+def _package_parent() -> str:
+    """The folder that holds the ``assets_pkg`` package this process runs."""
+    import assets_pkg
+
+    return str(Path(assets_pkg.__file__).resolve().parents[1])
 
 
 class RunFailed(Exception):
