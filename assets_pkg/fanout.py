@@ -22,7 +22,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from assets_pkg.settings import env_int, executor_kind
-from assets_pkg.step_messages import remove_messages, step_messages_io_manager
+from assets_pkg.step_messages import remove_ended_runs_messages, remove_messages, step_messages_io_manager
 
 BATCH_VAR = "FANOUT_BATCH_PARTITIONS"
 
@@ -96,7 +96,11 @@ def fanout_asset(one_step: dg.AssetsDefinition, *, domain: str, step: Callable, 
     @dg.op(name=f"{name}_fanout_plan", ins={"upstream": dg.In(dg.Nothing)} if upstream else None,
            out=dg.DynamicOut(str, io_manager_key=io_key), tags={"fanout/step": "plan"})
     def plan(context: dg.OpExecutionContext):
-        """Split the run's partitions into batches, one step each."""
+        """Split the run's partitions into batches, one step each (and remove the messages
+        of earlier runs that ended before their finish step)."""
+        left = remove_ended_runs_messages(domain, context.instance)
+        if left:
+            context.log.info(f"{domain} fan-out: removed the step messages of ended run(s) {', '.join(left)}")
         keys = list(context.partition_keys)
         parts = batches(keys, batch_size())
         context.log.info(f"{name} fan-out: {len(keys)} partition(s) in {len(parts)} step(s)")

@@ -54,14 +54,31 @@ def step_messages_io_manager(domain: str) -> dg.IOManagerDefinition:
     return _messages
 
 
-def remove_messages(domain: str, run_id: str, prefix: str) -> None:
-    """The messages of one graph of the run (file names starting ``<prefix>.``), read by
-    now; another graph of the same run keeps its own. Empty folders left are removed."""
+def remove_messages(domain: str, run_id: str, prefix: str = "") -> None:
+    """The messages of one graph of the run (file names starting ``<prefix>.``; no prefix:
+    all of the run's), read by now; another graph of the same run keeps its own. Empty
+    folders left are removed."""
     run_folder = layout.staging_dir(domain, run_id)
-    remove_files([p for p in list_files(run_folder / MESSAGES) if p.name.startswith(f"{prefix}.")])
+    start = f"{prefix}." if prefix else ""
+    remove_files([p for p in list_files(run_folder / MESSAGES) if p.name.startswith(start)])
     if not is_remote(run_folder):  # an object store has no empty folders to leave behind
         for folder in (run_folder / MESSAGES, run_folder, run_folder.parent):
             try:
                 folder.rmdir()
             except OSError:  # not empty (another graph's messages) or gone
                 break
+
+
+def remove_ended_runs_messages(domain: str, instance: dg.DagsterInstance) -> list[str]:
+    """The messages that runs of ``domain`` left behind when they ended without their finish
+    step (a failed step, a killed worker), removed; returns those runs' ids. A run still
+    queued or running keeps its messages. Only for a domain whose staging holds nothing but
+    step messages (the summary's staging has its own cleanup)."""
+    removed = []
+    for folder in list_files(layout.staging_dir(domain, None), folders=True):
+        run = instance.get_run_by_id(folder.name)
+        # a run this instance does not know cannot be running against its data root
+        if run is None or run.is_finished:
+            remove_messages(domain, folder.name)
+            removed.append(folder.name)
+    return removed

@@ -81,6 +81,26 @@ def test_batches_mapping_keys_and_messages():
     assert from_message(json.loads(json.dumps(to_message(meta)))) == meta
 
 
+def test_a_plan_removes_the_messages_of_ended_runs_and_keeps_those_of_running_ones(data_root, instance):
+    import uuid
+
+    from assets_pkg.step_messages import MESSAGES, remove_ended_runs_messages
+
+    runs = {}
+    for status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.NOT_STARTED):
+        runs[status] = instance.add_run(dg.DagsterRun(job_name="j", run_id=str(uuid.uuid4()), status=status)).run_id
+    unknown = str(uuid.uuid4())  # no such run in this instance
+    for run_id in [*runs.values(), unknown]:
+        folder = layout.staging_dir("timeseries", run_id) / MESSAGES
+        folder.mkdir(parents=True)
+        (folder / "timeseries__merged.timeseries__merged_fanout_plan.result.0_2024_01_01.json").write_text("[]")
+    assert sorted(remove_ended_runs_messages("timeseries", instance)) == sorted([runs[dg.DagsterRunStatus.FAILURE],
+                                                                                 unknown])
+    left = sorted(p.name for p in layout.staging_dir("timeseries", None).iterdir())
+    assert left == sorted([runs[dg.DagsterRunStatus.STARTED], runs[dg.DagsterRunStatus.NOT_STARTED]])
+    assert remove_ended_runs_messages("timeseries", instance) == []
+
+
 # -- ingest --------------------------------------------------------------------------------
 
 FILES = ["a.csv", "b.csv", "c.csv", "d.csv"]
