@@ -316,7 +316,10 @@ def test_summary_writer_killed_mid_run_then_rerun_equals_clean_run(s3_root, tmp_
 
 
 def test_local_root_keeps_plain_paths_for_batches(data_root):
-    """The local profile is unchanged: batches are read in place (no staging copy)."""
+    """The local profile copies no batch: a local parquet batch is scanned through a hard link
+    (the same bytes, pinned as listed), never a downloaded or copied file."""
+    import os
+
     from assets_pkg.duck import connect
     from assets_pkg.summary.source import Source, list_batch_files
 
@@ -325,7 +328,8 @@ def test_local_root_keeps_plain_paths_for_batches(data_root):
     cfg = cfg_for(inbox)
     with Source(connect(), cfg, list_batch_files(inbox)) as source:
         assert source.profile().rows == 15
-        assert source._tmp is None, "a local parquet batch is scanned where it is"
+        scanned = list(source._tmp.rglob("*.parquet"))
+        assert len(scanned) == 1 and os.path.samefile(scanned[0], inbox / "0001.parquet"), "a link, not a copy"
 
 
 def test_timeseries_sensor_on_s3_sees_new_and_rewritten_objects(s3_root, tmp_path):

@@ -291,3 +291,15 @@ def test_a_forked_process_reads_the_store_through_its_own_client(s3_root):
     assert _names_in(folder) == ["a.csv"]  # the parent's client exists and has been used
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.apply(_names_in, (folder,)) == ["a.csv"]
+
+
+@pytest.mark.slow
+def test_the_test_server_takes_more_buckets_than_a_session_creates(seaweed):
+    """Each S3 test writes into a bucket of its own on the session's server: 40 buckets with
+    one object each must all be writable (with 7 volumes per bucket and the automatic volume
+    cap, the 36th bucket's first write failed with InternalError)."""
+    fs = seaweed.filesystem()
+    for _ in range(40):
+        bucket = seaweed.make_bucket()
+        fs.pipe_file(f"{bucket}/probe/part.bin", b"x" * 100)
+        assert fs.cat_file(f"{bucket}/probe/part.bin") == b"x" * 100

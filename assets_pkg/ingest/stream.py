@@ -66,6 +66,7 @@ def stream_file_to_shards(source: Path, output_dir: Path, shard_rows: int = 1_00
     if shard_rows <= 0:
         raise ValueError(f"shard_rows must be positive, got {shard_rows}")
     started = time.perf_counter()
+    source = as_path(source)
     before = identity(source)  # a file still being copied in must not be published half read
     reader = StreamingReader(source, **reader_options)
     output_dir = as_path(output_dir)

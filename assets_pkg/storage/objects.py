@@ -375,6 +375,7 @@ def file_identity(path, st=None) -> tuple[int, int, str]:
     """(bytes, mtime in ns, ETag or ''): what tells a changed input file from the one seen
     before. Object stores keep mtimes in whole seconds, so a remote file's ETag counts too.
     ``st``: ``path.stat()`` the caller just took (saves a request)."""
+    path = as_path(path)
     st = st if st is not None else path.stat()
     etag = str(st.as_info().get("ETag") or "").strip('"') if is_remote(path) else ""
     return st.st_size, st.st_mtime_ns, etag

@@ -95,6 +95,9 @@ def start(folder: Path) -> SeaweedS3:
         "name": "assets_pkg", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }]}))
+    # weed reads master.toml from its working folder: one volume per new collection (bucket)
+    # instead of 7, so a test's first write into its fresh bucket does not wait for six more
+    (folder / "master.toml").write_text("[master.volume_growth]\ncopy_1 = 1\ncopy_2 = 1\ncopy_3 = 1\ncopy_other = 1\n")
     master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = free_ports(8)
     args = [
         weed_binary(), "server", f"-dir={folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
@@ -102,7 +105,10 @@ def start(folder: Path) -> SeaweedS3:
         f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
         f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={config}",
-        "-volume.max=0", "-master.volumeSizeLimitMB=256", "-metricsPort=0", "-master.telemetry=false",
+        # every bucket is a collection with volumes of its own; the automatic maximum (free
+        # disk / volume size) ran out after ~35 buckets, so a session's later S3 tests failed
+        # with InternalError. Volumes are sparse files: a high cap costs nothing.
+        "-volume.max=5000", "-master.volumeSizeLimitMB=256", "-metricsPort=0", "-master.telemetry=false",
         # the S3 gateway's side services default to fixed ports (8181, 9101): off, so that
         # several servers (test workers, helpers) run side by side
         "-s3.port.iceberg=0", "-s3.port.lance=0",
