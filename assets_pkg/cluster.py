@@ -69,12 +69,14 @@ def _package_parent() -> str:
 
 
 class RunFailed(Exception):
-    """A run executed out of process failed; names the run and its failed steps."""
+    """A run executed out of process failed; names the run, its failed steps and why each
+    failed (the caller's terminal shows no step log)."""
 
     def __init__(self, result):
-        failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        failed = [f"{e.step_key}: {_cause(e.event_specific_data.error)}" if e.event_specific_data.error else e.step_key
+                  for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         if failed:
-            super().__init__(f"run {result.run_id} failed (steps: {', '.join(failed)})")
+            super().__init__(f"run {result.run_id} failed (steps: {'; '.join(failed)})")
         else:  # the run itself failed (executor, broker): its failure event says why
             why = []
             for event in result.all_events:
@@ -84,6 +86,15 @@ class RunFailed(Exception):
                         why.append(error.message.strip())
             super().__init__(f"run {result.run_id} failed: {'; '.join(why) or 'see the run'}")
         self.result = result
+
+
+def _cause(error) -> str:
+    """A step's error in one line: the innermost cause (the user code's exception, not
+    Dagster's wrapper around it), cut at 300 characters."""
+    while error.cause is not None:
+        error = error.cause
+    lines = error.message.strip().splitlines()
+    return lines[0][:300] if lines else error.cls_name or "unknown error"
 
 
 def run_asset_keys(instance: dg.DagsterInstance, run: dg.DagsterRun) -> set:
