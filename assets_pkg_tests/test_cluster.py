@@ -23,8 +23,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 # the domains materialized through Celery: everything the demo builds from its inboxes
 DEMO_DOMAINS = ("ingest", "splits", "summary", "timeseries")
-# files that name a run, a time or a process, not data
-VOLATILE = ("_state", ".lock", "_failed")
+# files that name a run, a time or a process, not data (_staging: a fan-out run's step
+# messages, left by a run that ended before its finish step until the next run's plan)
+VOLATILE = ("_state", ".lock", "_failed", "/_staging/")
 
 
 def _env_with_demo_settings() -> dict:
@@ -173,9 +174,8 @@ def test_a_worker_killed_mid_step_fails_the_run_shows_no_partial_output_and_a_re
     _finished(clean)
     # nothing visible that is not a complete output of the clean run: no file of the day the
     # killed step was writing, nothing merged or exported (those steps wait for every day);
-    # a day step on the other worker may have published its own day, whole. The killed run's
-    # step messages (_staging) are no output: the re-run removes them (compared below)
-    after_kill = {rel: p for rel, p in _data_files(cluster.data_root).items() if "/_staging/" not in rel}
+    # a day step on the other worker may have published its own day, whole
+    after_kill = _data_files(cluster.data_root)
     clean_files = _data_files(tmp_path / "clean")
     assert set(after_kill) <= set(clean_files), sorted(set(after_kill) - set(clean_files))
     for rel, path in after_kill.items():
@@ -184,9 +184,14 @@ def test_a_worker_killed_mid_step_fails_the_run_shows_no_partial_output_and_a_re
     assert not [p for p in (cluster.data_root / "warehouse").rglob("*")
                 if p.is_file() and "resampled" in str(p) and killed_day in p.name]
 
+    left_messages = [p for p in (cluster.data_root / "warehouse").rglob("_staging/*/_steps/*") if p.is_file()]
+    assert left_messages  # the killed run's step messages, until ...
+
     rerun = cluster.run(demo)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert_same_outputs(cluster.data_root, tmp_path / "clean", only="timeseries")
+    # ... the re-run's plan removed them (its own went with its finish steps)
+    assert not [p for p in (cluster.data_root / "warehouse").rglob("_staging/*/_steps/*") if p.is_file()]
     # the worker that lost its pool process is still serving (Celery forks a new one)
     assert all(w.process.poll() is None for w in cluster.workers)
 
