@@ -9,6 +9,8 @@
   coordinator's tag concurrency limits count.
 """
 
+from pathlib import Path
+
 import dagster as dg
 
 from assets_pkg.run_tags import domain_tags
@@ -47,7 +49,11 @@ def execute_selection(defs: dg.Definitions, instance: dg.DagsterInstance, asset_
 
     if partition_key is not None:
         run_tags["dagster/partition"] = partition_key
-    recon = ReconstructableRepository.for_module(CODE_LOCATION_MODULE, "defs").get_reconstructable_job(job.name)
+    # the step processes import the code location from the folder this process imported it
+    # from: without it Dagster drops sys.path[0] there and an installed copy of the package
+    # (another checkout's editable install) would run the steps instead
+    recon = ReconstructableRepository.for_module(CODE_LOCATION_MODULE, "defs", working_directory=_package_parent()
+                                                 ).get_reconstructable_job(job.name)
     result = dg.execute_job(recon, instance, run_config=run_config, tags=run_tags, asset_selection=selection,
                             raise_on_error=False)
     if raise_on_error and not result.success:
@@ -55,13 +61,22 @@ def execute_selection(defs: dg.Definitions, instance: dg.DagsterInstance, asset_
     return result
 
 
+def _package_parent() -> str:
+    """The folder that holds the ``assets_pkg`` package this process runs."""
+    import assets_pkg
+
+    return str(Path(assets_pkg.__file__).resolve().parents[1])
+
+
 class RunFailed(Exception):
-    """A run executed out of process failed; names the run and its failed steps."""
+    """A run executed out of process failed; names the run, its failed steps and why each
+    failed (the caller's terminal shows no step log)."""
 
     def __init__(self, result):
-        failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        failed = [f"{e.step_key}: {_cause(e.event_specific_data.error)}" if e.event_specific_data.error else e.step_key
+                  for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         if failed:
-            super().__init__(f"run {result.run_id} failed (steps: {', '.join(failed)})")
+            super().__init__(f"run {result.run_id} failed (steps: {'; '.join(failed)})")
         else:  # the run itself failed (executor, broker): its failure event says why
             why = []
             for event in result.all_events:
@@ -71,6 +86,15 @@ class RunFailed(Exception):
                         why.append(error.message.strip())
             super().__init__(f"run {result.run_id} failed: {'; '.join(why) or 'see the run'}")
         self.result = result
+
+
+def _cause(error) -> str:
+    """A step's error in one line: the innermost cause (the user code's exception, not
+    Dagster's wrapper around it), cut at 300 characters."""
+    while error.cause is not None:
+        error = error.cause
+    lines = error.message.strip().splitlines()
+    return lines[0][:300] if lines else error.cls_name or "unknown error"
 
 
 def run_asset_keys(instance: dg.DagsterInstance, run: dg.DagsterRun) -> set:

@@ -119,3 +119,28 @@ def test_the_window_job_keeps_its_result_where_other_processes_read_it_on_a_mult
     assert logs_definitions._result_io_manager() is dg.mem_io_manager
     monkeypatch.setenv("ASSETS_PKG_EXECUTOR", "multiprocess")
     assert logs_definitions._result_io_manager() is not dg.mem_io_manager
+
+
+def test_a_failed_run_names_each_failed_step_and_its_own_error():
+    """RunFailed (what `assets-pkg demo` prints for an out-of-process run) says why each step
+    failed: the innermost cause's first line, not Dagster's wrapper around the op's error."""
+    import dagster as dg
+
+    from assets_pkg.cluster import RunFailed
+
+    @dg.op
+    def reads_a_gone_file():
+        raise FileNotFoundError("inbox/a.csv disappeared\n(a second line the message leaves out)")
+
+    @dg.op
+    def fine():
+        return 1
+
+    @dg.job
+    def two_steps():
+        reads_a_gone_file()
+        fine()
+
+    result = two_steps.execute_in_process(raise_on_error=False)
+    assert str(RunFailed(result)) == (
+        f"run {result.run_id} failed (steps: reads_a_gone_file: FileNotFoundError: inbox/a.csv disappeared)")

@@ -3,7 +3,8 @@
 import dagster as dg
 
 from assets_pkg import layout
-from assets_pkg.dagster_layer import config_class, log_progress, per_partition_check
+from assets_pkg.dagster_layer import add_partition_metadata, config_class, log_progress, per_partition_check
+from assets_pkg.fanout import fanout_asset, from_message, to_message
 from assets_pkg.ingest.files import find_inbox_file, load_column_types
 from assets_pkg.ingest.quality import reject_rate_outcome
 from assets_pkg.ingest.settings import IngestSettings
@@ -52,9 +53,16 @@ def ingest_files(context: dg.AssetExecutionContext, config: IngestConfig):
     folder is replaced only when the new one is complete. One run covers every file the
     sensor found; per-file metadata: rows, rejects, rows/s, peak memory.
     """
+    metadata, check_results = report_files(context, config, ingest_file_keys(context, config, context.partition_keys))
+    return dg.MaterializeResult(metadata=metadata, check_results=check_results)
+
+
+def ingest_file_keys(context, config: IngestConfig, keys: list[str]) -> dict:
+    """Stream the inbox files ``keys`` into their folders; each file's record (metadata and
+    line counts). The one-step asset and each fan-out step run this."""
     settings = config.settings()
-    per_file = {}
-    for key in context.partition_keys:
+    records = {}
+    for key in keys:
         # one writer per output folder: the source is read under its lock, so a run that
         # waited publishes the file as it is now, never over a newer run's output
         stem = find_inbox_file(inbox_dir(), key).stem
@@ -68,10 +76,17 @@ def ingest_files(context: dg.AssetExecutionContext, config: IngestConfig):
                 **settings.reader_options(),
                 progress_callback=log_progress(context),
             )
-        context.add_asset_metadata(_file_metadata(result, source.identity()), partition_key=key)
-        per_file[key] = (result.row_lines, result.rejects)
-    outcome = reject_rate_outcome(per_file, settings.reject_warn_rate)
-    return dg.MaterializeResult(check_results=[per_partition_check(context, outcome.by_partition, outcome)])
+        records[key] = {"metadata": to_message(_file_metadata(result, source.identity())),
+                        "lines": [result.row_lines, result.rejects]}
+    return records
+
+
+def report_files(context, config: IngestConfig, records: dict) -> tuple[dict, list]:
+    """Each file's metadata on its partition and the reject-rate check, one result per file."""
+    add_partition_metadata(context, {key: from_message(r["metadata"]) for key, r in records.items()})
+    per_file = {key: tuple(r["lines"]) for key, r in records.items()}
+    outcome = reject_rate_outcome(per_file, config.settings().reject_warn_rate)
+    return {}, [per_partition_check(context, outcome.by_partition, outcome)]
 
 
 def _file_metadata(result, identity: str) -> dict:
@@ -90,3 +105,9 @@ def _file_metadata(result, identity: str) -> dict:
         "source": dg.MetadataValue.path(result.source),
         "source_identity": identity,
     }
+
+
+# `ingest/files` for the cluster executors: one step per inbox file (or per
+# FANOUT_BATCH_PARTITIONS files), each writing only its own files' folders
+ingest_files_fanout = fanout_asset(ingest_files, domain="ingest", step=ingest_file_keys, finish=report_files,
+                                   config=IngestConfig)

@@ -124,6 +124,12 @@ class ShardedParquetIOManager(dg.ConfigurableIOManager):
                                                           for key, path, result in results},
                                    asset_key=context.asset_key)
 
+    def write_partition(self, asset_key_path, partition_key: str, partitions_def, value,
+                        fmt: str = "parquet") -> dict:
+        """Write one partition's value as :meth:`handle_output` does (a fan-out step writes
+        its own partitions this way); the partition's metadata."""
+        return self._metadata([self._write_one(asset_key_path, partition_key, partitions_def, value, fmt)])
+
     def _values_by_partition(self, obj, keys: list[str], asset_key) -> Mapping[str, Any]:
         if isinstance(obj, Mapping):
             unknown = sorted(set(obj) - set(keys))
@@ -170,14 +176,15 @@ class ShardedParquetIOManager(dg.ConfigurableIOManager):
         return run_level(meta, len(results))
 
     # -- reading ---------------------------------------------------------------------------
+    def existing_file(self, asset_key_path, partition_key: str | None, partitions_def=None):
+        """The partition's file in whichever format it was written, or None."""
+        return existing_partition_file(asset_key_path, partition_key, partitions_def, self._base())
+
     def load_input(self, context: dg.InputContext):
         key_path = context.asset_key.path
         if context.has_asset_partitions:
             partitions_def = context.asset_partitions_def
-            candidates = [
-                existing_partition_file(key_path, key, partitions_def, self._base())
-                for key in context.asset_partition_keys
-            ]
+            candidates = [self.existing_file(key_path, key, partitions_def) for key in context.asset_partition_keys]
         else:
             candidates = [existing_partition_file(key_path, None, None, self._base())]
         paths = [p for p in candidates if p is not None]

@@ -1,7 +1,8 @@
 import dagster as dg
 
+from assets_pkg.fanout import fanout_enabled
 from assets_pkg.summary.assets import account_summary, latest_summary
-from assets_pkg.summary.fanout_assets import account_summary_fanout, fanout_enabled
+from assets_pkg.summary.fanout_assets import account_summary_fanout
 from assets_pkg.summary.jobs import summary_job
 from assets_pkg.summary.sensors import summary_batch_sensor
 

@@ -10,11 +10,9 @@ is faster on one machine.
 """
 
 import json
-import warnings
 
 import dagster as dg
 
-from assets_pkg.settings import executor_kind
 from assets_pkg.dagster_layer import per_partition_check
 from assets_pkg.resources.duckdb import DuckDBResource
 from assets_pkg.step_messages import step_messages_io_manager
@@ -25,19 +23,11 @@ from assets_pkg.summary.months import add_months, month_range
 from assets_pkg.summary.plan import month_file
 from assets_pkg.summary.validate import summary_outcomes
 
-# resource_defs on a graph asset is beta: its notice is noise here
-warnings.filterwarnings("ignore", message=".*resource_defs.*", category=dg.BetaWarning)
-
 CHECK_SPECS = list(account_summary.check_specs)
 CHECK_OUTS = {spec.get_python_identifier(): spec for spec in CHECK_SPECS}
 
 STEPS_IO = "summary_fanout_steps_io"
 MESSAGE = {"io_manager_key": STEPS_IO}
-
-
-def fanout_enabled() -> bool:
-    """Whether the summary fans out: any executor but the embedded ``in_process``."""
-    return executor_kind() != "in_process"
 
 
 def _key(*parts: str) -> str:

@@ -129,24 +129,34 @@ def resampled(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckd
     days, reject_samples = [], {}
 
     def one_day(day: str):
-        with stage("timeseries_resampled", context.log, day=day) as st:
-            table, results = resample_day(con, catalog, day, logger=context.log, progress_callback=log_progress(context))
-            st.update(_resample_numbers(table, results))
-        reject_samples.update(_log_rejects(context, day, results))
+        table, st, rejects = _resample_one(context, con, catalog, day)
+        reject_samples.update(rejects)
         days.append(st)
         _observe_day(context, day, st)
         return table
 
     with closing(duckdb.connect()) as con:
         value = _per_day(context.partition_keys, one_day)
-        meta = {"datasets": dg.MetadataValue.json(
-            {spec.name: {"mode": spec.mode(catalog.target_resolution_us), "file": str(spec.file)}
-             for spec in catalog.datasets})}
+        meta = _datasets_metadata(catalog)
         if days:  # one day: computed already, its numbers become the materialization's metadata
             meta.update(_numeric_sum(days), peak_rss_mb=peak_rss_mb())
         if reject_samples:
             meta["rejects_sample"] = dg.MetadataValue.json(reject_samples)
         yield dg.Output(value, metadata=meta)
+
+
+def _resample_one(context, con, catalog: Catalog, day: str):
+    """One day resampled: its table, its numbers, its reject samples (logged)."""
+    with stage("timeseries_resampled", context.log, day=day) as st:
+        table, results = resample_day(con, catalog, day, logger=context.log, progress_callback=log_progress(context))
+        st.update(_resample_numbers(table, results))
+    return table, st, _log_rejects(context, day, results)
+
+
+def _datasets_metadata(catalog: Catalog) -> dict:
+    return {"datasets": dg.MetadataValue.json(
+        {spec.name: {"mode": spec.mode(catalog.target_resolution_us), "file": str(spec.file)}
+         for spec in catalog.datasets})}
 
 
 class _LazyDays(Mapping):
@@ -172,10 +182,14 @@ def _observe_day(context, day: str, numbers: dict) -> None:
     """In a run over several days, each day's own numbers on that day's materialization
     (the range's output metadata is copied onto every day: its totals are labelled run/...)."""
     if len(context.partition_keys) > 1:
-        plottable = {k: v for k, v in numbers.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        if "rows" in plottable:
-            plottable.setdefault("dagster/row_count", plottable["rows"])
-        add_partition_metadata(context, {day: plottable})
+        add_partition_metadata(context, {day: _plottable(numbers)})
+
+
+def _plottable(numbers: dict) -> dict:
+    plottable = {k: v for k, v in numbers.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if "rows" in plottable:
+        plottable.setdefault("dagster/row_count", plottable["rows"])
+    return plottable
 
 
 def _per_day(partition_keys, compute):
@@ -225,14 +239,11 @@ def merged(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb: 
     days, uniq, cov = [], [], []
 
     def one_day(day: str):
-        with stage("timeseries_merged", context.log, day=day) as st:
-            table, stats = merge_day(con, catalog, sources.get(day, []), day)
-            st.update(stats.as_metadata())
-        # checks on the merged rows, before they are stored
-        uniq.append(ana.unique_buckets_outcome(con, table, day, catalog.key_columns))
-        cov.append(ana.coverage_outcome(con, table, catalog, day, config.threshold(catalog)))
+        table, st, day_uniq, day_cov = _merge_one(context, con, catalog, config, day, sources.get(day, []))
+        uniq.append(day_uniq)
+        cov.append(day_cov)
         days.append(st)
-        _observe_day(context, day, {**st, **{k: v for k, v in cov[-1].metadata.items() if k.startswith("coverage/")}})
+        _observe_day(context, day, _merged_numbers(st, day_cov))
         return table
 
     with closing(duckdb.connect()) as con:
@@ -245,6 +256,21 @@ def merged(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb: 
         yield dg.Output(value, metadata=meta)  # a range run computes each day while it is stored
     yield per_partition_check(context, _by_partition(uniq), _combine(uniq))
     yield per_partition_check(context, _by_partition(cov), _combine(cov))
+
+
+def _merge_one(context, con, catalog: Catalog, config: TimeseriesConfig, day: str, sources: list):
+    """One day merged: its table, its numbers and its two check outcomes (on the merged
+    rows, before they are stored)."""
+    with stage("timeseries_merged", context.log, day=day) as st:
+        table, stats = merge_day(con, catalog, sources, day)
+        st.update(stats.as_metadata())
+    uniq = ana.unique_buckets_outcome(con, table, day, catalog.key_columns)
+    cov = ana.coverage_outcome(con, table, catalog, day, config.threshold(catalog))
+    return table, st, uniq, cov
+
+
+def _merged_numbers(st: dict, cov: CheckOutcome) -> dict:
+    return {**st, **{k: v for k, v in cov.metadata.items() if k.startswith("coverage/")}}
 
 
 @daily_asset(
@@ -263,31 +289,40 @@ def export(context: dg.AssetExecutionContext, config: TimeseriesConfig, merged):
     day's old `<day>.analysis.json` is removed too (analysis writes it for the new files)."""
     catalog = config.load()
     sources = _by_day(merged)
-    out_dir = exports_dir()
     checks, meta_days = [], []
     for day in context.partition_keys:
-        # the day's statistics describe the old files from now on: analysis writes them anew
-        (out_dir / f"{day}.analysis.json").unlink(missing_ok=True)
-        with stage("timeseries_export", context.log, day=day) as st:
-            files = export_day(sources.get(day, []), out_dir, day, catalog.export_formats, catalog.csv_compression,
-                               logger=context.log)
-            merged_rows = sum(ana.count_file_rows(p) for p in sources.get(day, []))
-            st["rows"] = merged_rows
-            for f in files:
-                st[f"seconds/{f.format}"] = f.seconds
-                st[f"rows_per_second/{f.format}"] = f.rows_per_second
-                st[f"bytes/{f.format}"] = f.bytes
-            st["bytes"] = sum(f.bytes for f in files)
-        exported = {f.path: ana.count_file_rows(f.path) for f in files}
-        checks.append(ana.export_matches_outcome(merged_rows, exported, day))
+        st, outcome = _export_one(context, catalog, day, sources.get(day, []))
+        checks.append(outcome)
         meta_days.append(st)
         _observe_day(context, day, st)
+    return dg.MaterializeResult(metadata=_export_metadata(meta_days),
+                                check_results=[per_partition_check(context, _by_partition(checks), _combine(checks))])
+
+
+def _export_one(context, catalog: Catalog, day: str, sources: list):
+    """One day's files exported from its merged files: its numbers and its check outcome."""
+    out_dir = exports_dir()
+    # the day's statistics describe the old files from now on: analysis writes them anew
+    (out_dir / f"{day}.analysis.json").unlink(missing_ok=True)
+    with stage("timeseries_export", context.log, day=day) as st:
+        files = export_day(sources, out_dir, day, catalog.export_formats, catalog.csv_compression, logger=context.log)
+        merged_rows = sum(ana.count_file_rows(p) for p in sources)
+        st["rows"] = merged_rows
+        for f in files:
+            st[f"seconds/{f.format}"] = f.seconds
+            st[f"rows_per_second/{f.format}"] = f.rows_per_second
+            st[f"bytes/{f.format}"] = f.bytes
+        st["bytes"] = sum(f.bytes for f in files)
+    exported = {f.path: ana.count_file_rows(f.path) for f in files}
+    return st, ana.export_matches_outcome(merged_rows, exported, day)
+
+
+def _export_metadata(meta_days: list[dict]) -> dict:
     meta = _numeric_sum(meta_days)
     meta["dagster/row_count"] = meta.get("rows", 0)
     meta["peak_rss_mb"] = peak_rss_mb()
-    meta["folder"] = dg.MetadataValue.path(str(out_dir))
-    return dg.MaterializeResult(metadata=run_level(meta, len(meta_days)),
-                                check_results=[per_partition_check(context, _by_partition(checks), _combine(checks))])
+    meta["folder"] = dg.MetadataValue.path(str(exports_dir()))
+    return run_level(meta, len(meta_days))
 
 
 @daily_asset(
@@ -303,9 +338,9 @@ def analysis(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb
     out_dir = exports_dir()
     with closing(duckdb.connect()) as con:
         results = [_analyse_day(context, catalog, con, out_dir, day) for day in context.partition_keys]
-    meta = run_level({"days": len(results), "rows": sum(st["rows"] for *_, st in results),
-                      "peak_rss_mb": peak_rss_mb(), "seconds": round(sum(st["seconds"] for *_, st in results), 3)},
-                     len(results))
+    for day, result, _, st in results:
+        _observe_day(context, day, _analysis_numbers(result, st))
+    meta = _analysis_run_metadata([st for *_, st in results])
     if len(results) == 1:
         _, result, json_path, _ = results[0]
         meta.update(_analysis_metadata(result, json_path))
@@ -313,6 +348,18 @@ def analysis(context: dg.AssetExecutionContext, config: TimeseriesConfig, duckdb
         add_partition_metadata(context, {day: _analysis_metadata(result, json_path)
                                          for day, result, json_path, _ in results})
     return dg.MaterializeResult(metadata=meta)
+
+
+def _analysis_run_metadata(days: list[dict]) -> dict:
+    return run_level({"days": len(days), "rows": sum(st["rows"] for st in days), "peak_rss_mb": peak_rss_mb(),
+                      "seconds": round(sum(st["seconds"] for st in days), 3)}, len(days))
+
+
+def _analysis_numbers(result, st: dict) -> dict:
+    numbers = dict(st)
+    if result:
+        numbers.update({f"fill_share/{ds}": v for ds, v in result["fill_share"].items() if v is not None})
+    return numbers
 
 
 def _analysis_metadata(result, json_path: Path) -> dict:
@@ -344,10 +391,6 @@ def _analyse_day(context, catalog: Catalog, con, out_dir: Path, day: str):
         else:
             atomic_write_json(json_path, result)
             st["rows"] = result["rows"]
-    numbers = dict(st)
-    if result:
-        numbers.update({f"fill_share/{ds}": v for ds, v in result["fill_share"].items() if v is not None})
-    _observe_day(context, day, numbers)
     return day, result, json_path, st
 
 
