@@ -81,8 +81,6 @@ ACCOUNT_OVERHEAD_BYTES = 1200
 # rows read ahead by a combine over all of a month's bucket files together (its memory)
 MERGE_ROWS = 131_072
 MIN_STAGED_ROW_GROUP_ROWS = 1024
-# a run's staging folder older than this belongs to a run that died: removed by later plans
-STALE_STAGING_S = layout.STALE_STAGING_S
 
 
 class FanoutError(RuntimeError):
@@ -208,15 +206,6 @@ def combined_marker(plan: FanoutPlan, lo: str, hi: str) -> Path:
     return staging_dir(plan) / "_combined" / f"{lo}_{hi}.json"
 
 
-def _remove_tree(folder: Path) -> None:
-    layout.remove_tree(folder)
-
-
-def remove_stale_staging(older_than_s: float = STALE_STAGING_S) -> list[str]:
-    """Staging folders of runs that died (untouched for ``older_than_s``), removed."""
-    return layout.remove_stale_staging(DOMAIN, older_than_s)
-
-
 # ---- the source, pinned and cut to a bucket ------------------------------------------------
 class BucketSource(Source):
     """The source restricted to the accounts of one bucket.
@@ -277,7 +266,7 @@ def plan_fanout(cfg: SummarySettings, start: str, end: str, run: str, settings: 
     con = con or connect()
     if month_index(end) < month_index(start):
         raise ValueError(f"summary run {run}: range end {end} is before its start {start}")
-    remove_stale_staging()
+    layout.remove_stale_staging(DOMAIN)
     files = list_batch_files(cfg.source_path)
     with Source(con, cfg, files, now_month=now_month or current_month(), logger=logger) as source:
         source.profile()  # raises on bad input: nothing written yet
@@ -406,7 +395,7 @@ def combine_chunk(cfg: SummarySettings, plan: FanoutPlan, lo: str, hi: str,
         result = write_month_file(merged_month(cfg, plan, month), month_path(month))
         rows[month] = result.rows
     for month in month_range(lo, hi):
-        _remove_tree(staging_dir(plan) / month)
+        layout.remove_tree(staging_dir(plan) / month)
     atomic_write_json(combined_marker(plan, lo, hi), {"rows_per_month": rows})
     log_event("summary_chunk_combined", logger, run=plan.run, start=lo, end=hi, rows=sum(rows.values()),
               peak_rss_mb=peak_rss_mb())
@@ -435,7 +424,7 @@ def finish(cfg: SummarySettings, plan: FanoutPlan, state_file: Path | None = Non
             newly = sorted(n for n, e in updated.items() if processed.get(n) != e)
             if updated != processed:
                 summary_state.save_processed(updated, state_file)
-    _remove_tree(staging_dir(plan))
+    layout.remove_tree(staging_dir(plan))
     return newly
 
 
