@@ -209,9 +209,10 @@ def test_a_bucket_as_log_cache_beside_a_local_data_root(data_root, s3_env, seawe
 @pytest.mark.slow
 def test_a_fetch_whose_lease_is_broken_while_stalled_fails_with_one_line_naming_it(s3_root, monkeypatch):
     """A fetch stalled (SIGSTOP) past its lease TTL: another process breaks the expired lease
-    and takes it. When the fetch resumes it finishes its segment, then fails at release with
-    one line (exit 2, no traceback) naming the log id and the lease object, saying the cache
-    is intact, and what to do; the next fetch reads that segment from the cache."""
+    and takes it. When the fetch resumes it writes its segment's parts but, confirming the
+    lease before the commit, finds it lost and publishes nothing (the new holder may be
+    writing the same window): one line (exit 2, no traceback) naming the log id and the lease
+    object, saying the cache is intact, and what to do; the next fetch fetches the window."""
     from assets_pkg.storage import lease as leases
 
     events = make_events("app", D0, D1, 60_000)
@@ -240,13 +241,26 @@ def test_a_fetch_whose_lease_is_broken_while_stalled_fails_with_one_line_naming_
     assert proc.returncode == 2, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert err.startswith(f"error: the lease {lease_path} on the log cache of 'app' was broken or taken over"), err
-    assert "the cache is intact: the 1 segment(s) this fetch wrote are committed whole" in err, err
+    assert "the cache is intact: the 0 segment(s) this fetch published are committed whole" in err, err
     assert "Re-run the same fetch" in err and "ASSETS_PKG_LEASE_TTL_S" in err, err
     assert out == "", "no result is printed for a fetch that failed"
-    rerun = run_cli(*fetch_args(D0, D1), env={"LOG_API_URL": "http://127.0.0.1:9"})  # the source is not needed
+    assert SegmentStore().segments("app") == [], "the fetch that lost its lease published no segment"
+    with SlowLogApi({"app": events}, max_limit=1000, delay=0) as api:
+        rerun = run_cli(*fetch_args(D0, D1), env={"LOG_API_URL": api.url})
     assert rerun.returncode == 0, rerun.stderr
-    assert json.loads(rerun.stdout)["decision"] == "hit"
+    assert json.loads(rerun.stdout)["decision"] == "miss"
     assert len(cached_rows(SegmentStore(), "app")) == 1440
+
+
+def test_an_emptied_log_folder_reads_as_an_empty_cache(s3_root, seaweed, api):
+    """SeaweedFS keeps a folder whose objects were all deleted, and lists it as the folder
+    itself: the scanner must see an empty cache there, not an unexpected object."""
+    fetch_window("app", D0, D1, HttpLogSource(api.url))
+    fs = seaweed.filesystem()
+    prefix = log_prefix()
+    fs.rm(fs.find(prefix + "/"))
+    assert SegmentStore().segments("app") == []
+    assert fetch_window("app", D0, D1, HttpLogSource(api.url)).decision == "miss"
 
 
 # -- commit rules --------------------------------------------------------------------------------

@@ -225,6 +225,35 @@ def test_a_lease_deleted_while_held_is_reported_lost_at_release(s3_root):
         pass
 
 
+def test_a_lease_is_confirmed_before_publishing_and_a_lost_one_refuses(s3_root):
+    """``confirm_held`` renews a lease that is still ours (its ETag changes) and raises
+    LeaseLost, naming the lease, for one deleted (or broken and taken) meanwhile, so the
+    holder publishes nothing more under it."""
+    from assets_pkg.io.locks import confirm_held
+    from assets_pkg.storage.lease import LeaseLost
+
+    path = layout.state_dir("logs") / "confirmed.lock"
+    with pytest.raises(LeaseLost), hold(path, "logs state (confirmed)"):  # release says it again
+        before = objects.object_info(path)["ETag"]
+        confirm_held(path)
+        assert objects.object_info(path)["ETag"] != before, "confirming renews the lease"
+        objects.filesystem(path).rm_file(objects.object_key(path))
+        with pytest.raises(LeaseLost, match=f"the lease {path} was broken or taken over while held"):
+            confirm_held(path)
+    with pytest.raises(RuntimeError, match="does not hold that lock"):
+        confirm_held(path)
+
+
+def test_confirming_a_local_lock_is_a_no_op_and_needs_the_lock(data_root):
+    from assets_pkg.io.locks import confirm_held
+
+    path = layout.state_dir("logs") / "local.lock"
+    with hold(path, "logs state (local)"):
+        confirm_held(path)  # a held flock cannot be lost
+    with pytest.raises(RuntimeError, match="does not hold that lock"):
+        confirm_held(path)
+
+
 def test_missing_bucket_is_named(s3_env, monkeypatch):
     _checked.clear()
     with pytest.raises(StorageError, match="bucket 'no-such-bucket' .* does not exist"):

@@ -212,15 +212,34 @@ def _take_lease(path, what: str, run_id: str | None, deadline: float, timeout: f
         raise _timeout(path, what, timeout) from None
 
 
+def confirm_held(path: Path | str) -> None:
+    """Right before publishing what the lock at ``path`` guards: raise
+    :class:`~assets_pkg.storage.lease.LeaseLost` when it is a lease this process lost
+    (:meth:`~assets_pkg.storage.lease.Lease.confirm`). A held ``flock`` cannot be lost."""
+    path = as_path(path)
+    held = _held.get(str(path) if is_remote(path) else os.path.abspath(path))
+    if held is None or held.fd is None:
+        raise RuntimeError(f"confirm_held({path}): this process does not hold that lock")
+    if isinstance(held.fd, leases.Lease):
+        try:
+            held.fd.confirm()
+        except leases.LeaseLost:
+            raise _lost(held.fd) from None
+
+
+def _lost(lease: leases.Lease) -> leases.LeaseLost:
+    return leases.LeaseLost(
+        f"{lease.lost} (a lease not renewed for {lease.ttl_s:g} s, {leases.TTL_VAR}, is broken by the next "
+        f"waiter): another writer may have written the {lease.what} meanwhile; check it (assets-pkg check) "
+        f"before using it, and re-run this step",
+        path=lease.path, what=lease.what)
+
+
 def _release(fd) -> None:
     if isinstance(fd, leases.Lease):
         fd.release()
         if fd.lost:
-            raise leases.LeaseLost(
-                f"{fd.lost} (a lease not renewed for {fd.ttl_s:g} s, {leases.TTL_VAR}, is broken by the next "
-                f"waiter): another writer may have written the {fd.what} meanwhile; check it (assets-pkg check) "
-                f"before using it, and re-run this step",
-                path=fd.path, what=fd.what)
+            raise _lost(fd)
         return
     try:
         os.ftruncate(fd, 0)  # nobody holds it now: no stale description for the next reader

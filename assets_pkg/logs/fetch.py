@@ -190,7 +190,9 @@ class CacheLeaseLostError(LogCacheError):
 def lease_lost_error(store: SegmentStore, log_id: str, exc: LeaseLost, written: list[Segment]) -> CacheLeaseLostError:
     """The one-line error for a fetch whose lease was lost: the log id, the lease object,
     whether the cache is intact now (every segment this fetch wrote is published by its
-    commit, so each is whole or absent; the risk is another fetch's overlapping segment),
+    commit, so each is whole or absent, and only after the lease was confirmed, so a fetch
+    that finds its lease lost publishes nothing more; the remaining risk is a stall between
+    that confirmation and the commit, which the check of overlaps below reports),
     and what to do. The fetch stops before writing its summary and manifest."""
     what = (f"the lease {exc.path} on the log cache of {log_id!r} was broken or taken over while this fetch held it "
             f"(a lease not renewed for {lease_ttl_s():g} s, {TTL_VAR}, is broken by the next waiter: a stalled "
@@ -209,8 +211,8 @@ def lease_lost_error(store: SegmentStore, log_id: str, exc: LeaseLost, written: 
             state = (f"the cache is NOT intact: segments {a.path} and {b.path} overlap ({len(pairs)} pair(s)); "
                      f"delete the folder {mine}")
         else:
-            state = (f"the cache is intact: the {len(written)} segment(s) this fetch wrote are committed whole and "
-                     f"no cached segment of {log_id!r} overlaps another")
+            state = (f"the cache is intact: the {len(written)} segment(s) this fetch published are committed whole "
+                     f"(each only after confirming the lease) and no cached segment of {log_id!r} overlaps another")
     return CacheLeaseLostError(
         f"{what}; {state}. Re-run the same fetch (it reads what is cached) and `assets-pkg check --group logs` "
         f"once no other fetch of {log_id!r} runs; if this recurs, raise {TTL_VAR}")
@@ -252,6 +254,7 @@ def _fetch_segment(source, log_dir, log_id, start_ms, end_ms, rows_cap, bytes_ca
             # What the segment holds, recorded before it is published: the checks compare the
             # folder's name and the data with it.
             write_segment_manifest(tmp, (start_ms, end_ms), writer.part_rows, writer.ts_min, writer.ts_max)
+            SegmentStore.confirm_lock(log_dir)  # still ours? else nothing is published
     except _SourceFailure as failure:
         log_event("fetch_subrange_failed", logger, level="error", **fields, segment_dir=str(final),
                   error=str(failure.original)[:500])

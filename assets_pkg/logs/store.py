@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 
 from assets_pkg import layout
 from assets_pkg.io.atomic import atomic_write_json, is_temp_name
-from assets_pkg.io.locks import hold
+from assets_pkg.io.locks import confirm_held, hold
 from assets_pkg.settings import env_str
 from assets_pkg.storage import as_path, is_remote
 from assets_pkg.storage import objects as remote_objects
@@ -247,16 +247,11 @@ class SegmentStore:
         (``{(start, end): (folder, has a commit)}``), from one listing of the log's prefix.
         Objects that fit no segment folder fail as in a local cache."""
         log_dir = self.log_dir(log_id)
-        fs = log_dir.fs
-        prefix = log_dir.path.rstrip("/") + "/"
-        fs.invalidate_cache(log_dir.path)  # another process (machine) may have published since
-        try:
-            keys = fs.find(prefix, withdirs=False)
-        except FileNotFoundError:
-            keys = []
+        log_dir.fs.invalidate_cache(log_dir.path)  # another process (machine) may have published since
+        # objects under the log's prefix only: a store that keeps emptied folders (SeaweedFS)
+        # answers a listing of an empty one with the folder itself
         folders: dict[tuple[int, int], tuple[Path, bool]] = {}
-        for key in keys:
-            relative = key[len(prefix):] if key.startswith(prefix) else key
+        for relative in remote_objects.list_objects(log_dir):
             if relative == LOCK_NAME:
                 continue
             pieces = relative.split("/")
@@ -355,6 +350,14 @@ class SegmentStore:
         log_dir = self.ensure_log_dir(log_id)
         with hold(log_dir / LOCK_NAME, f"log cache of {log_id!r}"):
             yield log_dir
+
+    @staticmethod
+    def confirm_lock(log_dir: Path) -> None:
+        """Right before a segment is published under :meth:`lock`: raise
+        :class:`~assets_pkg.storage.lease.LeaseLost` when the log's lease was lost meanwhile
+        (a stalled fetch whose lease another fetch took must not publish an overlapping
+        segment); a local ``flock`` cannot be lost."""
+        confirm_held(log_dir / LOCK_NAME)
 
 
 def find_overlaps(segments: list[Segment]) -> list[tuple[Segment, Segment]]:

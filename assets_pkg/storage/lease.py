@@ -7,6 +7,13 @@ the lease time, so a holder that dies (``kill -9``, a lost machine) stops renewi
 lease expires after ``LEASE_TTL_S``; a waiter then deletes it conditionally on the ETag it
 saw (never a lease someone else has just taken) and competes again. Release is a delete
 conditional on the holder's ETag.
+
+A holder that stalls past the TTL (a paused VM, a long GC, an unreachable store) may find its
+lease taken by another writer when it resumes. Before publishing what the lease guards, the
+holder calls :meth:`Lease.confirm`: a renewal conditional on its ETag, made now. If the lease
+was broken, nothing is published; if it is still ours, the renewal restarts the TTL, so the
+publication that follows is covered unless the process stalls a whole TTL again in between
+(object stores offer no fencing token to close that last window).
 """
 
 import datetime as dt
@@ -55,6 +62,8 @@ class Lease:
         self.etag: str | None = None
         self.lost: str | None = None
         self._stop = threading.Event()
+        # one renewal at a time: two PUTs conditional on the same ETag would fail each other
+        self._renewing = threading.Lock()
         self._renewer: threading.Thread | None = None
         self._bucket, self._key = object_key(path).split("/", 1)
 
@@ -86,13 +95,32 @@ class Lease:
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl_s / 3):
             try:
+                if not self._renew_once():
+                    return
+            except OSError:
+                pass  # a transient store error: keep the lease, try again at the next beat
+
+    def _renew_once(self) -> bool:
+        """Renew now; False (and ``lost`` set) when the lease is no longer ours."""
+        with self._renewing:
+            if self.lost:
+                return False
+            try:
                 self.etag = self._put(IfMatch=self.etag)
+                return True
             except OSError as exc:
                 # 412 (SeaweedFS, MinIO: also for a lease deleted meanwhile) or 404 (AWS: gone)
                 if _precondition_failed(exc) or isinstance(exc, FileNotFoundError):
                     self.lost = f"the lease {self.path} was broken or taken over while held"
-                    return
-                # a transient store error: keep the lease, try again at the next beat
+                    return False
+                raise
+
+    def confirm(self) -> None:
+        """Raise :class:`LeaseLost` unless the lease is still ours, renewing it now (see the
+        module docstring); a store error is raised as it is: without an answer nothing may
+        be published either."""
+        if not self._renew_once():
+            raise LeaseLost(self.lost, path=self.path, what=self.what)
 
     def release(self) -> None:
         self._stop.set()
