@@ -237,6 +237,30 @@ def test_check_on_s3_holds_one_month_on_local_disk_at_a_time(s3_root, tmp_path, 
     assert set(scratch.rglob("*.parquet")) - before == set(), "no copy left behind"
 
 
+def test_build_on_s3_deletes_each_local_month_copy_once_scanned(s3_root, tmp_path, monkeypatch):
+    """The build's checks scan each month it wrote from a local copy of the upload: once a
+    month is scanned its copy is gone (local disk is the months not yet scanned, not every
+    month of the run), nothing is left behind, and the checks still pass."""
+    from assets_pkg.summary.month_scan import MonthScanner
+
+    scratch = tmp_path / "scratch"
+    monkeypatch.setenv("ASSETS_PKG_SCRATCH_DIR", str(scratch))
+    left_over: dict[str, set[str]] = {}  # month scanned -> copies of earlier months still on disk
+    scan = MonthScanner.add
+
+    def watching(self, month, path, report=True):
+        copies = {p.stem for p in scratch.rglob("summary-checks/*/*.parquet")}
+        left_over[month] = {m for m in copies if m < month}
+        return scan(self, month, path, report)
+
+    monkeypatch.setattr(MonthScanner, "add", watching)
+    result = _build_on_root([("0001.parquet", BASE + LATE)])
+    assert sorted(left_over) == ["2024-01", "2024-02", "2024-03", "2024-04", "2024-05", "2024-06"]
+    assert all(not earlier for earlier in left_over.values()), f"copies kept after their scan: {left_over}"
+    assert list(scratch.rglob("summary-checks/*/*.parquet")) == [], "no copy left behind"
+    assert result.outcomes and all(o.passed for o in result.outcomes), [o for o in result.outcomes if not o.passed]
+
+
 @pytest.mark.slow
 def test_corrupt_export_object_fails_the_check_naming_it(s3_root, seaweed, tmp_path):
     from assets_pkg.timeseries.checks import evaluate_materialized

@@ -145,8 +145,10 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
                 logger.info(f"--backfill-filter {record_filter!r}: {len(matched)} account(s) with matching records "
                             f"in {start}..{end}")
 
-        # an object-store root: the checks read the months this run wrote from local copies
-        # of what it uploaded (hard links to the temps), the month before from one download
+        # an object-store root: the month scan of the checks reads the months this run wrote
+        # from local copies of what it uploaded (hard links to the temps), each deleted once
+        # scanned, and the month before from one download; the checks' other reads (only
+        # the months whose digests differ) go to the store
         copies = (Path(tempfile.mkdtemp(dir=local_scratch("summary-checks")))
                   if run_checks and is_remote(month_path(start)) else None)
         before = add_months(start, -1)
@@ -158,7 +160,10 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
                 fetched = fetch({f"{before}.parquet": month_path(before)}, copies)
                 previous = {before: p for p in fetched.values()}
         # the checks read each month file back as soon as it is written, while later months build
-        checking = MonthPipeline(cfg, con, start, end, previous.get(before)) if run_checks else None
+        checking = (MonthPipeline(cfg, con, start, end, previous.get(before), discard_scanned=copies is not None)
+                    if run_checks else None)
+        if copies is not None and previous:
+            previous = {before: month_path(before)}  # its copy goes once scanned
 
         def write(month: str, rows: MonthRows):
             path = month_path(month)
@@ -193,7 +198,7 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
             if copies is None:
                 existing = {m: month_path(m) for m in months if file_exists(month_path(m))}
             else:
-                existing = {m: copies / f"{m}.parquet" for m in stats.months_written}
+                existing = {m: month_path(m) for m in stats.months_written}
             try:
                 outcomes = summary_outcomes(con, cfg, existing, source, previous, facts)
             finally:

@@ -254,9 +254,13 @@ class MonthPipeline:
     """A :class:`MonthScanner` in one background thread: :meth:`ready` hands over a month
     (from any thread, in any order); the months ``start..end`` are scanned in month order as
     soon as each and all before it are there; :meth:`finish` waits and returns the facts.
-    ``previous``: the neighbour file of the month before ``start`` (or None)."""
+    ``previous``: the neighbour file of the month before ``start`` (or None).
+    ``discard_scanned``: the files handed over are local copies made for the scan alone
+    (an object-store root): each is deleted once scanned, so local disk holds the months
+    written and not yet scanned, not every month of the run."""
 
-    def __init__(self, cfg: SummarySettings, con, start: str, end: str, previous: Path | None = None):
+    def __init__(self, cfg: SummarySettings, con, start: str, end: str, previous: Path | None = None,
+                 discard_scanned: bool = False):
         self.scanner = MonthScanner(cfg, con.cursor())  # a cursor per thread (DuckDB)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="summary-check")
         self._lock = threading.Lock()
@@ -264,8 +268,16 @@ class MonthPipeline:
         self._next, self._end = month_index(start), month_index(end)
         self._futures: list[Future] = []
         self._closed = False
+        self._discard = discard_scanned
         if previous is not None:
-            self._futures.append(self._pool.submit(self.scanner.add, month_str(self._next - 1), previous, False))
+            self._futures.append(self._pool.submit(self._add, month_str(self._next - 1), previous, False))
+
+    def _add(self, month: str, path: Path | None, report: bool = True) -> None:
+        try:
+            self.scanner.add(month, path, report)
+        finally:
+            if self._discard and path is not None:
+                path.unlink(missing_ok=True)
 
     def ready(self, month: str, path: Path | None) -> None:
         with self._lock:
@@ -280,7 +292,7 @@ class MonthPipeline:
                 mi = self._next
                 path = self._ready.pop(mi)
                 self._next += 1
-            self.scanner.add(month_str(mi), path)
+            self._add(month_str(mi), path)
 
     def finish(self) -> ListFacts:
         for fut in list(self._futures):
