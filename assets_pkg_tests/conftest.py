@@ -1,11 +1,12 @@
 """Shared fixtures: every test gets its own data root and a real Dagster instance."""
 
+import os
+import shutil
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
-
 
 @pytest.fixture(autouse=True)
 def split_settings(monkeypatch) -> dict:
@@ -101,3 +102,53 @@ def redis_service():
 
     with start_redis() as service:
         yield service
+
+
+class CleanTimeseriesDemo:
+    """The timeseries demo's inputs at demo scale and the embedded profile's outputs over
+    them, under ``root``: what a cluster run over a copy of ``root/inbox`` must equal. The
+    embedded run goes on in the background until :meth:`outputs` is first called."""
+
+    def __init__(self, root: Path):
+        import subprocess
+        import sys
+
+        from assets_pkg_tests.test_cluster import _embedded_demo, _env_with_demo_settings
+
+        self.root = root
+        env = {**os.environ, **_env_with_demo_settings(), "ASSETS_PKG_DATA_DIR": str(root)}
+        made = subprocess.run([sys.executable, "-m", "assets_pkg.cli", "generate", "--scale", "demo", "timeseries"],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert made.returncode == 0, made.stderr
+        self._process = _embedded_demo(root, ["timeseries"], scale="demo")
+        self._done = False
+
+    def copy_inbox(self, data_root: Path) -> None:
+        """The same input files, with their times, into a cluster's data root."""
+        shutil.copytree(self.root / "inbox", Path(data_root) / "inbox", copy_function=shutil.copy2)
+
+    def outputs(self) -> Path:
+        """The data root holding the clean run's outputs, once that run has finished."""
+        if not self._done:
+            from assets_pkg_tests.test_cluster import _finished
+
+            _finished(self._process)
+            self._done = True
+        return self.root
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
+
+
+@pytest.fixture(scope="session")
+def clean_timeseries_demo(tmp_path_factory):
+    """One clean timeseries demo per test process, for the cluster tests that interrupt a
+    run of it (worker kill, broker and Postgres restarts): the generator is seeded and the
+    outputs are only read, so they need not be computed again for each of them."""
+    demo = CleanTimeseriesDemo(tmp_path_factory.mktemp("clean_timeseries"))
+    try:
+        yield demo
+    finally:
+        demo.stop()
