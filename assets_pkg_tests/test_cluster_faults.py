@@ -1,8 +1,11 @@
 """The cluster profile on its full stack and under service faults: Postgres instance, Redis
 broker, SeaweedFS (an ``s3://`` data root) and two Celery workers, each in its own empty
-working directory and HOME. The whole demo graph, logs included, equals the embedded run
-row for row; a broker or Postgres restart mid-run ends the run (success or a clear failure)
-within a bound, publishes nothing partial, and a re-run equals a clean run.
+working directory and HOME. The whole demo graph, logs included, equals the embedded run on
+a local root row for row, and `assets-pkg check` then passes every check against the bucket
+(the in-process executor on an S3 root is compared with a local root domain by domain in
+test_s3_splits_ingest, test_s3_summary_timeseries and test_s3_logs_check). A broker or
+Postgres restart mid-run ends the run (success or a clear failure) within a bound,
+publishes nothing partial, and a re-run equals a clean run.
 """
 
 import subprocess
@@ -15,7 +18,7 @@ from assets_pkg.domains import DOMAINS
 from assets_pkg_tests.services.cluster import start_cluster
 from assets_pkg_tests.test_cluster import _data_files, _embedded_demo, _env_with_demo_settings, _finished, \
     _rows, _wait_for_step_start, assert_every_run_succeeded_on_both_workers, assert_same_outputs
-from assets_pkg_tests.test_s3_demo import _local_files, _remote_files, _sorted_rows, _table
+from assets_pkg_tests.demo_files import _local_files, _remote_files, _sorted_rows, _table
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -43,8 +46,13 @@ def test_whole_demo_on_postgres_redis_s3_and_two_workers_equals_the_embedded_run
             assert f"== {domain}" in done.stdout
         expected = _local_files(tmp_path / "embedded")
         assert any(name.startswith("cache/logs/") for name in expected), "the logs domain wrote segments"
+        assert len(expected) > 50, "every domain wrote its outputs"
         assert_same_rows(_remote_files(seaweed.filesystem(), f"{bucket}/data"), expected)
         assert_every_run_succeeded_on_both_workers(cluster, len(DOMAINS))
+        # every check of every group, against what is in the bucket now
+        check = cluster.run([sys.executable, "-m", "assets_pkg.cli", "check"], timeout=900)
+        assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
+        assert not any(cluster.home.glob("**/*.parquet")), "no data file lands in the local DAGSTER_HOME"
 
 
 # how long a run may take to end after its broker or database came back: past it, the run hangs
