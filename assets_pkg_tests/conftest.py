@@ -8,6 +8,32 @@ import dagster as dg
 import duckdb
 import pytest
 
+# the classes of tests by cost, dearest first (see pytest_collection_modifyitems)
+_COST_RANK = ("cluster", "browser", "slow")
+
+
+def pytest_configure(config) -> None:
+    """Under ``-n``, xdist hands tests out one at a time (``--maxschedchunk=1``, unless the
+    command line sets it): with the dearest-first order below, each worker takes the next
+    long test when it is free and the short ones fill the end, so the two workers finish
+    within seconds of each other instead of one of them starting a two-minute test last
+    (the default sends each worker a quarter of its share at once, in file order)."""
+    if getattr(config.option, "maxschedchunk", 0) is None:
+        config.option.maxschedchunk = 1
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items) -> None:
+    """Dearest tests first: the Celery cluster tests (one to three minutes each), then the
+    browser test, then the other end-to-end tests, then the rest; a stable sort, so file
+    order (and pytest's fixture-scope grouping) holds within a class."""
+    def rank(item) -> int:
+        names = {m.name for m in item.iter_markers()}
+        return next((i for i, name in enumerate(_COST_RANK) if name in names), len(_COST_RANK))
+
+    items.sort(key=rank)
+
+
 @pytest.fixture(autouse=True)
 def split_settings(monkeypatch) -> dict:
     """The demo data's split settings as env vars: DATE_COLUMN, GROUP_ID_COLUMN and
