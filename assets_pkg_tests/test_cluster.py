@@ -137,12 +137,10 @@ def _fanout_step_day(step_key: str) -> str:
     return step_key.rsplit("[", 1)[1].rstrip("]").split("_", 1)[1].replace("_", "-")
 
 
-def test_a_worker_killed_mid_step_fails_the_run_shows_no_partial_output_and_a_rerun_recovers(cluster, tmp_path):
+def test_a_worker_killed_mid_step_fails_the_run_shows_no_partial_output_and_a_rerun_recovers(
+        cluster, clean_timeseries_demo, tmp_path):
     demo = [sys.executable, "-m", "assets_pkg.cli", "demo", "--scale", "demo", "--only", "timeseries"]
-    made = cluster.run([sys.executable, "-m", "assets_pkg.cli", "generate", "--scale", "demo", "timeseries"])
-    assert made.returncode == 0, made.stderr
-    shutil.copytree(cluster.data_root / "inbox", tmp_path / "clean" / "inbox", copy_function=shutil.copy2)
-    clean = _embedded_demo(tmp_path / "clean", ["timeseries"], scale="demo")
+    clean_timeseries_demo.copy_inbox(cluster.data_root)
 
     killed = cluster.popen(demo, tmp_path / "killed.log")
     with cluster.instance() as instance:
@@ -157,12 +155,12 @@ def test_a_worker_killed_mid_step_fails_the_run_shows_no_partial_output_and_a_re
         assert "WorkerLostError" in str(failure.event_specific_data) or "SIGKILL" in str(failure.event_specific_data)
         assert not _events(instance, run.run_id, dg.DagsterEventType.ASSET_MATERIALIZATION)
     assert killed.returncode != 0
-    _finished(clean)
+    clean = clean_timeseries_demo.outputs()
     # nothing visible that is not a complete output of the clean run: no file of the day the
     # killed step was writing, nothing merged or exported (those steps wait for every day);
     # a day step on the other worker may have published its own day, whole
     after_kill = _data_files(cluster.data_root)
-    clean_files = _data_files(tmp_path / "clean")
+    clean_files = _data_files(clean)
     assert set(after_kill) <= set(clean_files), sorted(set(after_kill) - set(clean_files))
     for rel, path in after_kill.items():
         assert "/resampled/" in rel, rel
@@ -175,7 +173,7 @@ def test_a_worker_killed_mid_step_fails_the_run_shows_no_partial_output_and_a_re
 
     rerun = cluster.run(demo)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-    assert_same_outputs(cluster.data_root, tmp_path / "clean", only="timeseries")
+    assert_same_outputs(cluster.data_root, clean, only="timeseries")
     # ... the re-run's plan removed them (its own went with its finish steps)
     assert not [p for p in (cluster.data_root / "warehouse").rglob("_staging/*/_steps/*") if p.is_file()]
     # the worker that lost its pool process is still serving (Celery forks a new one)

@@ -7,6 +7,10 @@ code server, and the code server's cleanup thread (every 0.5 s) marks a run whos
 died as FAILURE with an engine event saying so. The daemon's run monitoring (enabled by the
 instance the project writes) adds no worker health check for that launcher, so it is the
 code server this test relies on, within seconds.
+
+Where the kill lands: the run worker is held (``assets_pkg_tests.hold``) once its step has
+written the first shard into its temp folder, so the kill always finds the step mid-write,
+never after a fast machine has finished the file; the second run is not held.
 """
 
 import os
@@ -22,12 +26,29 @@ import pytest
 
 from assets_pkg.ingest.stream import stream_file_to_shards
 from assets_pkg.instance import open_instance
+from assets_pkg_tests.hold import hold_env, held_pid, release
 from assets_pkg_tests.ui_session import dagster_dev, demo_env, wait_for
 
 PARTITION = "big.csv"
-ROWS = 1_500_000
-# small chunks: the step streams for several seconds, so the kill lands mid-step
-RUN_CONFIG = {"ops": {"ingest__files": {"config": {"chunk_size": 5_000, "shard_rows": 200_000}}}}
+ROWS = 100_000
+CHUNK_ROWS, SHARD_ROWS = 5_000, 20_000  # five shards; the step is held inside the second
+RUN_CONFIG = {"ops": {"ingest__files": {"config": {"chunk_size": CHUNK_ROWS, "shard_rows": SHARD_ROWS}}}}
+HELD_AFTER_CHUNKS = SHARD_ROWS // CHUNK_ROWS + 1
+
+# the reader given to _write_shards, held before its chunk HELD_AFTER_CHUNKS: the first
+# shard written and closed in the temp folder, the second one open
+HOLD_IN_SECOND_SHARD = f"""
+    def patch(module):
+        write = module._write_shards
+
+        def held(reader):
+            for n, chunk in enumerate(reader):
+                if n == {HELD_AFTER_CHUNKS}:
+                    hold()
+                yield chunk
+
+        module._write_shards = lambda reader, work, shard_rows: write(held(reader), work, shard_rows)
+"""
 
 
 def _write_big_csv(path):
@@ -74,7 +95,9 @@ def _rows(folder) -> pa.Table:
 
 @pytest.mark.slow
 def test_sigkill_of_the_run_worker_fails_the_run_and_the_next_run_cleans_up(data_root, tmp_path):
-    env = {**demo_env(data_root), "ASSETS_PKG_AUTOMATION": "off", "INBOX_SETTLE_SECONDS": "0"}
+    hold = tmp_path / "hold"
+    env = hold_env({**demo_env(data_root), "ASSETS_PKG_AUTOMATION": "off", "INBOX_SETTLE_SECONDS": "0"}, hold,
+                   "assets_pkg.ingest.stream", HOLD_IN_SECOND_SHARD)
     inbox = data_root / "inbox" / "files"
     inbox.mkdir(parents=True)
     _write_big_csv(inbox / PARTITION)
@@ -88,8 +111,11 @@ def test_sigkill_of_the_run_worker_fails_the_run_and_the_next_run_cleans_up(data
             pid = wait_for(f"run {first}'s step to start", lambda: _step_pid(first), 120, interval=0.5)
             family = {p.pid for p in psutil.Process(server.proc.pid).children(recursive=True)}
             assert pid in family, f"pid {pid} ({psutil.Process(pid).cmdline()}) is not a process of dagster dev"
-            # mid-step: the writer's temp folder exists and nothing is published yet
-            wait_for(f"run {first}'s temp folder in {out}", lambda: _temps(out), 60, interval=0.2)
+            # mid-step: held in its second shard, its first one written into the temp folder
+            assert wait_for(f"run {first}'s step held mid-write", lambda: held_pid(hold), 120, interval=0.2) == pid
+            temps = _temps(out)
+            assert len(temps) == 1 and (out / temps[0] / "part-00000.parquet").is_file(), temps
+            assert not (out / "big").exists()  # nothing published yet
             assert server.run(first)["status"] == "STARTED"
             os.kill(pid, signal.SIGKILL)
             failed = server.finished_run(first, 60)
@@ -98,6 +124,7 @@ def test_sigkill_of_the_run_worker_fails_the_run_and_the_next_run_cleans_up(data
             assert left and f"-{pid}-" in left[0], left  # the killed writer's temp, named by its pid
             assert not (out / "big").exists()  # nothing that looks complete
 
+            release(hold)  # the next run streams straight through
             second = _launch(server, PARTITION)
             done = server.finished_run(second, 150)
             assert done["status"] == "SUCCESS", done
@@ -106,6 +133,6 @@ def test_sigkill_of_the_run_worker_fails_the_run_and_the_next_run_cleans_up(data
             raise
     assert _temps(out) == []  # the next materialization of the asset removed them
     clean = tmp_path / "clean"
-    stream_file_to_shards(inbox / PARTITION, clean, shard_rows=200_000, chunk_size=5_000)
+    stream_file_to_shards(inbox / PARTITION, clean, shard_rows=SHARD_ROWS, chunk_size=CHUNK_ROWS)
     assert sorted(p.name for p in (out / "big").glob("part-*")) == sorted(p.name for p in clean.glob("part-*"))
     assert _rows(out / "big").equals(_rows(clean))

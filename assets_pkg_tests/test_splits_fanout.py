@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -19,8 +18,10 @@ from assets_pkg.demo.splits import make_rows, write_shard
 from assets_pkg.io.atomic import is_temp_name, temp_sibling
 from assets_pkg.run_tags import RANGE_END_TAG, RANGE_START_TAG
 from assets_pkg.splits.assets import PARTITIONS_NAME
+from assets_pkg_tests.hold import hold_env, held_pid, release
 from assets_pkg_tests.test_cluster import _data_files, assert_same_outputs
 from assets_pkg_tests.test_splits_assets import checks_of, make_defs
+from assets_pkg_tests.ui_session import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 SHARDS = {1: "parquet", 2: "csv", 3: "parquet", 7: "tsv.gz", 9: "parquet"}
@@ -184,8 +185,10 @@ def test_batches_cover_the_keys_in_order():
         SplitsFanoutSettings(shards_per_step=0)
 
 
-def _run_in_subprocess(root: Path, log: Path, executor: str = "multiprocess", prelude: str = "") -> subprocess.Popen:
-    """splits_job over the test's shards in a process of its own; ``prelude``: code run first."""
+def _run_in_subprocess(root: Path, log: Path, executor: str = "multiprocess", prelude: str = "",
+                       env: dict | None = None) -> subprocess.Popen:
+    """splits_job over the test's shards in a process of its own; ``prelude``: code run first;
+    ``env``: its environment (this process's by default)."""
     script = (
         prelude +
         "import sys\n"
@@ -197,42 +200,66 @@ def _run_in_subprocess(root: Path, log: Path, executor: str = "multiprocess", pr
         "    result = execute_selection(defs, instance, tags=tags, job_name='splits_job', raise_on_error=False)\n"
         "sys.exit(0 if result.success else 3)\n"
     )
-    env = {**os.environ, "ASSETS_PKG_EXECUTOR": executor, "SPLITS_SHARDS_PER_STEP": "2",
-           "PYTHONPATH": str(REPO)}
+    env = {**(env or os.environ), "ASSETS_PKG_EXECUTOR": executor, "SPLITS_SHARDS_PER_STEP": "2"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(REPO)]))
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, "-c", script], env=env, stdout=out, stderr=subprocess.STDOUT,
                                 cwd=root.parent)
 
 
-def _split_step_writing(instance, folder: Path, process: subprocess.Popen, log: Path, timeout: float = 600):
-    """The newest run and the pid of a pass-2 batch step, once that step has started writing
-    (a temp file or a published shard in ``folder``)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()[-3000:]
-        runs = instance.get_runs(limit=1)
-        if runs:
-            starts = [e.dagster_event for e in instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.STEP_START)
-                      if e.dagster_event and e.dagster_event.step_key.startswith("split_shards.splits_split_batch[")]
-            if starts and folder.is_dir() and any(folder.iterdir()):
-                return runs[0], starts[0].pid
-        time.sleep(0.01)
-    raise TimeoutError("no pass-2 batch step started writing")
+def _split_step_pids(instance) -> tuple:
+    """The newest run and the pids of its pass-2 batch steps that have started."""
+    runs = instance.get_runs(limit=1)
+    if not runs:
+        return None, set()
+    starts = [e.dagster_event for e in instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.STEP_START)
+              if e.dagster_event and e.dagster_event.step_key.startswith("split_shards.splits_split_batch[")]
+    return runs[0], {e.pid for e in starts}
+
+
+# a pass-2 batch step (two shards, split side by side) held at its second publish: one
+# shard's splits published, the other's written by DuckDB into their temp folder and not
+# published; the kill always lands there (with 400 rows a shard, a free-running step would
+# have finished before any poll saw it writing)
+HOLD_AT_SECOND_PUBLISH = """
+    def patch(module):
+        import itertools
+
+        publish, calls = module.publish_files, itertools.count(1)
+
+        def held(finished):
+            if next(calls) == 2:
+                hold()
+            return publish(finished)
+
+        module.publish_files = held
+"""
 
 
 @pytest.mark.slow
 def test_a_pass2_step_killed_mid_write_leaves_no_partial_partition_and_a_rerun_equals_a_clean_run(
         data_root, instance, tmp_path):
-    write_inbox(data_root, rows=150_000)
+    write_inbox(data_root)
     instance.add_dynamic_partitions(PARTITIONS_NAME, KEYS)
     clean = embedded_outputs(data_root, instance, tmp_path / "clean")
+    splits = data_root / "warehouse" / "splits"
 
-    killed = _run_in_subprocess(data_root, tmp_path / "killed.log")
+    hold = tmp_path / "hold"
+    env = hold_env(dict(os.environ), hold, "assets_pkg.splits.pass2", HOLD_AT_SECOND_PUBLISH)
+    log = tmp_path / "killed.log"
+    killed = _run_in_subprocess(data_root, log, env=env)
     try:
-        run, pid = _split_step_writing(instance, data_root / "warehouse" / "splits" / "train", killed,
-                                       tmp_path / "killed.log")
+        pid = wait_for("a pass-2 step held before its second publish",
+                       lambda: held_pid(hold) if killed.poll() is None else pytest.fail(log.read_text()[-3000:]),
+                       240, interval=0.05)
+        run, step_pids = _split_step_pids(instance)
+        assert pid in step_pids, (pid, step_pids)
+        # its unpublished shard's splits, in a temp folder named by the writer
+        assert any(f"-{pid}-" in name and any((splits / name).rglob("*.parquet")) for name in _temps(splits)), \
+            _temps(splits)
         os.kill(pid, signal.SIGKILL)
-        assert killed.wait(timeout=240) == 3, (tmp_path / "killed.log").read_text()[-3000:]
+        release(hold)  # the other batch step (it may be held too) goes on
+        assert killed.wait(timeout=240) == 3, log.read_text()[-3000:]
     finally:
         if killed.poll() is None:
             killed.kill()
@@ -247,10 +274,10 @@ def test_a_pass2_step_killed_mid_write_leaves_no_partial_partition_and_a_rerun_e
         assert rel in clean_files, rel
         assert_same_outputs_one(path, clean_files[rel])
     assert not (data_root / "exports" / "splits").exists()
+    assert any(f"-{pid}-" in name for name in _temps(splits)), _temps(splits)
 
     rerun = _run_in_subprocess(data_root, tmp_path / "rerun.log")
     assert rerun.wait(timeout=400) == 0, (tmp_path / "rerun.log").read_text()[-3000:]
-    splits = data_root / "warehouse" / "splits"
     assert _temps(splits) == []  # the killed writer's temp folder went with the re-split of its shard
     # the killed run's step messages stay for a re-execution from failure (until
     # layout.STALE_STAGING_S); the re-run removed its own
