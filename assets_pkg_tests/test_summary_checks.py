@@ -129,3 +129,23 @@ def test_latest_rows_read_in_key_ranges_equal_one_sorted_read(data_root, tmp_pat
     assert whole.num_rows == 39 and whole.column("cons_acct_key").to_pylist() == sorted(whole.column("cons_acct_key").to_pylist())
     assert {r["rpt_as_of_mo"] for r in whole.to_pylist()} == set(MONTHS)
     assert tables[7].equals(whole) and tables[1].equals(whole)
+
+
+def test_history_matches_source_digested_in_parts_of_accounts_gives_the_same_outcome(built):
+    """A month with more records than ``rows_per_query`` is digested in parts of its
+    accounts (bounded memory): passing and failing, the outcome is the whole month's."""
+    cfg, con, files, source, latest = built
+
+    def same():
+        whole = check_history_matches_source(con, cfg, files, source)
+        for rows in (2, 1):  # 3 accounts a month: 2 and 3 parts
+            parted = check_history_matches_source(con, cfg, files, source, rows_per_query=rows)
+            assert (parted.passed, parted.description, parted.metadata) == (whole.passed, whole.description, whole.metadata)
+            assert {m: o.metadata for m, o in parted.by_partition.items()} == {m: o.metadata for m, o in whole.by_partition.items()}
+        return whole
+
+    assert same().passed
+    _rewrite(files["2024-03"], lambda t: t.set_column(t.schema.get_field_index("balance_am"), "balance_am",
+                                                      pa.array([1.5, 2.5, 3.5])))
+    failed = same()
+    assert not failed.passed and failed.metadata["offending_count"] == 3

@@ -87,6 +87,10 @@ ACCOUNT_OVERHEAD_BYTES = 1200
 # rows read ahead by a combine over all of a month's bucket files together (its memory)
 MERGE_ROWS = 131_072
 MIN_STAGED_ROW_GROUP_ROWS = 1024
+# source records per winners' query of a combine step's history_matches_source check (a month
+# with more is digested in parts of its accounts): DuckDB cannot spill those aggregates, so
+# this, not the accounts per month, bounds the check's memory
+CHECK_ROWS_PER_QUERY = 1_000_000
 # months per bucket step when there is one bucket (SUMMARY_CHUNK_MONTHS=0): chunks are then
 # the only steps that can run side by side
 AUTO_CHUNK_MONTHS = 24
@@ -466,8 +470,8 @@ def combine_group(cfg: SummarySettings, plan: FanoutPlan, lo: str, hi: str, mont
         outcomes = []
         if scanner is not None:
             with open_source(con, cfg, plan, logger=logger) as source:
-                # one month per source query: the winners' aggregate holds a month's accounts, not several
-                outcomes = summary_outcomes(con, cfg, checked, source, facts=scanner.facts, months_per_query=1)
+                outcomes = summary_outcomes(con, cfg, checked, source, facts=scanner.facts,
+                                            rows_per_query=CHECK_ROWS_PER_QUERY)
     finally:
         if copies is not None:
             layout.remove_tree(copies)

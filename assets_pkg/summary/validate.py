@@ -14,6 +14,7 @@ winners from a DuckDB aggregate over the batches.
 - one_row_per_account (latest_summary): one row per account, at its greatest month
 """
 
+import math
 from pathlib import Path
 
 from assets_pkg.checking import ERROR, CheckOutcome, limited
@@ -104,14 +105,16 @@ def check_history_length(con, cfg: SummarySettings, month_files: dict[str, Path]
 
 
 def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[str, Path], source: Source,
-                                 facts: ListFacts | None = None, months_per_query: int | None = None) -> CheckOutcome:
+                                 facts: ListFacts | None = None, rows_per_query: int | None = None) -> CheckOutcome:
     """Rows = source winners (independent SQL aggregate over the source, not the build code).
 
     Per-month digests of the scalar columns against the winners find the suspect months;
     the files' digests and ``[0]`` against the current value come from the month scan
     (:func:`assets_pkg.summary.month_scan.scan_months`), so the files are not read again here. Suspect months are then compared row by row,
-    ``[0]`` included. ``months_per_query``: at most that many months per source query
-    besides the ``max_rows_per_query`` bound (the same result, in less memory)."""
+    ``[0]`` included. ``rows_per_query`` (default ``max_rows_per_query``): the source records
+    one winners' query may aggregate; a month with more is digested in parts of accounts
+    (``hash(key) % parts``), which add up to the same digest. Its memory is then bounded by
+    that setting, not by the accounts (each part scans the month's records again)."""
     name = "history_matches_source"
     months = sorted(month_files)
     if not months:
@@ -122,24 +125,27 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
     packed = ", ".join(f"v{i} := v{i}" for i in range(len(vals)))
     mo_col = "_mo" if source.profile().pushdown else "_month_raw"
 
-    def src_sql(chunk: list[int]) -> tuple[str, list]:
-        """Winners of the months in ``chunk`` (bounded rows: DuckDB cannot spill arg_max states)."""
+    def src_sql(chunk: list[int], part: int = 0, parts: int = 1) -> tuple[str, list]:
+        """Winners of the months in ``chunk`` (bounded rows: DuckDB cannot spill arg_max
+        states), of the accounts in ``part`` of ``parts``."""
+        accounts = f" AND hash(key) % {int(parts)} = {int(part)}" if parts > 1 else ""
         sql = f"""
             SELECT key, month_idx, max(ts) AS ts,
                    arg_max(struct_pack({packed}), struct_pack(t := ts, f := _file, r := _row)) AS w
             FROM summary_src
             WHERE {mo_col} BETWEEN ? AND ? AND month_idx BETWEEN ? AND ? AND list_contains(?, month_idx)
-              AND {source.good_rows_sql()}
+              AND {source.good_rows_sql()}{accounts}
             GROUP BY key, month_idx"""
         return sql, [month_str(chunk[0]), month_str(chunk[-1]) + "~", chunk[0], chunk[-1], chunk]
 
     rows_per_month = source.profile().rows_per_month
+    bound = rows_per_query or cfg.max_rows_per_query
 
     def chunks(idx: list[int]) -> list[list[int]]:
         out, cur, acc = [], [], 0
         for i in idx:
             n = rows_per_month.get(i, 0)
-            if cur and (acc + n > cfg.max_rows_per_query or len(cur) == months_per_query):
+            if cur and acc + n > bound:
                 out.append(cur)
                 cur, acc = [], 0
             cur.append(i)
@@ -161,9 +167,13 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
     idx = [month_index(x) for x in months]
     w_digest = {}
     for chunk in chunks(idx):
-        sql, params = src_sql(chunk)
-        for r in con.execute(f"SELECT month_idx, count(*), sum(hash({w_terms})) FROM ({sql}) GROUP BY 1", params).fetchall():
-            w_digest[month_str(r[0])] = (r[1], r[2])
+        parts = max(1, math.ceil(sum(rows_per_month.get(i, 0) for i in chunk) / bound))
+        for part in range(parts):
+            sql, params = src_sql(chunk, part, parts)
+            for r in con.execute(f"SELECT month_idx, count(*), sum(hash({w_terms})) FROM ({sql}) GROUP BY 1",
+                                 params).fetchall():
+                rows, total = w_digest.get(month_str(r[0]), (0, 0))
+                w_digest[month_str(r[0])] = (rows + r[1], total + r[2])
     suspect = sorted({mo for mo in set(s_digest) | set(w_digest) if s_digest.get(mo) != w_digest.get(mo)}
                      | facts.first_months)
     count, bad, by_month = 0, [], {}
@@ -242,7 +252,7 @@ def check_one_row_per_account(con, cfg: SummarySettings, latest_path: Path | Non
 
 
 def summary_outcomes(con, cfg, month_files, source: Source | None, previous=None,
-                     facts: ListFacts | None = None, months_per_query: int | None = None) -> list[CheckOutcome]:
+                     facts: ListFacts | None = None, rows_per_query: int | None = None) -> list[CheckOutcome]:
     """Every account_summary check; ``facts``: a month scan already made (e.g. by a
     :class:`~assets_pkg.summary.month_scan.MonthPipeline` during the build) of exactly
     ``month_files`` with ``previous``."""
@@ -253,7 +263,7 @@ def summary_outcomes(con, cfg, month_files, source: Source | None, previous=None
         check_history_length(con, cfg, month_files, facts),
     ]
     if source is not None:
-        out.append(check_history_matches_source(con, cfg, month_files, source, facts, months_per_query))
+        out.append(check_history_matches_source(con, cfg, month_files, source, facts, rows_per_query))
     out.append(check_history_consistency(con, cfg, month_files, previous, facts))
     return out
 
