@@ -91,6 +91,9 @@ MIN_STAGED_ROW_GROUP_ROWS = 1024
 # with more is digested in parts of its accounts): DuckDB cannot spill those aggregates, so
 # this, not the accounts per month, bounds the check's memory
 CHECK_ROWS_PER_QUERY = 1_000_000
+# source records per winners' query of a bucket step (max_rows_per_query when lower): the
+# query's aggregate was a third of a 1M-account bucket step's peak at max_rows_per_query's 3M
+BUCKET_QUERY_ROWS = 500_000
 # months per bucket step when there is one bucket (SUMMARY_CHUNK_MONTHS=0): chunks are then
 # the only steps that can run side by side
 AUTO_CHUNK_MONTHS = 24
@@ -329,6 +332,8 @@ def build_bucket(cfg: SummarySettings, plan: FanoutPlan, bucket: int, lo: str, h
     if not 0 <= bucket < plan.buckets:
         raise ValueError(f"bucket {bucket} is not in 0..{plan.buckets - 1}")
     con = con or connect()
+    # the month fingerprints leave max_rows_per_query out: the staged files carry the same ones
+    cfg = cfg.model_copy(update={"max_rows_per_query": min(cfg.max_rows_per_query, BUCKET_QUERY_ROWS)})
 
     def write(month: str, rows) -> WriteResult:
         return write_month_file(rows, staged_file(plan, month, bucket), row_group_rows=staged_row_group_rows(plan))
