@@ -90,9 +90,10 @@ MIN_STAGED_ROW_GROUP_ROWS = 1024
 # source records per winners' query of a combine step's history_matches_source check (a month
 # with more is digested in parts of its accounts): DuckDB cannot spill those aggregates, so
 # this, not the accounts per month, bounds the check's memory
-CHECK_ROWS_PER_QUERY = 1_000_000
-# source records per winners' query of a bucket step (max_rows_per_query when lower): the
-# query's aggregate was a third of a 1M-account bucket step's peak at max_rows_per_query's 3M
+CHECK_ROWS_PER_QUERY = 500_000
+# source records per winners' query of a bucket step (max_rows_per_query when lower): a
+# bucket of 143k accounts x 60 months peaked at 1010 MB with 3M, 607 MB with 500k, for 5%
+# more CPU (bench/NOTES.md)
 BUCKET_QUERY_ROWS = 500_000
 # months per bucket step when there is one bucket (SUMMARY_CHUNK_MONTHS=0): chunks are then
 # the only steps that can run side by side
@@ -358,7 +359,11 @@ class MergedMonth:
 
     def _streams(self) -> list[Iterator[pa.RecordBatch]]:
         plain = self.schema.remove_metadata()
-        return [(b.cast(plain) for b in parquet_file(p).iter_batches(batch_size=self.read_rows)) for p in self.paths]
+        # local bucket files are not pre-buffered (it reads every row group of a file at
+        # once: the month's bytes); on an object store the read-ahead saves a request per
+        # column chunk
+        return [(b.cast(plain) for b in parquet_file(p, pre_buffer=is_remote(p)).iter_batches(batch_size=self.read_rows))
+                for p in self.paths]
 
     def _merged(self) -> Iterator[pa.Table]:
         """Sorted pieces: every key up to the smallest 'last key' of the streams' current
