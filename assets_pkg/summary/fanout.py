@@ -11,14 +11,22 @@ outputs, so a cluster executor may send them to different workers in any order:
   its bucket under the run's staging folder, then a done marker. Its memory is the history
   ring of its bucket's accounts (about ``accounts / B``), so ``SUMMARY_BUCKETS`` (or
   ``SUMMARY_STEP_MEMORY_MB``) bounds it whatever the number of accounts or months.
-- **combine steps** (:func:`combine_chunk`): for each month of a chunk, once every bucket's
-  done marker of that chunk is there, a k-way merge of the bucket files by key (the bucket
-  files are each sorted by key, as the one-step build writes a month) into the one month
-  file ``YYYY-MM.parquet``, published atomically (an empty month deletes the old file, as
-  the one-step build does). Memory: a bounded batch per bucket, not the month.
-- :func:`finish` records the processed batches and removes the staging folder.
+- **combine steps** (:func:`combine_group`): for each month of a group of
+  ``SUMMARY_COMBINE_MONTHS`` months, once every bucket step holding it is done, a k-way
+  merge of the bucket files by key (the bucket files are each sorted by key, as the
+  one-step build writes a month) into the one month file ``YYYY-MM.parquet``, published
+  atomically (an empty month deletes the old file, as the one-step build does); then the
+  month's checks, read back from the published file as the one-step build's are (the
+  history_consistency pair with the month before reads that month's bucket files of this
+  run, or the published file before the run's first month). Memory: a bounded batch per
+  bucket, one month's keys and row hashes, a bounded source query
+  (``CHECK_ROWS_PER_QUERY``).
+- :func:`finish` records the processed batches and removes the staging folder; the run's
+  check results are :func:`run_outcomes` of the combine steps' (per month, as the one-step
+  asset reports them).
 
-Dependencies between chunks: none. A chunk's step needs the history of the L-1 months
+Dependencies between chunks: none (``SUMMARY_CHUNK_MONTHS=0``, the default, makes one
+chunk when there are 2 buckets or more). A chunk's step needs the history of the L-1 months
 before its first month. It reads them from the bucket's staged file of the same run when
 that month's step has already written it (the file carries the month's source
 fingerprint, so :func:`build_months` seeds its ring from it), and otherwise aggregates them
@@ -29,7 +37,8 @@ re-run of one step needs nothing but the source. The published month files are n
 for the warm-up: they hold every bucket's accounts, which would break the memory bound.
 
 Every step works from the same snapshot: the plan pins the batch files (name, size,
-mtime), the current month and the DuckDB version (the bucket hash); a step that sees a
+mtime), their profile (no step scans the source again for it), the current month and the
+DuckDB version (the bucket hash); a step that sees a
 pinned batch changed, gone, or another DuckDB version stops naming it, before writing.
 Batches that arrive during the run are left for the next run.
 
