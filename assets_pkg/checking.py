@@ -33,6 +33,18 @@ class CheckOutcome:
         return f"{text}  {self.description}" if self.description else text
 
 
+def outcome_to_dict(outcome: CheckOutcome) -> dict:
+    """A JSON-serialisable outcome (its partitions' outcomes too): a step of a fan-out
+    graph hands the checks it computed to the step that reports them."""
+    return {"asset": outcome.asset, "name": outcome.name, "passed": outcome.passed, "severity": outcome.severity,
+            "description": outcome.description, "metadata": outcome.metadata,
+            "by_partition": {k: outcome_to_dict(v) for k, v in outcome.by_partition.items()}}
+
+
+def outcome_from_dict(data: dict) -> CheckOutcome:
+    return CheckOutcome(**{**data, "by_partition": {k: outcome_from_dict(v) for k, v in data["by_partition"].items()}})
+
+
 def limited(ids, limit: int = 20) -> list:
     """The first offending ids for metadata (the UI shows them; the count says the rest)."""
     return [str(x) for x in list(ids)[:limit]]

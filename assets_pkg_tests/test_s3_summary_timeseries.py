@@ -204,7 +204,7 @@ def test_check_on_s3_holds_one_month_on_local_disk_at_a_time(s3_root, tmp_path, 
     from assets_pkg.cli import main
     from assets_pkg.io import write_table
     from assets_pkg.summary.config import load_summary_settings
-    from assets_pkg.summary.latest import latest_relation
+    from assets_pkg.summary.latest import latest_reader
     from assets_pkg.summary.month_scan import MonthScanner
     from assets_pkg.summary.months import LATEST_ASSET_PATH
     from assets_pkg.summary.plan import existing_month_files
@@ -215,7 +215,7 @@ def test_check_on_s3_holds_one_month_on_local_disk_at_a_time(s3_root, tmp_path, 
     months = existing_month_files()
     assert len(months) == 6 and all(is_remote(p) for p in months)
     con = duck.connect()
-    write_table(latest_relation(con, load_summary_settings(), months), layout.asset_file(LATEST_ASSET_PATH))
+    write_table(latest_reader(con, load_summary_settings(), months), layout.asset_file(LATEST_ASSET_PATH))
     con.close()
 
     before = set(scratch.rglob("*.parquet"))

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from assets_pkg.duck import connect
-from assets_pkg.summary.latest import latest_relation
+from assets_pkg.summary.latest import latest_reader
 from assets_pkg.summary.months import month_range
 from assets_pkg.summary.source import Source, list_batch_files
 from assets_pkg.summary.validate import (
@@ -32,7 +32,7 @@ def built(data_root, tmp_path):
     files = {p.stem: p for p in sorted(out.glob("*.parquet"))}
     con = connect()
     latest = tmp_path / "latest.parquet"
-    write_table(latest_relation(con, cfg, list(files.values())), latest)
+    write_table(latest_reader(con, cfg, list(files.values())), latest)
     source = Source(con, cfg, list_batch_files(inbox))
     source.profile()
     yield cfg, con, files, source, latest
@@ -110,3 +110,42 @@ def test_one_row_per_account_fails_on_duplicate_and_stale_latest(built):
     _rewrite(latest, lambda t: t.slice(0, 3).set_column(1, "rpt_as_of_mo", pa.array(["2024-06", "2024-05", "2024-06"])))
     out = check_one_row_per_account(con, cfg, latest, files)
     assert not out.passed and out.metadata["offending_keys"] == ["2 (not at its greatest month)"]
+
+
+@pytest.mark.parametrize("key_type", ["BIGINT", "VARCHAR"])
+def test_latest_rows_read_in_key_ranges_equal_one_sorted_read(data_root, tmp_path, key_type):
+    """latest_summary bounds its memory by reading key ranges: any range size gives the
+    same rows in the same order (accounts ending in different months)."""
+    inbox = tmp_path / "inbox"
+    recs = [(k, m, float(k + i), i, 0) for k in range(1, 40) for i, m in enumerate(MONTHS) if i <= k % 6]
+    write_batch(inbox, "0001.parquet", recs)
+    cfg = cfg_for(inbox, key_type=key_type)
+    out = tmp_path / "out"
+    full_build(cfg, out, "2024-01", "2024-06")
+    files = sorted(out.glob("*.parquet"))
+    con = connect()
+    tables = {n: latest_reader(con, cfg, files, rows_per_query=n).read_all() for n in (1000, 7, 1)}
+    whole = tables[1000]
+    assert whole.num_rows == 39 and whole.column("cons_acct_key").to_pylist() == sorted(whole.column("cons_acct_key").to_pylist())
+    assert {r["rpt_as_of_mo"] for r in whole.to_pylist()} == set(MONTHS)
+    assert tables[7].equals(whole) and tables[1].equals(whole)
+
+
+def test_history_matches_source_digested_in_parts_of_accounts_gives_the_same_outcome(built):
+    """A month with more records than ``rows_per_query`` is digested in parts of its
+    accounts (bounded memory): passing and failing, the outcome is the whole month's."""
+    cfg, con, files, source, latest = built
+
+    def same():
+        whole = check_history_matches_source(con, cfg, files, source)
+        for rows in (2, 1):  # 3 accounts a month: 2 and 3 parts
+            parted = check_history_matches_source(con, cfg, files, source, rows_per_query=rows)
+            assert (parted.passed, parted.description, parted.metadata) == (whole.passed, whole.description, whole.metadata)
+            assert {m: o.metadata for m, o in parted.by_partition.items()} == {m: o.metadata for m, o in whole.by_partition.items()}
+        return whole
+
+    assert same().passed
+    _rewrite(files["2024-03"], lambda t: t.set_column(t.schema.get_field_index("balance_am"), "balance_am",
+                                                      pa.array([1.5, 2.5, 3.5])))
+    failed = same()
+    assert not failed.passed and failed.metadata["offending_count"] == 3

@@ -35,6 +35,7 @@ def summary_env(data_root, monkeypatch, tmp_path):
     monkeypatch.setenv("SUMMARY_CONFIG", str(config))
     monkeypatch.setenv("SUMMARY_BUCKETS", "2")
     monkeypatch.setenv("SUMMARY_CHUNK_MONTHS", "8")
+    monkeypatch.setenv("SUMMARY_COMBINE_MONTHS", "5")
     inbox = layout.inbox_dir("accounts")
     records = [(k, m, float(k * 10 + i), i % 4, i) for k in range(1, 30) for i, m in enumerate(MONTHS) if (k * i) % 7]
     write_batch(inbox, "b000.parquet", records)
@@ -51,7 +52,7 @@ def test_fanout_run_on_the_multiprocess_executor_equals_the_in_process_run(summa
         steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
         checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     assert sum("summary_bucket_step[" in s for s in steps) == 2 * 2  # 2 buckets x 2 chunks
-    assert sum("summary_combine_chunk[" in s for s in steps) == 2
+    assert sum("summary_combine_months[" in s for s in steps) == 3  # 2024-01..05, 06..10, 11..12
     assert all(c.passed for c in checks), checks
     fanned = read_months(folder)
     assert len(fanned) == 10  # 2024-01 and 2024-08 have no records

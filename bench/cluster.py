@@ -438,6 +438,18 @@ def steps_table(results) -> str:
             lines.append(f"| {work} | {size:,} | {key} | {step.get('worker', '?')} | {seconds} | "
                          f"{'-' if sampled is None else f'{sampled:.0f}'} | "
                          f"{'-' if reported is None else f'{reported:.0f}'} |")
+    lines += ["", "Per kind of step (same runs): where the cluster's step time goes", "",
+              "| work | size | step kind | steps | step seconds (sum) | longest s | largest sampled peak RSS MB |",
+              "|---|---:|---|---:|---:|---:|---:|"]
+    for (work, size), run in last.items():
+        kinds: dict[str, list] = {}
+        for key, step in run.get("steps", {}).items():
+            if "end" in step:
+                kind = key.split("[", 1)[0].rsplit(".", 1)[-1]
+                kinds.setdefault(kind, []).append((step["end"] - step["start"], step.get("sampled_peak_rss_mb") or 0.0))
+        for kind, found in sorted(kinds.items(), key=lambda kv: -sum(s for s, _ in kv[1])):
+            lines.append(f"| {work} | {size:,} | {kind} | {len(found)} | {sum(s for s, _ in found):.1f} | "
+                         f"{max(s for s, _ in found):.1f} | {max(r for _, r in found):.0f} |")
     return "\n".join(lines)
 
 

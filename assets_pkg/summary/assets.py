@@ -24,7 +24,7 @@ from assets_pkg.settings import at_load
 from assets_pkg.resources.duckdb import DuckDBResource
 from assets_pkg.summary.config import SummarySettings, load_summary_settings
 from assets_pkg.summary.engine import rebuild_months
-from assets_pkg.summary.latest import latest_relation
+from assets_pkg.summary.latest import latest_reader
 from assets_pkg.summary.months import LATEST_ASSET_PATH, MONTHS_ASSET_PATH
 from assets_pkg.summary.plan import existing_month_files, month_file
 from assets_pkg.summary.validate import CHECK_NAMES, check_one_row_per_account
@@ -158,8 +158,8 @@ def latest_summary(context: dg.AssetExecutionContext, config: SummaryConfig, duc
     path = layout.asset_file(LATEST_ASSET_PATH)
     with domain_lock("summary", context.run_id, logger=context.log):
         months = existing_month_files()
-        relation = latest_relation(con, cfg, months)
-        written = write_table(relation, path) if relation is not None else write_table(_empty(cfg), path)
+        rows = latest_reader(con, cfg, months)
+        written = write_table(rows, path) if rows is not None else write_table(_empty(cfg), path)
         by_month = {p.stem: p for p in months}
         outcome = check_one_row_per_account(con, cfg, written.path, by_month)
     yield check_result(outcome, LATEST_SUMMARY)

@@ -11,14 +11,22 @@ outputs, so a cluster executor may send them to different workers in any order:
   its bucket under the run's staging folder, then a done marker. Its memory is the history
   ring of its bucket's accounts (about ``accounts / B``), so ``SUMMARY_BUCKETS`` (or
   ``SUMMARY_STEP_MEMORY_MB``) bounds it whatever the number of accounts or months.
-- **combine steps** (:func:`combine_chunk`): for each month of a chunk, once every bucket's
-  done marker of that chunk is there, a k-way merge of the bucket files by key (the bucket
-  files are each sorted by key, as the one-step build writes a month) into the one month
-  file ``YYYY-MM.parquet``, published atomically (an empty month deletes the old file, as
-  the one-step build does). Memory: a bounded batch per bucket, not the month.
-- :func:`finish` records the processed batches and removes the staging folder.
+- **combine steps** (:func:`combine_group`): for each month of a group of
+  ``SUMMARY_COMBINE_MONTHS`` months, once every bucket step holding it is done, a k-way
+  merge of the bucket files by key (the bucket files are each sorted by key, as the
+  one-step build writes a month) into the one month file ``YYYY-MM.parquet``, published
+  atomically (an empty month deletes the old file, as the one-step build does); then the
+  month's checks, read back from the published file as the one-step build's are (the
+  history_consistency pair with the month before reads that month's bucket files of this
+  run, or the published file before the run's first month). Memory: a bounded batch per
+  bucket, one month's keys and row hashes, a bounded source query
+  (``CHECK_ROWS_PER_QUERY``).
+- :func:`finish` records the processed batches and removes the staging folder; the run's
+  check results are :func:`run_outcomes` of the combine steps' (per month, as the one-step
+  asset reports them).
 
-Dependencies between chunks: none. A chunk's step needs the history of the L-1 months
+Dependencies between chunks: none (``SUMMARY_CHUNK_MONTHS=0``, the default, makes one
+chunk when there are 2 buckets or more). A chunk's step needs the history of the L-1 months
 before its first month. It reads them from the bucket's staged file of the same run when
 that month's step has already written it (the file carries the month's source
 fingerprint, so :func:`build_months` seeds its ring from it), and otherwise aggregates them
@@ -29,7 +37,8 @@ re-run of one step needs nothing but the source. The published month files are n
 for the warm-up: they hold every bucket's accounts, which would break the memory bound.
 
 Every step works from the same snapshot: the plan pins the batch files (name, size,
-mtime), the current month and the DuckDB version (the bucket hash); a step that sees a
+mtime), their profile (no step scans the source again for it), the current month and the
+DuckDB version (the bucket hash); a step that sees a
 pinned batch changed, gone, or another DuckDB version stops naming it, before writing.
 Batches that arrive during the run are left for the next run.
 
@@ -40,6 +49,7 @@ the IO manager, the checks or ``latest_summary``. A killed step leaves at most a
 
 import json
 import math
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -50,12 +60,15 @@ import pyarrow.compute as pc
 from pydantic import model_validator
 
 from assets_pkg import layout
+from assets_pkg.checking import CheckOutcome, outcome_from_dict, outcome_to_dict
 from assets_pkg.duck import connect
 from assets_pkg.io import WriteResult, atomic_write_json
 from assets_pkg.io.locks import domain_lock
 from assets_pkg.obs import log_event, peak_rss_mb
 from assets_pkg.settings import SettingsModel, setting
-from assets_pkg.storage.arrow import parquet_file
+from assets_pkg.storage import is_remote, local_scratch
+from assets_pkg.storage.arrow import fetch, parquet_file
+from assets_pkg.storage.objects import file_exists
 from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.build import BuildStats, build_months
 from assets_pkg.summary.config import SummarySettings
@@ -66,9 +79,11 @@ from assets_pkg.summary.month_file import (
     output_schema,
     write_month_file,
 )
-from assets_pkg.summary.months import current_month, month_index, month_range, month_str
+from assets_pkg.summary.month_scan import MonthScanner
+from assets_pkg.summary.months import add_months, current_month, month_index, month_range, month_str
 from assets_pkg.summary.plan import reflected_files
 from assets_pkg.summary.source import VIEW, BatchFile, Source, SourceProfile, list_batch_files
+from assets_pkg.summary.validate import merge_outcomes, summary_outcomes
 
 DOMAIN = "summary"
 # process baseline of a step (interpreter, pyarrow, the DuckDB query of up to
@@ -81,6 +96,17 @@ ACCOUNT_OVERHEAD_BYTES = 1200
 # rows read ahead by a combine over all of a month's bucket files together (its memory)
 MERGE_ROWS = 131_072
 MIN_STAGED_ROW_GROUP_ROWS = 1024
+# source records per winners' query of a combine step's history_matches_source check (a month
+# with more is digested in parts of its accounts): DuckDB cannot spill those aggregates, so
+# this, not the accounts per month, bounds the check's memory
+CHECK_ROWS_PER_QUERY = 500_000
+# source records per winners' query of a bucket step (max_rows_per_query when lower): a
+# bucket of 143k accounts x 60 months peaked at 1010 MB with 3M, 607 MB with 500k, for 5%
+# more CPU (bench/NOTES.md)
+BUCKET_QUERY_ROWS = 500_000
+# months per bucket step when there is one bucket (SUMMARY_CHUNK_MONTHS=0): chunks are then
+# the only steps that can run side by side
+AUTO_CHUNK_MONTHS = 24
 
 
 class FanoutError(RuntimeError):
@@ -99,8 +125,13 @@ class FanoutSettings(SettingsModel):
         description="Memory budget of one summary bucket step, used to choose the bucket count when "
                     "SUMMARY_BUCKETS is 0.")
     chunk_months: int = setting(
-        24, env="SUMMARY_CHUNK_MONTHS",
-        description="Months per summary step; each step also reads the history_length-1 months before its chunk.")
+        0, env="SUMMARY_CHUNK_MONTHS",
+        description="Months per summary bucket step; each step also reads the history_length-1 months before its "
+                    f"chunk. 0 = the whole range when there are 2 buckets or more, else {AUTO_CHUNK_MONTHS}.")
+    combine_months: int = setting(
+        12, env="SUMMARY_COMBINE_MONTHS",
+        description="Months per summary combine step (merges each month's bucket files into the month file and "
+                    "runs that month's checks).")
 
     @model_validator(mode="after")
     def _validate(self):
@@ -108,9 +139,18 @@ class FanoutSettings(SettingsModel):
             raise ValueError("SUMMARY_BUCKETS must be >= 0")
         if self.step_memory_mb <= STEP_BASE_MB:
             raise ValueError(f"SUMMARY_STEP_MEMORY_MB must be more than the step's baseline of {STEP_BASE_MB} MB")
-        if self.chunk_months < 1:
-            raise ValueError("SUMMARY_CHUNK_MONTHS must be >= 1")
+        if self.chunk_months < 0:
+            raise ValueError("SUMMARY_CHUNK_MONTHS must be >= 0 (0: automatic)")
+        if self.combine_months < 1:
+            raise ValueError("SUMMARY_COMBINE_MONTHS must be >= 1")
         return self
+
+    def chunk_months_for(self, buckets: int) -> int:
+        """Months per bucket step: a chunk after the first re-reads the history_length-1
+        months before it, so with buckets enough to run steps side by side one chunk."""
+        if self.chunk_months:
+            return self.chunk_months
+        return 10**6 if buckets >= 2 else AUTO_CHUNK_MONTHS
 
 
 def bucket_sql(buckets: int, key: str = "key") -> str:
@@ -158,6 +198,9 @@ class FanoutPlan:
     duckdb_version: str
     accounts: int = 0  # estimated distinct accounts (chose the bucket count)
     steps_memory_mb: int = 0
+    groups: list[tuple[str, str]] = field(default_factory=list)  # months of each combine step
+    # the source profile of the pinned files (SourceProfile.to_dict): no step scans them again for it
+    profile: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -166,6 +209,7 @@ class FanoutPlan:
     def from_json(cls, text: str) -> "FanoutPlan":
         data = json.loads(text)
         data["chunks"] = [tuple(c) for c in data["chunks"]]
+        data["groups"] = [tuple(c) for c in data.get("groups", [])]
         return cls(**data)
 
     @property
@@ -203,6 +247,8 @@ def done_marker(plan: FanoutPlan, bucket: int, lo: str, hi: str) -> Path:
 
 
 def combined_marker(plan: FanoutPlan, lo: str, hi: str) -> Path:
+    """Written by the combine step of months ``lo..hi`` once they are published and
+    checked: its rows and check outcomes (a re-run of the step returns them)."""
     return staging_dir(plan) / "_combined" / f"{lo}_{hi}.json"
 
 
@@ -252,9 +298,11 @@ def open_source(con, cfg, plan: FanoutPlan, bucket: int | None = None, logger=No
         raise FanoutError(f"summary run {plan.run} was planned with DuckDB {plan.duckdb_version}, this worker "
                           f"has {duckdb.__version__}: the account buckets (DuckDB hash) would differ")
     files = pinned_files(cfg, plan)
+    profile = SourceProfile.from_dict(plan.profile) if plan.profile else None
     if bucket is None:
-        return Source(con, cfg, files, now_month=plan.now_month, logger=logger)
-    return BucketSource(con, cfg, files, bucket, plan.buckets, now_month=plan.now_month, logger=logger)
+        return Source(con, cfg, files, now_month=plan.now_month, logger=logger, profile=profile)
+    return BucketSource(con, cfg, files, bucket, plan.buckets, now_month=plan.now_month, logger=logger,
+                        profile=profile)
 
 
 # ---- plan ----------------------------------------------------------------------------------
@@ -269,7 +317,7 @@ def plan_fanout(cfg: SummarySettings, start: str, end: str, run: str, settings: 
     layout.remove_stale_staging(DOMAIN)
     files = list_batch_files(cfg.source_path)
     with Source(con, cfg, files, now_month=now_month or current_month(), logger=logger) as source:
-        source.profile()  # raises on bad input: nothing written yet
+        profile = source.profile()  # raises on bad input: nothing written yet
         lo = max(month_index(start) - (cfg.history_length - 1), cfg.first_month_index)
         rows = con.execute(
             f"SELECT approx_count_distinct(key) FROM {VIEW} WHERE {source.good_rows_sql()} "
@@ -278,10 +326,12 @@ def plan_fanout(cfg: SummarySettings, start: str, end: str, run: str, settings: 
         buckets = choose_buckets(cfg, accounts, settings)
         return FanoutPlan(
             run=run, start=start, end=end, buckets=buckets,
-            chunks=month_chunks(start, end, settings.chunk_months),
+            chunks=month_chunks(start, end, settings.chunk_months_for(buckets)),
             files={f.name: f.identity for f in files},
             now_month=source.now_month, duckdb_version=duckdb.__version__, accounts=accounts,
             steps_memory_mb=settings.step_memory_mb,
+            groups=month_chunks(start, end, settings.combine_months),
+            profile=profile.to_dict(),
         )
 
 
@@ -292,6 +342,8 @@ def build_bucket(cfg: SummarySettings, plan: FanoutPlan, bucket: int, lo: str, h
     if not 0 <= bucket < plan.buckets:
         raise ValueError(f"bucket {bucket} is not in 0..{plan.buckets - 1}")
     con = con or connect()
+    # the month fingerprints leave max_rows_per_query out: the staged files carry the same ones
+    cfg = cfg.model_copy(update={"max_rows_per_query": min(cfg.max_rows_per_query, BUCKET_QUERY_ROWS)})
 
     def write(month: str, rows) -> WriteResult:
         return write_month_file(rows, staged_file(plan, month, bucket), row_group_rows=staged_row_group_rows(plan))
@@ -316,7 +368,11 @@ class MergedMonth:
 
     def _streams(self) -> list[Iterator[pa.RecordBatch]]:
         plain = self.schema.remove_metadata()
-        return [(b.cast(plain) for b in parquet_file(p).iter_batches(batch_size=self.read_rows)) for p in self.paths]
+        # local bucket files are not pre-buffered (it reads every row group of a file at
+        # once: the month's bytes); on an object store the read-ahead saves a request per
+        # column chunk
+        return [(b.cast(plain) for b in parquet_file(p, pre_buffer=is_remote(p)).iter_batches(batch_size=self.read_rows))
+                for p in self.paths]
 
     def _merged(self) -> Iterator[pa.Table]:
         """Sorted pieces: every key up to the smallest 'last key' of the streams' current
@@ -360,10 +416,15 @@ class MergedMonth:
 
 
 def _check_done(plan: FanoutPlan, lo: str, hi: str) -> None:
-    missing = [b for b in range(plan.buckets) if not done_marker(plan, b, lo, hi).is_file()]
+    """Every bucket step of every chunk holding a month of ``lo..hi`` has finished."""
+    missing = [(b, c_lo, c_hi) for c_lo, c_hi in plan.chunks
+               if month_index(c_lo) <= month_index(hi) and month_index(c_hi) >= month_index(lo)
+               for b in range(plan.buckets) if not done_marker(plan, b, c_lo, c_hi).is_file()]
     if missing:
+        b, c_lo, c_hi = missing[0]
         raise FanoutError(f"summary run {plan.run}: months {lo}..{hi} cannot be combined, bucket step(s) "
-                          f"{missing[:10]} of {plan.buckets} have not finished (no {done_marker(plan, missing[0], lo, hi)})")
+                          f"{sorted({m[0] for m in missing})[:10]} of {plan.buckets} have not finished "
+                          f"(no {done_marker(plan, b, c_lo, c_hi)})")
 
 
 def merged_month(cfg: SummarySettings, plan: FanoutPlan, month: str) -> "MergedMonth | pa.Table":
@@ -385,30 +446,71 @@ def merged_month(cfg: SummarySettings, plan: FanoutPlan, month: str) -> "MergedM
     return MergedMonth(paths, schema, rows, read_rows)
 
 
-def combine_chunk(cfg: SummarySettings, plan: FanoutPlan, lo: str, hi: str,
-                  month_path: Callable[[str], Path], logger=None) -> dict[str, int]:
-    """Publish months ``lo..hi`` from the bucket files once every bucket step of the chunk
-    is done; returns the rows per month. The chunk's staged files are removed after."""
-    _check_done(plan, lo, hi)
-    rows = {}
+def combine_group(cfg: SummarySettings, plan: FanoutPlan, lo: str, hi: str, month_path: Callable[[str], Path],
+                  con=None, logger=None, run_checks: bool = True) -> dict:
+    """Publish months ``lo..hi`` from the bucket files once every bucket step holding them
+    is done, and check each month as the one-step build does (the month before ``lo`` is
+    read for the history_consistency pair: the published file before the run's first
+    month, else that month's bucket files of this run). Returns ``{"rows_per_month",
+    "outcomes"}`` (outcomes as :func:`assets_pkg.checking.outcome_to_dict`; the run's are
+    :func:`assets_pkg.summary.validate.merge_outcomes` of every group's in month order).
+
+    Re-running a combine that finished returns what it recorded. Its staged months are
+    removed after, except ``hi`` (the next group's neighbour): :func:`finish` removes it."""
+    marker = combined_marker(plan, lo, hi)
+    if marker.is_file():
+        return json.loads(marker.read_text(encoding="utf-8"))
+    before = add_months(lo, -1)
+    _check_done(plan, before if lo != plan.start else lo, hi)
+    con = con or connect()
+    # an object-store root: the checks read local copies of the months uploaded (hard links)
+    copies = Path(tempfile.mkdtemp(dir=local_scratch("summary-checks"))) if run_checks and is_remote(month_path(lo)) else None
+    try:
+        scanner = MonthScanner(cfg, con) if run_checks else None
+        if scanner is not None:
+            if lo == plan.start:
+                if file_exists(month_path(before)):
+                    path = month_path(before)
+                    if copies is not None:
+                        path = fetch({f"{before}.parquet": path}, copies)[f"{before}.parquet"]
+                    scanner.add(before, path, report=False)
+            else:
+                neighbour = merged_month(cfg, plan, before)
+                scanner.add(before, None, report=False, rows=neighbour if neighbour.num_rows else None)
+        rows, checked = {}, {}
+        for month in month_range(lo, hi):
+            keep = copies / f"{month}.parquet" if copies is not None else None
+            result = write_month_file(merged_month(cfg, plan, month), month_path(month), keep=keep)
+            rows[month] = result.rows
+            if result.path is not None:
+                checked[month] = keep or result.path
+            if scanner is not None:
+                scanner.add(month, checked.get(month))
+        outcomes = []
+        if scanner is not None:
+            with open_source(con, cfg, plan, logger=logger) as source:
+                outcomes = summary_outcomes(con, cfg, checked, source, facts=scanner.facts,
+                                            rows_per_query=CHECK_ROWS_PER_QUERY)
+    finally:
+        if copies is not None:
+            layout.remove_tree(copies)
+    done = {"rows_per_month": rows, "outcomes": [outcome_to_dict(o) for o in outcomes]}
+    atomic_write_json(marker, done)
     for month in month_range(lo, hi):
-        result = write_month_file(merged_month(cfg, plan, month), month_path(month))
-        rows[month] = result.rows
-    for month in month_range(lo, hi):
-        layout.remove_tree(staging_dir(plan) / month)
-    atomic_write_json(combined_marker(plan, lo, hi), {"rows_per_month": rows})
-    log_event("summary_chunk_combined", logger, run=plan.run, start=lo, end=hi, rows=sum(rows.values()),
-              peak_rss_mb=peak_rss_mb())
-    return rows
+        if month != hi or hi == plan.end:
+            layout.remove_tree(staging_dir(plan) / month)
+    log_event("summary_months_combined", logger, run=plan.run, start=lo, end=hi, rows=sum(rows.values()),
+              failed_checks=sorted({o.name for o in outcomes if not o.passed}), peak_rss_mb=peak_rss_mb())
+    return done
 
 
 # ---- finish --------------------------------------------------------------------------------
 def finish(cfg: SummarySettings, plan: FanoutPlan, state_file: Path | None = None, con=None, run_id=None,
            logger=None, update_state: bool = True) -> list[str]:
-    """After every chunk is combined: record the batches the summary now reflects (as the
-    one-step build does) and remove the run's staging folder. Returns the newly processed
-    batch names."""
-    missing = [f"{lo}..{hi}" for lo, hi in plan.chunks if not combined_marker(plan, lo, hi).is_file()]
+    """After every month group is combined: record the batches the summary now reflects
+    (as the one-step build does) and remove the run's staging folder. Returns the newly
+    processed batch names."""
+    missing = [f"{lo}..{hi}" for lo, hi in plan.groups if not combined_marker(plan, lo, hi).is_file()]
     if missing:
         raise FanoutError(f"summary run {plan.run}: months {missing[:10]} were not combined yet")
     newly: list[str] = []
@@ -428,18 +530,25 @@ def finish(cfg: SummarySettings, plan: FanoutPlan, state_file: Path | None = Non
     return newly
 
 
+def run_outcomes(combined: list[dict]) -> list[CheckOutcome]:
+    """The run's checks from its combine steps' results (any order)."""
+    ordered = sorted(combined, key=lambda part: min(part["rows_per_month"], default=""))
+    return merge_outcomes([[outcome_from_dict(o) for o in part["outcomes"]] for part in ordered])
+
+
 @dataclass
 class FanoutResult:
     plan: FanoutPlan
     rows_per_month: dict[str, int] = field(default_factory=dict)
     step_peak_rss_mb: float = 0.0
     newly_processed: list[str] = field(default_factory=list)
+    outcomes: list[CheckOutcome] = field(default_factory=list)
 
 
 def run_fanout(cfg: SummarySettings, start: str, end: str, month_path: Callable[[str], Path], run: str,
                settings: FanoutSettings | None = None, con=None, now_month: str | None = None, logger=None,
                state_file: Path | None = None, update_state: bool = True,
-               step_order: Callable[[list], list] | None = None) -> FanoutResult:
+               step_order: Callable[[list], list] | None = None, run_checks: bool = True) -> FanoutResult:
     """Every step of a fan-out run in this process, one after another (tests, bench, CLI);
     ``step_order`` may shuffle the bucket steps (any order gives the same files)."""
     con = con or connect()
@@ -449,7 +558,10 @@ def run_fanout(cfg: SummarySettings, start: str, end: str, month_path: Callable[
     for bucket, lo, hi in steps:
         stats = build_bucket(cfg, plan, bucket, lo, hi, con=con, logger=logger)
         result.step_peak_rss_mb = max(result.step_peak_rss_mb, stats.peak_rss_mb)
-    for lo, hi in plan.chunks:
-        result.rows_per_month.update(combine_chunk(cfg, plan, lo, hi, month_path, logger=logger))
+    combined = [combine_group(cfg, plan, lo, hi, month_path, con=con, logger=logger, run_checks=run_checks)
+                for lo, hi in plan.groups]
+    for part in combined:
+        result.rows_per_month.update(part["rows_per_month"])
+    result.outcomes = run_outcomes(combined) if run_checks else []
     result.newly_processed = finish(cfg, plan, state_file, con=con, logger=logger, update_state=update_state)
     return result

@@ -2,8 +2,9 @@
 
 When ``ASSETS_PKG_EXECUTOR`` is not ``in_process`` (multiprocess, celery) a range run of
 ``account_summary`` is this graph instead of the one-step asset: a plan step, one step per
-(account bucket, month chunk), one combine step per chunk, then a finish step that runs
-the checks and records the processed batches. The executor may send every step to another
+(account bucket, month chunk), one combine step per group of months (publishes each
+month and runs its checks), then a finish step that reports the checks per month and for
+the run and records the processed batches. The executor may send every step to another
 worker: each reads its inputs from the data root and writes only its own outputs
 (:mod:`assets_pkg.summary.fanout`). The embedded default keeps the one-step asset, which
 is faster on one machine.
@@ -19,9 +20,7 @@ from assets_pkg.step_messages import step_messages_io_manager
 from assets_pkg.summary import fanout
 from assets_pkg.summary.assets import ACCOUNT_SUMMARY, _case_metadata, account_summary, monthly_partitions
 from assets_pkg.summary.config import load_summary_settings
-from assets_pkg.summary.months import add_months, month_range
 from assets_pkg.summary.plan import month_file
-from assets_pkg.summary.validate import summary_outcomes
 
 CHECK_SPECS = list(account_summary.check_specs)
 CHECK_OUTS = {spec.get_python_identifier(): spec for spec in CHECK_SPECS}
@@ -41,7 +40,7 @@ def summary_fanout_plan(context: dg.OpExecutionContext, duckdb: DuckDBResource):
     plan = fanout.plan_fanout(load_summary_settings(), months[0], months[-1], context.run_id,
                               con=duckdb.connect(), logger=context.log)
     context.log.info(f"summary fan-out: {plan.buckets} bucket(s) x {len(plan.chunks)} chunk(s) of months "
-                     f"{plan.start}..{plan.end}, about {plan.accounts} accounts")
+                     f"{plan.start}..{plan.end}, {len(plan.groups)} combine step(s), about {plan.accounts} accounts")
     for bucket, lo, hi in plan.steps:
         step = {"plan": plan.to_json(), "bucket": bucket, "lo": lo, "hi": hi}
         yield dg.DynamicOutput(json.dumps(step), mapping_key=_key(f"b{bucket}", lo))
@@ -59,42 +58,39 @@ def summary_bucket_step(context: dg.OpExecutionContext, duckdb: DuckDBResource, 
     return data["plan"]
 
 
-@dg.op(out=dg.DynamicOut(str, **MESSAGE), tags={"summary/step": "chunks"})
-def summary_fanout_chunks(plans: list[str]):
-    """Every bucket step is done: one combine step per month chunk."""
+@dg.op(out=dg.DynamicOut(str, **MESSAGE), tags={"summary/step": "groups"})
+def summary_fanout_groups(plans: list[str]):
+    """Every bucket step is done: one combine step per group of months."""
     plan = fanout.FanoutPlan.from_json(plans[0])
-    for lo, hi in plan.chunks:
+    for lo, hi in plan.groups:
         yield dg.DynamicOutput(json.dumps({"plan": plans[0], "lo": lo, "hi": hi}), mapping_key=_key(lo, hi))
 
 
 @dg.op(out=dg.Out(dict, **MESSAGE), tags={"summary/step": "combine"})
-def summary_combine_chunk(context: dg.OpExecutionContext, chunk: str) -> dict:
-    """Merge the bucket files of each month of one chunk into its month file (atomic)."""
-    data = json.loads(chunk)
+def summary_combine_months(context: dg.OpExecutionContext, duckdb: DuckDBResource, group: str) -> dict:
+    """Merge the bucket files of each month of one group into its month file (atomic) and
+    run that month's checks."""
+    data = json.loads(group)
     plan = fanout.FanoutPlan.from_json(data["plan"])
-    return fanout.combine_chunk(load_summary_settings(), plan, data["lo"], data["hi"], month_file, logger=context.log)
+    return fanout.combine_group(load_summary_settings(), plan, data["lo"], data["hi"], month_file,
+                                con=duckdb.connect(), logger=context.log)
 
 
 @dg.op(out={"result": dg.Out(dg.Nothing), **{name: dg.Out(dg.Nothing) for name in CHECK_OUTS}},
        tags={"summary/step": "finish"})
 def summary_fanout_finish(context: dg.OpExecutionContext, duckdb: DuckDBResource, plans: list[str],
                           combined: list[dict]):
-    """Checks over the run's months, the processed batches recorded, staging removed."""
+    """The checks the combine steps computed, reported per month and for the run; the
+    processed batches recorded; staging removed."""
     plan = fanout.FanoutPlan.from_json(plans[0])
-    cfg = load_summary_settings()
-    con = duckdb.connect()
-    newly = fanout.finish(cfg, plan, con=con, run_id=context.run_id, logger=context.log)
-    rows = {m: n for part in combined for m, n in part.items()}
-    existing = {m: month_file(m) for m in month_range(plan.start, plan.end) if month_file(m).is_file()}
-    before = add_months(plan.start, -1)
-    previous = {before: month_file(before)} if month_file(before).is_file() else {}
-    with fanout.open_source(con, cfg, plan) as source:
-        outcomes = summary_outcomes(con, cfg, existing, source, previous)
-    for outcome in outcomes:
+    newly = fanout.finish(load_summary_settings(), plan, con=duckdb.connect(), run_id=context.run_id,
+                          logger=context.log)
+    rows = {m: n for part in combined for m, n in part["rows_per_month"].items()}
+    for outcome in fanout.run_outcomes(combined):
         yield per_partition_check(context, outcome.by_partition, outcome)
     yield dg.Output(None, "result", metadata={
         "dagster/row_count": sum(rows.values()), "months": len(rows), "buckets": plan.buckets,
-        "chunks": len(plan.chunks), "newly_processed_batches": len(newly),
+        "chunks": len(plan.chunks), "combine_steps": len(plan.groups), "newly_processed_batches": len(newly),
         "rows_per_month": dg.MetadataValue.json(rows), **_case_metadata(context.run.tags),
     })
 
@@ -113,10 +109,10 @@ _ONE_STEP = account_summary.specs_by_key[ACCOUNT_SUMMARY]
 def account_summary_fanout():
     """One row per (account, month) with `<col>_history` arrays, as the one-step
     `account_summary`, built by steps that fit any worker: (account hash bucket, month
-    chunk) steps, one combine per chunk, then the checks (SUMMARY_BUCKETS,
-    SUMMARY_STEP_MEMORY_MB, SUMMARY_CHUNK_MONTHS)."""
+    chunk) steps, then one combine per group of months that publishes and checks them
+    (SUMMARY_BUCKETS, SUMMARY_STEP_MEMORY_MB, SUMMARY_CHUNK_MONTHS, SUMMARY_COMBINE_MONTHS)."""
     steps = summary_fanout_plan()
     plans = steps.map(summary_bucket_step).collect()
-    combined = summary_fanout_chunks(plans).map(summary_combine_chunk).collect()
+    combined = summary_fanout_groups(plans).map(summary_combine_months).collect()
     outs = summary_fanout_finish(plans, combined)
     return {"result": outs.result, **{name: getattr(outs, name) for name in CHECK_OUTS}}

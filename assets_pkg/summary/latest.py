@@ -2,21 +2,35 @@
 
 Reads only the key and month columns of every month file to find each account's greatest
 month, then reads full rows (with history arrays) only from the files that hold them.
+
+The rows come out ordered by key, one key range at a time: sorting every account's full
+row (the history arrays) at once took memory in proportion to the accounts (1.2 GB at 1M
+accounts), and DuckDB could not keep such a sort under a low ``memory_limit``. A range
+holds at most ``rows_per_query`` accounts, and each query reads only the row groups of
+the (key-sorted) month files whose key statistics overlap it.
 """
 
+import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from assets_pkg.duck import quote_ident
 from assets_pkg.storage import as_path, is_remote
 from assets_pkg.storage.arrow import dataset
 from assets_pkg.summary.config import SummarySettings
 
+# accounts per query: their full rows are sorted in DuckDB (~1 KB each with 36-month histories)
+ROWS_PER_QUERY = 200_000
+BATCH_ROWS = 65_536
 
-def latest_relation(con: duckdb.DuckDBPyConnection, cfg: SummarySettings, month_files: list[Path]):
-    """A DuckDB relation (ordered by key) with the latest row per account, or None when
-    there are no month files."""
+
+def latest_reader(con: duckdb.DuckDBPyConnection, cfg: SummarySettings, month_files: list[Path],
+                  rows_per_query: int = ROWS_PER_QUERY) -> pa.RecordBatchReader | None:
+    """The latest row per account, ordered by key, streamed; None when there are no month
+    files."""
     files = sorted(str(p) for p in month_files)
     if not files:
         return None
@@ -32,21 +46,61 @@ def latest_relation(con: duckdb.DuckDBPyConnection, cfg: SummarySettings, month_
         [] if remote else [files],
     )
     months = {r[0] for r in con.execute("SELECT DISTINCT month FROM summary_latest_keys").fetchall()}
+    accounts = con.execute("SELECT count(*) FROM summary_latest_keys").fetchall()[0][0]
+    ranges = _key_ranges(con, math.ceil(accounts / max(1, rows_per_query)))
     if remote:
         # one scan of the files holding someone's latest month, joined on (key, month)
         needed = [as_path(p) for p in files if p.rsplit("/", 1)[-1].removesuffix(".parquet") in months]
         con.register("summary_latest_rows", dataset(needed))
-        return con.sql(f"SELECT t.* FROM summary_latest_rows t SEMI JOIN summary_latest_keys l "
-                       f"ON t.{k} = l.key AND t.{m} = l.month ORDER BY t.{k}")
-    parts = []
-    for path in files:
-        month = path.rsplit("/", 1)[-1].removesuffix(".parquet")
-        if month not in months:
-            continue
-        lit = path.replace("'", "''")
-        mlit = month.replace("'", "''")
-        parts.append(
-            f"SELECT t.* FROM read_parquet('{lit}') t SEMI JOIN "
-            f"(SELECT key FROM summary_latest_keys WHERE month = '{mlit}') l ON t.{k} = l.key"
-        )
-    return con.sql(f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY {k}")
+
+        def query(lo, hi) -> duckdb.DuckDBPyRelation:
+            where, params = _range_sql("t." + k, lo, hi)
+            return con.sql(f"SELECT t.* FROM summary_latest_rows t SEMI JOIN summary_latest_keys l "
+                           f"ON t.{k} = l.key AND t.{m} = l.month WHERE {where} ORDER BY t.{k}", params=params)
+    else:
+        def query(lo, hi) -> duckdb.DuckDBPyRelation:
+            parts, params = [], []
+            for path in files:
+                month = path.rsplit("/", 1)[-1].removesuffix(".parquet")
+                if month not in months:
+                    continue
+                where, bound = _range_sql(f"t.{k}", lo, hi)
+                lit = path.replace("'", "''")
+                parts.append(
+                    f"SELECT t.* FROM read_parquet('{lit}') t SEMI JOIN "
+                    f"(SELECT key FROM summary_latest_keys WHERE month = ?) l ON t.{k} = l.key WHERE {where}"
+                )
+                params += [month, *bound]
+            return con.sql(f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY {k}", params=params)
+
+    first = query(*ranges[0]).fetch_record_batch(BATCH_ROWS)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        yield from first
+        for lo, hi in ranges[1:]:  # one range's result is read whole before the next query runs
+            yield from query(lo, hi).fetch_record_batch(BATCH_ROWS)
+
+    return pa.RecordBatchReader.from_batches(first.schema, batches())
+
+
+def _key_ranges(con, count: int) -> list[tuple]:
+    """``count`` consecutive key ranges ``(lo, hi]`` of about equal numbers of accounts
+    (None: unbounded), from the accounts' keys."""
+    if count <= 1:
+        return [(None, None)]
+    points = [i / count for i in range(1, count)]
+    bounds = con.execute("SELECT quantile_disc(key, ?) FROM summary_latest_keys", [points]).fetchall()[0][0]
+    bounds = sorted(set(bounds))
+    edges = [None, *bounds, None]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _range_sql(column: str, lo, hi) -> tuple[str, list]:
+    terms, params = ["true"], []
+    if lo is not None:
+        terms.append(f"{column} > ?")
+        params.append(lo)
+    if hi is not None:
+        terms.append(f"{column} <= ?")
+        params.append(hi)
+    return " AND ".join(terms), params

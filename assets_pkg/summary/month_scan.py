@@ -116,29 +116,42 @@ class MonthScanner:
         self._hashes = [_RowHash(self.L, seed=j) for j in range(len(cfg.history_columns))]
         self._prev: tuple[int, pa.Array, np.ndarray, np.ndarray] | None = None  # (month idx, keys, tail hashes, bad)
 
-    def add(self, month: str, path: Path | None, report: bool = True) -> None:
+    def add(self, month: str, path: Path | None, report: bool = True, rows=None) -> None:
         """Scan ``month``'s file (None: the month has no file). ``report=False``: a
-        neighbour month read only for the pair with the next month."""
+        neighbour month read only for the pair with the next month; its rows may come from
+        ``rows`` instead of a file (an object with ``schema`` and ``to_batches(n)`` giving
+        them in key order, e.g. the fan-out's merge of a month's bucket files)."""
         mi = month_index(month)
-        if path is None:
+        if path is None and rows is None:
             self._prev = None
             return
-        keys, heads, tails, bad = self._scan(month, path, report)
+        if rows is not None and report:
+            raise ValueError("a month scanned from rows is a neighbour only (its digest reads its file)")
+        keys, heads, tails, bad = self._scan(month, path, report, rows)
         if report:
             self._pairs(mi, month, keys, heads, bad)
             self.facts.months_checked += 1
         self._prev = (mi, keys, tails, bad)
 
     # -- one file ------------------------------------------------------------------------
-    def _scan(self, month: str, path: Path, report: bool):
+    def _scan(self, month: str, path: Path | None, report: bool, rows=None):
         cfg, L = self.cfg, self.L
         hist = [cfg.history_name(c) for c in cfg.history_columns]
         key_parts, month_parts, heads, tails, bads = [], [], [], [], []
         first_differs = False
-        f = parquet_file(path)  # a local or an object-store path (the cluster's s3:// root)
         columns = [cfg.key_column, cfg.month_column, *cfg.history_columns, *hist]
-        # one thread: the scan runs beside the build, which has the other core
-        for batch in f.iter_batches(batch_size=self.batch_rows, columns=columns, use_threads=False):
+        if rows is None:
+            # a local or an object-store path (the cluster's s3:// root); no pre-buffering:
+            # it holds every selected column chunk of the file at once (120 MB more for a
+            # month of 1M accounts) where one row group at a time is what the scan needs
+            f = parquet_file(path, pre_buffer=False)
+            key_type = f.schema_arrow.field(0).type
+            # one thread: the scan runs beside the build, which has the other core
+            batches = f.iter_batches(batch_size=self.batch_rows, columns=columns, use_threads=False)
+        else:
+            key_type = rows.schema.field(0).type
+            batches = (b.select(columns) for b in rows.to_batches(self.batch_rows))
+        for batch in batches:
             n = batch.num_rows
             key_parts.append(batch.column(0))
             month_parts.append(batch.column(1))
@@ -168,7 +181,7 @@ class MonthScanner:
             heads.append(head)
             tails.append(tail)
             bads.append(bad)
-        keys = pa.chunked_array(key_parts, type=f.schema_arrow.field(0).type).combine_chunks()
+        keys = pa.chunked_array(key_parts, type=key_type).combine_chunks()
         bad = np.concatenate(bads) if bads else np.zeros(0, dtype=bool)
         if report:
             months = pa.chunked_array(month_parts, type=pa.string()).combine_chunks()

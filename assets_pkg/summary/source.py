@@ -122,6 +122,23 @@ class SourceProfile:
     def months(self) -> list[int]:
         return sorted(m for m, n in self.rows_per_month.items() if n > 0)
 
+    def to_dict(self) -> dict:
+        """JSON-serialisable (a fan-out plan carries it to every step)."""
+        return {"rows": self.rows, "rows_per_month": {str(m): n for m, n in self.rows_per_month.items()},
+                "bad_rows": self.bad_rows, "problems": list(self.problems),
+                "max_base_ts": None if self.max_base_ts is None else self.max_base_ts.isoformat(),
+                "file_months": {name: sorted(ms) for name, ms in self.file_months.items()},
+                "pushdown": self.pushdown}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SourceProfile":
+        ts = data["max_base_ts"]
+        return cls(rows=data["rows"], rows_per_month={int(m): n for m, n in data["rows_per_month"].items()},
+                   bad_rows=data["bad_rows"], problems=list(data["problems"]),
+                   max_base_ts=None if ts is None else dt.datetime.fromisoformat(ts),
+                   file_months={name: set(ms) for name, ms in data["file_months"].items()},
+                   pushdown=data["pushdown"])
+
 
 class Source:
     """A DuckDB view over a set of batch files. Use as a context manager."""
@@ -134,7 +151,10 @@ class Source:
         rank_names: list[str] | None = None,
         now_month: str | None = None,
         logger=None,
+        profile: "SourceProfile | None" = None,
     ):
+        """``profile``: what :meth:`profile` found over these very files in another step
+        of the same run (the fan-out's plan pins them), instead of scanning them again."""
         self.con = con
         self.cfg = cfg
         self.files = list(files)
@@ -143,7 +163,7 @@ class Source:
         self.now_month = now_month or current_month()
         self.logger = logger
         self._tmp: Path | None = None
-        self._profile: SourceProfile | None = None
+        self._profile: SourceProfile | None = profile
         self.rejected_lines = 0  # CSV lines the streaming reader refused (bad_rows="skip")
         self.skipped: dict[str, str] = {}  # batch name -> why it was left out (skip_bad_batches)
         self._open()

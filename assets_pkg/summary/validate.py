@@ -14,6 +14,7 @@ winners from a DuckDB aggregate over the batches.
 - one_row_per_account (latest_summary): one row per account, at its greatest month
 """
 
+import math
 from pathlib import Path
 
 from assets_pkg.checking import ERROR, CheckOutcome, limited
@@ -28,6 +29,25 @@ from assets_pkg.summary.source import Source
 ASSET = "summary/account_summary"
 LATEST_ASSET = "summary/latest_summary"
 CHECK_NAMES = ("unique_account_month", "history_length", "history_matches_source", "history_consistency")
+
+
+def _texts(name: str, meta: dict) -> tuple[str, str]:
+    """(passed text, failed text with ``{count}``) of an account_summary check, from its
+    metadata (months_checked, history_length, pairs_checked): the one-step build and the
+    fan-out's merge (:func:`merge_outcomes`) word a result alike."""
+    if name == "unique_account_month":
+        return (f"one row per (account, month) in {meta['months_checked']} months",
+                "{count} (account, month) pairs duplicated or in the wrong month file")
+    if name == "history_length":
+        return (f"every history array has length {meta['history_length']}",
+                "{count} rows with a history array not of length " + str(meta["history_length"]))
+    if name == "history_matches_source":
+        return (f"rows, base_ts, values and [0] equal the source winners in {meta['months_checked']} months",
+                "{count} (account, month) rows differ from the winning source record")
+    if name == "history_consistency":
+        return (f"histories of consecutive months agree ({meta['pairs_checked']} month pairs)",
+                "{count} account-months whose history disagrees with the previous month (stale after a backfill?)")
+    raise ValueError(f"unknown summary check {name!r}")
 
 
 def _files(month_files: dict[str, Path]) -> list[str]:
@@ -69,35 +89,32 @@ def check_unique_account_month(con, cfg: SummarySettings, month_files: dict[str,
     if not month_files:
         return _outcome(name, ASSET, [], 0, "no months materialized", "", months_checked=0)
     facts = facts or scan_months(cfg, con, month_files)
-    return _outcome(
-        name, ASSET, facts.unique_bad, facts.unique_count,
-        f"one row per (account, month) in {len(month_files)} months",
-        "{count} (account, month) pairs duplicated or in the wrong month file",
-        months=sorted(month_files), by_month=facts.by_month.get(name), months_checked=len(month_files),
-    )
+    meta = {"months_checked": len(month_files)}
+    return _outcome(name, ASSET, facts.unique_bad, facts.unique_count, *_texts(name, meta),
+                    months=sorted(month_files), by_month=facts.by_month.get(name), **meta)
 
 
 def check_history_length(con, cfg: SummarySettings, month_files: dict[str, Path], facts: ListFacts | None = None) -> CheckOutcome:
     name = "history_length"
     if not month_files:
         return _outcome(name, ASSET, [], 0, "no months materialized", "", months_checked=0)
-    L = int(cfg.history_length)
+    meta = {"history_length": int(cfg.history_length)}
     facts = facts or scan_months(cfg, con, month_files)
-    return _outcome(
-        name, ASSET, facts.length_bad, facts.length_count,
-        f"every history array has length {L}", "{count} rows with a history array not of length " + str(L),
-        months=sorted(month_files), by_month=facts.by_month.get(name), history_length=L,
-    )
+    return _outcome(name, ASSET, facts.length_bad, facts.length_count, *_texts(name, meta),
+                    months=sorted(month_files), by_month=facts.by_month.get(name), **meta)
 
 
 def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[str, Path], source: Source,
-                                 facts: ListFacts | None = None) -> CheckOutcome:
+                                 facts: ListFacts | None = None, rows_per_query: int | None = None) -> CheckOutcome:
     """Rows = source winners (independent SQL aggregate over the source, not the build code).
 
     Per-month digests of the scalar columns against the winners find the suspect months;
     the files' digests and ``[0]`` against the current value come from the month scan
     (:func:`assets_pkg.summary.month_scan.scan_months`), so the files are not read again here. Suspect months are then compared row by row,
-    ``[0]`` included."""
+    ``[0]`` included. ``rows_per_query`` (default ``max_rows_per_query``): the source records
+    one winners' query may aggregate; a month with more is digested in parts of accounts
+    (``hash(key) % parts``), which add up to the same digest. Its memory is then bounded by
+    that setting, not by the accounts (each part scans the month's records again)."""
     name = "history_matches_source"
     months = sorted(month_files)
     if not months:
@@ -108,24 +125,27 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
     packed = ", ".join(f"v{i} := v{i}" for i in range(len(vals)))
     mo_col = "_mo" if source.profile().pushdown else "_month_raw"
 
-    def src_sql(chunk: list[int]) -> tuple[str, list]:
-        """Winners of the months in ``chunk`` (bounded rows: DuckDB cannot spill arg_max states)."""
+    def src_sql(chunk: list[int], part: int = 0, parts: int = 1) -> tuple[str, list]:
+        """Winners of the months in ``chunk`` (bounded rows: DuckDB cannot spill arg_max
+        states), of the accounts in ``part`` of ``parts``."""
+        accounts = f" AND hash(key) % {int(parts)} = {int(part)}" if parts > 1 else ""
         sql = f"""
             SELECT key, month_idx, max(ts) AS ts,
                    arg_max(struct_pack({packed}), struct_pack(t := ts, f := _file, r := _row)) AS w
             FROM summary_src
             WHERE {mo_col} BETWEEN ? AND ? AND month_idx BETWEEN ? AND ? AND list_contains(?, month_idx)
-              AND {source.good_rows_sql()}
+              AND {source.good_rows_sql()}{accounts}
             GROUP BY key, month_idx"""
         return sql, [month_str(chunk[0]), month_str(chunk[-1]) + "~", chunk[0], chunk[-1], chunk]
 
     rows_per_month = source.profile().rows_per_month
+    bound = rows_per_query or cfg.max_rows_per_query
 
     def chunks(idx: list[int]) -> list[list[int]]:
         out, cur, acc = [], [], 0
         for i in idx:
             n = rows_per_month.get(i, 0)
-            if cur and acc + n > cfg.max_rows_per_query:
+            if cur and acc + n > bound:
                 out.append(cur)
                 cur, acc = [], 0
             cur.append(i)
@@ -147,9 +167,13 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
     idx = [month_index(x) for x in months]
     w_digest = {}
     for chunk in chunks(idx):
-        sql, params = src_sql(chunk)
-        for r in con.execute(f"SELECT month_idx, count(*), sum(hash({w_terms})) FROM ({sql}) GROUP BY 1", params).fetchall():
-            w_digest[month_str(r[0])] = (r[1], r[2])
+        parts = max(1, math.ceil(sum(rows_per_month.get(i, 0) for i in chunk) / bound))
+        for part in range(parts):
+            sql, params = src_sql(chunk, part, parts)
+            for r in con.execute(f"SELECT month_idx, count(*), sum(hash({w_terms})) FROM ({sql}) GROUP BY 1",
+                                 params).fetchall():
+                rows, total = w_digest.get(month_str(r[0]), (0, 0))
+                w_digest[month_str(r[0])] = (rows + r[1], total + r[2])
     suspect = sorted({mo for mo in set(s_digest) | set(w_digest) if s_digest.get(mo) != w_digest.get(mo)}
                      | facts.first_months)
     count, bad, by_month = 0, [], {}
@@ -176,12 +200,8 @@ def check_history_matches_source(con, cfg: SummarySettings, month_files: dict[st
             rows = con.execute("SELECT key, month, why FROM summary_check_src ORDER BY month, key LIMIT 20").fetchall()
             bad.extend(f"{r[0]}@{r[1]} ({r[2]})" for r in rows)
         con.execute("DROP TABLE summary_check_src")
-    return _outcome(
-        name, ASSET, bad[:20], count,
-        f"rows, base_ts, values and [0] equal the source winners in {len(months)} months",
-        "{count} (account, month) rows differ from the winning source record",
-        months=months, by_month=by_month, months_checked=len(months), suspect_months=len(suspect),
-    )
+    meta = {"months_checked": len(months), "suspect_months": len(suspect)}
+    return _outcome(name, ASSET, bad[:20], count, *_texts(name, meta), months=months, by_month=by_month, **meta)
 
 
 def check_history_consistency(
@@ -196,12 +216,9 @@ def check_history_consistency(
     if not month_files:
         return _outcome(name, ASSET, [], 0, "no months materialized", "", pairs_checked=0)
     facts = facts or scan_months(cfg, con, month_files, previous)
-    return _outcome(
-        name, ASSET, facts.inconsistent, facts.inconsistent_count,
-        f"histories of consecutive months agree ({facts.pairs_checked} month pairs)",
-        "{count} account-months whose history disagrees with the previous month (stale after a backfill?)",
-        months=sorted(month_files), by_month=facts.by_month.get(name), pairs_checked=facts.pairs_checked,
-    )
+    meta = {"pairs_checked": facts.pairs_checked}
+    return _outcome(name, ASSET, facts.inconsistent, facts.inconsistent_count, *_texts(name, meta),
+                    months=sorted(month_files), by_month=facts.by_month.get(name), **meta)
 
 
 def check_one_row_per_account(con, cfg: SummarySettings, latest_path: Path | None, month_files: dict[str, Path]) -> CheckOutcome:
@@ -235,7 +252,7 @@ def check_one_row_per_account(con, cfg: SummarySettings, latest_path: Path | Non
 
 
 def summary_outcomes(con, cfg, month_files, source: Source | None, previous=None,
-                     facts: ListFacts | None = None) -> list[CheckOutcome]:
+                     facts: ListFacts | None = None, rows_per_query: int | None = None) -> list[CheckOutcome]:
     """Every account_summary check; ``facts``: a month scan already made (e.g. by a
     :class:`~assets_pkg.summary.month_scan.MonthPipeline` during the build) of exactly
     ``month_files`` with ``previous``."""
@@ -246,6 +263,36 @@ def summary_outcomes(con, cfg, month_files, source: Source | None, previous=None
         check_history_length(con, cfg, month_files, facts),
     ]
     if source is not None:
-        out.append(check_history_matches_source(con, cfg, month_files, source, facts))
+        out.append(check_history_matches_source(con, cfg, month_files, source, facts, rows_per_query))
     out.append(check_history_consistency(con, cfg, month_files, previous, facts))
     return out
+
+
+# metadata a check's parts add up to the whole run's (the rest is the same in every part)
+_SUMMED = ("months_checked", "suspect_months", "pairs_checked")
+
+
+def merge_outcomes(parts: list[list[CheckOutcome]]) -> list[CheckOutcome]:
+    """The account_summary checks of a run from those of its consecutive month groups, in
+    month order (the fan-out's combine steps each check their months, the pair with the
+    month before included): equal to :func:`summary_outcomes` over all the months at once.
+    A group's offending keys are its first 20, so the run's first 20 are the first 20 of
+    the groups' lists in month order, and each month's own outcome is worded again from
+    them, as the one-step build does."""
+    merged: list[CheckOutcome] = []
+    for name in dict.fromkeys(o.name for part in parts for o in part):
+        outcomes = [o for part in parts for o in part if o.name == name]
+        checked = [o for o in outcomes if o.by_partition]
+        if not checked:  # no month file in the whole run
+            merged.append(outcomes[0])
+            continue
+        meta = {k: v for o in checked for k, v in o.metadata.items() if k not in ("offending_count", "offending_keys")}
+        for key in _SUMMED:
+            if key in meta:
+                meta[key] = sum(int(o.metadata.get(key, 0)) for o in checked)
+        bad = [label for o in checked for label in o.metadata["offending_keys"]][:20]
+        count = sum(int(o.metadata["offending_count"]) for o in checked)
+        by_month = {m: int(p.metadata["offending_count"]) for o in checked for m, p in o.by_partition.items()}
+        merged.append(_outcome(name, checked[0].asset, bad, count, *_texts(name, meta), months=sorted(by_month),
+                               by_month=by_month, **meta))
+    return merged
