@@ -62,8 +62,9 @@ def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None
     pay) nor of scalars that are unique or nearly so per month (key, timestamp, floats),
     no column statistics of the lists (min/max of list leaves serve no reader), and list
     values BYTE_STREAM_SPLIT-encoded under ``HISTORY_COMPRESSION``. A :class:`MonthRows`
-    is written one row group at a time, its lists gathered just before they are encoded. Schema metadata (the source fingerprint,
-    see :func:`assets_pkg.summary.build.month_fingerprints`) is stored in the file.
+    is written one row group at a time, its lists gathered just before they are encoded.
+    Schema metadata (the source fingerprint, see
+    :func:`assets_pkg.summary.build.month_fingerprints`) is stored in the file.
 
     ``keep``: a local path that gets the same bytes (a hard link to the temp before it is
     published): the run's checks read the months it wrote there instead of from the store.
