@@ -22,17 +22,8 @@ def arrow_location(path) -> tuple[pafs.FileSystem | None, str]:
     return _arrow_filesystem(path.protocol, _options_key()), object_key(path)
 
 
-def upload_location(path) -> tuple[pafs.FileSystem, str]:
-    """Like :func:`arrow_location`, for streaming one upload (:func:`objects.upload`): a native
-    S3 filesystem whose output streams send each part before ``write`` returns. With pyarrow's
-    default background writes every part read ahead waits in memory for the store (on this
-    project's month files, +100 MB per upload in flight); synchronous parts keep one part
-    buffer per stream, and the upload already runs in a thread of its own."""
-    return _arrow_filesystem(path.protocol, _options_key(), background_writes=False), object_key(path)
-
-
 @functools.lru_cache(maxsize=8)
-def _arrow_filesystem(protocol: str, _env: tuple, background_writes: bool = True) -> pafs.FileSystem:
+def _arrow_filesystem(protocol: str, _env: tuple) -> pafs.FileSystem:
     if protocol in ("s3", "s3a"):
         options = s3_options()
         kwargs = {}
@@ -52,7 +43,7 @@ def _arrow_filesystem(protocol: str, _env: tuple, background_writes: bool = True
         retry = pafs.AwsStandardS3RetryStrategy(max_attempts=options["config_kwargs"]["retries"]["max_attempts"])
         return pafs.S3FileSystem(connect_timeout=options["config_kwargs"]["connect_timeout"],
                                  request_timeout=options["config_kwargs"]["read_timeout"],
-                                 retry_strategy=retry, background_writes=background_writes, **kwargs)
+                                 retry_strategy=retry, **kwargs)
     from upath import UPath
 
     return pafs.PyFileSystem(pafs.FSSpecHandler(UPath(f"{protocol}://").fs))

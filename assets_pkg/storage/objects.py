@@ -43,7 +43,15 @@ UPLOAD_THREADS = 4
 # (its parts are read before they are sent) and spent 2.9 CPU-s per GB in the client against
 # 0.8 for the stream (bench/NOTES.md, object-store root, fourth pass).
 STREAM_UPLOAD_BYTES = 16 * 2**20
-STREAM_PIECE_BYTES = 8 * 2**20
+# Below S3's minimum part size (5 MiB), so pyarrow always copies a piece into its part buffer
+# and never sends the reused read buffer itself (it would change under a part in flight).
+STREAM_PIECE_BYTES = 4 * 2**20
+# Parts of one stream sent at once: pyarrow sends them from its I/O threads while the next
+# pieces are read, and `flush` every STREAM_INFLIGHT_BYTES waits for them. Unbounded, every
+# part read ahead waited in memory (+100 MB per 200 MB month); one part at a time left the
+# store too few requests to keep up with a build that holds both cores (the summary run
+# stalled on its upload queue).
+STREAM_INFLIGHT_BYTES = 64 * 2**20
 # not in the mimetypes table; an object store that is told the type does not sniff the bytes
 CONTENT_TYPES = {".parquet": "application/vnd.apache.parquet"}
 
@@ -91,22 +99,28 @@ def content_type(path) -> str:
 
 
 def _stream_upload(local: Path, final) -> None:
-    """One multipart upload read from ``local`` through a reused buffer: memory stays at one
-    piece plus one part per upload, and the bytes are neither signed nor copied in Python.
+    """One multipart upload read from ``local`` through a reused buffer: memory stays under
+    ``STREAM_INFLIGHT_BYTES`` plus one part per upload, and the bytes are neither signed nor
+    copied in Python.
 
     pyarrow completes an output stream that is dropped unclosed, which would publish the bytes
     written so far; so an error before the last piece aborts the multipart upload first (the
     stream's own completion then fails, and nothing appears)."""
-    from assets_pkg.storage.arrow import upload_location
+    from assets_pkg.storage.arrow import arrow_location
 
-    fs, key = upload_location(final)
+    fs, key = arrow_location(final)
     piece = bytearray(STREAM_PIECE_BYTES)
     view = memoryview(piece)
     with open(local, "rb", buffering=0) as source:
         stream = fs.open_output_stream(key, metadata={"Content-Type": content_type(final)})
         try:
+            unflushed = 0
             while n := source.readinto(piece):
                 stream.write(view[:n])
+                unflushed += n
+                if unflushed >= STREAM_INFLIGHT_BYTES:
+                    stream.flush()
+                    unflushed = 0
             stream.close()
         except BaseException:
             abort_multipart_uploads(final)
