@@ -71,6 +71,48 @@ def test_background_uploads_publish_nothing_of_a_failed_write(s3_root):
     assert not list(objects.local_scratch("uploads").glob("*-bad.parquet"))
 
 
+def test_a_large_upload_is_streamed_whole_with_its_content_type(s3_root, tmp_path):
+    final = as_path(s3_root) / "warehouse" / "big" / "m.parquet"
+    local = tmp_path / "m.parquet"
+    # not a multiple of the piece size: the last, short piece is sent too
+    local.write_bytes(os.urandom(objects.STREAM_UPLOAD_BYTES + objects.STREAM_PIECE_BYTES // 3))
+    objects.upload(local, final)
+    assert final.read_bytes() == local.read_bytes()
+    assert objects.object_info(final)["ContentType"] == "application/vnd.apache.parquet"
+
+
+def test_a_large_upload_interrupted_mid_stream_publishes_nothing(s3_root, tmp_path):
+    """pyarrow completes a dropped output stream with the bytes sent so far: an interrupted
+    upload must abort its multipart upload instead (a signal in a step is such an interrupt)."""
+    import signal
+    import threading
+
+    final = as_path(s3_root) / "warehouse" / "big" / "interrupted.parquet"
+    local = tmp_path / "interrupted.parquet"
+    with open(local, "wb") as fh:  # sparse: reads as zeros, costs no disk
+        fh.truncate(256 * 2**20)
+    seen = {}
+
+    def interrupt(signum, frame):
+        while frame is not None and frame.f_code.co_name != "_stream_upload":
+            frame = frame.f_back
+        seen["mid_stream"] = frame is not None and "stream" in frame.f_locals
+        raise InterruptedError("step interrupted")
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR1))
+    try:
+        timer.start()
+        with pytest.raises(InterruptedError):
+            objects.upload(local, final)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+    assert seen["mid_stream"], "the interrupt came before or after the stream: the test proved nothing"
+    assert objects.object_info(final) is None, "a partial object was published"
+    assert objects.abort_multipart_uploads(final) == 0, "the multipart upload was left open"
+
+
 def test_remove_files_deletes_present_objects_and_ignores_missing_ones(s3_root):
     folder = as_path(s3_root) / "warehouse" / "rm"
     with atomic_path(folder / "a.json") as tmp:

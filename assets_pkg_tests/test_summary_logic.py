@@ -382,8 +382,10 @@ def test_month_file_codecs_and_fixed_length_lists(data_root, tmp_path):
     meta = pq.ParquetFile(out / "2024-03.parquet").metadata
     names = [meta.schema.column(i).path for i in range(meta.num_columns)]
     codecs = {meta.schema.column(i).path: meta.row_group(0).column(i).compression for i in range(meta.num_columns)}
-    assert codecs["balance_am_history.list.element"] == "SNAPPY" and codecs["cons_acct_key"] == "ZSTD"
-    assert not meta.row_group(0).column(names.index("balance_am_history.list.element")).is_stats_set
+    assert codecs["balance_am_history.list.element"] == "ZSTD" and codecs["cons_acct_key"] == "ZSTD"
+    lists = meta.row_group(0).column(names.index("balance_am_history.list.element"))
+    assert not lists.is_stats_set
+    assert "BYTE_STREAM_SPLIT" in lists.encodings and "BYTE_STREAM_SPLIT" not in meta.row_group(0).column(0).encodings
     con = connect()
     rows = con.execute(
         f"SELECT len(balance_am_history), balance_am_history[1], balance_am_history[2], balance_am_history[3] "

@@ -1,9 +1,9 @@
 """Publishing to an object store without rename (DESIGN section 8). No dagster import.
 
-- One object: written to a local temp file, then uploaded with one PUT (s3fs switches to a
-  multipart upload for large files, which is just as atomic: the object appears only when the
-  upload completes). A killed writer leaves no object; an unfinished multipart upload is
-  invisible to readers.
+- One object: written to a local temp file, then uploaded with one PUT (:func:`upload`: a large
+  file is streamed from the temp as a multipart upload, which is just as atomic: the object
+  appears only when the upload completes). A killed writer leaves no object; an unfinished
+  multipart upload is invisible to readers.
 - A folder of several objects (an ingest folder, a log segment, an export set): the parts are
   uploaded first, then a commit object ``_commit.json`` listing every part and its size is
   written last. A folder without a commit does not exist for readers, checks and planners
@@ -17,6 +17,7 @@
 import datetime as dt
 import fnmatch
 import json
+import mimetypes
 import os
 import shutil
 import socket
@@ -36,6 +37,23 @@ UNCOMMITTED_GRACE_S = 3600.0
 GRACE_VAR = "ASSETS_PKG_UNCOMMITTED_GRACE_S"
 # uploads of one step at once (the splits of one shard): s3fs sends them on its event loop
 UPLOAD_THREADS = 4
+# Files from this size on are streamed through pyarrow's native S3 client in pieces of
+# STREAM_PIECE_BYTES; smaller ones go in one PutObject through s3fs (one request instead of
+# the three of a multipart upload). For a 200 MB month file s3fs held the whole file in memory
+# (its parts are read before they are sent) and spent 2.9 CPU-s per GB in the client against
+# 0.8 for the stream (bench/NOTES.md, object-store root, fourth pass).
+STREAM_UPLOAD_BYTES = 16 * 2**20
+# Below S3's minimum part size (5 MiB), so pyarrow always copies a piece into its part buffer
+# and never sends the reused read buffer itself (it would change under a part in flight).
+STREAM_PIECE_BYTES = 4 * 2**20
+# Parts of one stream sent at once: pyarrow sends them from its I/O threads while the next
+# pieces are read, and `flush` every STREAM_INFLIGHT_BYTES waits for them. Unbounded, every
+# part read ahead waited in memory (+100 MB per 200 MB month); one part at a time left the
+# store too few requests to keep up with a build that holds both cores (the summary run
+# stalled on its upload queue).
+STREAM_INFLIGHT_BYTES = 64 * 2**20
+# not in the mimetypes table; an object store that is told the type does not sniff the bytes
+CONTENT_TYPES = {".parquet": "application/vnd.apache.parquet"}
 
 
 def uncommitted_grace_s() -> float:
@@ -68,7 +86,57 @@ def put_atomic(final) -> Iterator[Path]:
 
 
 def upload(local: Path, final) -> None:
-    filesystem(final).put_file(str(local), object_key(final))
+    """Publish the local file ``local`` as the object ``final``, whole or not at all."""
+    if getattr(final, "protocol", "") in ("s3", "s3a") and os.path.getsize(local) >= STREAM_UPLOAD_BYTES:
+        _stream_upload(Path(local), final)
+    else:
+        filesystem(final).put_file(str(local), object_key(final))
+
+
+def content_type(path) -> str:
+    suffix = Path(str(path)).suffix.lower()
+    return CONTENT_TYPES.get(suffix) or mimetypes.guess_type(f"x{suffix}")[0] or "application/octet-stream"
+
+
+def _stream_upload(local: Path, final) -> None:
+    """One multipart upload read from ``local`` through a reused buffer: memory stays under
+    ``STREAM_INFLIGHT_BYTES`` plus one part per upload, and the bytes are neither signed nor
+    copied in Python.
+
+    pyarrow completes an output stream that is dropped unclosed, which would publish the bytes
+    written so far; so an error before the last piece aborts the multipart upload first (the
+    stream's own completion then fails, and nothing appears)."""
+    from assets_pkg.storage.arrow import arrow_location
+
+    fs, key = arrow_location(final)
+    piece = bytearray(STREAM_PIECE_BYTES)
+    view = memoryview(piece)
+    with open(local, "rb", buffering=0) as source:
+        stream = fs.open_output_stream(key, metadata={"Content-Type": content_type(final)})
+        try:
+            unflushed = 0
+            while n := source.readinto(piece):
+                stream.write(view[:n])
+                unflushed += n
+                if unflushed >= STREAM_INFLIGHT_BYTES:
+                    stream.flush()
+                    unflushed = 0
+            stream.close()
+        except BaseException:
+            abort_multipart_uploads(final)
+            raise
+
+
+def abort_multipart_uploads(final) -> int:
+    """Abort the unfinished multipart uploads of the object ``final`` (their parts are freed and
+    none can be completed any more); the number aborted."""
+    fs = filesystem(final)
+    bucket, key = object_key(final).split("/", 1)
+    listed = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=key)
+    uploads = [u for u in listed.get("Uploads") or [] if u["Key"] == key]
+    for found in uploads:
+        fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=found["UploadId"])
+    return len(uploads)
 
 
 class BackgroundUploads:
@@ -305,7 +373,7 @@ def put_folder_atomic(final, replace: bool = False, grace_s: float | None = None
         parts: dict[str, int] = {}
         for local in sorted(p for p in work.rglob("*") if p.is_file()):
             name = generation + local.relative_to(work).as_posix()
-            fs.put_file(str(local), object_key(final / name))
+            upload(local, final / name)
             parts[name] = local.stat().st_size
         write_commit(final, parts)
         if previous is not None:

@@ -40,11 +40,12 @@ def key_arrow_type(cfg: SummarySettings) -> pa.DataType:
 
 
 # Parquet codecs of the month files. Encoding the history list values is most of the
-# build's CPU: snappy costs less CPU than zstd for slightly larger files; uncompressed
-# lists cost less still but double the bytes, and the full-size build got no faster
-# (the figures: bench/NOTES.md).
+# build's CPU. They are BYTE_STREAM_SPLIT-encoded (the k-th bytes of all values stored
+# together), which zstd compresses well: less CPU than plain values with snappy for a fifth
+# fewer bytes, and cheaper to decode. Plain values: snappy cost less CPU than zstd;
+# uncompressed lists less still but doubled the bytes (the figures: bench/NOTES.md).
 SCALAR_COMPRESSION = "zstd"
-HISTORY_COMPRESSION = "snappy"
+HISTORY_COMPRESSION = "zstd"
 
 # Rows per row group, written one batch at a time: the writer's level buffers for 64k rows
 # are reused by the allocator, larger ones are fresh (zeroed) pages every time, which costs
@@ -59,10 +60,11 @@ def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None
     Like :func:`assets_pkg.io.write_table`, but tuned for the history lists: no dictionary
     encoding of the lists (dictionary attempts on every list value are costly and never
     pay) nor of scalars that are unique or nearly so per month (key, timestamp, floats),
-    no column statistics of the lists (min/max of list leaves serve no reader) and
-    ``HISTORY_COMPRESSION``. A :class:`MonthRows` is written one row group at a time, its
-    lists gathered just before they are encoded. Schema metadata (the source fingerprint,
-    see :func:`assets_pkg.summary.build.month_fingerprints`) is stored in the file.
+    no column statistics of the lists (min/max of list leaves serve no reader), and list
+    values BYTE_STREAM_SPLIT-encoded under ``HISTORY_COMPRESSION``. A :class:`MonthRows`
+    is written one row group at a time, its lists gathered just before they are encoded.
+    Schema metadata (the source fingerprint, see
+    :func:`assets_pkg.summary.build.month_fingerprints`) is stored in the file.
 
     ``keep``: a local path that gets the same bytes (a hard link to the temp before it is
     published): the run's checks read the months it wrote there instead of from the store.
@@ -80,11 +82,12 @@ def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None
                   and (pa.types.is_string(f.type) or pa.types.is_integer(f.type))]
     # per-column codecs are keyed by leaf path: "<name>.list.element" for the lists
     codecs = {f.name: SCALAR_COMPRESSION for f in schema if f.name in scalar}
-    codecs.update({f"{f.name}.list.element": HISTORY_COMPRESSION for f in schema if f.name not in scalar})
+    lists = [f"{f.name}.list.element" for f in schema if f.name not in scalar]
+    codecs.update({leaf: HISTORY_COMPRESSION for leaf in lists})
     batches = rows.batches(row_group_rows) if isinstance(rows, MonthRows) else rows.to_batches(row_group_rows)
     with atomic_path(path, uploads) as tmp:
         with pq.ParquetWriter(tmp, schema, compression=codecs, use_dictionary=repetitive,
-                              write_statistics=scalar) as writer:
+                              use_byte_stream_split=lists, write_statistics=scalar) as writer:
             for batch in batches:
                 writer.write_batch(batch, row_group_size=row_group_rows)
         size = tmp.stat().st_size  # what is published: no second look at the store
