@@ -19,7 +19,8 @@ from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 
 from assets_pkg.cluster import CODE_LOCATION_MODULE
 from assets_pkg.domains import DOMAINS
-from assets_pkg.settings import CELERY_BROKER_VAR, celery_backend_url, celery_broker_url
+from assets_pkg.settings import CELERY_BROKER_VAR, celery_backend_url, celery_broker_url, get_settings
+from assets_pkg.storage.root import is_remote
 
 DEFAULT_QUEUE = "dagster"  # dagster-celery's own queue: steps of no domain
 ALL_QUEUES = (*DOMAINS, DEFAULT_QUEUE)
@@ -207,6 +208,7 @@ PRELOAD_MODULES = (
     "upath.implementations.local",
 )
 OPTIONAL_PRELOAD_MODULES = ("dagster_postgres",)  # the deploy instance's storage; absent: SQLite
+REMOTE_ROOT_PRELOAD_MODULES = ("s3fs", "upath.implementations.cloud")  # an object-store data root's client
 
 
 def preload_for_steps() -> None:
@@ -221,6 +223,9 @@ def preload_for_steps() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+    if is_remote(get_settings().data_root):  # modules only: an s3fs filesystem is not fork-safe
+        for name in REMOTE_ROOT_PRELOAD_MODULES:
+            importlib.import_module(name)
     repository = ReconstructableRepository.for_module(CODE_LOCATION_MODULE, "defs").get_definition()
     repository.get_all_jobs()
 
