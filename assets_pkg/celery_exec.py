@@ -10,13 +10,17 @@ a temp file renamed into place); re-running the run recomputes exactly those par
 import importlib
 
 import dagster as dg
+from celery.concurrency.asynpool import AsynPool
+from celery.concurrency.prefork import TaskPool
 from dagster._core.execution.plan.step import ExecutionStep
+from dagster_celery import core_execution_loop as celery_loop
 from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor, _submit_task
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 
 from assets_pkg.cluster import CODE_LOCATION_MODULE
 from assets_pkg.domains import DOMAINS
-from assets_pkg.settings import CELERY_BROKER_VAR, celery_backend_url, celery_broker_url
+from assets_pkg.settings import CELERY_BROKER_VAR, celery_backend_url, celery_broker_url, get_settings
+from assets_pkg.storage.root import is_remote
 
 DEFAULT_QUEUE = "dagster"  # dagster-celery's own queue: steps of no domain
 ALL_QUEUES = (*DOMAINS, DEFAULT_QUEUE)
@@ -116,28 +120,57 @@ def fail_fast_on_broker_loss(events, broker_url: str):
             f"re-execute the run once the broker is back.") from exc
 
 
+# dagster-celery's loop sleeps its module's TICK_SECONDS (1 s) between two looks at the
+# submitted steps' results, so every step's hand-off to the next one waited up to a second
+# (half a second on average per step on the run's critical path). The executor sets it to
+# its poll_seconds: a look costs one result-backend read per step in flight.
+if not hasattr(celery_loop, "TICK_SECONDS"):
+    raise ImportError("dagster_celery.core_execution_loop has no TICK_SECONDS: the installed dagster-celery "
+                      "changed its loop, and assets_pkg.celery_exec sets the loop's poll through it")
+DEFAULT_POLL_SECONDS = 0.05
+
+EXECUTOR_CONFIG = {
+    **CELERY_CONFIG,
+    "poll_seconds": dg.Field(
+        float, is_required=False, default_value=DEFAULT_POLL_SECONDS,
+        description="Seconds between two looks of the run's process at its steps in flight (dagster-celery "
+                    "waits 1 s). Each look reads each step's result once from the result backend: with "
+                    "hundreds of steps in flight a longer poll saves that backend's and this process's work; "
+                    "with a few, a step's successor starts within this delay of its end."),
+}
+
+
 class DomainCeleryExecutor(CeleryExecutor):
-    """dagster-celery's executor with per-domain queues, failing fast when the broker is lost."""
+    """dagster-celery's executor with per-domain queues and a short poll, failing fast when
+    the broker is lost."""
+
+    def __init__(self, *args, poll_seconds: float = DEFAULT_POLL_SECONDS, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not poll_seconds > 0:
+            raise ValueError(f"the celery executor's poll_seconds must be > 0, got {poll_seconds}")
+        self.poll_seconds = poll_seconds
 
     def execute(self, plan_context, execution_plan):
-        from dagster_celery.core_execution_loop import core_celery_execution_loop
-
-        events = core_celery_execution_loop(plan_context, with_domain_queues(execution_plan),
-                                            step_execution_fn=_submit_task)
+        # a process orchestrates one run at a time (run worker, execute_job), so the
+        # module-wide tick is this run's
+        celery_loop.TICK_SECONDS = self.poll_seconds
+        events = celery_loop.core_celery_execution_loop(plan_context, with_domain_queues(execution_plan),
+                                                        step_execution_fn=_submit_task)
         return fail_fast_on_broker_loss(events, self.broker or celery_broker_url())
 
 
-@dg.executor(name="celery", config_schema=CELERY_CONFIG,
+@dg.executor(name="celery", config_schema=EXECUTOR_CONFIG,
              requirements=dg.multiple_process_executor_requirements())
 def domain_celery_executor(init_context):
-    """Celery executor: each step is a task on its domain's queue (broker ``CELERY_BROKER_URL``)."""
+    """Celery executor: each step is a task on its domain's queue (broker ``CELERY_BROKER_URL``),
+    its results looked at every ``poll_seconds``."""
     config = init_context.executor_config
     from dagster._core.execution.retries import RetryMode
 
     return DomainCeleryExecutor(
         broker=config.get("broker"), backend=config.get("backend"), include=config.get("include"),
         config_source={**CELERY_APP_CONFIG, **(config.get("config_source") or {})},
-        retries=RetryMode.from_config(config["retries"]),
+        retries=RetryMode.from_config(config["retries"]), poll_seconds=config["poll_seconds"],
     )
 
 
@@ -153,8 +186,69 @@ def celery_app(include=(CODE_LOCATION_MODULE,)):
     app = make_app(args)
     app.conf.task_queues = [Queue(name, routing_key=f"{name}.#", queue_arguments={"x-max-priority": 10})
                             for name in ALL_QUEUES]
+    # what "--pool=prefork" starts (Celery reads it from here for the default pool name)
+    app.conf.worker_pool = f"{StepPool.__module__}:{StepPool.__name__}"
     create_task(app)
     return app
+
+
+# What each step's process would import again after the pool forks it: the instance a task
+# opens from its ref (Dagster's storages; the Postgres ones pull in SQLAlchemy, Alembic and
+# psycopg2), the plan execution and the compute-log capture. Imported once before the fork,
+# they are shared by every fresh pool process (bench/NOTES.md "Cluster step overhead").
+PRELOAD_MODULES = (
+    "dagster._core.instance.factory",
+    "dagster._core.storage.runs",
+    "dagster._core.storage.event_log",
+    "dagster._core.storage.schedules",
+    "dagster._core.storage.local_compute_log_manager",
+    "dagster._core.execution.api",
+    "dagster._core.execution.plan.active",
+    "dagster_celery.tasks",
+    "upath.implementations.local",
+)
+OPTIONAL_PRELOAD_MODULES = ("dagster_postgres",)  # the deploy instance's storage; absent: SQLite
+REMOTE_ROOT_PRELOAD_MODULES = ("s3fs", "upath.implementations.cloud")  # an object-store data root's client
+
+
+def preload_for_steps() -> None:
+    """Before the pool forks: the code location, the modules every step's task imports, and
+    the code location's jobs resolved (each task builds its step's plan from its job)."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    for name in PRELOAD_MODULES:
+        importlib.import_module(name)
+    for name in OPTIONAL_PRELOAD_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    if is_remote(get_settings().data_root):  # modules only: an s3fs filesystem is not fork-safe
+        for name in REMOTE_ROOT_PRELOAD_MODULES:
+            importlib.import_module(name)
+    repository = ReconstructableRepository.for_module(CODE_LOCATION_MODULE, "defs").get_definition()
+    repository.get_all_jobs()
+
+
+# Celery's prefork pool replaces a process that exited (after its one step) at once, except
+# when the worker already handed that process its next task: the replacement then waits for
+# the pool's maintenance timer, every 5 s (celery/celery#9588): the step waits that long on
+# a worker with nothing else to do (bench/NOTES.md "Cluster step overhead"). The pool below
+# runs that timer every POOL_MAINTAIN_S (a look at each pool process's exit status).
+POOL_MAINTAIN_S = 0.1
+
+
+class _PromptAsynPool(AsynPool):
+    @property
+    def timers(self):
+        return {self.maintain_pool: POOL_MAINTAIN_S}
+
+
+class StepPool(TaskPool):
+    """Celery's prefork pool (``--pool=prefork``), its exited processes replaced within
+    POOL_MAINTAIN_S."""
+
+    Pool = _PromptAsynPool
 
 
 def start_worker(queues=ALL_QUEUES, concurrency: int = 1, name: str | None = None, loglevel: str = "INFO",
@@ -165,14 +259,16 @@ def start_worker(queues=ALL_QUEUES, concurrency: int = 1, name: str | None = Non
     keeps that step's peak as its resident memory (allocators rarely give it back), so with
     reuse the next step on it starts from the largest earlier peak: at 1M accounts a summary
     combine step measured 1.3-1.6 GB in a reused process against 0.7 GB in a fresh one. With
-    1 every step gets a fresh process; the code location is imported here, before the pool
-    forks, so a fresh process costs a fork, not an import."""
+    1 every step gets a fresh process; the code location and what every step imports are
+    loaded here (:func:`preload_for_steps`), before the pool forks, so a fresh process costs a
+    fork, not an import."""
     unknown = sorted(set(queues) - set(ALL_QUEUES))
     if unknown:
         raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
     if steps_per_process < 0:
         raise ValueError(f"steps per process must be >= 0 (0: never replaced), got {steps_per_process}")
     importlib.import_module(CODE_LOCATION_MODULE)
+    preload_for_steps()
     argv = ["worker", f"--queues={','.join(queues)}", f"--concurrency={concurrency}", "--pool=prefork",
             "--prefetch-multiplier=1", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
     if steps_per_process:

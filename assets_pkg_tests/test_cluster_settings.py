@@ -144,3 +144,70 @@ def test_a_failed_run_names_each_failed_step_and_its_own_error():
     result = two_steps.execute_in_process(raise_on_error=False)
     assert str(RunFailed(result)) == (
         f"run {result.run_id} failed (steps: reads_a_gone_file: FileNotFoundError: inbox/a.csv disappeared)")
+
+
+
+def test_the_celery_executor_looks_at_its_steps_every_poll_seconds(monkeypatch):
+    """dagster-celery's loop waits 1 s between looks at the steps in flight; the project's
+    executor makes that its ``poll_seconds`` (run config, default DEFAULT_POLL_SECONDS)."""
+    import dagster as dg
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.retries import RetryMode
+    from dagster._core.executor.init import InitExecutorContext
+
+    from assets_pkg.celery_exec import DEFAULT_POLL_SECONDS, DomainCeleryExecutor
+    from assets_pkg.definitions import build_definitions
+
+    monkeypatch.setenv("ASSETS_PKG_EXECUTOR", "celery")
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    job = build_definitions().resolve_job_def("splits_job")
+    # the code location's executor is configured (broker and backend from the settings)
+    resolved = dg.validate_run_config(job)["execution"]["celery"]
+    assert resolved["poll_seconds"] == DEFAULT_POLL_SECONDS
+    with dg.instance_for_test() as instance:
+        for config, want in ((resolved, DEFAULT_POLL_SECONDS), ({**resolved, "poll_seconds": 0.5}, 0.5)):
+            executor = job.executor_def.executor_creation_fn(InitExecutorContext(
+                job=InMemoryJob(job), executor_def=job.executor_def, executor_config=config, instance=instance))
+            assert isinstance(executor, DomainCeleryExecutor) and executor.poll_seconds == want
+    assert DEFAULT_POLL_SECONDS < 1  # dagster-celery's own wait
+    with pytest.raises(ValueError, match="poll_seconds must be > 0, got 0"):
+        DomainCeleryExecutor(retries=RetryMode(RetryMode.DISABLED), poll_seconds=0)
+
+
+def _modules_a_step_imports(tmp_path, preload: bool) -> list[str]:
+    """The modules a forked step process imports to open its instance, in a process that
+    imported the code location (and preloaded what steps need when ``preload``)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / ("preloaded" if preload else "plain")
+    home.mkdir()
+    script = (
+        "import json, sys\n"
+        "import assets_pkg.definitions\n"
+        + ("from assets_pkg.celery_exec import preload_for_steps; preload_for_steps()\n" if preload else "")
+        + "before = set(sys.modules)\n"
+        "import dagster as dg\n"
+        "from dagster._core.instance.ref import InstanceRef\n"
+        f"with dg.DagsterInstance.from_ref(InstanceRef.from_dir({str(home)!r})) as instance:\n"
+        "    instance.get_runs()\n"
+        "import dagster_celery.tasks\n"
+        "print(json.dumps(sorted(set(sys.modules) - before)))\n")
+    env = {**os.environ, "ASSETS_PKG_EXECUTOR": "celery", "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
+           "ASSETS_PKG_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", script], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_worker_preloads_what_each_steps_fresh_process_would_import(tmp_path):
+    """`assets-pkg worker` forks a fresh process per step: what a step's task imports (the
+    instance's storages, SQLAlchemy, Alembic, the plan execution) is imported before the fork."""
+    plain = _modules_a_step_imports(tmp_path, preload=False)
+    preloaded = _modules_a_step_imports(tmp_path, preload=True)
+    assert len(plain) > 100 and any(m.startswith("sqlalchemy") for m in plain)
+    assert len(preloaded) < 20, preloaded
+    assert not any(m.startswith(("sqlalchemy", "alembic", "dagster_celery")) for m in preloaded), preloaded

@@ -181,6 +181,15 @@ def test_batches_cover_the_keys_in_order():
 
     assert batches(KEYS, 2) == [KEYS[0:2], KEYS[2:4], KEYS[4:]]
     assert batches(KEYS, 99) == [KEYS] and batches([], 3) == []
+    # as few batches as the size allows, of even sizes: 4 + 4 + 1 would leave a short last step
+    assert batches(KEYS, 4) == [KEYS[0:3], KEYS[3:]]
+    many = [str(i) for i in range(21)]
+    assert [len(b) for b in batches(many, 5)] == [5, 4, 4, 4, 4]
+    assert [len(b) for b in batches(many, 8)] == [7, 7, 7]
+    for size in range(1, 23):
+        got = batches(many, size)
+        assert sum(got, []) == many and len(got) == -(-len(many) // size)
+        assert max(map(len, got)) <= size and max(map(len, got)) - min(map(len, got)) <= 1
     with pytest.raises(Exception, match="SPLITS_SHARDS_PER_STEP"):
         SplitsFanoutSettings(shards_per_step=0)
 

@@ -174,6 +174,9 @@ def _reported_peak(entry) -> float | None:
     return None if value is None else float(getattr(value, "value", value))
 
 
+_MARKERS = {"celery_queue_wait": "queue", "resources": "resources"}
+
+
 def _run_events(instance, run_id: str) -> dict:
     """Per step: pid, start and end (event timestamps), the peak RSS it reported; the
     ERROR checks that failed."""
@@ -181,14 +184,25 @@ def _run_events(instance, run_id: str) -> dict:
 
     steps: dict[str, dict] = {}
     failed_checks = []
+    run_times = {}
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
         step = steps.setdefault(entry.step_key, {}) if entry.step_key else None
+        if event is not None and event.event_type in (dg.DagsterEventType.RUN_START, dg.DagsterEventType.RUN_SUCCESS,
+                                                      dg.DagsterEventType.RUN_FAILURE):
+            run_times["run_start" if event.event_type == dg.DagsterEventType.RUN_START else "run_end"] = entry.timestamp
         if event is not None and step is not None:
             if event.event_type == dg.DagsterEventType.STEP_START:
                 step.update(pid=event.pid, start=entry.timestamp)
             elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
                 step.update(end=entry.timestamp, status=event.event_type.value)
+            elif event.event_type == dg.DagsterEventType.ENGINE_EVENT:
+                data = event.engine_event_data
+                # the markers: submitted by the orchestrating loop / picked up by a worker
+                # (dagster-celery's "celery_queue_wait"), resources initialized (Dagster's own)
+                for marker, field in ((data.marker_start, "begin"), (data.marker_end, "end")):
+                    if marker in _MARKERS:
+                        step.setdefault(f"{_MARKERS[marker]}_{field}", entry.timestamp)
         if event is not None and event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             ev = event.event_specific_data
             if not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR:
@@ -196,7 +210,8 @@ def _run_events(instance, run_id: str) -> dict:
         reported = _reported_peak(entry)
         if reported is not None and step is not None:
             step["reported_peak_rss_mb"] = max(reported, step.get("reported_peak_rss_mb", 0))
-    return {"steps": {k: v for k, v in steps.items() if "start" in v}, "failed_error_checks": failed_checks}
+    return {"steps": {k: v for k, v in steps.items() if "start" in v}, "failed_error_checks": failed_checks,
+            **run_times}
 
 
 # -- splits and summary: the parent ----------------------------------------------------------
@@ -424,18 +439,59 @@ def table(results) -> str:
     return "\n".join(lines)
 
 
+def _span(step: dict, a: str, b: str) -> float | None:
+    return step[b] - step[a] if a in step and b in step else None
+
+
+def step_overheads(run: dict) -> dict[str, dict]:
+    """Per step of a cluster run, where its time went between "ready" and "done" (seconds,
+    from the event log's timestamps): ``queued`` submitted by the orchestrating loop until a
+    worker's task began (broker, a free pool process, the instance opened and the plan built
+    in it: dagster-celery's engine event comes after those), ``setup`` that event until
+    STEP_START (the run's resources), ``body`` STEP_START to STEP_SUCCESS/FAILURE (inputs
+    read, the op, outputs written), ``handoff`` its end until the orchestrating loop
+    submitted the next step (or the run ended): the task's return and the loop's poll."""
+    submits = sorted(s["queue_begin"] for s in run.get("steps", {}).values() if "queue_begin" in s)
+    out = {}
+    for key, step in run.get("steps", {}).items():
+        end = step.get("end")
+        later = [t for t in submits if end is not None and t >= end]
+        handoff = (later[0] if later else run.get("run_end", end)) - end if end is not None else None
+        out[key] = {"queued": _span(step, "queue_begin", "queue_end"), "setup": _span(step, "queue_end", "start"),
+                    "body": _span(step, "start", "end"), "handoff": handoff}
+    return out
+
+
+def overhead_summary(run: dict) -> str:
+    """One line: the run's wall time (RUN_START to its end) against the sum of its step
+    bodies and of each overhead part."""
+    parts = step_overheads(run).values()
+    total = {name: sum(p[name] or 0.0 for p in parts) for name in ("queued", "setup", "body", "handoff")}
+    wall = run["run_end"] - run["run_start"] if "run_end" in run and "run_start" in run else float("nan")
+    return (f"{len(run.get('steps', {}))} steps, run {wall:.1f} s; summed over steps: body {total['body']:.1f} s, "
+            f"queued {total['queued']:.1f} s, setup {total['setup']:.1f} s, handoff {total['handoff']:.1f} s")
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def steps_table(results) -> str:
     """Every step of each workload's last cluster run."""
     lines = ["Steps of the last cluster run of each workload (RSS sampled every 100 ms in the worker's pool "
-             "process; reported: the step's peak_rss_mb, its process's VmHWM since the run began)", "",
-             "| work | size | step | worker | seconds | sampled peak RSS MB | reported peak_rss_mb |",
-             "|---|---:|---|---|---:|---:|---:|"]
+             "process; reported: the step's peak_rss_mb, its process's VmHWM since the run began; queued, setup, "
+             "body, handoff: bench.cluster.step_overheads)", "",
+             "| work | size | step | worker | queued s | setup s | body s | handoff s | "
+             "sampled peak RSS MB | reported peak_rss_mb |",
+             "|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]
     last = {(w, s): p["cluster"] for w, s, p in results}
     for (work, size), run in last.items():
+        overheads = step_overheads(run)
         for key, step in sorted(run.get("steps", {}).items(), key=lambda kv: kv[1]["start"]):
-            seconds = f"{step['end'] - step['start']:.1f}" if "end" in step else "-"
             sampled, reported = step.get("sampled_peak_rss_mb"), step.get("reported_peak_rss_mb")
-            lines.append(f"| {work} | {size:,} | {key} | {step.get('worker', '?')} | {seconds} | "
+            o = overheads[key]
+            lines.append(f"| {work} | {size:,} | {key} | {step.get('worker', '?')} | "
+                         f"{_secs(o['queued'])} | {_secs(o['setup'])} | {_secs(o['body'])} | {_secs(o['handoff'])} | "
                          f"{'-' if sampled is None else f'{sampled:.0f}'} | "
                          f"{'-' if reported is None else f'{reported:.0f}'} |")
     lines += ["", "Per kind of step (same runs): where the cluster's step time goes", "",
@@ -450,6 +506,9 @@ def steps_table(results) -> str:
         for kind, found in sorted(kinds.items(), key=lambda kv: -sum(s for s, _ in kv[1])):
             lines.append(f"| {work} | {size:,} | {kind} | {len(found)} | {sum(s for s, _ in found):.1f} | "
                          f"{max(s for s, _ in found):.1f} | {max(r for _, r in found):.0f} |")
+    for (work, size), run in last.items():
+        if "steps" in run:
+            lines.append(f"\n{work} {size:,}: {overhead_summary(run)}")
     return "\n".join(lines)
 
 
