@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from assets_pkg.batching import batches
 from assets_pkg.settings import env_int, executor_kind
 from assets_pkg.step_messages import remove_ended_runs_messages, remove_messages, step_messages_io_manager
 
@@ -38,11 +39,6 @@ def batch_size() -> int:
     if size < 1:
         raise dg.Failure(f"{BATCH_VAR}={size}: expected a number of partitions per step, at least 1")
     return size
-
-
-def batches(keys: list[str], size: int) -> list[list[str]]:
-    """The run's partition keys in order, ``size`` per step."""
-    return [keys[i:i + size] for i in range(0, len(keys), size)]
 
 
 def mapping_key(index: int, batch: list[str]) -> str:

@@ -177,7 +177,8 @@ def test_a_new_allocation_between_plan_and_batch_stops_the_step_naming_the_manif
 
 
 def test_batches_cover_the_keys_in_order():
-    from assets_pkg.splits.fanout import SplitsFanoutSettings, batches
+    from assets_pkg.batching import batches
+    from assets_pkg.splits.fanout import SplitsFanoutSettings
 
     assert batches(KEYS, 2) == [KEYS[0:2], KEYS[2:4], KEYS[4:]]
     assert batches(KEYS, 99) == [KEYS] and batches([], 3) == []

@@ -20,6 +20,7 @@ import warnings
 import dagster as dg
 
 from assets_pkg import layout
+from assets_pkg.batching import batches
 from assets_pkg.dagster_layer import add_partition_metadata, check_result
 from assets_pkg.io import WriteResult
 from assets_pkg.io.locks import shared_domain_lock
@@ -65,7 +66,7 @@ def fanout_enabled() -> bool:
 
 
 def _batch_outputs(keys: list[str], message):
-    for keys_of_step in fanout.batches(keys, fanout.SplitsFanoutSettings.from_env().shards_per_step):
+    for keys_of_step in batches(keys, fanout.SplitsFanoutSettings.from_env().shards_per_step):
         yield dg.DynamicOutput(json.dumps(message(keys_of_step)), mapping_key=f"{keys_of_step[0]}_{keys_of_step[-1]}")
 
 
