@@ -48,9 +48,9 @@ STREAM_UPLOAD_BYTES = 16 * 2**20
 STREAM_PIECE_BYTES = 4 * 2**20
 # Parts of one stream sent at once: pyarrow sends them from its I/O threads while the next
 # pieces are read, and `flush` every STREAM_INFLIGHT_BYTES waits for them. Unbounded, every
-# part read ahead waited in memory (+100 MB per 200 MB month); one part at a time left the
-# store too few requests to keep up with a build that holds both cores (the summary run
-# stalled on its upload queue).
+# part read ahead waited in memory (+100 MB per 200 MB month); one part at a time gave the
+# store few requests to work on while the build holds both cores (a full-size summary run
+# then kept only 1.6 of the 2 cores busy once; bench/NOTES.md).
 STREAM_INFLIGHT_BYTES = 64 * 2**20
 # not in the mimetypes table; an object store that is told the type does not sniff the bytes
 CONTENT_TYPES = {".parquet": "application/vnd.apache.parquet"}
