@@ -6,8 +6,6 @@ anything) -> build months in order -> write each month file atomically -> evalua
 checks for the months written -> record which batches the summary now reflects.
 """
 
-import shutil
-import tempfile
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -20,14 +18,14 @@ from assets_pkg.checking import CheckOutcome
 from assets_pkg.duck import connect
 from assets_pkg.inbox import split_settled, waiting_note
 from assets_pkg.io.locks import domain_lock
-from assets_pkg.storage import is_remote, local_scratch
-from assets_pkg.storage.arrow import fetch, read_table
+from assets_pkg.storage import is_remote
+from assets_pkg.storage.arrow import read_table
 from assets_pkg.storage.objects import BackgroundUploads, file_exists
 from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.build import BuildStats, build_months
 from assets_pkg.summary.config import SummarySettings
 from assets_pkg.summary.month_file import FINGERPRINT_KEY, write_month_file
-from assets_pkg.summary.month_scan import MonthPipeline
+from assets_pkg.summary.month_scan import MonthPipeline, scan_copies, scan_path
 from assets_pkg.summary.months import add_months, month_index, month_str
 from assets_pkg.summary.plan import reflected_files
 from assets_pkg.summary.ring import MonthRows
@@ -135,7 +133,12 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
     files, waiting = split_settled(list_batch_files(cfg.source_path), lambda f: f.path)
     if waiting and logger is not None:
         logger.warning(f"summary inbox: {waiting_note(waiting)}")
-    with Source(con, cfg, files, now_month=now_month, logger=logger) as source:
+    # an object-store root: the month scan of the checks reads the months this run wrote
+    # from local copies of what it uploaded (hard links to the temps), each deleted once
+    # scanned, and the month before from one download; the checks' other reads (only the
+    # months whose digests differ) go to the store
+    with (Source(con, cfg, files, now_month=now_month, logger=logger) as source,
+          scan_copies(run_checks and is_remote(month_path(start))) as copies):
         profile = source.profile()  # raises on bad input: nothing written yet
         if record_filter is not None:
             sql = matching_accounts_sql(cfg, VIEW, source.good_rows_sql(), record_filter)
@@ -145,25 +148,12 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
                 logger.info(f"--backfill-filter {record_filter!r}: {len(matched)} account(s) with matching records "
                             f"in {start}..{end}")
 
-        # an object-store root: the month scan of the checks reads the months this run wrote
-        # from local copies of what it uploaded (hard links to the temps), each deleted once
-        # scanned, and the month before from one download; the checks' other reads (only
-        # the months whose digests differ) go to the store
-        copies = (Path(tempfile.mkdtemp(dir=local_scratch("summary-checks")))
-                  if run_checks and is_remote(month_path(start)) else None)
         before = add_months(start, -1)
-        previous = {}
-        if run_checks and file_exists(month_path(before)):
-            if copies is None:
-                previous = {before: month_path(before)}
-            else:
-                fetched = fetch({f"{before}.parquet": month_path(before)}, copies)
-                previous = {before: p for p in fetched.values()}
+        previous = {before: month_path(before)} if run_checks and file_exists(month_path(before)) else {}
         # the checks read each month file back as soon as it is written, while later months build
-        checking = (MonthPipeline(cfg, con, start, end, previous.get(before), discard_scanned=copies is not None)
+        checking = (MonthPipeline(cfg, con, start, end, scan_path(previous[before], copies) if previous else None,
+                                  discard_scanned=copies is not None)
                     if run_checks else None)
-        if copies is not None and previous:
-            previous = {before: month_path(before)}  # its copy goes once scanned
 
         def write(month: str, rows: MonthRows):
             path = month_path(month)
@@ -185,10 +175,6 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
                 stats = build_months(source, start, end, write, accounts=accounts, logger=logger,
                                      month_path=month_path)
             facts = checking.finish() if checking is not None else None
-        except BaseException:
-            if copies is not None:
-                shutil.rmtree(copies, ignore_errors=True)
-            raise
         finally:
             if checking is not None:
                 checking.close()
@@ -199,11 +185,7 @@ def _rebuild_locked(cfg, start, end, month_path, accounts, con, logger, run_chec
                 existing = {m: month_path(m) for m in months if file_exists(month_path(m))}
             else:
                 existing = {m: month_path(m) for m in stats.months_written}
-            try:
-                outcomes = summary_outcomes(con, cfg, existing, source, previous, facts)
-            finally:
-                if copies is not None:
-                    shutil.rmtree(copies, ignore_errors=True)
+            outcomes = summary_outcomes(con, cfg, existing, source, previous, facts)
     newly: list[str] = []
     if update_state and accounts is None:
         processed = summary_state.load_processed(state_file)

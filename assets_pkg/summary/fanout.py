@@ -49,7 +49,6 @@ the IO manager, the checks or ``latest_summary``. A killed step leaves at most a
 
 import json
 import math
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -66,8 +65,8 @@ from assets_pkg.io import WriteResult, atomic_write_json
 from assets_pkg.io.locks import domain_lock
 from assets_pkg.obs import log_event, peak_rss_mb
 from assets_pkg.settings import SettingsModel, setting
-from assets_pkg.storage import is_remote, local_scratch
-from assets_pkg.storage.arrow import fetch, parquet_file
+from assets_pkg.storage import is_remote
+from assets_pkg.storage.arrow import parquet_file
 from assets_pkg.storage.objects import file_exists
 from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.build import BuildStats, build_months
@@ -79,7 +78,7 @@ from assets_pkg.summary.month_file import (
     output_schema,
     write_month_file,
 )
-from assets_pkg.summary.month_scan import MonthScanner
+from assets_pkg.summary.month_scan import MonthScanner, scan_copies, scan_path
 from assets_pkg.summary.months import add_months, current_month, month_index, month_range, month_str
 from assets_pkg.summary.plan import reflected_files
 from assets_pkg.summary.source import VIEW, BatchFile, Source, SourceProfile, list_batch_files
@@ -464,19 +463,13 @@ def combine_group(cfg: SummarySettings, plan: FanoutPlan, lo: str, hi: str, mont
     _check_done(plan, before if lo != plan.start else lo, hi)
     con = con or connect()
     # an object-store root: the checks read local copies of the months uploaded (hard links)
-    copies = Path(tempfile.mkdtemp(dir=local_scratch("summary-checks"))) if run_checks and is_remote(month_path(lo)) else None
-    try:
+    with scan_copies(run_checks and is_remote(month_path(lo))) as copies:
         scanner = MonthScanner(cfg, con) if run_checks else None
-        if scanner is not None:
-            if lo == plan.start:
-                if file_exists(month_path(before)):
-                    path = month_path(before)
-                    if copies is not None:
-                        path = fetch({f"{before}.parquet": path}, copies)[f"{before}.parquet"]
-                    scanner.add(before, path, report=False)
-            else:
-                neighbour = merged_month(cfg, plan, before)
-                scanner.add(before, None, report=False, rows=neighbour if neighbour.num_rows else None)
+        if scanner is not None and lo != plan.start:
+            neighbour = merged_month(cfg, plan, before)
+            scanner.add(before, None, report=False, rows=neighbour if neighbour.num_rows else None)
+        elif scanner is not None and file_exists(month_path(before)):
+            scanner.add(before, scan_path(month_path(before), copies), report=False)
         rows, checked = {}, {}
         for month in month_range(lo, hi):
             keep = copies / f"{month}.parquet" if copies is not None else None
@@ -491,9 +484,6 @@ def combine_group(cfg: SummarySettings, plan: FanoutPlan, lo: str, hi: str, mont
             with open_source(con, cfg, plan, logger=logger) as source:
                 outcomes = summary_outcomes(con, cfg, checked, source, facts=scanner.facts,
                                             rows_per_query=CHECK_ROWS_PER_QUERY)
-    finally:
-        if copies is not None:
-            layout.remove_tree(copies)
     done = {"rows_per_month": rows, "outcomes": [outcome_to_dict(o) for o in outcomes]}
     atomic_write_json(marker, done)
     for month in month_range(lo, hi):

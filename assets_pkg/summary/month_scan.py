@@ -20,8 +20,11 @@ later months: months may be handed over in any order (the build's writers finish
 order) and are scanned in month order.
 """
 
+import tempfile
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +32,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets_pkg import layout
 from assets_pkg.duck import quote_ident
-from assets_pkg.storage.arrow import parquet_file
+from assets_pkg.storage import local_scratch
+from assets_pkg.storage.arrow import fetch, parquet_file
 from assets_pkg.summary.config import SummarySettings
 from assets_pkg.summary.months import month_index, month_str
 
@@ -321,3 +326,23 @@ class MonthPipeline:
         if not self._closed:
             self._closed = True
             self.scanner.con.close()
+
+
+@contextmanager
+def scan_copies(remote: bool) -> Iterator[Path | None]:
+    """A local folder for copies of the object-store month files the checks scan (the build
+    keeps a hard link to each upload's temp there, the month before is downloaded), removed
+    when the block ends; None on a local root, where the files are scanned in place."""
+    if not remote:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(dir=local_scratch("summary-checks")))
+    try:
+        yield folder
+    finally:
+        layout.remove_tree(folder)
+
+
+def scan_path(path: Path, copies: Path | None) -> Path:
+    """The file to scan for the month file ``path``: itself, or a download into ``copies``."""
+    return path if copies is None else fetch({path.name: path}, copies)[path.name]
