@@ -103,3 +103,27 @@ def test_a_later_null_value_wins(data_root, tmp_path):
     got = read_months(out)
     assert got == reference([("b1.parquet", records)])
     assert got["2024-01"][0]["balance_am"] is None and got["2024-01"][0]["balance_am_history"][0] is None
+
+
+def test_month_file_history_pages_are_large(tmp_path, monkeypatch):
+    """The history lists go in pages of up to DATA_PAGE_BYTES: zstd restarts on every page,
+    so Arrow's default 1 MiB pages write more bytes for the same values (what an object
+    store ingests); the values read back unchanged."""
+    from assets_pkg.summary import month_file
+
+    rng = np.random.default_rng(7)
+    n = 20_000  # one page at most (Arrow cuts pages at 20k rows), about 5.8 MB of list values
+    cents = rng.integers(-50_000, 500_000, n * 36) / 100  # balances with two decimals, as the bench's
+    values = pa.array(np.where(rng.random(n * 36) < 0.07, np.nan, cents), from_pandas=True)
+    table = pa.table({"k": pa.array(np.arange(n), pa.int64()),
+                      "a_history": pa.FixedSizeListArray.from_arrays(values, 36).cast(pa.list_(pa.float64()))})
+
+    def history_bytes(path):
+        meta = pq.ParquetFile(path).metadata
+        return sum(meta.row_group(g).column(1).total_compressed_size for g in range(meta.num_row_groups))
+
+    write_month_file(table, tmp_path / "large.parquet")
+    monkeypatch.setattr(month_file, "DATA_PAGE_BYTES", 1 << 20)
+    write_month_file(table, tmp_path / "small.parquet")
+    assert history_bytes(tmp_path / "large.parquet") < 0.99 * history_bytes(tmp_path / "small.parquet")
+    assert pq.read_table(tmp_path / "large.parquet").equals(table)

@@ -52,6 +52,13 @@ HISTORY_COMPRESSION = "zstd"
 # kernel time and peak memory (bench/NOTES.md).
 ROW_GROUP_ROWS = 65_536
 
+# Data page size limit. zstd compresses each page on its own, so the history lists' 1 MiB
+# pages (Arrow's default) each restart its window: 8 MiB pages (in practice cut at Arrow's
+# 20k rows per page, ~5.8 MB of a balance list) write 1.8% fewer bytes at the same write CPU
+# and read CPU. Every byte is one an object store ingests (about 10 CPU-s per GB for the
+# bench's SeaweedFS: bench/NOTES.md "Month file bytes").
+DATA_PAGE_BYTES = 8 << 20
+
 
 def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None = None,
                      row_group_rows: int = ROW_GROUP_ROWS, uploads=None) -> WriteResult:
@@ -87,7 +94,8 @@ def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None
     batches = rows.batches(row_group_rows) if isinstance(rows, MonthRows) else rows.to_batches(row_group_rows)
     with atomic_path(path, uploads) as tmp:
         with pq.ParquetWriter(tmp, schema, compression=codecs, use_dictionary=repetitive,
-                              use_byte_stream_split=lists, write_statistics=scalar) as writer:
+                              use_byte_stream_split=lists, write_statistics=scalar,
+                              data_page_size=DATA_PAGE_BYTES) as writer:
             for batch in batches:
                 writer.write_batch(batch, row_group_size=row_group_rows)
         size = tmp.stat().st_size  # what is published: no second look at the store
