@@ -21,7 +21,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assets_pkg.duck import quote_ident, setting
+from assets_pkg.duck import quote_ident
+from assets_pkg.duck import setting as duck_setting
 from assets_pkg.inbox import SourceChangedError, check_unchanged
 from assets_pkg.settings import get_settings
 from assets_pkg.storage import as_path, is_remote
@@ -420,7 +421,7 @@ class Source:
         prefetching the same queries peaked at 164 / 176 MB in the same time (bench/NOTES.md,
         "Summary plan step"). Threads were not the cause: ``threads=1`` left 459 MB at 1M.
         The setting is global to the database, hence a block around the queries."""
-        with setting(self.con, "disable_parquet_prefetching", "true"):
+        with duck_setting(self.con, "disable_parquet_prefetching", "true"):
             yield
 
     # ---- profile (one scan) ------------------------------------------------------------------
