@@ -4,13 +4,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assets_pkg.duck import connect
+from assets_pkg.duck import connect, current_setting, setting
 from assets_pkg.settings import SettingError
 from assets_pkg.summary.config import load_summary_settings
 from assets_pkg.summary.engine import rebuild_months
 from assets_pkg.summary.months import MonthError, add_months, contiguous_ranges, month_index, month_range, month_str
 from assets_pkg.summary.plan import plan_batches
-from assets_pkg.summary.source import SummarySourceError, list_batch_files, month_chunks
+from assets_pkg.summary.source import Source, SummarySourceError, list_batch_files, month_chunks
 from assets_pkg_tests.test_summary_helpers import cfg_for, full_build, read_months, reference, write_batch
 
 
@@ -194,6 +194,34 @@ def test_bad_rows_skip_policy_counts_them(data_root, tmp_path):
     res = full_build(cfg_for(inbox, bad_rows="skip"), out)
     assert res.profile.bad_rows == 2 and res.stats.rows == 1
     assert len(res.profile.problems) == 2
+
+
+def test_profile_names_each_file_s_problems_and_leaves_the_connection_s_settings(data_root, tmp_path):
+    """The profile scans without Parquet prefetching (a block that sets it and puts the
+    previous value back): each file's problems keep their file and row numbers, the error
+    with bad_rows="error" names both files, and the setting is restored whichever it was."""
+    inbox = tmp_path / "inbox"
+    write_batch(inbox, "0001.parquet", [(1, "2024-01", 1.0, 0, 0), (2, "2024-13", 1.0, 0, 0)])
+    write_batch(inbox, "0002.parquet", [(None, "2024-02", 1.0, 0, 0), (3, "2024-02", 1.0, 0, 0), (None, "2024-02", 2.0, 0, 0)])
+    con = connect()
+    with Source(con, cfg_for(inbox, bad_rows="skip"), list_batch_files(inbox)) as source:
+        prof = source.profile()
+    assert prof.problems == [
+        f"{inbox / '0001.parquet'}: 1 rows with malformed rpt_as_of_mo '2024-13' (expected YYYY-MM) (rows 2)",
+        f"{inbox / '0002.parquet'}: 2 rows with null cons_acct_key (rows 1, 3)",
+    ]
+    assert (prof.rows, prof.bad_rows) == (5, 3)
+    assert prof.rows_per_month == {month_index("2024-01"): 1, month_index("2024-02"): 1}
+    assert prof.file_months == {"0001.parquet": {month_index("2024-01")}, "0002.parquet": {month_index("2024-02")}}
+    assert current_setting(con, "disable_parquet_prefetching") is False
+    for before in (False, True):
+        with setting(con, "disable_parquet_prefetching", before):
+            with Source(con, cfg_for(inbox), list_batch_files(inbox)) as source:
+                with pytest.raises(SummarySourceError) as err:
+                    source.profile()
+            assert current_setting(con, "disable_parquet_prefetching") is before
+        assert "0001.parquet: 1 rows with malformed" in str(err.value)
+        assert "0002.parquet: 2 rows with null cons_acct_key (rows 1, 3)" in str(err.value)
 
 
 def test_null_key_refused(data_root, tmp_path):

@@ -3,6 +3,7 @@
     python -m bench.summary_fanout                         # 200k and 400k accounts, buckets 4 and 8
     python -m bench.summary_fanout --accounts 100000 --buckets 2 --chunk-months 24 --combine-months 12
     python -m bench.summary_fanout --full                  # also every step + combine, compared with the one-step files
+    python -m bench.summary_fanout --accounts 1000000 --buckets 10 --plan-only   # the plan step alone, 1M then 2M
 
 Data: bench/summary.py's generator (one batch per month 2021-01..2025-12, each account 36-60
 months with gaps), reused from bench/out/summary/<accounts>/. For each size (the second
@@ -95,7 +96,7 @@ def run_child(kind: str, root: Path, buckets: int, chunk_months: int, combine_mo
 
 
 def measure(accounts: int, buckets: int, chunk_months: int, combine_months: int, full: bool,
-            skip_one_step: bool = False) -> list[dict]:
+            skip_one_step: bool = False, plan_only: bool = False) -> list[dict]:
     root = OUT / str(accounts)
     info = generate(accounts, root)
     for name in ("fanout-data", "fanout", "one-step"):
@@ -112,6 +113,8 @@ def measure(accounts: int, buckets: int, chunk_months: int, combine_months: int,
     if not skip_one_step:
         add("one-step build", "one_step")
     plan = add("plan", "plan")
+    if plan_only:
+        return rows
     last = plan["chunks"] - 1
     add(f"bucket step (bucket 0, chunk {last})", f"step:0:{last}")
     if full:
@@ -140,6 +143,8 @@ def main(argv=None) -> int:
     parser.add_argument("--full", action="store_true", help="run every step and compare the files")
     parser.add_argument("--single", action="store_true", help="only the first size")
     parser.add_argument("--no-one-step", action="store_true", help="measure the fan-out steps only")
+    parser.add_argument("--plan-only", action="store_true",
+                        help="measure the plan step alone (no one-step build, no bucket or combine step)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -149,7 +154,8 @@ def main(argv=None) -> int:
     sizes = [(args.accounts, args.buckets)] + ([] if args.single else [(2 * args.accounts, 2 * args.buckets)])
     rows = []
     for accounts, buckets in sizes:
-        rows += measure(accounts, buckets, args.chunk_months, args.combine_months, args.full, args.no_one_step)
+        rows += measure(accounts, buckets, args.chunk_months, args.combine_months, args.full,
+                        args.no_one_step or args.plan_only, args.plan_only)
     print()
     print(f"{'accounts':>9} {'buckets':>7}  {'what':<36} {'seconds':>8} {'cpu s':>7} {'peak RSS MB':>11}")
     for r in rows:

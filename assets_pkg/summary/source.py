@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assets_pkg.duck import quote_ident
+from assets_pkg.duck import setting as duck_setting
 from assets_pkg.inbox import SourceChangedError, check_unchanged
 from assets_pkg.settings import get_settings
 from assets_pkg.storage import as_path, is_remote
@@ -407,6 +409,21 @@ class Source:
         if self.logger is not None:
             self.logger.warning(text)
 
+    @contextmanager
+    def whole_scan(self):
+        """For a block whose queries read every batch of the view: DuckDB's Parquet
+        prefetching off, then the previous setting again.
+
+        DuckDB 2.0 prefetches the column chunks of a row group before decoding them, and the
+        batches' row groups grow with the accounts (up to a million rows each): the plan's
+        profile query peaked at 474 MB with 1M accounts and 776 MB with 2M, and it failed
+        with "Out of Memory" under ``memory_limit=300MB`` instead of spilling. Without
+        prefetching the same queries peaked at 164 / 176 MB in the same time (bench/NOTES.md,
+        "Summary plan step"). Threads were not the cause: ``threads=1`` left 459 MB at 1M.
+        The setting is global to the database, hence a block around the queries."""
+        with duck_setting(self.con, "disable_parquet_prefetching", "true"):
+            yield
+
     # ---- profile (one scan) ------------------------------------------------------------------
     def profile(self) -> SourceProfile:
         """Scan every batch once: good rows per month, bad rows, problems (with file/row).
@@ -416,6 +433,12 @@ class Source:
         """
         if self._profile is not None:
             return self._profile
+        with self.whole_scan():
+            self._profile = self._scan_profile()
+        return self._profile
+
+    def _scan_profile(self) -> SourceProfile:
+        """:meth:`profile`'s scan and the example rows of each problem (uncached)."""
         cfg = self.cfg
         value_cols = cfg.all_value_columns
         bad_value_terms = ", ".join(
@@ -495,7 +518,6 @@ class Source:
             )
         for text in prof.problems:
             self._note(f"skipped: {text}")
-        self._profile = prof
         return prof
 
     def _value_ok_sql(self) -> str:
