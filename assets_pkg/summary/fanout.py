@@ -316,9 +316,9 @@ def plan_fanout(cfg: SummarySettings, start: str, end: str, run: str, settings: 
     layout.remove_stale_staging(DOMAIN)
     files = list_batch_files(cfg.source_path)
     with Source(con, cfg, files, now_month=now_month or current_month(), logger=logger) as source:
-        profile = source.profile()  # raises on bad input: nothing written yet
         lo = max(month_index(start) - (cfg.history_length - 1), cfg.first_month_index)
-        with source.whole_scan():  # every batch's keys: as bounded as the profile's scan
+        with source.whole_scan():  # both queries read every batch
+            profile = source.profile()  # raises on bad input: nothing written yet
             rows = con.execute(
                 f"SELECT approx_count_distinct(key) FROM {VIEW} WHERE {source.good_rows_sql()} "
                 "AND month_idx BETWEEN ? AND ?", [lo, month_index(end)]).fetchall()
