@@ -10,6 +10,7 @@ a temp file renamed into place); re-running the run recomputes exactly those par
 import importlib
 
 import dagster as dg
+from celery import bootsteps
 from celery.concurrency.asynpool import AsynPool
 from celery.concurrency.prefork import TaskPool
 from dagster._core.execution.plan.step import ExecutionStep
@@ -243,12 +244,52 @@ class _PromptAsynPool(AsynPool):
     def timers(self):
         return {self.maintain_pool: POOL_MAINTAIN_S}
 
+    def on_job_ready(self, job, i, obj, inqW_fd):
+        """A process that ran its last step no longer gets jobs. Billiard's child lingers a
+        second after that step (``Worker._do_exit``) with its queue still open, and Celery
+        wrote the next step into it as readily as into an idle process: the step then waited
+        for that process to exit and be replaced (1.3-1.4 s on a same-worker hand-off)."""
+        super().on_job_ready(job, i, obj, inqW_fd)
+        entry = self._cache.get(job)  # ``job`` is the job's id here
+        process = getattr(entry, "_write_to", None)
+        if self._maxtasksperchild and process is not None:
+            process.steps_done = getattr(process, "steps_done", 0) + 1
+            if process.steps_done >= self._maxtasksperchild:
+                self._all_inqueues.discard(inqW_fd)
+
 
 class StepPool(TaskPool):
     """Celery's prefork pool (``--pool=prefork``), its exited processes replaced within
     POOL_MAINTAIN_S."""
 
     Pool = _PromptAsynPool
+
+
+# A step that follows another on the same worker waited 1.3-1.5 s for a process: the one that
+# ran the earlier step was still exiting, then its replacement was forked and initialised
+# (bench/NOTES.md "Cluster step overhead"). A worker that replaces its processes after each
+# step therefore keeps one more pool process than the steps it runs at once: the next step
+# starts in a process forked ahead of need while the last one exits. The steps at once stay
+# bounded by Celery's own "no prefetch" consumer limit (``worker_disable_prefetch``, Redis
+# brokers only), which takes no new task while ``max_concurrency`` are received and unfinished.
+STEPS_AT_ONCE_SETTING = "assets_pkg_steps_at_once"
+
+
+class StepsAtOnce(bootsteps.Step):
+    """Worker bootstep: at most ``app.conf.assets_pkg_steps_at_once`` steps received at once,
+    whatever the pool's size."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, worker, **kwargs):
+        steps = worker.app.conf.get(STEPS_AT_ONCE_SETTING)
+        if steps:
+            worker.max_concurrency = steps  # read by the consumer's prefetch count and its limit
+        super().__init__(worker, **kwargs)
+
+
+def is_redis_url(url: str) -> bool:
+    return url.split("://", 1)[0] in ("redis", "rediss", "redis+socket")
 
 
 def start_worker(queues=ALL_QUEUES, concurrency: int = 1, name: str | None = None, loglevel: str = "INFO",
@@ -261,20 +302,29 @@ def start_worker(queues=ALL_QUEUES, concurrency: int = 1, name: str | None = Non
     combine step measured 1.3-1.6 GB in a reused process against 0.7 GB in a fresh one. With
     1 every step gets a fresh process; the code location and what every step imports are
     loaded here (:func:`preload_for_steps`), before the pool forks, so a fresh process costs a
-    fork, not an import."""
+    fork, not an import, and with a Redis broker one spare process is forked ahead of the next
+    step (:class:`StepsAtOnce`)."""
     unknown = sorted(set(queues) - set(ALL_QUEUES))
     if unknown:
         raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
     if steps_per_process < 0:
         raise ValueError(f"steps per process must be >= 0 (0: never replaced), got {steps_per_process}")
+    if concurrency < 1:
+        raise ValueError(f"a worker runs at least one step at once, got concurrency {concurrency}")
     importlib.import_module(CODE_LOCATION_MODULE)
     preload_for_steps()
-    argv = ["worker", f"--queues={','.join(queues)}", f"--concurrency={concurrency}", "--pool=prefork",
+    app = celery_app()
+    spare = 1 if steps_per_process and is_redis_url(celery_broker_url()) else 0
+    if spare:
+        app.conf.worker_disable_prefetch = True
+        app.conf[STEPS_AT_ONCE_SETTING] = concurrency
+        app.steps["worker"].add(StepsAtOnce)
+    argv = ["worker", f"--queues={','.join(queues)}", f"--concurrency={concurrency + spare}", "--pool=prefork",
             "--prefetch-multiplier=1", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
     if steps_per_process:
         argv.append(f"--max-tasks-per-child={steps_per_process}")
     if name:
         argv.append(f"--hostname={name}")
-    celery_app().worker_main(argv)
+    app.worker_main(argv)
 
 
