@@ -7,6 +7,8 @@
 - :class:`DomainRunCoordinator`: the queued run coordinator of ``deploy/dagster.yaml``; it
   tags every submitted run with the domains it touches (and its log id), which is what the
   coordinator's tag concurrency limits count.
+- :class:`PooledPostgresInstance`: the instance class of ``deploy/dagster.yaml``, holding
+  each process's Postgres connection between storage calls.
 """
 
 from pathlib import Path
@@ -126,3 +128,37 @@ class DomainRunCoordinator(dg.QueuedRunCoordinator):
             run = self._instance.get_run_by_id(run.run_id)
             context = context._replace(dagster_run=run)
         return super().submit_run(context)
+
+
+# Seconds a pooled Postgres connection lives before it is replaced (dagster-webserver's default).
+POSTGRES_POOL_RECYCLE_S = 3600
+# Connections a process may open beyond its one pooled connection when threads query at once.
+POSTGRES_POOL_OVERFLOW = 10
+
+
+class PooledPostgresInstance(dg.DagsterInstance):
+    """The instance of ``deploy/dagster.yaml`` (``instance_class``): each process keeps its
+    Postgres connection open between storage calls.
+
+    dagster-postgres opens a new connection for every storage call (``NullPool``), so a step
+    that stores a few dozen events and checks each partition it reports paid several hundred
+    connections: 587 (1.5 s of a 4 s split-finish step) at 20 shards, each also a new backend
+    process forked on the database's machine (bench/NOTES.md "Cluster step overhead"). This
+    is what dagster-webserver does for itself (``optimize_for_webserver``), with no statement
+    timeout: a step's storage calls take as long as they take today."""
+
+    # what Dagster asks of an ``instance_class``: no settings of its own, the usual defaults
+    @classmethod
+    def config_schema(cls):
+        return {}
+
+    @staticmethod
+    def config_defaults(base_dir):
+        from dagster._core.instance.ref import InstanceRef
+
+        return InstanceRef.config_defaults(base_dir)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.optimize_for_webserver(statement_timeout=0, pool_recycle=POSTGRES_POOL_RECYCLE_S,
+                                    max_overflow=POSTGRES_POOL_OVERFLOW)
