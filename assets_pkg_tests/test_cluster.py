@@ -346,5 +346,8 @@ def test_the_deploy_instance_keeps_its_postgres_connections_and_rides_out_a_rest
         assert backends() == kept, "storage calls opened connections of their own"
 
         postgres_service.restart(down_s=1.0)
-        assert instance.get_run_by_id(run.run_id).run_id == run.run_id
-        assert instance.all_logs(run.run_id) is not None
+        # the calls succeed on new connections (what they return is not the point: the test
+        # server runs with synchronous_commit off, so a crash may lose the last commits)
+        assert isinstance(instance.get_runs(), list)
+        assert isinstance(instance.all_logs(run.run_id), list)
+        assert backends().isdisjoint(kept)
