@@ -250,12 +250,16 @@ class _PromptAsynPool(AsynPool):
         wrote the next step into it as readily as into an idle process: the step then waited
         for that process to exit and be replaced (1.3-1.4 s on a same-worker hand-off)."""
         super().on_job_ready(job, i, obj, inqW_fd)
-        entry = self._cache.get(job)  # ``job`` is the job's id here
+        # billiard's and Celery's bookkeeping, read defensively: an error here would stop the
+        # worker's event loop, and a changed attribute only brings the wait back
+        limit = getattr(self, "_maxtasksperchild", None)
+        entry = getattr(self, "_cache", {}).get(job)  # ``job`` is the job's id here
         process = getattr(entry, "_write_to", None)
-        if self._maxtasksperchild and process is not None:
+        inqueues = getattr(self, "_all_inqueues", None)
+        if limit and process is not None and inqueues is not None:
             process.steps_done = getattr(process, "steps_done", 0) + 1
-            if process.steps_done >= self._maxtasksperchild:
-                self._all_inqueues.discard(inqW_fd)
+            if process.steps_done >= limit:
+                inqueues.discard(inqW_fd)
 
 
 class StepPool(TaskPool):
@@ -267,7 +271,7 @@ class StepPool(TaskPool):
 
 # A step that follows another on the same worker waited 1.3-1.5 s for a process: the one that
 # ran the earlier step was still exiting, then its replacement was forked and initialised
-# (bench/NOTES.md "Cluster step overhead"). A worker that replaces its processes after each
+# (bench/NOTES.md "Cluster hand-off"). A worker that replaces its processes after each
 # step therefore keeps one more pool process than the steps it runs at once: the next step
 # starts in a process forked ahead of need while the last one exits. The steps at once stay
 # bounded by Celery's own "no prefetch" consumer limit (``worker_disable_prefetch``, Redis
