@@ -11,6 +11,7 @@ import importlib
 
 import dagster as dg
 from celery import bootsteps
+from celery.states import READY_STATES
 from celery.concurrency.asynpool import AsynPool
 from celery.concurrency.prefork import TaskPool
 from dagster._core.execution.plan.step import ExecutionStep
@@ -31,6 +32,8 @@ ALL_QUEUES = (*DOMAINS, DEFAULT_QUEUE)
 CELERY_APP_CONFIG = {
     "worker_prefetch_multiplier": 1,
     "task_acks_late": False,
+    # a running task's state names its worker (hostname, pid): the run's LostWorkerWatch pings it
+    "task_track_started": True,
     "broker_connection_retry_on_startup": True,
     "result_expires": 24 * 3600,
 }
@@ -130,6 +133,86 @@ if not hasattr(celery_loop, "TICK_SECONDS"):
                       "changed its loop, and assets_pkg.celery_exec sets the loop's poll through it")
 DEFAULT_POLL_SECONDS = 0.05
 
+class LostWorkerWatch:
+    """Fails the step of a worker that is gone.
+
+    A worker killed whole (its main process with its pool, or its machine) takes its running
+    task with it: the task was acknowledged when it started, nobody reports it lost, and
+    dagster-celery's loop would wait for its result until run monitoring's
+    ``max_runtime_seconds``. (A killed pool process alone is reported by its worker:
+    ``WorkerLostError``.) Every ``every_s`` seconds this thread pings the worker of each
+    started, unfinished task; a worker that misses ``misses`` pings in a row has its task
+    stored as failed (``WorkerLostError`` naming the worker), which the loop reads like any
+    failed step: the run fails, nothing partial was published, a re-execution runs the step.
+    """
+
+    def __init__(self, every_s: float, misses: int = 2, ping_timeout_s: float = 2.0):
+        import threading
+
+        self.every_s, self.misses, self.ping_timeout_s = every_s, misses, ping_timeout_s
+        self.app = None
+        self.results: dict = {}  # step key -> AsyncResult
+        self._missed: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="lost-worker-watch", daemon=True)
+
+    def submit(self, app, plan_context, step, queue, priority, known_state):
+        """dagster-celery's ``_submit_task``, the task remembered."""
+        self.app = app
+        result = _submit_task(app, plan_context, step, queue, priority, known_state)
+        self.results[step.key] = result
+        return result
+
+    def __enter__(self) -> "LostWorkerWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.every_s + self.ping_timeout_s + 5)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.check()
+            except Exception:  # the broker's loss is the loop's to report (fail_fast_on_broker_loss)
+                pass
+
+    def check(self) -> list[str]:
+        """One look: the step keys whose task was failed as lost by this look."""
+        from celery.exceptions import WorkerLostError
+
+        running: dict[str, list] = {}  # worker hostname -> [(step key, result)]
+        for key, result in list(self.results.items()):
+            meta = self.app.backend.get_task_meta(result.id)
+            if meta.get("status") in READY_STATES:
+                self.results.pop(key, None)
+            elif meta.get("status") == "STARTED" and isinstance(meta.get("result"), dict):
+                running.setdefault(meta["result"].get("hostname"), []).append((key, result))
+        failed = []
+        for hostname, steps in running.items():
+            if hostname is None:
+                continue
+            replies = self.app.control.ping(destination=[hostname], timeout=self.ping_timeout_s)
+            if any(hostname in reply for reply in replies):
+                self._missed.pop(hostname, None)
+                continue
+            self._missed[hostname] = self._missed.get(hostname, 0) + 1
+            if self._missed[hostname] < self.misses:
+                continue
+            for key, result in steps:
+                if self.app.backend.get_task_meta(result.id).get("status") != "STARTED":
+                    continue  # it ended meanwhile: its own result stands
+                self.app.backend.mark_as_failure(result.id, WorkerLostError(
+                    f"Celery worker {hostname} stopped answering while it ran step {key} (no reply to "
+                    f"{self.misses} pings {self.every_s:g} s apart): the worker or its machine was lost "
+                    f"mid-step. Nothing partial was published; re-execute the run."))
+                failed.append(key)
+        return failed
+
+
+DEFAULT_LOST_WORKER_CHECK_SECONDS = 10.0
+
 EXECUTOR_CONFIG = {
     **CELERY_CONFIG,
     "poll_seconds": dg.Field(
@@ -138,6 +221,11 @@ EXECUTOR_CONFIG = {
                     "waits 1 s). Each look reads each step's result once from the result backend: with "
                     "hundreds of steps in flight a longer poll saves that backend's and this process's work; "
                     "with a few, a step's successor starts within this delay of its end."),
+    "lost_worker_check_seconds": dg.Field(
+        float, is_required=False, default_value=DEFAULT_LOST_WORKER_CHECK_SECONDS,
+        description="Seconds between two pings of the workers running the run's steps: a worker that "
+                    "misses two in a row (killed whole, or its machine lost) has its step failed, and the "
+                    "run with it, instead of waiting for a result that will never come."),
 }
 
 
@@ -145,19 +233,23 @@ class DomainCeleryExecutor(CeleryExecutor):
     """dagster-celery's executor with per-domain queues and a short poll, failing fast when
     the broker is lost."""
 
-    def __init__(self, *args, poll_seconds: float = DEFAULT_POLL_SECONDS, **kwargs):
+    def __init__(self, *args, poll_seconds: float = DEFAULT_POLL_SECONDS,
+                 lost_worker_check_seconds: float = DEFAULT_LOST_WORKER_CHECK_SECONDS, **kwargs):
         super().__init__(*args, **kwargs)
-        if not poll_seconds > 0:
-            raise ValueError(f"the celery executor's poll_seconds must be > 0, got {poll_seconds}")
+        for name, value in (("poll_seconds", poll_seconds), ("lost_worker_check_seconds", lost_worker_check_seconds)):
+            if not value > 0:
+                raise ValueError(f"the celery executor's {name} must be > 0, got {value}")
         self.poll_seconds = poll_seconds
+        self.lost_worker_check_seconds = lost_worker_check_seconds
 
     def execute(self, plan_context, execution_plan):
         # a process orchestrates one run at a time (run worker, execute_job), so the
         # module-wide tick is this run's
         celery_loop.TICK_SECONDS = self.poll_seconds
-        events = celery_loop.core_celery_execution_loop(plan_context, with_domain_queues(execution_plan),
-                                                        step_execution_fn=_submit_task)
-        return fail_fast_on_broker_loss(events, self.broker or celery_broker_url())
+        with LostWorkerWatch(self.lost_worker_check_seconds) as watch:
+            events = celery_loop.core_celery_execution_loop(plan_context, with_domain_queues(execution_plan),
+                                                            step_execution_fn=watch.submit)
+            yield from fail_fast_on_broker_loss(events, self.broker or celery_broker_url())
 
 
 @dg.executor(name="celery", config_schema=EXECUTOR_CONFIG,
@@ -172,6 +264,7 @@ def domain_celery_executor(init_context):
         broker=config.get("broker"), backend=config.get("backend"), include=config.get("include"),
         config_source={**CELERY_APP_CONFIG, **(config.get("config_source") or {})},
         retries=RetryMode.from_config(config["retries"]), poll_seconds=config["poll_seconds"],
+        lost_worker_check_seconds=config["lost_worker_check_seconds"],
     )
 
 

@@ -224,6 +224,30 @@ def test_a_worker_killed_mid_step_fails_the_run_shows_no_partial_output_and_a_re
     assert all(w.process.poll() is None for w in cluster.workers)
 
 
+def test_a_worker_killed_whole_mid_step_fails_the_run_instead_of_leaving_it_waiting(
+        cluster, clean_timeseries_demo, tmp_path):
+    """A worker killed with its pool (its machine lost) reports nothing: the run's lost-worker
+    watch (celery_exec.LostWorkerWatch) finds the step's worker silent and fails the step, so
+    the run ends within a bound instead of waiting for run monitoring's 12 hours."""
+    import psutil
+
+    demo = [sys.executable, "-m", "assets_pkg.cli", "demo", "--scale", "demo", "--only", "timeseries"]
+    clean_timeseries_demo.copy_inbox(cluster.data_root)
+    interrupted = cluster.popen(demo, tmp_path / "interrupted.log")
+    with cluster.instance() as instance:
+        run, start = _wait_for_step_start(instance, "timeseries__resampled.timeseries__resampled_fanout_step[")
+        worker = next(w for w in cluster.workers if w.process.pid == psutil.Process(start.pid).ppid())
+        os.killpg(worker.process.pid, signal.SIGKILL)  # the worker and its pool processes at once
+        killed_at = time.monotonic()
+        interrupted.wait(timeout=180)
+        ended_after = time.monotonic() - killed_at
+        run = instance.get_run_by_id(run.run_id)
+        assert run.status == dg.DagsterRunStatus.FAILURE, (tmp_path / "interrupted.log").read_text()[-3000:]
+        failure = str(_events(instance, run.run_id, dg.DagsterEventType.RUN_FAILURE)[0].event_specific_data)
+        assert f"Celery worker {worker.name}@" in failure and "stopped answering while it ran step" in failure
+        assert ended_after < 120, f"the run ended {ended_after:.0f} s after its worker was killed"
+
+
 def test_the_queued_coordinator_never_overlaps_two_summary_runs_nor_two_runs_of_one_log_id(
         tmp_path, postgres_service, monkeypatch):
     """deploy/dagster.yaml's coordinator tags runs by domain and log id when they are
