@@ -10,6 +10,8 @@ a temp file renamed into place); re-running the run recomputes exactly those par
 import importlib
 
 import dagster as dg
+from celery import bootsteps
+from celery.states import READY_STATES
 from celery.concurrency.asynpool import AsynPool
 from celery.concurrency.prefork import TaskPool
 from dagster._core.execution.plan.step import ExecutionStep
@@ -30,6 +32,8 @@ ALL_QUEUES = (*DOMAINS, DEFAULT_QUEUE)
 CELERY_APP_CONFIG = {
     "worker_prefetch_multiplier": 1,
     "task_acks_late": False,
+    # a running task's state names its worker (hostname, pid): the run's LostWorkerWatch pings it
+    "task_track_started": True,
     "broker_connection_retry_on_startup": True,
     "result_expires": 24 * 3600,
 }
@@ -129,6 +133,86 @@ if not hasattr(celery_loop, "TICK_SECONDS"):
                       "changed its loop, and assets_pkg.celery_exec sets the loop's poll through it")
 DEFAULT_POLL_SECONDS = 0.05
 
+class LostWorkerWatch:
+    """Fails the step of a worker that is gone.
+
+    A worker killed whole (its main process with its pool, or its machine) takes its running
+    task with it: the task was acknowledged when it started, nobody reports it lost, and
+    dagster-celery's loop would wait for its result until run monitoring's
+    ``max_runtime_seconds``. (A killed pool process alone is reported by its worker:
+    ``WorkerLostError``.) Every ``every_s`` seconds this thread pings the worker of each
+    started, unfinished task; a worker that misses ``misses`` pings in a row has its task
+    stored as failed (``WorkerLostError`` naming the worker), which the loop reads like any
+    failed step: the run fails, nothing partial was published, a re-execution runs the step.
+    """
+
+    def __init__(self, every_s: float, misses: int = 2, ping_timeout_s: float = 2.0):
+        import threading
+
+        self.every_s, self.misses, self.ping_timeout_s = every_s, misses, ping_timeout_s
+        self.app = None
+        self.results: dict = {}  # step key -> AsyncResult
+        self._missed: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="lost-worker-watch", daemon=True)
+
+    def submit(self, app, plan_context, step, queue, priority, known_state):
+        """dagster-celery's ``_submit_task``, the task remembered."""
+        self.app = app
+        result = _submit_task(app, plan_context, step, queue, priority, known_state)
+        self.results[step.key] = result
+        return result
+
+    def __enter__(self) -> "LostWorkerWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.every_s + self.ping_timeout_s + 5)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.check()
+            except Exception:  # the broker's loss is the loop's to report (fail_fast_on_broker_loss)
+                pass
+
+    def check(self) -> list[str]:
+        """One look: the step keys whose task was failed as lost by this look."""
+        from celery.exceptions import WorkerLostError
+
+        running: dict[str, list] = {}  # worker hostname -> [(step key, result)]
+        for key, result in list(self.results.items()):
+            meta = self.app.backend.get_task_meta(result.id)
+            if meta.get("status") in READY_STATES:
+                self.results.pop(key, None)
+            elif meta.get("status") == "STARTED" and isinstance(meta.get("result"), dict):
+                running.setdefault(meta["result"].get("hostname"), []).append((key, result))
+        failed = []
+        for hostname, steps in running.items():
+            if hostname is None:
+                continue
+            replies = self.app.control.ping(destination=[hostname], timeout=self.ping_timeout_s)
+            if any(hostname in reply for reply in replies):
+                self._missed.pop(hostname, None)
+                continue
+            self._missed[hostname] = self._missed.get(hostname, 0) + 1
+            if self._missed[hostname] < self.misses:
+                continue
+            for key, result in steps:
+                if self.app.backend.get_task_meta(result.id).get("status") != "STARTED":
+                    continue  # it ended meanwhile: its own result stands
+                self.app.backend.mark_as_failure(result.id, WorkerLostError(
+                    f"Celery worker {hostname} stopped answering while it ran step {key} (no reply to "
+                    f"{self.misses} pings {self.every_s:g} s apart): the worker or its machine was lost "
+                    f"mid-step. Nothing partial was published; re-execute the run."))
+                failed.append(key)
+        return failed
+
+
+DEFAULT_LOST_WORKER_CHECK_SECONDS = 10.0
+
 EXECUTOR_CONFIG = {
     **CELERY_CONFIG,
     "poll_seconds": dg.Field(
@@ -137,6 +221,11 @@ EXECUTOR_CONFIG = {
                     "waits 1 s). Each look reads each step's result once from the result backend: with "
                     "hundreds of steps in flight a longer poll saves that backend's and this process's work; "
                     "with a few, a step's successor starts within this delay of its end."),
+    "lost_worker_check_seconds": dg.Field(
+        float, is_required=False, default_value=DEFAULT_LOST_WORKER_CHECK_SECONDS,
+        description="Seconds between two pings of the workers running the run's steps: a worker that "
+                    "misses two in a row (killed whole, or its machine lost) has its step failed, and the "
+                    "run with it, instead of waiting for a result that will never come."),
 }
 
 
@@ -144,19 +233,23 @@ class DomainCeleryExecutor(CeleryExecutor):
     """dagster-celery's executor with per-domain queues and a short poll, failing fast when
     the broker is lost."""
 
-    def __init__(self, *args, poll_seconds: float = DEFAULT_POLL_SECONDS, **kwargs):
+    def __init__(self, *args, poll_seconds: float = DEFAULT_POLL_SECONDS,
+                 lost_worker_check_seconds: float = DEFAULT_LOST_WORKER_CHECK_SECONDS, **kwargs):
         super().__init__(*args, **kwargs)
-        if not poll_seconds > 0:
-            raise ValueError(f"the celery executor's poll_seconds must be > 0, got {poll_seconds}")
+        for name, value in (("poll_seconds", poll_seconds), ("lost_worker_check_seconds", lost_worker_check_seconds)):
+            if not value > 0:
+                raise ValueError(f"the celery executor's {name} must be > 0, got {value}")
         self.poll_seconds = poll_seconds
+        self.lost_worker_check_seconds = lost_worker_check_seconds
 
     def execute(self, plan_context, execution_plan):
         # a process orchestrates one run at a time (run worker, execute_job), so the
         # module-wide tick is this run's
         celery_loop.TICK_SECONDS = self.poll_seconds
-        events = celery_loop.core_celery_execution_loop(plan_context, with_domain_queues(execution_plan),
-                                                        step_execution_fn=_submit_task)
-        return fail_fast_on_broker_loss(events, self.broker or celery_broker_url())
+        with LostWorkerWatch(self.lost_worker_check_seconds) as watch:
+            events = celery_loop.core_celery_execution_loop(plan_context, with_domain_queues(execution_plan),
+                                                            step_execution_fn=watch.submit)
+            yield from fail_fast_on_broker_loss(events, self.broker or celery_broker_url())
 
 
 @dg.executor(name="celery", config_schema=EXECUTOR_CONFIG,
@@ -171,6 +264,7 @@ def domain_celery_executor(init_context):
         broker=config.get("broker"), backend=config.get("backend"), include=config.get("include"),
         config_source={**CELERY_APP_CONFIG, **(config.get("config_source") or {})},
         retries=RetryMode.from_config(config["retries"]), poll_seconds=config["poll_seconds"],
+        lost_worker_check_seconds=config["lost_worker_check_seconds"],
     )
 
 
@@ -243,12 +337,56 @@ class _PromptAsynPool(AsynPool):
     def timers(self):
         return {self.maintain_pool: POOL_MAINTAIN_S}
 
+    def on_job_ready(self, job, i, obj, inqW_fd):
+        """A process that ran its last step no longer gets jobs. Billiard's child lingers a
+        second after that step (``Worker._do_exit``) with its queue still open, and Celery
+        wrote the next step into it as readily as into an idle process: the step then waited
+        for that process to exit and be replaced (1.3-1.4 s on a same-worker hand-off)."""
+        super().on_job_ready(job, i, obj, inqW_fd)
+        # billiard's and Celery's bookkeeping, read defensively: an error here would stop the
+        # worker's event loop, and a changed attribute only brings the wait back
+        limit = getattr(self, "_maxtasksperchild", None)
+        entry = getattr(self, "_cache", {}).get(job)  # ``job`` is the job's id here
+        process = getattr(entry, "_write_to", None)
+        inqueues = getattr(self, "_all_inqueues", None)
+        if limit and process is not None and inqueues is not None:
+            process.steps_done = getattr(process, "steps_done", 0) + 1
+            if process.steps_done >= limit:
+                inqueues.discard(inqW_fd)
+
 
 class StepPool(TaskPool):
     """Celery's prefork pool (``--pool=prefork``), its exited processes replaced within
     POOL_MAINTAIN_S."""
 
     Pool = _PromptAsynPool
+
+
+# A step that follows another on the same worker waited 1.3-1.5 s for a process: the one that
+# ran the earlier step was still exiting, then its replacement was forked and initialised
+# (bench/NOTES.md "Cluster hand-off"). A worker that replaces its processes after each
+# step therefore keeps one more pool process than the steps it runs at once: the next step
+# starts in a process forked ahead of need while the last one exits. The steps at once stay
+# bounded by Celery's own "no prefetch" consumer limit (``worker_disable_prefetch``, Redis
+# brokers only), which takes no new task while ``max_concurrency`` are received and unfinished.
+STEPS_AT_ONCE_SETTING = "assets_pkg_steps_at_once"
+
+
+class StepsAtOnce(bootsteps.Step):
+    """Worker bootstep: at most ``app.conf.assets_pkg_steps_at_once`` steps received at once,
+    whatever the pool's size."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, worker, **kwargs):
+        steps = worker.app.conf.get(STEPS_AT_ONCE_SETTING)
+        if steps:
+            worker.max_concurrency = steps  # read by the consumer's prefetch count and its limit
+        super().__init__(worker, **kwargs)
+
+
+def is_redis_url(url: str) -> bool:
+    return url.split("://", 1)[0] in ("redis", "rediss", "redis+socket")
 
 
 def start_worker(queues=ALL_QUEUES, concurrency: int = 1, name: str | None = None, loglevel: str = "INFO",
@@ -261,20 +399,29 @@ def start_worker(queues=ALL_QUEUES, concurrency: int = 1, name: str | None = Non
     combine step measured 1.3-1.6 GB in a reused process against 0.7 GB in a fresh one. With
     1 every step gets a fresh process; the code location and what every step imports are
     loaded here (:func:`preload_for_steps`), before the pool forks, so a fresh process costs a
-    fork, not an import."""
+    fork, not an import, and with a Redis broker one spare process is forked ahead of the next
+    step (:class:`StepsAtOnce`)."""
     unknown = sorted(set(queues) - set(ALL_QUEUES))
     if unknown:
         raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
     if steps_per_process < 0:
         raise ValueError(f"steps per process must be >= 0 (0: never replaced), got {steps_per_process}")
+    if concurrency < 1:
+        raise ValueError(f"a worker runs at least one step at once, got concurrency {concurrency}")
     importlib.import_module(CODE_LOCATION_MODULE)
     preload_for_steps()
-    argv = ["worker", f"--queues={','.join(queues)}", f"--concurrency={concurrency}", "--pool=prefork",
+    app = celery_app()
+    spare = 1 if steps_per_process and is_redis_url(celery_broker_url()) else 0
+    if spare:
+        app.conf.worker_disable_prefetch = True
+        app.conf[STEPS_AT_ONCE_SETTING] = concurrency
+        app.steps["worker"].add(StepsAtOnce)
+    argv = ["worker", f"--queues={','.join(queues)}", f"--concurrency={concurrency + spare}", "--pool=prefork",
             "--prefetch-multiplier=1", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
     if steps_per_process:
         argv.append(f"--max-tasks-per-child={steps_per_process}")
     if name:
         argv.append(f"--hostname={name}")
-    celery_app().worker_main(argv)
+    app.worker_main(argv)
 
 

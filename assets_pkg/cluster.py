@@ -7,6 +7,8 @@
 - :class:`DomainRunCoordinator`: the queued run coordinator of ``deploy/dagster.yaml``; it
   tags every submitted run with the domains it touches (and its log id), which is what the
   coordinator's tag concurrency limits count.
+- :class:`PooledPostgresInstance`: the instance class of ``deploy/dagster.yaml``, holding
+  each process's Postgres connection between storage calls.
 """
 
 from pathlib import Path
@@ -126,3 +128,60 @@ class DomainRunCoordinator(dg.QueuedRunCoordinator):
             run = self._instance.get_run_by_id(run.run_id)
             context = context._replace(dagster_run=run)
         return super().submit_run(context)
+
+
+# Seconds a pooled Postgres connection lives before it is replaced (dagster-webserver's default).
+POSTGRES_POOL_RECYCLE_S = 3600
+# Connections a process may open beyond its one pooled connection when threads query at once.
+POSTGRES_POOL_OVERFLOW = 10
+
+
+class PooledPostgresInstance(dg.DagsterInstance):
+    """The instance of ``deploy/dagster.yaml`` (``instance_class``): each process keeps its
+    Postgres connection open between storage calls, checked before each use.
+
+    dagster-postgres opens a new connection for every storage call (``NullPool``), so a step
+    that stores a few dozen events and checks each partition it reports paid several hundred
+    connections: 587 (1.5 s of a 4 s split-finish step) at 20 shards, each also a new backend
+    process forked on the database's machine (bench/NOTES.md "Cluster hand-off"). This is
+    what dagster-webserver does for itself (``optimize_for_webserver``), with no statement
+    timeout (a step's storage calls take as long as they took before). A pooled connection
+    is pinged when it is taken: one that a Postgres restart cut is replaced by a new one,
+    whose connect dagster-postgres retries with back-off as before, so a short restart is
+    still ridden out (test_cluster_faults.py)."""
+
+    # what Dagster asks of an ``instance_class``: no settings of its own, the usual defaults
+    @classmethod
+    def config_schema(cls):
+        return {}
+
+    @staticmethod
+    def config_defaults(base_dir):
+        from dagster._core.instance.ref import InstanceRef
+
+        return InstanceRef.config_defaults(base_dir)
+
+    def __init__(self, *args, **kwargs):
+        import sqlalchemy
+
+        super().__init__(*args, **kwargs)
+        self.optimize_for_webserver(statement_timeout=0, pool_recycle=POSTGRES_POOL_RECYCLE_S,
+                                    max_overflow=POSTGRES_POOL_OVERFLOW)
+        for storage in (self.run_storage, self.event_log_storage, self.schedule_storage):
+            engine = getattr(storage, "_engine", None)
+            if engine is None:
+                raise TypeError(f"{type(storage).__name__} has no SQLAlchemy engine: PooledPostgresInstance "
+                                f"is for dagster-postgres storages (deploy/dagster.yaml's `storage: postgres`)")
+            sqlalchemy.event.listen(engine, "checkout", _ping_on_checkout)
+
+
+def _ping_on_checkout(dbapi_connection, connection_record, connection_proxy) -> None:
+    """SQLAlchemy's checkout hook: a pooled connection that no longer answers is dropped
+    (``DisconnectionError``), and the pool takes a new one."""
+    import sqlalchemy
+
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as error:
+        raise sqlalchemy.exc.DisconnectionError(f"pooled Postgres connection lost: {error}") from error

@@ -116,6 +116,35 @@ def assert_every_run_succeeded_on_both_workers(cluster, min_runs: int) -> None:
     assert workers == {w.name for w in cluster.workers}
     assert len(step_pids) >= 2 and len(set(step_pids)) == len(step_pids), "one fresh process per step"
     assert not set(step_pids) & (run_pids | {os.getpid()}), "steps run in worker processes"
+    with cluster.instance() as instance:
+        assert_one_step_at_a_time_per_worker(instance, [run.run_id for run in runs])
+
+
+def assert_one_step_at_a_time_per_worker(instance, run_ids) -> None:
+    """A worker started with ``--concurrency 1`` never ran two steps at once, although its pool
+    holds a spare process (celery_exec.StepsAtOnce): each step's span, from the task's
+    "Executing steps" event to the step's end, is disjoint from the others' on its worker."""
+    spans: dict[str, list] = {}
+    for run_id in run_ids:
+        began, ended, worker_of = {}, {}, {}
+        for entry in instance.all_logs(run_id):
+            event, key = entry.dagster_event, entry.step_key
+            if event is None or key is None:
+                continue
+            if event.event_type == dg.DagsterEventType.ENGINE_EVENT:
+                worker = (event.engine_event_data.metadata or {}).get("Celery worker")
+                if worker is not None:
+                    worker_of[key] = worker.value
+                    began.setdefault(key, entry.timestamp)
+            elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+                ended[key] = entry.timestamp
+        for key, worker in worker_of.items():
+            spans.setdefault(worker, []).append((began[key], ended[key], f"{run_id[:8]}:{key}"))
+    assert spans, "no step events name a Celery worker"
+    for worker, steps in spans.items():
+        steps.sort()
+        overlapping = [(a[2], b[2]) for a, b in zip(steps, steps[1:]) if b[0] < a[1]]
+        assert not overlapping, f"{worker} ran steps at once: {overlapping[:3]}"
 
 
 def _wait_for_step_start(instance, step_key_prefix: str, timeout: float = 120):
@@ -137,10 +166,25 @@ def _fanout_step_day(step_key: str) -> str:
     return step_key.rsplit("[", 1)[1].rstrip("]").split("_", 1)[1].replace("_", "-")
 
 
+def assert_each_worker_keeps_a_spare_process(cluster, timeout_s: float = 30) -> None:
+    """A worker running one step at a time (a fresh process each) holds two pool processes:
+    its next step starts in one forked ahead of need, not after the last one has exited."""
+    import psutil
+
+    for worker in cluster.workers:
+        deadline = time.monotonic() + timeout_s
+        while (pool := psutil.Process(worker.process.pid).children()) and len(pool) != 2:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert len(pool) == 2, f"{worker.name}'s pool: {[p.pid for p in pool]}"
+
+
 def test_a_worker_killed_mid_step_fails_the_run_shows_no_partial_output_and_a_rerun_recovers(
         cluster, clean_timeseries_demo, tmp_path):
     demo = [sys.executable, "-m", "assets_pkg.cli", "demo", "--scale", "demo", "--only", "timeseries"]
     clean_timeseries_demo.copy_inbox(cluster.data_root)
+    assert_each_worker_keeps_a_spare_process(cluster)
 
     killed = cluster.popen(demo, tmp_path / "killed.log")
     with cluster.instance() as instance:
@@ -178,6 +222,30 @@ def test_a_worker_killed_mid_step_fails_the_run_shows_no_partial_output_and_a_re
     assert not [p for p in (cluster.data_root / "warehouse").rglob("_staging/*/_steps/*") if p.is_file()]
     # the worker that lost its pool process is still serving (Celery forks a new one)
     assert all(w.process.poll() is None for w in cluster.workers)
+
+
+def test_a_worker_killed_whole_mid_step_fails_the_run_instead_of_leaving_it_waiting(
+        cluster, clean_timeseries_demo, tmp_path):
+    """A worker killed with its pool (its machine lost) reports nothing: the run's lost-worker
+    watch (celery_exec.LostWorkerWatch) finds the step's worker silent and fails the step, so
+    the run ends within a bound instead of waiting for run monitoring's 12 hours."""
+    import psutil
+
+    demo = [sys.executable, "-m", "assets_pkg.cli", "demo", "--scale", "demo", "--only", "timeseries"]
+    clean_timeseries_demo.copy_inbox(cluster.data_root)
+    interrupted = cluster.popen(demo, tmp_path / "interrupted.log")
+    with cluster.instance() as instance:
+        run, start = _wait_for_step_start(instance, "timeseries__resampled.timeseries__resampled_fanout_step[")
+        worker = next(w for w in cluster.workers if w.process.pid == psutil.Process(start.pid).ppid())
+        os.killpg(worker.process.pid, signal.SIGKILL)  # the worker and its pool processes at once
+        killed_at = time.monotonic()
+        interrupted.wait(timeout=180)
+        ended_after = time.monotonic() - killed_at
+        run = instance.get_run_by_id(run.run_id)
+        assert run.status == dg.DagsterRunStatus.FAILURE, (tmp_path / "interrupted.log").read_text()[-3000:]
+        failure = str(_events(instance, run.run_id, dg.DagsterEventType.RUN_FAILURE)[0].event_specific_data)
+        assert f"Celery worker {worker.name}@" in failure and "stopped answering while it ran step" in failure
+        assert ended_after < 120, f"the run ended {ended_after:.0f} s after its worker was killed"
 
 
 def test_the_queued_coordinator_never_overlaps_two_summary_runs_nor_two_runs_of_one_log_id(
@@ -262,3 +330,48 @@ def test_opening_a_shared_instance_leaves_runs_of_other_machines_running(tmp_pat
             run_id=run.run_id)
     with open_instance() as instance:
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+
+
+def test_the_deploy_instance_keeps_its_postgres_connections_and_rides_out_a_restart(
+        tmp_path, postgres_service, monkeypatch):
+    """deploy/dagster.yaml's instance (``PooledPostgresInstance``) serves its storage calls from
+    connections it keeps, instead of dagster-postgres's new connection per call; a connection
+    that a Postgres restart cut is replaced on its next use, so the call succeeds."""
+    import psycopg2
+    from dagster._core.test_utils import create_run_for_test
+
+    from assets_pkg.cluster import PooledPostgresInstance
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(DEPLOY_INSTANCE_YAML, home / "dagster.yaml")
+    database = f"pooled_{os.getpid()}"
+    url = postgres_service.create_database(database)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", url)
+
+    def backends() -> set[int]:
+        """The server processes of the connections open on the instance's database now."""
+        with psycopg2.connect(url.replace("+psycopg2", "")) as watcher, watcher.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                           (database,))
+            return {row[0] for row in cursor.fetchall()}
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance, PooledPostgresInstance)
+        run = create_run_for_test(instance, job_name="__ASSET_JOB")
+        instance.get_run_by_id(run.run_id)  # the run storage's connection
+        instance.all_logs(run.run_id)  # the event log's
+        kept = backends()
+        assert kept, "no connection kept between storage calls"
+        for _ in range(20):
+            instance.get_run_by_id(run.run_id)
+            instance.all_logs(run.run_id)
+        assert backends() == kept, "storage calls opened connections of their own"
+
+        postgres_service.restart(down_s=1.0)
+        # the calls succeed on new connections (what they return is not the point: the test
+        # server runs with synchronous_commit off, so a crash may lose the last commits)
+        assert isinstance(instance.get_runs(), list)
+        assert isinstance(instance.all_logs(run.run_id), list)
+        assert backends().isdisjoint(kept)

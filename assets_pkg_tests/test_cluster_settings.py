@@ -61,6 +61,8 @@ def test_a_worker_refuses_a_queue_nobody_sends_to(monkeypatch):
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
     with pytest.raises(ValueError, match="unknown queue\\(s\\) sumary"):
         start_worker(queues=["sumary"])
+    with pytest.raises(ValueError, match="at least one step at once, got concurrency 0"):
+        start_worker(concurrency=0)
 
 
 def test_run_tags_name_each_domain_and_a_logs_runs_log_id():

@@ -38,16 +38,16 @@ class SplitsFanoutSettings(SettingsModel):
     """How a splits range run splits into steps (the cluster executors' path)."""
 
     shards_per_step: int = setting(
-        5, env="SPLITS_SHARDS_PER_STEP",
+        10, env="SPLITS_SHARDS_PER_STEP",
         description="At most this many shards per pass-1 and per pass-2 step of a fan-out splits run "
                     "(cluster executors); the run's shards are cut into that many steps of even size. A "
                     "step's memory is that of MAX_WORKERS shards, whatever the batch size, so the size "
-                    "trades two wastes: each step costs about 0.3 s of task overhead (its own process, "
+                    "trades two wastes: each step costs about 0.2 s of task overhead (its own process, "
                     "the instance opened, the plan rebuilt), and a pass ends with its last steps running "
-                    "while other workers idle. Five shards of ~500k rows are 1-2 s of work on one core, and "
-                    "give each worker a few steps once a run has a few shards per worker (20 shards on 2 "
-                    "workers: 4 steps a pass). Raise it when shards are small, lower it when a run has "
-                    "fewer shards than ~5 per worker.")
+                    "while other workers idle. Ten shards of ~500k rows are 2-3 s of work: 20 shards on 2 "
+                    "workers make one step per worker and pass, which measured 1.04-1.25x the embedded "
+                    "run against 1.5-1.8x with 5 (two rounds of steps on the same two cores; bench/NOTES.md "
+                    "\"Cluster hand-off\"). Lower it when a run has fewer shards than ~10 per worker.")
 
     @model_validator(mode="after")
     def _validate(self):
