@@ -1,5 +1,6 @@
 """The summary fan-out (bucket x month-chunk steps + combine) equals the one-step build."""
 
+import dataclasses
 import os
 import random
 import tempfile
@@ -293,3 +294,29 @@ def test_checks_of_a_fanout_run_equal_the_one_step_build_s_when_they_fail(data_r
     failed = {o.name for o in results["one"] if not o.passed}
     assert failed == {"history_consistency"}
     assert all(reported(results[name]) == reported(results["one"]) for name in ("g2", "g4", "g9"))
+
+
+def test_combine_groups_are_handed_out_costliest_first():
+    """A group's cost is the source rows of its months and of the history months before each:
+    with the same rows every month, the first year (short histories) comes last."""
+    from assets_pkg.summary.months import month_index
+    from assets_pkg.summary.source import SourceProfile
+
+    groups = [("2021-01", "2021-12"), ("2022-01", "2022-12"), ("2023-01", "2023-06"), ("2023-07", "2023-12")]
+    flat = {month_index(m): 100 for m in month_range("2021-01", "2023-12")}
+    plan = fanout.FanoutPlan(run="r", start="2021-01", end="2023-12", buckets=2, chunks=[], files={},
+                             now_month="2024-01", duckdb_version="x", groups=groups,
+                             profile=SourceProfile(rows=3600, rows_per_month=flat).to_dict())
+    # 12-month history: 2022 has full histories (144 cells a month x 12), 2021 a triangle (78 x 100);
+    # each half of 2023 has full histories over 6 months
+    assert fanout.groups_costliest_first(plan, history_length=12) == [
+        ("2022-01", "2022-12"), ("2021-01", "2021-12"), ("2023-01", "2023-06"), ("2023-07", "2023-12")]
+    # growing rows: the six latest months outweigh 2022's twelve once histories count
+    growing = {m: 10 * (i + 1) for i, m in enumerate(sorted(flat))}
+    plan = dataclasses.replace(plan, profile=SourceProfile(rows=6660, rows_per_month=growing).to_dict())
+    assert fanout.groups_costliest_first(plan, history_length=12) == [
+        ("2023-07", "2023-12"), ("2022-01", "2022-12"), ("2023-01", "2023-06"), ("2021-01", "2021-12")]
+    assert fanout.groups_costliest_first(plan, history_length=1) == [
+        ("2022-01", "2022-12"), ("2023-07", "2023-12"), ("2023-01", "2023-06"), ("2021-01", "2021-12")]
+    # no profile: the plan's order
+    assert fanout.groups_costliest_first(dataclasses.replace(plan, profile={}), history_length=12) == groups

@@ -60,9 +60,10 @@ def summary_bucket_step(context: dg.OpExecutionContext, duckdb: DuckDBResource, 
 
 @dg.op(out=dg.DynamicOut(str, **MESSAGE), tags={"summary/step": "groups"})
 def summary_fanout_groups(plans: list[str]):
-    """Every bucket step is done: one combine step per group of months."""
+    """Every bucket step is done: one combine step per group of months, the costliest
+    handed out first."""
     plan = fanout.FanoutPlan.from_json(plans[0])
-    for lo, hi in plan.groups:
+    for lo, hi in fanout.groups_costliest_first(plan, load_summary_settings().history_length):
         yield dg.DynamicOutput(json.dumps({"plan": plans[0], "lo": lo, "hi": hi}), mapping_key=_key(lo, hi))
 
 
