@@ -8,12 +8,13 @@ a temp file renamed into place); re-running the run recomputes exactly those par
 """
 
 import importlib
+import threading
 
 import dagster as dg
 from celery import bootsteps
-from celery.states import READY_STATES
 from celery.concurrency.asynpool import AsynPool
 from celery.concurrency.prefork import TaskPool
+from celery.states import READY_STATES
 from dagster._core.execution.plan.step import ExecutionStep
 from dagster_celery import core_execution_loop as celery_loop
 from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor, _submit_task
@@ -132,6 +133,8 @@ if not hasattr(celery_loop, "TICK_SECONDS"):
     raise ImportError("dagster_celery.core_execution_loop has no TICK_SECONDS: the installed dagster-celery "
                       "changed its loop, and assets_pkg.celery_exec sets the loop's poll through it")
 DEFAULT_POLL_SECONDS = 0.05
+DEFAULT_LOST_WORKER_CHECK_SECONDS = 10.0
+
 
 class LostWorkerWatch:
     """Fails the step of a worker that is gone.
@@ -147,8 +150,6 @@ class LostWorkerWatch:
     """
 
     def __init__(self, every_s: float, misses: int = 2, ping_timeout_s: float = 2.0):
-        import threading
-
         self.every_s, self.misses, self.ping_timeout_s = every_s, misses, ping_timeout_s
         self.app = None
         self.results: dict = {}  # step key -> AsyncResult
@@ -178,21 +179,19 @@ class LostWorkerWatch:
             except Exception:  # the broker's loss is the loop's to report (fail_fast_on_broker_loss)
                 pass
 
-    def check(self) -> list[str]:
-        """One look: the step keys whose task was failed as lost by this look."""
+    def check(self) -> None:
+        """One look: ping the workers of the started tasks, fail the tasks of a silent one."""
         from celery.exceptions import WorkerLostError
 
         running: dict[str, list] = {}  # worker hostname -> [(step key, result)]
         for key, result in list(self.results.items()):
             meta = self.app.backend.get_task_meta(result.id)
-            if meta.get("status") in READY_STATES:
+            status, info = meta.get("status"), meta.get("result")
+            if status in READY_STATES:
                 self.results.pop(key, None)
-            elif meta.get("status") == "STARTED" and isinstance(meta.get("result"), dict):
-                running.setdefault(meta["result"].get("hostname"), []).append((key, result))
-        failed = []
+            elif status == "STARTED" and isinstance(info, dict) and info.get("hostname"):
+                running.setdefault(info["hostname"], []).append((key, result))
         for hostname, steps in running.items():
-            if hostname is None:
-                continue
             replies = self.app.control.ping(destination=[hostname], timeout=self.ping_timeout_s)
             if any(hostname in reply for reply in replies):
                 self._missed.pop(hostname, None)
@@ -207,11 +206,7 @@ class LostWorkerWatch:
                     f"Celery worker {hostname} stopped answering while it ran step {key} (no reply to "
                     f"{self.misses} pings {self.every_s:g} s apart): the worker or its machine was lost "
                     f"mid-step. Nothing partial was published; re-execute the run."))
-                failed.append(key)
-        return failed
 
-
-DEFAULT_LOST_WORKER_CHECK_SECONDS = 10.0
 
 EXECUTOR_CONFIG = {
     **CELERY_CONFIG,

@@ -27,6 +27,10 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 VOLATILE = ("_state", ".lock", "_failed", "/_staging/")
 
 
+# the timeseries demo at demo scale: days fanned out to steps long enough to kill mid-way
+TIMESERIES_DEMO = [sys.executable, "-m", "assets_pkg.cli", "demo", "--scale", "demo", "--only", "timeseries"]
+
+
 def _env_with_demo_settings() -> dict:
     from assets_pkg.demo.splits import demo_env
 
@@ -113,11 +117,10 @@ def assert_every_run_succeeded_on_both_workers(cluster, min_runs: int) -> None:
                     workers.add(worker.value.split("@")[0])
             step_pids += [e.pid for e in _events(instance, run.run_id, dg.DagsterEventType.STEP_START)]
             run_pids |= {e.pid for e in _events(instance, run.run_id, dg.DagsterEventType.RUN_START)}
+        assert_one_step_at_a_time_per_worker(instance, [run.run_id for run in runs])
     assert workers == {w.name for w in cluster.workers}
     assert len(step_pids) >= 2 and len(set(step_pids)) == len(step_pids), "one fresh process per step"
     assert not set(step_pids) & (run_pids | {os.getpid()}), "steps run in worker processes"
-    with cluster.instance() as instance:
-        assert_one_step_at_a_time_per_worker(instance, [run.run_id for run in runs])
 
 
 def assert_one_step_at_a_time_per_worker(instance, run_ids) -> None:
@@ -182,11 +185,10 @@ def assert_each_worker_keeps_a_spare_process(cluster, timeout_s: float = 30) -> 
 
 def test_a_worker_killed_mid_step_fails_the_run_shows_no_partial_output_and_a_rerun_recovers(
         cluster, clean_timeseries_demo, tmp_path):
-    demo = [sys.executable, "-m", "assets_pkg.cli", "demo", "--scale", "demo", "--only", "timeseries"]
     clean_timeseries_demo.copy_inbox(cluster.data_root)
     assert_each_worker_keeps_a_spare_process(cluster)
 
-    killed = cluster.popen(demo, tmp_path / "killed.log")
+    killed = cluster.popen(TIMESERIES_DEMO, tmp_path / "killed.log")
     with cluster.instance() as instance:
         # on Celery the days fan out (assets_pkg.fanout): kill the first day step of resampled
         run, start = _wait_for_step_start(instance, "timeseries__resampled.timeseries__resampled_fanout_step[")
@@ -215,7 +217,7 @@ def test_a_worker_killed_mid_step_fails_the_run_shows_no_partial_output_and_a_re
     left_messages = [p for p in (cluster.data_root / "warehouse").rglob("_staging/*/_steps/*") if p.is_file()]
     assert left_messages  # the killed run's step messages, until ...
 
-    rerun = cluster.run(demo)
+    rerun = cluster.run(TIMESERIES_DEMO)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert_same_outputs(cluster.data_root, clean, only="timeseries")
     # ... the re-run's plan removed them (its own went with its finish steps)
@@ -231,9 +233,8 @@ def test_a_worker_killed_whole_mid_step_fails_the_run_instead_of_leaving_it_wait
     the run ends within a bound instead of waiting for run monitoring's 12 hours."""
     import psutil
 
-    demo = [sys.executable, "-m", "assets_pkg.cli", "demo", "--scale", "demo", "--only", "timeseries"]
     clean_timeseries_demo.copy_inbox(cluster.data_root)
-    interrupted = cluster.popen(demo, tmp_path / "interrupted.log")
+    interrupted = cluster.popen(TIMESERIES_DEMO, tmp_path / "interrupted.log")
     with cluster.instance() as instance:
         run, start = _wait_for_step_start(instance, "timeseries__resampled.timeseries__resampled_fanout_step[")
         worker = next(w for w in cluster.workers if w.process.pid == psutil.Process(start.pid).ppid())

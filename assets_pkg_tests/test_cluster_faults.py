@@ -16,7 +16,7 @@ import pytest
 
 from assets_pkg.domains import DOMAINS
 from assets_pkg_tests.services.cluster import start_cluster
-from assets_pkg_tests.test_cluster import _data_files, _embedded_demo, _env_with_demo_settings, _finished, \
+from assets_pkg_tests.test_cluster import TIMESERIES_DEMO, _data_files, _embedded_demo, _env_with_demo_settings, _finished, \
     _rows, _wait_for_step_start, assert_every_run_succeeded_on_both_workers, assert_same_outputs
 from assets_pkg_tests.demo_files import _local_files, _remote_files, _sorted_rows, _table
 
@@ -57,7 +57,6 @@ def test_whole_demo_on_postgres_redis_s3_and_two_workers_equals_the_embedded_run
 
 # how long a run may take to end after its broker or database came back: past it, the run hangs
 RUN_BOUND_S = 300
-TIMESERIES_DEMO = [sys.executable, "-m", "assets_pkg.cli", "demo", "--scale", "demo", "--only", "timeseries"]
 
 
 def _restart_mid_run(tmp_path, postgres, redis, clean_demo, restart) -> str:

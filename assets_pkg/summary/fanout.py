@@ -212,6 +212,11 @@ class FanoutPlan:
         return cls(**data)
 
     @property
+    def source_profile(self) -> "SourceProfile | None":
+        """The profile of the pinned files the plan step made, if it made one."""
+        return SourceProfile.from_dict(self.profile) if self.profile else None
+
+    @property
     def steps(self) -> list[tuple[int, str, str]]:
         """Every (bucket, chunk start, chunk end)."""
         return [(b, lo, hi) for lo, hi in self.chunks for b in range(self.buckets)]
@@ -297,7 +302,7 @@ def open_source(con, cfg, plan: FanoutPlan, bucket: int | None = None, logger=No
         raise FanoutError(f"summary run {plan.run} was planned with DuckDB {plan.duckdb_version}, this worker "
                           f"has {duckdb.__version__}: the account buckets (DuckDB hash) would differ")
     files = pinned_files(cfg, plan)
-    profile = SourceProfile.from_dict(plan.profile) if plan.profile else None
+    profile = plan.source_profile
     if bucket is None:
         return Source(con, cfg, files, now_month=plan.now_month, logger=logger, profile=profile)
     return BucketSource(con, cfg, files, bucket, plan.buckets, now_month=plan.now_month, logger=logger,
@@ -342,7 +347,8 @@ def groups_costliest_first(plan: FanoutPlan, history_length: int) -> list[tuple[
     measured 25 s, one of the fifth year 84-89 s). Handed out costliest first, the last
     steps to start are the short ones, so the workers finish together (longest processing
     time first); ties keep the plan's order."""
-    rows = SourceProfile.from_dict(plan.profile).rows_per_month if plan.profile else {}
+    profile = plan.source_profile
+    rows = profile.rows_per_month if profile else {}
 
     def cost(group: tuple[str, str]) -> int:
         months = range(month_index(group[0]), month_index(group[1]) + 1)
