@@ -117,43 +117,92 @@ def test_buckets_split_the_accounts_disjointly_and_each_step_writes_only_its_buc
     assert not layout.asset_dir(["summary", "account_summary"]).exists()  # nothing published by a step
 
 
-def test_bucket_files_keep_a_combine_s_memory_bounded_whatever_the_bucket_count(data_root, tmp_path, monkeypatch):
-    """The combine decodes one row group of every bucket file at once: the bucket files'
-    row groups shrink with the bucket count, so the rows it holds stay about MERGE_ROWS."""
-    monkeypatch.setattr(fanout, "MERGE_ROWS", 12)
-    monkeypatch.setattr(fanout, "MIN_STAGED_ROW_GROUP_ROWS", 2)
+def test_a_combine_concatenates_bucket_files_in_key_order_and_refuses_files_out_of_order(data_root, tmp_path):
+    """The buckets are consecutive key ranges: a month is its bucket files one after another.
+    Bucket files swapped (another plan's files) would publish a month out of key order: the
+    combine stops naming the file instead, and nothing is published."""
     cfg = cfg_for(_inbox(tmp_path), history_length=LENGTH, first_month="2024-01")
     plan = fanout.plan_fanout(cfg, "2024-01", "2024-12", "r1", FanoutSettings(buckets=3, chunk_months=12))
+    assert plan.buckets == 3 and len(plan.bounds) == 2
     for b in range(3):
         fanout.build_bucket(cfg, plan, b, "2024-01", "2024-12")
-    meta = pq.read_metadata(fanout.staged_file(plan, "2024-03", 0))
-    assert meta.num_rows > 4 and meta.num_row_groups > 1
-    assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= 12 // 3
-    out, one = tmp_path / "out", tmp_path / "one-step"
+    last_keys = [pq.read_table(fanout.staged_file(plan, "2024-05", b)).column(0).to_pylist() for b in range(3)]
+    assert all(max(last_keys[b]) < plan.bounds[b] <= min(last_keys[b + 1]) for b in range(2))
+    first, second = fanout.staged_file(plan, "2024-05", 0), fanout.staged_file(plan, "2024-05", 1)
+    swap = first.with_suffix(".swap")
+    first.rename(swap), second.rename(first), swap.rename(second)
+    out = tmp_path / "out"
+    with pytest.raises(FanoutError, match=r"bucket-00001\.parquet: its first key .* is not above the previous"):
+        fanout.combine_group(cfg, plan, "2024-01", "2024-12", lambda m: out / f"{m}.parquet")
+    assert not (out / "2024-05.parquet").exists()
+    second.rename(swap), first.rename(second), swap.rename(first)
     fanout.combine_group(cfg, plan, "2024-01", "2024-12", lambda m: out / f"{m}.parquet")
+    one = tmp_path / "one-step"
     full_build(cfg, one, "2024-01", "2024-12")
     assert read_months(out) == read_months(one)
 
 
-def test_a_combine_s_rows_in_flight_stay_bounded_when_pieces_exceed_a_row_group():
-    """Merged pieces larger than a row group (many buckets) are written out whole: the
-    combine's backlog never exceeds one row group (it grew with the month's rows)."""
-    pulled = []
+def test_text_keys_of_any_characters_are_bucketed_by_bound_values(data_root, tmp_path):
+    """VARCHAR keys with quotes, SQL and non-ASCII characters: the bucket bounds reach DuckDB
+    as values, never as SQL text, and the buckets' concatenation is the one-step build's
+    key order."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    keys = ["o'brien", "a\"b", "x'); DROP TABLE t; --", "zoë", "Ωmega", "\\back", "  padded", "plain", "%_like",
+            "ö'", "'", "''"]
+    records = [(k, m, float(i), i % 3, i) for i, k in enumerate(keys) for m in MONTHS[: 3 + i % 9]]
+    table = pa.table({"cons_acct_key": [r[0] for r in records], "rpt_as_of_mo": [r[1] for r in records],
+                      "balance_am": [r[2] for r in records], "days_past_due": pa.array([r[3] for r in records], pa.int32()),
+                      "base_ts": pa.array([np.datetime64("2024-01-01T00:00", "us")] * len(records))})
+    pq.write_table(table, inbox / "b000.parquet")
+    cfg = cfg_for(inbox, history_length=LENGTH, first_month="2024-01", key_type="VARCHAR")
+    fan, one = tmp_path / "fan", tmp_path / "one"
+    fanned = run_fanout(cfg, "2024-01", "2024-12", lambda m: fan / f"{m}.parquet", "r1",
+                        FanoutSettings(buckets=4, chunk_months=5, combine_months=4), update_state=False)
+    assert fanned.plan.buckets == 4
+    full_build(cfg, one, "2024-01", "2024-12")
+    assert read_months(fan) == read_months(one)
+    assert sum(fanned.rows_per_month.values()) == len(records)
 
-    class Pieces(fanout.MergedMonth):
-        def _merged(self):
-            for i in range(50):
-                piece = pa.table({"k": list(range(i * 10, i * 10 + 10))})
-                pulled.append(10)
-                yield piece
 
-    out, backlog = [], []
-    for batch in Pieces([], pa.schema([("k", pa.int64())]), 500, 10).to_batches(4):
-        assert batch.num_rows <= 4
-        out.extend(batch.column(0).to_pylist())
-        backlog.append(sum(pulled) - len(out))
-    assert out == list(range(500))
-    assert max(backlog) < 4 + 10
+@settings(max_examples=200, deadline=None)
+@given(weights=st.lists(st.integers(1, 50), min_size=1, max_size=60), buckets=st.integers(1, 12))
+def test_bucket_bounds_cut_the_keys_into_ranges_of_about_equal_weight(weights, buckets):
+    keys = list(range(0, 3 * len(weights), 3))
+    bounds = fanout.bucket_bounds(keys, weights, buckets)
+    assert bounds == sorted(set(bounds)) and len(bounds) <= buckets - 1
+    assert all(b in keys and b != keys[0] for b in bounds)  # a bound is a key: no bucket is empty
+    of = fanout.bucket_of(bounds, keys)
+    assert list(of) == sorted(of) and set(of) == set(range(len(bounds) + 1))
+    total, heaviest = sum(weights), max(weights)
+    for b in range(len(bounds) + 1):
+        # each range's weight: at most its share plus the key that crossed the line
+        assert sum(w for w, o in zip(weights, of) if o == b) <= total / buckets + heaviest
+    if len(bounds) < buckets - 1:  # fewer ranges only when no key could start another
+        assert len(bounds) + 1 >= min(buckets, len(keys)) or heaviest > total / buckets
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 5)), max_size=80), every=st.integers(1, 40),
+       whole=st.dictionaries(st.integers(0, 5), st.integers(0, 10_000), min_size=6, max_size=6))
+def test_a_bucket_s_months_are_never_sized_empty_when_the_source_has_records(rows, every, whole):
+    """The build takes a month with 0 expected records for empty and skips it: a sampled
+    estimate must never say 0 where the whole source has records, unless the sample is the
+    whole source."""
+    bucket = np.array([r[0] for r in rows], dtype=np.int64)
+    months = np.array([r[1] for r in rows], dtype=np.int64)
+    if every == 1:
+        whole = {m: max(n, sum(1 for r in rows if r[1] == m)) for m, n in whole.items()}
+    out = fanout.bucket_month_rows(3, bucket, months, every, whole)
+    for b in range(3):
+        for m, total in whole.items():
+            n = out[b][str(m)]
+            sampled = sum(1 for r in rows if r == (b, m))
+            assert n <= total
+            if every == 1:
+                assert n == sampled
+            else:
+                assert (n > 0) == (total > 0) and n >= min(total, sampled * every)
 
 
 def test_combine_refuses_until_every_bucket_of_the_chunk_is_done(data_root, tmp_path):
@@ -305,7 +354,7 @@ def test_combine_groups_are_handed_out_costliest_first():
     groups = [("2021-01", "2021-12"), ("2022-01", "2022-12"), ("2023-01", "2023-06"), ("2023-07", "2023-12")]
     flat = {month_index(m): 100 for m in month_range("2021-01", "2023-12")}
     plan = fanout.FanoutPlan(run="r", start="2021-01", end="2023-12", buckets=2, chunks=[], files={},
-                             now_month="2024-01", duckdb_version="x", groups=groups,
+                             now_month="2024-01", groups=groups,
                              profile=SourceProfile(rows=3600, rows_per_month=flat).to_dict())
     # 12-month history: 2022 has full histories (144 cells a month x 12), 2021 a triangle (78 x 100);
     # each half of 2023 has full histories over 6 months

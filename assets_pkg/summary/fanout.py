@@ -4,23 +4,26 @@ A fan-out run over months ``start..end`` is planned once (:func:`plan_fanout`), 
 as independent steps, each reading its inputs from the data root and writing only its own
 outputs, so a cluster executor may send them to different workers in any order:
 
-- **bucket steps** (:func:`build_bucket`): the accounts whose key hashes to bucket ``b`` of
-  ``B`` (DuckDB ``hash(key) % B``), months ``[a, c]`` of one chunk. The step is the one-step
-  build (:func:`assets_pkg.summary.build.build_months`) over a source that keeps only the
-  bucket's records (:class:`BucketSource`); it writes one staged Parquet file per month of
+- **bucket steps** (:func:`build_bucket`): the accounts whose key lies in bucket ``b``'s key
+  range ``[bounds[b-1], bounds[b])``, months ``[a, c]`` of one chunk. The plan chooses the
+  bounds from a sample of the source's records (:func:`bucket_bounds`) so that every bucket
+  holds about the same number of records. The step is the one-step build
+  (:func:`assets_pkg.summary.build.build_months`) over a source that keeps only the
+  bucket's records (:class:`BucketSource`; the range terms reach DuckDB as bound values,
+  which it pushes into the Parquet scan); it writes one staged Parquet file per month of
   its bucket under the run's staging folder, then a done marker. Its memory is the history
   ring of its bucket's accounts (about ``accounts / B``), so ``SUMMARY_BUCKETS`` (or
   ``SUMMARY_STEP_MEMORY_MB``) bounds it whatever the number of accounts or months.
 - **combine steps** (:func:`combine_group`): for each month of a group of
-  ``SUMMARY_COMBINE_MONTHS`` months, once every bucket step holding it is done, a k-way
-  merge of the bucket files by key (the bucket files are each sorted by key, as the
-  one-step build writes a month) into the one month file ``YYYY-MM.parquet``, published
-  atomically (an empty month deletes the old file, as the one-step build does); then the
-  month's checks, read back from the published file as the one-step build's are (the
-  history_consistency pair with the month before reads that month's bucket files of this
-  run, or the published file before the run's first month). Memory: a bounded batch per
-  bucket, one month's keys and row hashes, a bounded source query
-  (``CHECK_ROWS_PER_QUERY``).
+  ``SUMMARY_COMBINE_MONTHS`` months, once every bucket step holding it is done, the bucket
+  files in bucket order (each is sorted by key, as the one-step build writes a month, and
+  the buckets are consecutive key ranges, so their concatenation is the month in key order:
+  no merge) into the one month file ``YYYY-MM.parquet``, published atomically (an empty
+  month deletes the old file, as the one-step build does); then the month's checks, read
+  back from the published file as the one-step build's are (the history_consistency pair
+  with the month before reads that month's bucket files of this run, or the published file
+  before the run's first month). Memory: one row group of one bucket file, one month's keys
+  and row hashes, a bounded source query (``CHECK_ROWS_PER_QUERY``).
 - :func:`finish` records the processed batches and removes the staging folder; the run's
   check results are :func:`run_outcomes` of the combine steps' (per month, as the one-step
   asset reports them).
@@ -38,9 +41,8 @@ for the warm-up: they hold every bucket's accounts, which would break the memory
 
 Every step works from the same snapshot: the plan pins the batch files (name, size,
 mtime), their profile (no step scans the source again for it), the current month and the
-DuckDB version (the bucket hash); a step that sees a
-pinned batch changed, gone, or another DuckDB version stops naming it, before writing.
-Batches that arrive during the run are left for the next run.
+bucket bounds; a step that sees a pinned batch changed or gone stops naming it, before
+writing. Batches that arrive during the run are left for the next run.
 
 Staging (``<warehouse>/summary/_staging/<run>/``, :func:`assets_pkg.layout.staging_dir`)
 holds only hidden temps or complete bucket files; nothing there looks like a month file to
@@ -54,8 +56,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import model_validator
 
 from assets_pkg import layout
@@ -92,9 +94,13 @@ STEP_BASE_MB = 700
 # bytes per account besides the ring: key index, a month's winners and its Arrow columns,
 # the month tables queued for the writers (fitted: one 200k-account bucket peaks at ~1180 MB)
 ACCOUNT_OVERHEAD_BYTES = 1200
-# rows read ahead by a combine over all of a month's bucket files together (its memory)
-MERGE_ROWS = 131_072
-MIN_STAGED_ROW_GROUP_ROWS = 1024
+# records the plan samples (whole accounts, picked by key hash) to choose the bucket bounds
+# and each bucket's rows per month: enough for bounds within about 1% of a bucket's records
+# (thousands of sampled accounts) and for months sized within a fifth (bench/NOTES.md)
+BUCKET_SAMPLE_ROWS = 200_000
+# standard deviations of margin on a bucket's sampled rows per month: the build sizes its
+# history ring and its query chunks from them
+SAMPLE_MARGIN_SIGMAS = 4
 # source records per winners' query of a combine step's history_matches_source check (a month
 # with more is digested in parts of its accounts): DuckDB cannot spill those aggregates, so
 # this, not the accounts per month, bounds the check's memory
@@ -152,10 +158,47 @@ class FanoutSettings(SettingsModel):
         return 10**6 if buckets >= 2 else AUTO_CHUNK_MONTHS
 
 
-def bucket_sql(buckets: int, key: str = "key") -> str:
-    """The bucket of an account key in SQL: DuckDB's ``hash`` (the same on every process and
-    machine running one DuckDB version; the plan pins the version)."""
-    return f"(hash({key}) % {int(buckets)})"
+def bucket_bounds(keys: list, weights: list[int], buckets: int) -> list:
+    """Key bounds cutting ``keys`` (distinct, ascending) into at most ``buckets`` consecutive
+    ranges of about equal total weight: bucket ``b`` holds the keys ``k`` with
+    ``bounds[b-1] <= k < bounds[b]`` (no lower bound for the first, no upper for the last).
+    A bound is always a key of the list, so no bucket is empty; one heavy key makes fewer
+    buckets, never an empty one."""
+    total = sum(weights)
+    bounds: list = []
+    before = 0  # weight of the keys before the current one
+    for key, weight in zip(keys, weights):
+        if len(bounds) + 1 < buckets and before and before * buckets >= total * (len(bounds) + 1):
+            bounds.append(key)
+        before += weight
+    return bounds
+
+
+def bucket_of(bounds: list, keys: list) -> "np.ndarray":
+    """The bucket of each key (the index of its range among ``bounds``)."""
+    return np.searchsorted(np.asarray(bounds, dtype=object), np.asarray(keys, dtype=object), side="right")
+
+
+def bucket_month_rows(buckets: int, bucket: "np.ndarray", months: "np.ndarray", every: int,
+                      whole: dict[int, int]) -> list[dict[str, int]]:
+    """Each bucket's expected records per month, from a sample of one account in ``every``
+    (``bucket`` and ``months``: one entry per sampled record), with a margin of
+    ``SAMPLE_MARGIN_SIGMAS`` standard deviations: the build sizes its history ring and its
+    query chunks from them. A month the whole source has records for never comes out 0
+    unless the sample is the whole source (``every`` 1): the build would take it for empty.
+    Never more than the whole source's rows of the month."""
+    pairs, found = np.unique(np.stack([np.asarray(bucket, np.int64), np.asarray(months, np.int64)]), axis=1,
+                             return_counts=True)
+    counts = {(int(b), int(m)): int(n) for (b, m), n in zip(pairs.T, found)}
+    out: list[dict[str, int]] = []
+    for b in range(buckets):
+        rows = {}
+        for month, total in whole.items():
+            seen = counts.get((b, month), 0) * every
+            margin = 0 if every == 1 else SAMPLE_MARGIN_SIGMAS * math.sqrt(every * max(seen, every))
+            rows[str(month)] = min(total, math.ceil(seen + margin)) if total else 0
+        out.append(rows)
+    return out
 
 
 def bytes_per_account(cfg: SummarySettings, lag: int = 2) -> int:
@@ -194,12 +237,15 @@ class FanoutPlan:
     chunks: list[tuple[str, str]]
     files: dict[str, str]  # pinned batch files: name -> identity (size:mtime)
     now_month: str
-    duckdb_version: str
     accounts: int = 0  # estimated distinct accounts (chose the bucket count)
     steps_memory_mb: int = 0
     groups: list[tuple[str, str]] = field(default_factory=list)  # months of each combine step
     # the source profile of the pinned files (SourceProfile.to_dict): no step scans them again for it
     profile: dict = field(default_factory=dict)
+    # key bounds of the buckets (bucket_bounds) and each bucket's expected records per month
+    # (month index as text -> rows, bucket_month_rows); empty with one bucket
+    bounds: list = field(default_factory=list)
+    bucket_rows: list[dict[str, int]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -233,14 +279,6 @@ def staging_dir(plan: FanoutPlan) -> Path:
     return layout.staging_dir(DOMAIN, plan.run)
 
 
-def staged_row_group_rows(plan: FanoutPlan) -> int:
-    """Row-group size of the bucket files: the combine step decodes one row group of every
-    bucket at once, so this keeps about ``MERGE_ROWS`` rows in its memory whatever the
-    number of buckets (with whole-month row groups, doubling the accounts and the buckets
-    grew the combine step's peak by a third)."""
-    return max(MIN_STAGED_ROW_GROUP_ROWS, MERGE_ROWS // plan.buckets)
-
-
 def staged_file(plan: FanoutPlan, month: str, bucket: int) -> Path:
     """Bucket ``bucket``'s rows of ``month`` (a folder per month: the combine lists one)."""
     return staging_dir(plan) / month / f"bucket-{bucket:05d}.parquet"
@@ -258,28 +296,43 @@ def combined_marker(plan: FanoutPlan, lo: str, hi: str) -> Path:
 
 # ---- the source, pinned and cut to a bucket ------------------------------------------------
 class BucketSource(Source):
-    """The source restricted to the accounts of one bucket.
+    """The source restricted to the accounts of one bucket (a key range of the plan).
 
     Every query that picks the records the summary uses filters with
-    :meth:`good_rows_sql`, so the bucket term there restricts the winners; the profile
-    (problems, months, fingerprints) stays that of the whole source, except that the rows
-    per month are this bucket's expected share (with a 4-sigma margin), which sizes the
-    history ring and the query chunks to the bucket."""
+    :meth:`good_rows_sql`, so the range terms there restrict the winners. The bounds are
+    DuckDB variables of the connection, not SQL text: a key may hold any character, and
+    DuckDB folds ``getvariable`` into a constant it pushes into the Parquet scan. The
+    profile (problems, months, fingerprints) stays that of the whole source, except the
+    rows per month: the bucket's share the plan estimated, which sizes the history ring and
+    the query chunks to the bucket."""
 
-    def __init__(self, con, cfg, files, bucket: int, buckets: int, **kwargs):
-        self.bucket, self.buckets = int(bucket), int(buckets)
+    LOWER, UPPER = "summary_bucket_lower", "summary_bucket_upper"
+
+    def __init__(self, con, cfg, files, bucket: int, plan: "FanoutPlan", **kwargs):
+        self.bucket = int(bucket)
+        self._lower = plan.bounds[bucket - 1] if bucket > 0 else None
+        self._upper = plan.bounds[bucket] if bucket < len(plan.bounds) else None
+        self._rows = plan.bucket_rows[bucket] if plan.bucket_rows else None
         self._share: SourceProfile | None = None
+        for name, value in ((self.LOWER, self._lower), (self.UPPER, self._upper)):
+            if value is not None:
+                con.execute(f"SET VARIABLE {name} = ?", [value])
         super().__init__(con, cfg, files, **kwargs)
 
     def good_rows_sql(self) -> str:
-        return f"{super().good_rows_sql()} AND {bucket_sql(self.buckets)} = {self.bucket}"
+        terms = [super().good_rows_sql()]
+        key_type = self.cfg.key_type
+        if self._lower is not None:
+            terms.append(f"key >= CAST(getvariable('{self.LOWER}') AS {key_type})")
+        if self._upper is not None:
+            terms.append(f"key < CAST(getvariable('{self.UPPER}') AS {key_type})")
+        return " AND ".join(terms)
 
     def profile(self) -> SourceProfile:
         if self._share is None:
             whole = super().profile()
-            share = {m: math.ceil(n / self.buckets + 4 * math.sqrt(n / self.buckets)) if n else 0
-                     for m, n in whole.rows_per_month.items()}
-            self._share = replace(whole, rows_per_month=share)
+            rows = whole.rows_per_month if self._rows is None else {int(m): n for m, n in self._rows.items()}
+            self._share = replace(whole, rows_per_month=rows)
         return self._share
 
 
@@ -298,15 +351,11 @@ def pinned_files(cfg: SummarySettings, plan: FanoutPlan) -> list[BatchFile]:
 
 
 def open_source(con, cfg, plan: FanoutPlan, bucket: int | None = None, logger=None) -> Source:
-    if duckdb.__version__ != plan.duckdb_version:
-        raise FanoutError(f"summary run {plan.run} was planned with DuckDB {plan.duckdb_version}, this worker "
-                          f"has {duckdb.__version__}: the account buckets (DuckDB hash) would differ")
     files = pinned_files(cfg, plan)
     profile = plan.source_profile
     if bucket is None:
         return Source(con, cfg, files, now_month=plan.now_month, logger=logger, profile=profile)
-    return BucketSource(con, cfg, files, bucket, plan.buckets, now_month=plan.now_month, logger=logger,
-                        profile=profile)
+    return BucketSource(con, cfg, files, bucket, plan, now_month=plan.now_month, logger=logger, profile=profile)
 
 
 # ---- plan ----------------------------------------------------------------------------------
@@ -321,23 +370,42 @@ def plan_fanout(cfg: SummarySettings, start: str, end: str, run: str, settings: 
     layout.remove_stale_staging(DOMAIN)
     files = list_batch_files(cfg.source_path)
     with Source(con, cfg, files, now_month=now_month or current_month(), logger=logger) as source:
-        lo = max(month_index(start) - (cfg.history_length - 1), cfg.first_month_index)
-        with source.whole_scan():  # both queries read every batch
+        lo, hi = max(month_index(start) - (cfg.history_length - 1), cfg.first_month_index), month_index(end)
+        with source.whole_scan():  # every query reads every batch
             profile = source.profile()  # raises on bad input: nothing written yet
             rows = con.execute(
                 f"SELECT approx_count_distinct(key) FROM {VIEW} WHERE {source.good_rows_sql()} "
-                "AND month_idx BETWEEN ? AND ?", [lo, month_index(end)]).fetchall()
-        accounts = int(rows[0][0] or 0)
-        buckets = choose_buckets(cfg, accounts, settings)
+                "AND month_idx BETWEEN ? AND ?", [lo, hi]).fetchall()
+            accounts = int(rows[0][0] or 0)
+            buckets = choose_buckets(cfg, accounts, settings)
+            bounds, bucket_rows = sample_buckets(con, source, lo, hi, buckets) if buckets > 1 else ([], [])
+        buckets = len(bounds) + 1
         return FanoutPlan(
             run=run, start=start, end=end, buckets=buckets,
             chunks=month_chunks(start, end, settings.chunk_months_for(buckets)),
             files={f.name: f.identity for f in files},
-            now_month=source.now_month, duckdb_version=duckdb.__version__, accounts=accounts,
+            now_month=source.now_month, accounts=accounts,
             steps_memory_mb=settings.step_memory_mb,
             groups=month_chunks(start, end, settings.combine_months),
-            profile=profile.to_dict(),
+            profile=profile.to_dict(), bounds=bounds, bucket_rows=bucket_rows,
         )
+
+
+def sample_buckets(con, source: Source, lo: int, hi: int, buckets: int) -> tuple[list, list[dict[str, int]]]:
+    """Bounds of up to ``buckets`` key ranges of about equal records over months
+    ``lo..hi`` (indexes), and each range's expected records per month, from the records of
+    one account in ``every`` (picked by key hash, so an account's records are all in or
+    all out)."""
+    whole = {m: n for m, n in source.profile().rows_per_month.items() if lo <= m <= hi}
+    every = max(1, sum(whole.values()) // BUCKET_SAMPLE_ROWS)
+    sample = con.sql(
+        f"SELECT key, month_idx FROM {VIEW} WHERE {source.good_rows_sql()} AND month_idx BETWEEN ? AND ? "
+        "AND hash(key) % ? = 0", params=[lo, hi, every]).to_arrow_table()
+    keys = sample.column(0).to_numpy(zero_copy_only=False)
+    distinct, weights = np.unique(keys, return_counts=True)
+    bounds = bucket_bounds(distinct.tolist(), weights.tolist(), buckets)
+    months = sample.column(1).to_numpy(zero_copy_only=False)
+    return bounds, bucket_month_rows(len(bounds) + 1, bucket_of(bounds, keys), months, every, whole)
 
 
 def groups_costliest_first(plan: FanoutPlan, history_length: int) -> list[tuple[str, str]]:
@@ -368,7 +436,7 @@ def build_bucket(cfg: SummarySettings, plan: FanoutPlan, bucket: int, lo: str, h
     cfg = cfg.model_copy(update={"max_rows_per_query": min(cfg.max_rows_per_query, BUCKET_QUERY_ROWS)})
 
     def write(month: str, rows) -> WriteResult:
-        return write_month_file(rows, staged_file(plan, month, bucket), row_group_rows=staged_row_group_rows(plan))
+        return write_month_file(rows, staged_file(plan, month, bucket))
 
     with open_source(con, cfg, plan, bucket, logger) as source:
         stats = build_months(source, lo, hi, write, logger=logger,
@@ -381,60 +449,52 @@ def build_bucket(cfg: SummarySettings, plan: FanoutPlan, bucket: int, lo: str, h
 
 
 # ---- combine -------------------------------------------------------------------------------
-class MergedMonth:
-    """One month's rows, merged by key from the bucket files as they are written (the
-    ``num_rows`` / ``schema`` / ``to_batches`` a :func:`write_month_file` writer reads)."""
+class StagedMonth:
+    """One month's rows: its bucket files one after another, in bucket order (the
+    ``num_rows`` / ``schema`` / ``to_batches`` a :func:`write_month_file` writer reads).
 
-    def __init__(self, paths: list[Path], schema: pa.Schema, num_rows: int, read_rows: int):
-        self.paths, self.schema, self.num_rows, self.read_rows = paths, schema, num_rows, read_rows
+    The buckets are consecutive key ranges and each file is sorted by key, so this is the
+    month in key order; a file whose first key is not above the previous file's last (a
+    bucket file of another plan) stops the combine naming it rather than publish a month
+    out of order."""
 
-    def _streams(self) -> list[Iterator[pa.RecordBatch]]:
+    def __init__(self, paths: list[Path], schema: pa.Schema, num_rows: int):
+        self.paths, self.schema, self.num_rows = paths, schema, num_rows
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
         plain = self.schema.remove_metadata()
-        # local bucket files are not pre-buffered (it reads every row group of a file at
-        # once: the month's bytes); on an object store the read-ahead saves a request per
-        # column chunk
-        return [(b.cast(plain) for b in parquet_file(p, pre_buffer=is_remote(p)).iter_batches(batch_size=self.read_rows))
-                for p in self.paths]
-
-    def _merged(self) -> Iterator[pa.Table]:
-        """Sorted pieces: every key up to the smallest 'last key' of the streams' current
-        batches is in those batches (each stream is sorted, a key is in one bucket only)."""
-        streams = self._streams()
-        current: list[pa.RecordBatch | None] = [next(s, None) for s in streams]
-        key = self.schema.names[0]
-        while True:
-            live = [i for i, b in enumerate(current) if b is not None]
-            if not live:
-                return
-            bound = min(current[i].column(0)[-1].as_py() for i in live)
-            parts = []
-            for i in live:
-                batch = current[i]
-                n = pc.sum(pc.less_equal(batch.column(0), bound)).as_py() or 0
-                if n:
-                    parts.append(batch.slice(0, n))
-                rest = batch.slice(n)
-                while rest is not None and rest.num_rows == 0:
-                    rest = next(streams[i], None)
-                current[i] = rest
-            yield pa.Table.from_batches(parts).sort_by(key)
+        last = None
+        for path in self.paths:
+            # local bucket files are not pre-buffered (it reads every row group of a file at
+            # once: the month's bytes); on an object store the read-ahead saves a request per
+            # column chunk
+            for batch in parquet_file(path, pre_buffer=is_remote(path)).iter_batches():
+                if not batch.num_rows:
+                    continue
+                first = batch.column(0)[0].as_py()
+                if last is not None and not first > last:
+                    raise FanoutError(f"{path}: its first key {first!r} is not above the previous bucket's "
+                                      f"last key {last!r}; the staged files do not belong to one plan")
+                last = batch.column(0)[-1].as_py()
+                yield batch.cast(plain)
 
     def to_batches(self, max_chunksize: int) -> Iterator[pa.RecordBatch]:
-        buffered: list[pa.Table] = []
+        """Batches of exactly ``max_chunksize`` rows (the last may be shorter): the writer
+        makes a row group of each, across the bucket files' boundaries."""
+        buffered: list[pa.RecordBatch] = []
         count = 0
-        for piece in self._merged():
-            buffered.append(piece)
-            count += piece.num_rows
+        for batch in self._batches():
+            buffered.append(batch)
+            count += batch.num_rows
             if count < max_chunksize:
                 continue
-            # a piece can hold several chunks' rows: emit them all, or the rest piles up
-            table = pa.concat_tables(buffered).combine_chunks()
+            table = pa.Table.from_batches(buffered).combine_chunks()
             whole = count - count % max_chunksize
             yield from table.slice(0, whole).to_batches(max_chunksize)
             rest = table.slice(whole)
-            buffered, count = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+            buffered, count = (rest.to_batches(), rest.num_rows) if rest.num_rows else ([], 0)
         if count:
-            yield from pa.concat_tables(buffered).combine_chunks().to_batches()
+            yield from pa.Table.from_batches(buffered).combine_chunks().to_batches()
 
 
 def _check_done(plan: FanoutPlan, lo: str, hi: str) -> None:
@@ -449,7 +509,7 @@ def _check_done(plan: FanoutPlan, lo: str, hi: str) -> None:
                           f"(no {done_marker(plan, b, c_lo, c_hi)})")
 
 
-def merged_month(cfg: SummarySettings, plan: FanoutPlan, month: str) -> "MergedMonth | pa.Table":
+def staged_month(cfg: SummarySettings, plan: FanoutPlan, month: str) -> "StagedMonth | pa.Table":
     """The month's rows from its bucket files (an empty table when no bucket has any)."""
     paths = [staged_file(plan, month, b) for b in range(plan.buckets)]
     paths = [p for p in paths if p.is_file()]
@@ -463,9 +523,7 @@ def merged_month(cfg: SummarySettings, plan: FanoutPlan, month: str) -> "MergedM
     schema = files[0].schema_arrow
     fp = prints.pop()
     schema = schema.with_metadata({FINGERPRINT_KEY: fp}) if fp else schema.remove_metadata()
-    rows = sum(f.metadata.num_rows for f in files)
-    read_rows = staged_row_group_rows(plan)
-    return MergedMonth(paths, schema, rows, read_rows)
+    return StagedMonth(paths, schema, sum(f.metadata.num_rows for f in files))
 
 
 def combine_group(cfg: SummarySettings, plan: FanoutPlan, lo: str, hi: str, month_path: Callable[[str], Path],
@@ -489,14 +547,14 @@ def combine_group(cfg: SummarySettings, plan: FanoutPlan, lo: str, hi: str, mont
     with scan_copies(run_checks and is_remote(month_path(lo))) as copies:
         scanner = MonthScanner(cfg, con) if run_checks else None
         if scanner is not None and lo != plan.start:
-            neighbour = merged_month(cfg, plan, before)
+            neighbour = staged_month(cfg, plan, before)
             scanner.add(before, None, report=False, rows=neighbour if neighbour.num_rows else None)
         elif scanner is not None and file_exists(month_path(before)):
             scanner.add(before, scan_path(month_path(before), copies), report=False)
         rows, checked = {}, {}
         for month in month_range(lo, hi):
             keep = copies / f"{month}.parquet" if copies is not None else None
-            result = write_month_file(merged_month(cfg, plan, month), month_path(month), keep=keep)
+            result = write_month_file(staged_month(cfg, plan, month), month_path(month), keep=keep)
             rows[month] = result.rows
             if result.path is not None:
                 checked[month] = keep or result.path
