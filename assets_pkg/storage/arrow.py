@@ -9,7 +9,9 @@ and is never required).
 import functools
 from urllib.parse import urlparse
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from assets_pkg.storage.root import _options_key, filesystem, is_remote, object_key, s3_options
@@ -88,6 +90,13 @@ def parquet_file(path, **kwargs) -> pq.ParquetFile:
     if fs is None:
         return pq.ParquetFile(location, **kwargs)
     return pq.ParquetFile(fs.open_input_file(location), **kwargs)
+
+
+def arrow_file(path) -> ipc.RecordBatchFileReader:
+    """An Arrow IPC file, local or remote (remote: one ranged-read handle). Local files are
+    read, not memory-mapped: mapped pages would count in the step's resident memory."""
+    fs, location = arrow_location(path)
+    return ipc.open_file(pa.OSFile(location, "rb") if fs is None else fs.open_input_file(location))
 
 
 def register_filesystem(con, root) -> None:

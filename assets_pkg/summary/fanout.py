@@ -10,8 +10,8 @@ outputs, so a cluster executor may send them to different workers in any order:
   holds about the same number of records. The step is the one-step build
   (:func:`assets_pkg.summary.build.build_months`) over a source that keeps only the
   bucket's records (:class:`BucketSource`; the range terms reach DuckDB as bound values,
-  which it pushes into the Parquet scan); it writes one staged Parquet file per month of
-  its bucket under the run's staging folder, then a done marker. Its memory is the history
+  which it pushes into the Parquet scan); it writes one staged file per month of its bucket
+  (Arrow IPC, :func:`assets_pkg.summary.month_file.write_staged_file`) under the run's staging folder, then a done marker. Its memory is the history
   ring of its bucket's accounts (about ``accounts / B``), so ``SUMMARY_BUCKETS`` (or
   ``SUMMARY_STEP_MEMORY_MB``) bounds it whatever the number of accounts or months.
 - **combine steps** (:func:`combine_group`): for each month of a group of
@@ -68,7 +68,7 @@ from assets_pkg.io.locks import domain_lock
 from assets_pkg.obs import log_event, peak_rss_mb
 from assets_pkg.settings import SettingsModel, setting
 from assets_pkg.storage import is_remote
-from assets_pkg.storage.arrow import parquet_file
+from assets_pkg.storage.arrow import arrow_file
 from assets_pkg.storage.objects import file_exists
 from assets_pkg.summary import state as summary_state
 from assets_pkg.summary.build import BuildStats, build_months
@@ -77,8 +77,10 @@ from assets_pkg.summary.month_file import (
     ARROW_TYPES,
     FINGERPRINT_KEY,
     key_arrow_type,
+    STAGED_SUFFIX,
     output_schema,
     write_month_file,
+    write_staged_file,
 )
 from assets_pkg.summary.month_scan import MonthScanner, scan_copies, scan_path
 from assets_pkg.summary.months import add_months, current_month, month_index, month_range, month_str
@@ -281,7 +283,7 @@ def staging_dir(plan: FanoutPlan) -> Path:
 
 def staged_file(plan: FanoutPlan, month: str, bucket: int) -> Path:
     """Bucket ``bucket``'s rows of ``month`` (a folder per month: the combine lists one)."""
-    return staging_dir(plan) / month / f"bucket-{bucket:05d}.parquet"
+    return staging_dir(plan) / month / f"bucket-{bucket:05d}{STAGED_SUFFIX}"
 
 
 def done_marker(plan: FanoutPlan, bucket: int, lo: str, hi: str) -> Path:
@@ -371,41 +373,61 @@ def plan_fanout(cfg: SummarySettings, start: str, end: str, run: str, settings: 
     files = list_batch_files(cfg.source_path)
     with Source(con, cfg, files, now_month=now_month or current_month(), logger=logger) as source:
         lo, hi = max(month_index(start) - (cfg.history_length - 1), cfg.first_month_index), month_index(end)
-        with source.whole_scan():  # every query reads every batch
+        with source.whole_scan():  # both queries read every batch
             profile = source.profile()  # raises on bad input: nothing written yet
-            rows = con.execute(
-                f"SELECT approx_count_distinct(key) FROM {VIEW} WHERE {source.good_rows_sql()} "
-                "AND month_idx BETWEEN ? AND ?", [lo, hi]).fetchall()
-            accounts = int(rows[0][0] or 0)
-            buckets = choose_buckets(cfg, accounts, settings)
-            bounds, bucket_rows = sample_buckets(con, source, lo, hi, buckets) if buckets > 1 else ([], [])
+            sample = AccountSample.take(con, source, lo, hi)
+        bounds, bucket_rows = sample.buckets(choose_buckets(cfg, sample.accounts, settings))
         buckets = len(bounds) + 1
         return FanoutPlan(
             run=run, start=start, end=end, buckets=buckets,
             chunks=month_chunks(start, end, settings.chunk_months_for(buckets)),
             files={f.name: f.identity for f in files},
-            now_month=source.now_month, accounts=accounts,
+            now_month=source.now_month, accounts=sample.accounts,
             steps_memory_mb=settings.step_memory_mb,
             groups=month_chunks(start, end, settings.combine_months),
             profile=profile.to_dict(), bounds=bounds, bucket_rows=bucket_rows,
         )
 
 
-def sample_buckets(con, source: Source, lo: int, hi: int, buckets: int) -> tuple[list, list[dict[str, int]]]:
-    """Bounds of up to ``buckets`` key ranges of about equal records over months
-    ``lo..hi`` (indexes), and each range's expected records per month, from the records of
-    one account in ``every`` (picked by key hash, so an account's records are all in or
-    all out)."""
-    whole = {m: n for m, n in source.profile().rows_per_month.items() if lo <= m <= hi}
-    every = max(1, sum(whole.values()) // BUCKET_SAMPLE_ROWS)
-    sample = con.sql(
-        f"SELECT key, month_idx FROM {VIEW} WHERE {source.good_rows_sql()} AND month_idx BETWEEN ? AND ? "
-        "AND hash(key) % ? = 0", params=[lo, hi, every]).to_arrow_table()
-    keys = sample.column(0).to_numpy(zero_copy_only=False)
-    distinct, weights = np.unique(keys, return_counts=True)
-    bounds = bucket_bounds(distinct.tolist(), weights.tolist(), buckets)
-    months = sample.column(1).to_numpy(zero_copy_only=False)
-    return bounds, bucket_month_rows(len(bounds) + 1, bucket_of(bounds, keys), months, every, whole)
+@dataclass(frozen=True)
+class AccountSample:
+    """The records (key, month) of one account in ``every`` over a run's months, picked by
+    key hash so that an account's records are all in or all out: the plan's one query for
+    the account count, the bucket bounds and each bucket's records per month."""
+
+    keys: np.ndarray
+    months: np.ndarray
+    every: int
+    whole: dict[int, int]  # the whole source's records per month of the window
+
+    @classmethod
+    def take(cls, con, source: Source, lo: int, hi: int) -> "AccountSample":
+        """Sample months ``lo..hi`` (indexes) for about ``BUCKET_SAMPLE_ROWS`` records."""
+        whole = {m: n for m, n in source.profile().rows_per_month.items() if lo <= m <= hi}
+        every = max(1, sum(whole.values()) // BUCKET_SAMPLE_ROWS)
+        # ``every`` is written into the SQL (an int), not bound: DuckDB then pushes the term
+        # into the Parquet scan; bound, the query took 22 CPU-s instead of 9 at 1M accounts
+        sample = con.sql(
+            f"SELECT key, month_idx FROM {VIEW} WHERE {source.good_rows_sql()} AND month_idx BETWEEN ? AND ? "
+            f"AND hash(key) % {int(every)} = 0", params=[lo, hi]).to_arrow_table()
+        return cls(sample.column(0).to_numpy(zero_copy_only=False), sample.column(1).to_numpy(zero_copy_only=False),
+                   every, whole)
+
+    @property
+    def accounts(self) -> int:
+        """Estimated distinct accounts (exact when ``every`` is 1)."""
+        return len(np.unique(self.keys)) * self.every
+
+    def buckets(self, buckets: int) -> tuple[list, list[dict[str, int]]]:
+        """Bounds of up to ``buckets`` key ranges of about equal records
+        (:func:`bucket_bounds`) and each range's expected records per month
+        (:func:`bucket_month_rows`); none with one bucket."""
+        if buckets < 2:
+            return [], []
+        distinct, weights = np.unique(self.keys, return_counts=True)
+        bounds = bucket_bounds(distinct.tolist(), weights.tolist(), buckets)
+        return bounds, bucket_month_rows(len(bounds) + 1, bucket_of(bounds, self.keys), self.months, self.every,
+                                         self.whole)
 
 
 def groups_costliest_first(plan: FanoutPlan, history_length: int) -> list[tuple[str, str]]:
@@ -436,7 +458,7 @@ def build_bucket(cfg: SummarySettings, plan: FanoutPlan, bucket: int, lo: str, h
     cfg = cfg.model_copy(update={"max_rows_per_query": min(cfg.max_rows_per_query, BUCKET_QUERY_ROWS)})
 
     def write(month: str, rows) -> WriteResult:
-        return write_month_file(rows, staged_file(plan, month, bucket))
+        return write_staged_file(rows, staged_file(plan, month, bucket))
 
     with open_source(con, cfg, plan, bucket, logger) as source:
         stats = build_months(source, lo, hi, write, logger=logger,
@@ -465,10 +487,8 @@ class StagedMonth:
         plain = self.schema.remove_metadata()
         last = None
         for path in self.paths:
-            # local bucket files are not pre-buffered (it reads every row group of a file at
-            # once: the month's bytes); on an object store the read-ahead saves a request per
-            # column chunk
-            for batch in parquet_file(path, pre_buffer=is_remote(path)).iter_batches():
+            staged = arrow_file(path)
+            for batch in (staged.get_batch(i) for i in range(staged.num_record_batches)):
                 if not batch.num_rows:
                     continue
                 first = batch.column(0)[0].as_py()
@@ -515,15 +535,15 @@ def staged_month(cfg: SummarySettings, plan: FanoutPlan, month: str) -> "StagedM
     paths = [p for p in paths if p.is_file()]
     if not paths:
         return output_schema(cfg, key_arrow_type(cfg)).empty_table()
-    files = [parquet_file(p) for p in paths]
-    prints = {(f.schema_arrow.metadata or {}).get(FINGERPRINT_KEY) for f in files}
+    files = [arrow_file(p) for p in paths]
+    prints = {(f.schema.metadata or {}).get(FINGERPRINT_KEY) for f in files}
     if len(prints) != 1:
         raise FanoutError(f"summary run {plan.run}: the bucket files of {month} under {staging_dir(plan)} were "
                           "built from different sources; start a new run")
-    schema = files[0].schema_arrow
+    schema = files[0].schema
     fp = prints.pop()
     schema = schema.with_metadata({FINGERPRINT_KEY: fp}) if fp else schema.remove_metadata()
-    return StagedMonth(paths, schema, sum(f.metadata.num_rows for f in files))
+    return StagedMonth(paths, schema, sum(f.count_rows() for f in files))
 
 
 def combine_group(cfg: SummarySettings, plan: FanoutPlan, lo: str, hi: str, month_path: Callable[[str], Path],

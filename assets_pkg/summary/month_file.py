@@ -12,11 +12,12 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from assets_pkg.io import WriteResult, atomic_path
 from assets_pkg.storage import as_path
-from assets_pkg.storage.arrow import parquet_file, read_table
+from assets_pkg.storage.arrow import arrow_file, parquet_file, read_table
 from assets_pkg.summary.config import SummarySettings
 from assets_pkg.summary.ring import MonthRows
 
@@ -91,12 +92,11 @@ def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None
     codecs = {f.name: SCALAR_COMPRESSION for f in schema if f.name in scalar}
     lists = [f"{f.name}.list.element" for f in schema if f.name not in scalar]
     codecs.update({leaf: HISTORY_COMPRESSION for leaf in lists})
-    batches = rows.batches(row_group_rows) if isinstance(rows, MonthRows) else rows.to_batches(row_group_rows)
     with atomic_path(path, uploads) as tmp:
         with pq.ParquetWriter(tmp, schema, compression=codecs, use_dictionary=repetitive,
                               use_byte_stream_split=lists, write_statistics=scalar,
                               data_page_size=DATA_PAGE_BYTES) as writer:
-            for batch in batches:
+            for batch in _batches(rows, row_group_rows):
                 writer.write_batch(batch, row_group_size=row_group_rows)
         size = tmp.stat().st_size  # what is published: no second look at the store
         if keep is not None:
@@ -105,12 +105,51 @@ def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None
     return WriteResult(path=path, rows=rows.num_rows, bytes=size)
 
 
+def _batches(rows: "pa.Table | MonthRows", rows_per_batch: int):
+    return rows.batches(rows_per_batch) if isinstance(rows, MonthRows) else rows.to_batches(rows_per_batch)
+
+
+# A fan-out run's staged month of one bucket (:mod:`assets_pkg.summary.fanout`) is written
+# once and read once, by the combine that publishes the month: Arrow IPC with LZ4 buffers
+# instead of the month file's Parquet. For a month of 843k accounts: written in 0.78 CPU-s
+# and read in 0.18, against 1.36 and 0.71 for Parquet, for 1.36x the bytes (bench/NOTES.md
+# "Staged bucket files").
+STAGED_SUFFIX = ".arrow"
+STAGED_COMPRESSION = "lz4"
+STAGED_BATCH_ROWS = 16_384
+
+
+def write_staged_file(rows: "pa.Table | MonthRows", path: Path) -> WriteResult:
+    """Write one bucket's month to staging atomically (empty: delete the old file); the
+    schema metadata (the source fingerprint) is kept as :func:`write_month_file` keeps it."""
+    path = as_path(path)
+    if rows.num_rows == 0:
+        path.unlink(missing_ok=True)
+        return WriteResult(path=None, rows=0, bytes=0)
+    options = ipc.IpcWriteOptions(compression=STAGED_COMPRESSION)
+    with atomic_path(path) as tmp:
+        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, rows.schema, options=options) as writer:
+            for batch in _batches(rows, STAGED_BATCH_ROWS):
+                writer.write_batch(batch)
+        size = tmp.stat().st_size
+    return WriteResult(path=path, rows=rows.num_rows, bytes=size)
+
+
+def _is_staged(path) -> bool:
+    return str(path).endswith(STAGED_SUFFIX)
+
+
+def file_schema(path) -> pa.Schema:
+    """The schema of a month file or of a staged month."""
+    return arrow_file(path).schema if _is_staged(path) else parquet_file(path).schema_arrow
+
+
 FINGERPRINT_KEY = b"assets_pkg.summary.source"
 
 
 def file_fingerprint(path: Path) -> str | None:
     try:
-        meta = parquet_file(path).schema_arrow.metadata or {}
+        meta = file_schema(path).metadata or {}
     except (OSError, pa.ArrowException):
         return None
     value = meta.get(FINGERPRINT_KEY)
@@ -118,8 +157,12 @@ def file_fingerprint(path: Path) -> str | None:
 
 
 def read_history_columns(path: Path, cfg: SummarySettings) -> pa.Table | None:
-    """The key and the history value columns of a month file; None when it cannot be read."""
+    """The key and the history value columns of a month file or of a staged month; None when
+    it cannot be read."""
+    columns = [cfg.key_column, *cfg.history_columns]
     try:
-        return read_table(path, columns=[cfg.key_column, *cfg.history_columns])
+        if _is_staged(path):
+            return arrow_file(path).read_all().select(columns)
+        return read_table(path, columns=columns)
     except (OSError, pa.ArrowException, KeyError):
         return None
