@@ -125,7 +125,8 @@ class FanoutSettings(SettingsModel):
 
     buckets: int = setting(
         0, env="SUMMARY_BUCKETS",
-        description="Account hash buckets of a fan-out summary run (one step per bucket and month chunk); "
+        description="Account buckets (key ranges of about equal records) of a fan-out summary run (one step per "
+                    "bucket and month chunk); "
                     "0 = as many as SUMMARY_STEP_MEMORY_MB needs.")
     step_memory_mb: int = setting(
         1024, env="SUMMARY_STEP_MEMORY_MB",
@@ -137,7 +138,7 @@ class FanoutSettings(SettingsModel):
                     f"chunk. 0 = the whole range when there are 2 buckets or more, else {AUTO_CHUNK_MONTHS}.")
     combine_months: int = setting(
         12, env="SUMMARY_COMBINE_MONTHS",
-        description="Months per summary combine step (merges each month's bucket files into the month file and "
+        description="Months per summary combine step (joins each month's bucket files into the month file and "
                     "runs that month's checks).")
 
     @model_validator(mode="after")
