@@ -107,6 +107,12 @@ def generate(accounts: int, root: Path) -> dict:
     pq.write_table(batch, pending / "accounts-batch-2026-02.parquet")
     info = {"accounts": accounts, "account_months": total, "batch_records": batch.num_rows,
             "forward": 2 * len(active), "backfill": n_back, "new": n_new}
+    # a build leaves out batches written less than INBOX_SETTLE_SECONDS ago (still being
+    # copied in, for all it knows): measured at once, the first run after generating built
+    # 48 of the 60 months
+    from assets_pkg.inbox import settle_seconds
+
+    time.sleep(settle_seconds())
     marker.write_text(json.dumps(info))
     return info
 

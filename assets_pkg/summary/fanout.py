@@ -11,9 +11,10 @@ outputs, so a cluster executor may send them to different workers in any order:
   (:func:`assets_pkg.summary.build.build_months`) over a source that keeps only the
   bucket's records (:class:`BucketSource`; the range terms reach DuckDB as bound values,
   which it pushes into the Parquet scan); it writes one staged file per month of its bucket
-  (Arrow IPC, :func:`assets_pkg.summary.month_file.write_staged_file`) under the run's staging folder, then a done marker. Its memory is the history
-  ring of its bucket's accounts (about ``accounts / B``), so ``SUMMARY_BUCKETS`` (or
-  ``SUMMARY_STEP_MEMORY_MB``) bounds it whatever the number of accounts or months.
+  (Arrow IPC, :func:`assets_pkg.summary.month_file.write_staged_file`) under the run's
+  staging folder, then a done marker. Its memory is the history ring of its bucket's
+  accounts (about ``accounts / B``), so ``SUMMARY_BUCKETS`` (or ``SUMMARY_STEP_MEMORY_MB``)
+  bounds it whatever the number of accounts or months.
 - **combine steps** (:func:`combine_group`): for each month of a group of
   ``SUMMARY_COMBINE_MONTHS`` months, once every bucket step holding it is done, the bucket
   files in bucket order (each is sorted by key, as the one-step build writes a month, and
@@ -22,7 +23,7 @@ outputs, so a cluster executor may send them to different workers in any order:
   month deletes the old file, as the one-step build does); then the month's checks, read
   back from the published file as the one-step build's are (the history_consistency pair
   with the month before reads that month's bucket files of this run, or the published file
-  before the run's first month). Memory: one row group of one bucket file, one month's keys
+  before the run's first month). Memory: one batch of one bucket file, one month's keys
   and row hashes, a bounded source query (``CHECK_ROWS_PER_QUERY``).
 - :func:`finish` records the processed batches and removes the staging folder; the run's
   check results are :func:`run_outcomes` of the combine steps' (per month, as the one-step
@@ -55,7 +56,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 from pydantic import model_validator

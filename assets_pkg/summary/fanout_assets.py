@@ -35,7 +35,8 @@ def _key(*parts: str) -> str:
 
 @dg.op(out=dg.DynamicOut(str, **MESSAGE), tags={"summary/step": "plan"})
 def summary_fanout_plan(context: dg.OpExecutionContext, duckdb: DuckDBResource):
-    """Pin the batch files and split the run's months into (bucket, chunk) steps."""
+    """Pin the batch files, cut the account keys into bucket ranges and split the run's
+    months into (bucket, chunk) steps."""
     months = context.partition_keys
     plan = fanout.plan_fanout(load_summary_settings(), months[0], months[-1], context.run_id,
                               con=duckdb.connect(), logger=context.log)
@@ -69,8 +70,8 @@ def summary_fanout_groups(plans: list[str]):
 
 @dg.op(out=dg.Out(dict, **MESSAGE), tags={"summary/step": "combine"})
 def summary_combine_months(context: dg.OpExecutionContext, duckdb: DuckDBResource, group: str) -> dict:
-    """Merge the bucket files of each month of one group into its month file (atomic) and
-    run that month's checks."""
+    """Join the bucket files of each month of one group, in key order, into its month file
+    (atomic) and run that month's checks."""
     data = json.loads(group)
     plan = fanout.FanoutPlan.from_json(data["plan"])
     return fanout.combine_group(load_summary_settings(), plan, data["lo"], data["hi"], month_file,
@@ -109,7 +110,7 @@ _ONE_STEP = account_summary.specs_by_key[ACCOUNT_SUMMARY]
 )
 def account_summary_fanout():
     """One row per (account, month) with `<col>_history` arrays, as the one-step
-    `account_summary`, built by steps that fit any worker: (account hash bucket, month
+    `account_summary`, built by steps that fit any worker: (account key range, month
     chunk) steps, then one combine per group of months that publishes and checks them
     (SUMMARY_BUCKETS, SUMMARY_STEP_MEMORY_MB, SUMMARY_CHUNK_MONTHS, SUMMARY_COMBINE_MONTHS)."""
     steps = summary_fanout_plan()
