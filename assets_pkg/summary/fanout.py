@@ -58,6 +58,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.ipc as ipc
 from pydantic import model_validator
 
 from assets_pkg import layout
@@ -312,7 +313,6 @@ class BucketSource(Source):
     LOWER, UPPER = "summary_bucket_lower", "summary_bucket_upper"
 
     def __init__(self, con, cfg, files, bucket: int, plan: "FanoutPlan", **kwargs):
-        self.bucket = int(bucket)
         self._lower = plan.bounds[bucket - 1] if bucket > 0 else None
         self._upper = plan.bounds[bucket] if bucket < len(plan.bounds) else None
         self._rows = plan.bucket_rows[bucket] if plan.bucket_rows else None
@@ -481,14 +481,13 @@ class StagedMonth:
     bucket file of another plan) stops the combine naming it rather than publish a month
     out of order."""
 
-    def __init__(self, paths: list[Path], schema: pa.Schema, num_rows: int):
-        self.paths, self.schema, self.num_rows = paths, schema, num_rows
+    def __init__(self, files: list[tuple[Path, ipc.RecordBatchFileReader]], schema: pa.Schema, num_rows: int):
+        self.files, self.schema, self.num_rows = files, schema, num_rows  # (path, opened file) in bucket order
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
         plain = self.schema.remove_metadata()
         last = None
-        for path in self.paths:
-            staged = arrow_file(path)
+        for path, staged in self.files:
             for batch in (staged.get_batch(i) for i in range(staged.num_record_batches)):
                 if not batch.num_rows:
                     continue
@@ -536,15 +535,15 @@ def staged_month(cfg: SummarySettings, plan: FanoutPlan, month: str) -> "StagedM
     paths = [p for p in paths if p.is_file()]
     if not paths:
         return output_schema(cfg, key_arrow_type(cfg)).empty_table()
-    files = [arrow_file(p) for p in paths]
-    prints = {(f.schema.metadata or {}).get(FINGERPRINT_KEY) for f in files}
+    files = [(p, arrow_file(p)) for p in paths]  # opened once: schema, row count and batches
+    prints = {(f.schema.metadata or {}).get(FINGERPRINT_KEY) for _, f in files}
     if len(prints) != 1:
         raise FanoutError(f"summary run {plan.run}: the bucket files of {month} under {staging_dir(plan)} were "
                           "built from different sources; start a new run")
-    schema = files[0].schema
+    schema = files[0][1].schema
     fp = prints.pop()
     schema = schema.with_metadata({FINGERPRINT_KEY: fp}) if fp else schema.remove_metadata()
-    return StagedMonth(paths, schema, sum(f.count_rows() for f in files))
+    return StagedMonth(files, schema, sum(f.count_rows() for _, f in files))
 
 
 def combine_group(cfg: SummarySettings, plan: FanoutPlan, lo: str, hi: str, month_path: Callable[[str], Path],
