@@ -2,11 +2,14 @@
 checked while the build writes later months. Planted defects fail the right check and
 name the account and month; row order and row-group boundaries change nothing."""
 
+import dataclasses
 import threading
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from assets_pkg.duck import connect
 from assets_pkg.summary.month_scan import MonthPipeline, MonthScanner, scan_months
@@ -143,3 +146,60 @@ def test_a_month_changed_after_its_write_fails_the_build_s_checks(data_root, tmp
     assert _failed(result.outcomes) == {"history_consistency": ["2@2024-03", "2@2024-04"]}
     clean = full_build(cfg, tmp_path / "clean", "2024-01", "2024-06")
     assert _failed(clean.outcomes) == {}
+
+
+def _spilled(folder, name: str, month_index: int, keys: list, batch_rows: int, seed: int):
+    """A month's (key, head, tail, bad) rows in ``batch_rows`` batches, as the scan spills
+    them; hashes drawn from a few values so neighbours agree and disagree."""
+    import numpy as np
+    import pyarrow.ipc as ipc
+
+    from assets_pkg.summary.month_scan import _MonthHashes
+
+    rng = np.random.default_rng(seed)
+    n = len(keys)
+    schema = pa.schema([("key", pa.string()), ("head", pa.uint64()), ("tail", pa.uint64()), ("bad", pa.bool_())])
+    table = pa.table({"key": pa.array(keys, pa.string()), "head": rng.integers(0, 3, n, dtype=np.uint64),
+                      "tail": rng.integers(0, 3, n, dtype=np.uint64), "bad": rng.random(n) < 0.1}, schema=schema)
+    path = folder / name
+    with ipc.new_stream(str(path), schema) as out:
+        for batch in table.to_batches(max_chunksize=batch_rows):
+            out.write_batch(batch)
+    return _MonthHashes(month_index, path, ascending=True)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(prev_keys=st.sets(st.text("abz'", min_size=0, max_size=4), max_size=40),
+       cur_keys=st.sets(st.text("abz'", min_size=0, max_size=4), max_size=40),
+       prev_batch=st.integers(1, 9), cur_batch=st.integers(1, 9), seed=st.integers(0, 2**16))
+def test_pairing_months_batch_by_batch_equals_pairing_them_whole(tmp_path, prev_keys, cur_keys, prev_batch,
+                                                                  cur_batch, seed):
+    """Two months whose keys ascend are paired by merging their hash files one batch at a
+    time (memory of a batch, not of a month); whatever the batch sizes and however the keys
+    interleave, the offending rows and their labels are those of pairing the months whole."""
+    from assets_pkg.summary.config import SummarySettings
+    from assets_pkg.summary.month_scan import MonthScanner
+
+    prev = _spilled(tmp_path, f"p{seed}.arrow", 1, sorted(prev_keys), prev_batch, seed)
+    cur = _spilled(tmp_path, f"c{seed}.arrow", 2, sorted(cur_keys), cur_batch, seed + 1)
+    scanners = [MonthScanner(SummarySettings(), None) for _ in range(2)]
+    scanners[0]._pairs("2024-02", prev, cur)
+    whole = (dataclasses.replace(prev, ascending=False), cur)
+    scanners[1]._pairs("2024-02", *whole)
+    batched, reference = scanners[0].facts, scanners[1].facts
+    assert batched == reference and batched.pairs_checked == 1
+    p_keys, _, p_tails, p_bad = prev.whole()
+    expected = sum(1 for k, h, b in zip(*[cur.whole()[i] for i in (0, 1, 3)])
+                   if k.as_py() in prev_keys and (b or h != p_tails[sorted(prev_keys).index(k.as_py())]
+                                                 or p_bad[sorted(prev_keys).index(k.as_py())]))
+    assert batched.inconsistent_count == expected
+
+
+def test_a_month_whose_keys_do_not_ascend_is_scanned_whole_and_its_duplicates_named(built):
+    """A file not in the build's key order (a repeated account) cannot be merged by key:
+    its duplicate is found and named, and its pairs with the months around it still hold."""
+    cfg, con, files = built
+    _rewrite(files["2024-03"], lambda t: pa.concat_tables([t, t.slice(1, 1)]))  # account 2 twice
+    facts = scan_months(cfg, con, files)
+    assert facts.unique_bad == ["2@2024-03"] and facts.unique_count == 1
+    assert facts.pairs_checked == 5 and facts.inconsistent_count == 0

@@ -15,6 +15,11 @@ memory), and derives from it what ``validate`` reports:
   NULL positions); for an account's consecutive months m-1, m the two must be equal. A row
   whose array has the wrong length never agrees with its neighbour.
 
+Memory does not grow with the accounts of a month: the per-row hashes go to a local scratch
+file as they are computed (about 30 bytes a row), and two months whose keys ascend, as the
+build writes them, are paired by a merge of those files one batch at a time. Only a file
+whose keys do not ascend (not the build's) is paired and searched for duplicates whole.
+
 :class:`MonthPipeline` feeds a scanner from a background thread while the build writes
 later months: months may be handed over in any order (the build's writers finish out of
 order) and are scanned in month order.
@@ -22,6 +27,7 @@ order) and are scanned in month order.
 
 import tempfile
 import threading
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 
 from assets_pkg import layout
 from assets_pkg.duck import quote_ident
@@ -111,6 +118,25 @@ def _bits(values: pa.Array) -> np.ndarray:
     return data
 
 
+@dataclass
+class _MonthHashes:
+    """One scanned month's rows as (key, head hash, tail hash, bad) in file order, in a
+    local scratch file; ``ascending``: its keys strictly ascend (no NULL, no repeat)."""
+
+    month_index: int
+    path: Path
+    ascending: bool
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        with pa.OSFile(str(self.path)) as f:
+            yield from ipc.open_stream(f)
+
+    def whole(self) -> tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray]:
+        with pa.OSFile(str(self.path)) as f:
+            table = ipc.open_stream(f).read_all()
+        return (table.column(0).combine_chunks(), *(table.column(i).to_numpy() for i in (1, 2, 3)))
+
+
 class MonthScanner:
     """Scan month files in month order; :attr:`facts` accumulates what they hold."""
 
@@ -119,7 +145,11 @@ class MonthScanner:
         self.L = int(cfg.history_length)
         self.facts = ListFacts()
         self._hashes = [_RowHash(self.L, seed=j) for j in range(len(cfg.history_columns))]
-        self._prev: tuple[int, pa.Array, np.ndarray, np.ndarray] | None = None  # (month idx, keys, tail hashes, bad)
+        self._prev: _MonthHashes | None = None
+        self._folder = Path(tempfile.mkdtemp(dir=local_scratch("summary-checks"), prefix="hashes-"))
+        self._names = 0
+        # the folder goes with the scanner (or the process's scratch sweep after a kill)
+        weakref.finalize(self, layout.remove_tree, self._folder)
 
     def add(self, month: str, path: Path | None, report: bool = True, rows=None) -> None:
         """Scan ``month``'s file (None: the month has no file). ``report=False``: a
@@ -128,21 +158,26 @@ class MonthScanner:
         them in key order, e.g. the fan-out's merge of a month's bucket files)."""
         mi = month_index(month)
         if path is None and rows is None:
-            self._prev = None
+            self._keep(None)
             return
         if rows is not None and report:
             raise ValueError("a month scanned from rows is a neighbour only (its digest reads its file)")
-        keys, heads, tails, bad = self._scan(month, path, report, rows)
+        hashes = self._scan(month, path, report, rows)
         if report:
-            self._pairs(mi, month, keys, heads, bad)
+            if self._prev is not None and self._prev.month_index == mi - 1:
+                self._pairs(month, self._prev, hashes)
             self.facts.months_checked += 1
-        self._prev = (mi, keys, tails, bad)
+        self._keep(hashes)
+
+    def _keep(self, hashes: "_MonthHashes | None") -> None:
+        if self._prev is not None:
+            self._prev.path.unlink(missing_ok=True)
+        self._prev = hashes
 
     # -- one file ------------------------------------------------------------------------
-    def _scan(self, month: str, path: Path | None, report: bool, rows=None):
+    def _scan(self, month: str, path: Path | None, report: bool, rows=None) -> _MonthHashes:
         cfg, L = self.cfg, self.L
         hist = [cfg.history_name(c) for c in cfg.history_columns]
-        key_parts, month_parts, heads, tails, bads = [], [], [], [], []
         first_differs = False
         columns = [cfg.key_column, cfg.month_column, *cfg.history_columns, *hist]
         if rows is None:
@@ -156,47 +191,50 @@ class MonthScanner:
         else:
             key_type = rows.schema.field(0).type
             batches = (b.select(columns) for b in rows.to_batches(self.batch_rows))
-        for batch in batches:
-            n = batch.num_rows
-            key_parts.append(batch.column(0))
-            month_parts.append(batch.column(1))
-            bad = np.zeros(n, dtype=bool)
-            lens = []
-            for h in hist:
-                lengths = pc.fill_null(pc.list_value_length(batch.column(h)), -1).to_numpy(zero_copy_only=False)
-                lens.append(lengths)
-                bad |= lengths != L
-            head = np.zeros(n, dtype=np.uint64)
-            tail = np.zeros(n, dtype=np.uint64)
-            good = ~bad
-            for j, (c, h) in enumerate(zip(cfg.history_columns, hist)):
-                lists = batch.column(h)
-                if bad.any():
-                    lists = lists.filter(pa.array(good))
-                first, h_head, h_tail = self._hashes[j](pc.list_flatten(lists), L)
-                # one hash per row over every column (each column its own r)
-                with np.errstate(over="ignore"):
-                    head[good] += h_head
-                    tail[good] += h_tail
-                if report and not first_differs:
-                    current = batch.column(c).filter(pa.array(good)) if bad.any() else batch.column(c)
-                    first_differs = bool((_bits(current).astype(np.uint64) != first).any())
-                    if not first_differs and bad.any():  # [0] of the arrays of the wrong length
-                        first_differs = self._first_differs_slow(batch, c, h, bad)
-            heads.append(head)
-            tails.append(tail)
-            bads.append(bad)
-        keys = pa.chunked_array(key_parts, type=key_type).combine_chunks()
-        bad = np.concatenate(bads) if bads else np.zeros(0, dtype=bool)
+        self._names += 1
+        hashes = _MonthHashes(month_index(month), self._folder / f"{self._names}.arrow", ascending=True)
+        schema = pa.schema([("key", key_type), ("head", pa.uint64()), ("tail", pa.uint64()), ("bad", pa.bool_())])
+        wrong_month, length_bad, last_key = _Labels(), _Labels(), None
+        with ipc.new_stream(str(hashes.path), schema) as spill:
+            for batch in batches:
+                n = batch.num_rows
+                if n == 0:
+                    continue
+                keys = batch.column(0)
+                bad = np.zeros(n, dtype=bool)
+                for h in hist:
+                    lengths = pc.fill_null(pc.list_value_length(batch.column(h)), -1).to_numpy(zero_copy_only=False)
+                    bad |= lengths != L
+                head = np.zeros(n, dtype=np.uint64)
+                tail = np.zeros(n, dtype=np.uint64)
+                good = ~bad
+                for j, (c, h) in enumerate(zip(cfg.history_columns, hist)):
+                    lists = batch.column(h)
+                    if bad.any():
+                        lists = lists.filter(pa.array(good))
+                    first, h_head, h_tail = self._hashes[j](pc.list_flatten(lists), L)
+                    # one hash per row over every column (each column its own r)
+                    with np.errstate(over="ignore"):
+                        head[good] += h_head
+                        tail[good] += h_tail
+                    if report and not first_differs:
+                        current = batch.column(c).filter(pa.array(good)) if bad.any() else batch.column(c)
+                        first_differs = bool((_bits(current).astype(np.uint64) != first).any())
+                        if not first_differs and bad.any():  # [0] of the arrays of the wrong length
+                            first_differs = self._first_differs_slow(batch, c, h, bad)
+                spill.write_batch(pa.record_batch([keys, pa.array(head), pa.array(tail), pa.array(bad)], schema=schema))
+                hashes.ascending = hashes.ascending and _ascending(keys, last_key)
+                last_key = keys[n - 1]
+                if report:
+                    wrong_month.add_wrong_months(month, keys, batch.column(1))
+                    length_bad.add_first(keys, bad)
         if report:
-            months = pa.chunked_array(month_parts, type=pa.string()).combine_chunks()
-            self._unique(month, keys, months)
-            self._length(month, keys, bad)
+            self._unique(month, path, wrong_month, hashes.ascending)
+            self._length(month, length_bad)
             if first_differs:
                 self.facts.first_months.add(month)
             self._digest(path)
-        concat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)  # noqa: E731
-        return keys, concat(heads), concat(tails), bad
+        return hashes
 
     @staticmethod
     def _first_differs_slow(batch, c: str, h: str, bad: np.ndarray) -> bool:
@@ -205,29 +243,27 @@ class MonthScanner:
         values = batch.column(c).take(pa.array(rows)).to_pylist()
         return any((lst[0] if lst else None) != v for lst, v in zip(lists, values))
 
-    def _unique(self, month: str, keys: pa.Array, months: pa.Array) -> None:
-        wrong = pc.fill_null(pc.not_equal(months, month), True)
-        labels = []
-        if pc.any(wrong).as_py():
-            idx = np.nonzero(wrong.to_numpy(zero_copy_only=False))[0]
-            pairs = sorted(zip(months.take(pa.array(idx)).to_pylist(), keys.take(pa.array(idx)).to_pylist()),
-                           key=lambda p: (p[0] or "", p[1]))
-            labels += [f"{k}@{m}" for m, k in pairs]
+    def _unique(self, month: str, path: Path, wrong_month: "_Labels", ascending: bool) -> None:
+        labels = wrong_month.sorted()
+        count = wrong_month.count
         # the build writes keys in ascending order: then no key repeats; otherwise count them
-        if len(keys) > 1 and not pc.all(pc.greater(keys[1:], keys[:-1])).as_py():
-            counts = pa.table({"k": keys, "m": months}).group_by(["m", "k"]).aggregate([([], "count_all")])
+        if not ascending:
+            cfg = self.cfg
+            table = parquet_file(path).read(columns=[cfg.key_column, cfg.month_column])
+            counts = pa.table({"k": table.column(0), "m": table.column(1)}).group_by(["m", "k"]).aggregate(
+                [([], "count_all")])
             dup = counts.filter(pc.greater(counts["count_all"], 1)).sort_by([("m", "ascending"), ("k", "ascending")])
-            labels += [f"{k}@{m}" for k, m in zip(dup["k"].to_pylist(), dup["m"].to_pylist())]
-        self.facts.unique_count += len(labels)
-        self.facts.count("unique_account_month", month, len(labels))
+            count += dup.num_rows
+            labels += [f"{k}@{m}" for k, m in zip(dup["k"].to_pylist()[:LIMIT], dup["m"].to_pylist()[:LIMIT])]
+        self.facts.unique_count += count
+        self.facts.count("unique_account_month", month, count)
         _add(self.facts.unique_bad, labels)
 
-    def _length(self, month: str, keys: pa.Array, bad: np.ndarray) -> None:
-        if bad.any():
-            idx = np.nonzero(bad)[0]
-            self.facts.length_count += len(idx)
-            self.facts.count("history_length", month, len(idx))
-            _add(self.facts.length_bad, [f"{k}@{month}" for k in sorted(keys.take(pa.array(idx[:LIMIT])).to_pylist())])
+    def _length(self, month: str, length_bad: "_Labels") -> None:
+        if length_bad.count:
+            self.facts.length_count += length_bad.count
+            self.facts.count("history_length", month, length_bad.count)
+            _add(self.facts.length_bad, [f"{k}@{month}" for k in sorted(length_bad.keys)])
 
     def _digest(self, path: Path) -> None:
         cfg = self.cfg
@@ -240,21 +276,99 @@ class MonthScanner:
             self.facts.digests[mo] = (rows + n, total + s)
 
     # -- consecutive months -----------------------------------------------------------------
-    def _pairs(self, mi: int, month: str, keys: pa.Array, heads: np.ndarray, bad: np.ndarray) -> None:
-        if self._prev is None or self._prev[0] != mi - 1:
-            return
-        _, prev_keys, prev_tails, prev_bad = self._prev
+    def _pairs(self, month: str, prev: _MonthHashes, cur: _MonthHashes) -> None:
         self.facts.pairs_checked += 1
-        idx = pc.fill_null(pc.index_in(keys, value_set=prev_keys), -1).to_numpy(zero_copy_only=False)
-        rows = np.nonzero(idx >= 0)[0]
-        p = idx[rows]
-        differs = (heads[rows] != prev_tails[p]) | bad[rows] | prev_bad[p]
-        if differs.any():
-            offending = rows[differs]
-            self.facts.inconsistent_count += len(offending)
-            self.facts.count("history_consistency", month, len(offending))
-            labels = sorted(keys.take(pa.array(offending)).to_pylist())[:LIMIT]
+        if prev.ascending and cur.ascending:
+            windows = _merged_windows(prev.batches(), cur.batches())
+        else:  # not the build's order: pair the months whole
+            windows = [(prev.whole(), cur.whole())]
+        labels, count = [], 0
+        for (prev_keys, _, prev_tails, prev_bad), (keys, heads, _, bad) in windows:
+            idx = pc.fill_null(pc.index_in(keys, value_set=prev_keys), -1).to_numpy(zero_copy_only=False)
+            rows = np.nonzero(idx >= 0)[0]
+            p = idx[rows]
+            differs = (heads[rows] != prev_tails[p]) | bad[rows] | prev_bad[p]
+            if differs.any():
+                offending = rows[differs]
+                count += len(offending)
+                labels = sorted(labels + keys.take(pa.array(offending)).to_pylist())[:LIMIT]
+        if count:
+            self.facts.inconsistent_count += count
+            self.facts.count("history_consistency", month, count)
             _add(self.facts.inconsistent, [f"{k}@{month}" for k in labels])
+
+
+_Columns = tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray]  # key, head, tail, bad
+
+
+def _columns(batch: pa.RecordBatch) -> _Columns:
+    return (batch.column(0), *(batch.column(i).to_numpy(zero_copy_only=False) for i in (1, 2, 3)))
+
+
+def _slice(cols: _Columns, start: int, stop: int | None = None) -> _Columns:
+    keys, *rest = cols
+    stop = len(keys) if stop is None else stop
+    return (keys.slice(start, stop - start), *(a[start:stop] for a in rest))
+
+
+def _merged_windows(prev: Iterator[pa.RecordBatch], cur: Iterator[pa.RecordBatch]) -> Iterator[tuple[_Columns, _Columns]]:
+    """Two months' hash batches, keys strictly ascending in each, cut into aligned key
+    windows: every key of a window's current rows that the previous month has is among that
+    window's previous rows. Each window ends at the smaller of the two held batches' last
+    keys, so that batch is used up and neither side holds more than one batch."""
+    held: list[_Columns | None] = [None, None]
+    sources = [prev, cur]
+    while True:
+        for side in (0, 1):
+            while held[side] is None or len(held[side][0]) == 0:
+                batch = next(sources[side], None)
+                if batch is None:
+                    held[side] = None
+                    break
+                held[side] = _columns(batch)
+        if held[0] is None or held[1] is None:
+            return  # the current rows left have no previous month to pair with (or none are left)
+        end = min(held[0][0][-1], held[1][0][-1], key=lambda k: k.as_py())
+        cuts = [int(pc.sum(pc.less_equal(h[0], end)).as_py() or 0) for h in held]
+        yield _slice(held[0], 0, cuts[0]), _slice(held[1], 0, cuts[1])
+        held = [_slice(h, c) for h, c in zip(held, cuts)]
+
+
+def _ascending(keys: pa.Array, before) -> bool:
+    """``keys`` strictly ascend, have no NULL and start above ``before`` (the previous
+    batch's last key, or None)."""
+    if keys.null_count:
+        return False
+    if before is not None and not pc.greater(keys[0], before).as_py():
+        return False
+    return len(keys) < 2 or pc.all(pc.greater(keys[1:], keys[:-1])).as_py()
+
+
+class _Labels:
+    """Offending keys met batch by batch: their count and the first :data:`LIMIT` labels."""
+
+    def __init__(self):
+        self.count, self.keys = 0, []
+
+    def add_first(self, keys: pa.Array, bad: np.ndarray) -> None:
+        """Rows flagged in ``bad`` (the first LIMIT keys in file order are kept)."""
+        idx = np.nonzero(bad)[0]
+        self.count += len(idx)
+        if len(self.keys) < LIMIT and len(idx):
+            self.keys += keys.take(pa.array(idx[: LIMIT - len(self.keys)])).to_pylist()
+
+    def add_wrong_months(self, month: str, keys: pa.Array, months: pa.Array) -> None:
+        """Rows whose month column is not ``month`` (the LIMIT smallest (month, key) kept)."""
+        wrong = pc.fill_null(pc.not_equal(months, month), True)
+        if not pc.any(wrong).as_py():
+            return
+        idx = pa.array(np.nonzero(wrong.to_numpy(zero_copy_only=False))[0])
+        self.count += len(idx)
+        pairs = zip(months.take(idx).to_pylist(), keys.take(idx).to_pylist())
+        self.keys = sorted([*self.keys, *pairs], key=lambda p: (p[0] or "", p[1]))[:LIMIT]
+
+    def sorted(self) -> list[str]:
+        return [f"{k}@{m}" for m, k in self.keys]
 
 
 def scan_months(cfg: SummarySettings, con, month_files: dict[str, Path],
