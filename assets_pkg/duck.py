@@ -38,6 +38,19 @@ def current_setting(con, name: str):
     return con.execute("SELECT current_setting(?)", [name]).fetchall()[0][0]
 
 
+_SIZE_UNITS = {"bytes": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "pb": 10**15,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
+
+
+def memory_limit_bytes(con) -> int:
+    """``con``'s ``memory_limit`` in bytes (DuckDB reports it as text such as '488.2 MiB')."""
+    text = str(current_setting(con, "memory_limit"))
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*", text)
+    if not match or match.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(f"DuckDB reported a memory_limit of {text!r}, not a size")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
 def threads_of(con) -> int:
     """The worker threads DuckDB may use (the ``threads`` setting, global to the database)."""
     return int(current_setting(con, "threads"))

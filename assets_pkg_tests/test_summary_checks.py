@@ -1,5 +1,6 @@
 """Every summary check passes on a good build and fails on a deliberately broken table."""
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -129,6 +130,23 @@ def test_latest_rows_read_in_key_ranges_equal_one_sorted_read(data_root, tmp_pat
     assert whole.num_rows == 39 and whole.column("cons_acct_key").to_pylist() == sorted(whole.column("cons_acct_key").to_pylist())
     assert {r["rpt_as_of_mo"] for r in whole.to_pylist()} == set(MONTHS)
     assert tables[7].equals(whole) and tables[1].equals(whole)
+
+
+def test_latest_key_ranges_follow_duckdb_memory_limit(data_root):
+    """A lower DUCKDB_MEMORY_LIMIT reads latest_summary in smaller key ranges (a range's
+    sort of full rows must fit it: 200k rows failed under 512 MB with "Out of Memory")."""
+    from assets_pkg.duck import memory_limit_bytes
+    from assets_pkg.summary.latest import ROWS_PER_QUERY, rows_per_query_for
+
+    sizes = {}
+    for limit in ("2GB", "512MB", "300MB", "1MB"):
+        sizes[limit] = rows_per_query_for(memory_limit_bytes(connect(memory_limit=limit)))
+    assert sizes["2GB"] == ROWS_PER_QUERY
+    assert 90_000 <= sizes["512MB"] <= 100_000 and 50_000 <= sizes["300MB"] <= 60_000
+    assert sizes["1MB"] == 1_000
+    unlimited = duckdb.connect()
+    unlimited.execute("SET memory_limit = '-1'")  # DuckDB reports it as 16383.9 PiB
+    assert rows_per_query_for(memory_limit_bytes(unlimited)) == ROWS_PER_QUERY
 
 
 def test_history_matches_source_digested_in_parts_of_accounts_gives_the_same_outcome(built):

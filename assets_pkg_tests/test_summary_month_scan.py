@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assets_pkg.duck import connect
+from assets_pkg.storage import local_scratch
 from assets_pkg.summary.month_scan import MonthPipeline, MonthScanner, scan_months
 from assets_pkg.summary.months import month_range
 from assets_pkg.summary.validate import summary_outcomes
@@ -200,6 +201,8 @@ def test_a_month_whose_keys_do_not_ascend_is_scanned_whole_and_its_duplicates_na
     its duplicate is found and named, and its pairs with the months around it still hold."""
     cfg, con, files = built
     _rewrite(files["2024-03"], lambda t: pa.concat_tables([t, t.slice(1, 1)]))  # account 2 twice
+    before = set(local_scratch("summary-checks").glob("hashes-*"))
     facts = scan_months(cfg, con, files)
     assert facts.unique_bad == ["2@2024-03"] and facts.unique_count == 1
     assert facts.pairs_checked == 5 and facts.inconsistent_count == 0
+    assert set(local_scratch("summary-checks").glob("hashes-*")) == before, "the scan's hash files outlive it"

@@ -7,7 +7,9 @@ The rows come out ordered by key, one key range at a time: sorting every account
 row (the history arrays) at once took memory in proportion to the accounts (1.2 GB at 1M
 accounts), and DuckDB could not keep such a sort under a low ``memory_limit``. A range
 holds at most ``rows_per_query`` accounts, and each query reads only the row groups of
-the (key-sorted) month files whose key statistics overlap it.
+the (key-sorted) month files whose key statistics overlap it. The range follows DuckDB's
+``memory_limit``: a range's sort of 200k full rows does not fit 512 MB (DuckDB reports
+"Out of Memory" rather than spill it), 100k do, and 58k fit 300 MB.
 """
 
 import math
@@ -17,20 +19,25 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from assets_pkg.duck import quote_ident
+from assets_pkg.duck import memory_limit_bytes, quote_ident
 from assets_pkg.storage import as_path, is_remote
 from assets_pkg.storage.arrow import dataset
 from assets_pkg.summary.config import SummarySettings
 
 # accounts per query: their full rows are sorted in DuckDB (~1 KB each with 36-month histories)
 ROWS_PER_QUERY = 200_000
+# DuckDB memory a range's sort needs per row (measured: 2M accounts x 60 months, the sort
+# of 200k rows fails under 512 MB, 100k pass at 512 MB and 58k at 300 MB)
+SORT_BYTES_PER_ROW = 5 * 2**10
+MIN_ROWS_PER_QUERY = 1_000
 BATCH_ROWS = 65_536
 
 
 def latest_reader(con: duckdb.DuckDBPyConnection, cfg: SummarySettings, month_files: list[Path],
-                  rows_per_query: int = ROWS_PER_QUERY) -> pa.RecordBatchReader | None:
+                  rows_per_query: int | None = None) -> pa.RecordBatchReader | None:
     """The latest row per account, ordered by key, streamed; None when there are no month
-    files."""
+    files. ``rows_per_query``: accounts per key range (default :func:`rows_per_query_for`
+    the connection's memory limit)."""
     files = sorted(str(p) for p in month_files)
     if not files:
         return None
@@ -47,6 +54,7 @@ def latest_reader(con: duckdb.DuckDBPyConnection, cfg: SummarySettings, month_fi
     )
     months = {r[0] for r in con.execute("SELECT DISTINCT month FROM summary_latest_keys").fetchall()}
     accounts = con.execute("SELECT count(*) FROM summary_latest_keys").fetchall()[0][0]
+    rows_per_query = rows_per_query or rows_per_query_for(memory_limit_bytes(con))
     ranges = _key_ranges(con, math.ceil(accounts / max(1, rows_per_query)))
     if remote:
         # one scan of the files holding someone's latest month, joined on (key, month)
@@ -81,6 +89,11 @@ def latest_reader(con: duckdb.DuckDBPyConnection, cfg: SummarySettings, month_fi
             yield from query(lo, hi).fetch_record_batch(BATCH_ROWS)
 
     return pa.RecordBatchReader.from_batches(first.schema, batches())
+
+
+def rows_per_query_for(memory_limit: int) -> int:
+    """Accounts per key range whose sort fits DuckDB's ``memory_limit`` (bytes)."""
+    return max(MIN_ROWS_PER_QUERY, min(ROWS_PER_QUERY, memory_limit // SORT_BYTES_PER_ROW))
 
 
 def _key_ranges(con, count: int) -> list[tuple]:
