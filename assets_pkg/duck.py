@@ -45,9 +45,17 @@ _SIZE_UNITS = {"bytes": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 
 def memory_limit_bytes(con) -> int:
     """``con``'s ``memory_limit`` in bytes (DuckDB reports it as text such as '488.2 MiB')."""
     text = str(current_setting(con, "memory_limit"))
+    size = _size_bytes(text)
+    if size is None:
+        raise ValueError(f"DuckDB reported a memory_limit of {text!r}, not a size")
+    return size
+
+
+def _size_bytes(text: str) -> int | None:
+    """A size such as '2GB' or '488.2 MiB' in bytes; None when ``text`` is not one."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*", text)
     if not match or match.group(2).lower() not in _SIZE_UNITS:
-        raise ValueError(f"DuckDB reported a memory_limit of {text!r}, not a size")
+        return None
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 

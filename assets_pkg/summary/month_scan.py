@@ -131,10 +131,10 @@ class _MonthHashes:
         with pa.OSFile(str(self.path)) as f:
             yield from ipc.open_stream(f)
 
-    def whole(self) -> tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray]:
+    def whole(self) -> "_Columns":
         with pa.OSFile(str(self.path)) as f:
             table = ipc.open_stream(f).read_all()
-        return (table.column(0).combine_chunks(), *(table.column(i).to_numpy() for i in (1, 2, 3)))
+        return _columns(pa.RecordBatch.from_arrays([c.combine_chunks() for c in table.columns], schema=table.schema))
 
 
 class MonthScanner:
@@ -176,10 +176,10 @@ class MonthScanner:
 
     # -- one file ------------------------------------------------------------------------
     def _scan(self, month: str, path: Path | None, report: bool, rows=None) -> _MonthHashes:
-        cfg, L = self.cfg, self.L
-        hist = [cfg.history_name(c) for c in cfg.history_columns]
+        cfg = self.cfg
         first_differs = False
-        columns = [cfg.key_column, cfg.month_column, *cfg.history_columns, *hist]
+        columns = [cfg.key_column, cfg.month_column, *cfg.history_columns,
+                   *(cfg.history_name(c) for c in cfg.history_columns)]
         if rows is None:
             # a local or an object-store path (the cluster's s3:// root); no pre-buffering:
             # it holds every selected column chunk of the file at once (120 MB more for a
@@ -197,34 +197,14 @@ class MonthScanner:
         wrong_month, length_bad, last_key = _Labels(), _Labels(), None
         with ipc.new_stream(str(hashes.path), schema) as spill:
             for batch in batches:
-                n = batch.num_rows
-                if n == 0:
+                if batch.num_rows == 0:
                     continue
                 keys = batch.column(0)
-                bad = np.zeros(n, dtype=bool)
-                for h in hist:
-                    lengths = pc.fill_null(pc.list_value_length(batch.column(h)), -1).to_numpy(zero_copy_only=False)
-                    bad |= lengths != L
-                head = np.zeros(n, dtype=np.uint64)
-                tail = np.zeros(n, dtype=np.uint64)
-                good = ~bad
-                for j, (c, h) in enumerate(zip(cfg.history_columns, hist)):
-                    lists = batch.column(h)
-                    if bad.any():
-                        lists = lists.filter(pa.array(good))
-                    first, h_head, h_tail = self._hashes[j](pc.list_flatten(lists), L)
-                    # one hash per row over every column (each column its own r)
-                    with np.errstate(over="ignore"):
-                        head[good] += h_head
-                        tail[good] += h_tail
-                    if report and not first_differs:
-                        current = batch.column(c).filter(pa.array(good)) if bad.any() else batch.column(c)
-                        first_differs = bool((_bits(current).astype(np.uint64) != first).any())
-                        if not first_differs and bad.any():  # [0] of the arrays of the wrong length
-                            first_differs = self._first_differs_slow(batch, c, h, bad)
+                bad, head, tail, differs = self._row_hashes(batch, check_first=report and not first_differs)
+                first_differs = first_differs or differs
                 spill.write_batch(pa.record_batch([keys, pa.array(head), pa.array(tail), pa.array(bad)], schema=schema))
                 hashes.ascending = hashes.ascending and _ascending(keys, last_key)
-                last_key = keys[n - 1]
+                last_key = keys[batch.num_rows - 1]
                 if report:
                     wrong_month.add_wrong_months(month, keys, batch.column(1))
                     length_bad.add_first(keys, bad)
@@ -235,6 +215,36 @@ class MonthScanner:
                 self.facts.first_months.add(month)
             self._digest(path)
         return hashes
+
+    def _row_hashes(self, batch: pa.RecordBatch, check_first: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """Per row of ``batch``: wrong length (bad), hash of ``hist[1:]`` (head) and of
+        ``hist[:-1]`` (tail) over every history column; and, when ``check_first``, whether
+        some ``[0]`` differs from the row's current value."""
+        cfg, L = self.cfg, self.L
+        hist = [cfg.history_name(c) for c in cfg.history_columns]
+        n = batch.num_rows
+        bad = np.zeros(n, dtype=bool)
+        for h in hist:
+            bad |= pc.fill_null(pc.list_value_length(batch.column(h)), -1).to_numpy(zero_copy_only=False) != L
+        head = np.zeros(n, dtype=np.uint64)
+        tail = np.zeros(n, dtype=np.uint64)
+        good = ~bad
+        first_differs = False
+        for j, (c, h) in enumerate(zip(cfg.history_columns, hist)):
+            lists = batch.column(h)
+            if bad.any():
+                lists = lists.filter(pa.array(good))
+            first, h_head, h_tail = self._hashes[j](pc.list_flatten(lists), L)
+            # one hash per row over every column (each column its own r)
+            with np.errstate(over="ignore"):
+                head[good] += h_head
+                tail[good] += h_tail
+            if check_first and not first_differs:
+                current = batch.column(c).filter(pa.array(good)) if bad.any() else batch.column(c)
+                first_differs = bool((_bits(current).astype(np.uint64) != first).any())
+                if not first_differs and bad.any():  # [0] of the arrays of the wrong length
+                    first_differs = self._first_differs_slow(batch, c, h, bad)
+        return bad, head, tail, first_differs
 
     @staticmethod
     def _first_differs_slow(batch, c: str, h: str, bad: np.ndarray) -> bool:
