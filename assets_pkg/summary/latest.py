@@ -56,30 +56,19 @@ def latest_reader(con: duckdb.DuckDBPyConnection, cfg: SummarySettings, month_fi
     accounts = con.execute("SELECT count(*) FROM summary_latest_keys").fetchall()[0][0]
     rows_per_query = rows_per_query or rows_per_query_for(memory_limit_bytes(con))
     ranges = _key_ranges(con, math.ceil(accounts / max(1, rows_per_query)))
+    # one scan over the files that hold someone's latest month, joined on (key, month): a
+    # UNION of one scan per file held pages of every file at once (1M accounts x 60 months:
+    # 933 MB and 34.9 CPU-s against 602 MB and 33.0; bench/NOTES.md "latest_summary")
+    needed = [p for p in files if p.rsplit("/", 1)[-1].removesuffix(".parquet") in months]
     if remote:
-        # one scan of the files holding someone's latest month, joined on (key, month)
-        needed = [as_path(p) for p in files if p.rsplit("/", 1)[-1].removesuffix(".parquet") in months]
-        con.register("summary_latest_rows", dataset(needed))
+        con.register("summary_latest_rows", dataset([as_path(p) for p in needed]))
+    rows_from, rows_params = ("summary_latest_rows", []) if remote else ("read_parquet(?)", [needed])
 
-        def query(lo, hi) -> duckdb.DuckDBPyRelation:
-            where, params = _range_sql("t." + k, lo, hi)
-            return con.sql(f"SELECT t.* FROM summary_latest_rows t SEMI JOIN summary_latest_keys l "
-                           f"ON t.{k} = l.key AND t.{m} = l.month WHERE {where} ORDER BY t.{k}", params=params)
-    else:
-        def query(lo, hi) -> duckdb.DuckDBPyRelation:
-            parts, params = [], []
-            for path in files:
-                month = path.rsplit("/", 1)[-1].removesuffix(".parquet")
-                if month not in months:
-                    continue
-                where, bound = _range_sql(f"t.{k}", lo, hi)
-                lit = path.replace("'", "''")
-                parts.append(
-                    f"SELECT t.* FROM read_parquet('{lit}') t SEMI JOIN "
-                    f"(SELECT key FROM summary_latest_keys WHERE month = ?) l ON t.{k} = l.key WHERE {where}"
-                )
-                params += [month, *bound]
-            return con.sql(f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY {k}", params=params)
+    def query(lo, hi) -> duckdb.DuckDBPyRelation:
+        where, params = _range_sql("t." + k, lo, hi)
+        return con.sql(f"SELECT t.* FROM {rows_from} t SEMI JOIN summary_latest_keys l "
+                       f"ON t.{k} = l.key AND t.{m} = l.month WHERE {where} ORDER BY t.{k}",
+                       params=rows_params + params)
 
     first = query(*ranges[0]).fetch_record_batch(BATCH_ROWS)
 
