@@ -188,7 +188,7 @@ def test_timeseries_fanout_equals_the_one_step_chain(data_root, instance, monkey
 
     demo.generate(data_root / "inbox" / demo.INBOX, scale="test")
     first = demo.day_keys("test")[0]
-    days = [str(dt.date.fromisoformat(first) + dt.timedelta(days=d)) for d in range(3)]
+    days = [str(dt.date.fromisoformat(first) + dt.timedelta(days=d)) for d in range(2)]
     keys = [dg.AssetKey(["timeseries", a]) for a in TS_ASSETS]
     result = _run(_defs(monkeypatch, "multiprocess"), instance, keys, days[0], days[-1])
     assert result.success
