@@ -58,7 +58,7 @@ def latest_reader(con: duckdb.DuckDBPyConnection, cfg: SummarySettings, month_fi
     ranges = _key_ranges(con, math.ceil(accounts / max(1, rows_per_query)))
     # one scan over the files that hold someone's latest month, joined on (key, month): a
     # UNION of one scan per file held pages of every file at once (1M accounts x 60 months:
-    # 933 MB and 34.9 CPU-s against 602 MB and 33.0; bench/NOTES.md "latest_summary")
+    # 933 MB and 34.9 CPU-s against 605 MB and 33.2; bench/NOTES.md "latest_summary")
     needed = [p for p in files if p.rsplit("/", 1)[-1].removesuffix(".parquet") in months]
     if remote:
         con.register("summary_latest_rows", dataset([as_path(p) for p in needed]))
