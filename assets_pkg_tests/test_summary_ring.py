@@ -93,6 +93,24 @@ def test_an_empty_month_deletes_its_file(tmp_path):
     assert not path.exists()
 
 
+def test_a_stream_of_batches_is_written_as_a_month_file(tmp_path):
+    """latest_summary's rows come as a stream: written with the month files' codecs, every
+    row counted as written; a stream without a row (empty batches only) deletes the file."""
+    schema = pa.schema([("k", pa.int64()), ("a_history", pa.list_(pa.float64()))])
+    batches = [pa.record_batch([pa.array(range(i, i + 3)), pa.array([[float(i), None]] * 3)], schema=schema)
+               for i in (0, 3, 6)]
+    empty = [pa.record_batch([pa.array([], pa.int64()), pa.array([], schema.field(1).type)], schema=schema)]
+    path = tmp_path / "latest.parquet"
+    result = write_month_file(pa.RecordBatchReader.from_batches(schema, [*empty, *batches]), path, row_group_rows=2)
+    assert result.rows == 9 and result.bytes == path.stat().st_size
+    assert pq.read_table(path).to_pylist() == pa.Table.from_batches(batches).to_pylist()
+    meta = pq.ParquetFile(path).metadata
+    assert meta.num_row_groups == 6  # each 3-row batch cut at 2 rows
+    assert "BYTE_STREAM_SPLIT" in meta.row_group(0).column(1).encodings
+    assert write_month_file(pa.RecordBatchReader.from_batches(schema, empty), path).rows == 0
+    assert not path.exists()
+
+
 def test_a_later_null_value_wins(data_root, tmp_path):
     """The winning record's NULL is kept: an older non-NULL value must not show through."""
     inbox = tmp_path / "inbox"

@@ -17,7 +17,6 @@ from assets_pkg.dagster_layer import (
     per_partition_check,
     run_level,
 )
-from assets_pkg.io import write_table
 from assets_pkg.io.locks import domain_lock
 from assets_pkg.obs import Stopwatch, peak_rss_mb
 from assets_pkg.settings import at_load
@@ -25,6 +24,7 @@ from assets_pkg.resources.duckdb import DuckDBResource
 from assets_pkg.summary.config import SummarySettings, load_summary_settings
 from assets_pkg.summary.engine import rebuild_months
 from assets_pkg.summary.latest import latest_reader
+from assets_pkg.summary.month_file import key_arrow_type, output_schema, write_month_file
 from assets_pkg.summary.months import LATEST_ASSET_PATH, MONTHS_ASSET_PATH
 from assets_pkg.summary.plan import existing_month_files, month_file
 from assets_pkg.summary.validate import CHECK_NAMES, check_one_row_per_account
@@ -159,7 +159,8 @@ def latest_summary(context: dg.AssetExecutionContext, config: SummaryConfig, duc
     with domain_lock("summary", context.run_id, logger=context.log):
         months = existing_month_files()
         rows = latest_reader(con, cfg, months)
-        written = write_table(rows, path) if rows is not None else write_table(_empty(cfg), path)
+        # the month files' codecs: no dictionary attempts on the lists, byte-stream-split values
+        written = write_month_file(rows if rows is not None else _empty(cfg), path)
         by_month = {p.stem: p for p in months}
         outcome = check_one_row_per_account(con, cfg, written.path, by_month)
     yield check_result(outcome, LATEST_SUMMARY)
@@ -177,6 +178,4 @@ def latest_summary(context: dg.AssetExecutionContext, config: SummaryConfig, duc
 
 
 def _empty(cfg: SummarySettings):
-    from assets_pkg.summary.month_file import key_arrow_type, output_schema
-
     return output_schema(cfg, key_arrow_type(cfg)).empty_table()

@@ -8,6 +8,7 @@ exactly the winners the source gives for its month now, so the build may read it
 columns back instead of aggregating the source again.
 """
 
+import itertools
 import os
 from pathlib import Path
 
@@ -61,9 +62,10 @@ ROW_GROUP_ROWS = 65_536
 DATA_PAGE_BYTES = 8 << 20
 
 
-def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None = None,
+def write_month_file(rows: "pa.Table | MonthRows | pa.RecordBatchReader", path: Path, keep: Path | None = None,
                      row_group_rows: int = ROW_GROUP_ROWS, uploads=None) -> WriteResult:
-    """Publish one month atomically (empty: delete the old file).
+    """Publish one month atomically (empty: delete the old file). ``latest_summary``, whose
+    rows are month rows, is written here too, from a stream of batches.
 
     Like :func:`assets_pkg.io.write_table`, but tuned for the history lists: no dictionary
     encoding of the lists (dictionary attempts on every list value are costly and never
@@ -80,7 +82,11 @@ def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None
     ``uploads``: an object store's PUT is queued there (see :func:`assets_pkg.io.atomic.atomic_path`).
     """
     path = as_path(path)
-    if rows.num_rows == 0:
+    if isinstance(rows, pa.RecordBatchReader):
+        rows = _unless_empty(rows)
+        if rows is None:
+            return _remove(path)
+    elif rows.num_rows == 0:
         return _remove(path)
     schema = rows.schema
     scalar = [f.name for f in schema if not pa.types.is_list(f.type)]
@@ -91,17 +97,19 @@ def write_month_file(rows: "pa.Table | MonthRows", path: Path, keep: Path | None
     codecs = {f.name: SCALAR_COMPRESSION for f in schema if f.name in scalar}
     lists = [f"{f.name}.list.element" for f in schema if f.name not in scalar]
     codecs.update({leaf: HISTORY_COMPRESSION for leaf in lists})
+    written = 0
     with atomic_path(path, uploads) as tmp:
         with pq.ParquetWriter(tmp, schema, compression=codecs, use_dictionary=repetitive,
                               use_byte_stream_split=lists, write_statistics=scalar,
                               data_page_size=DATA_PAGE_BYTES) as writer:
             for batch in _batches(rows, row_group_rows):
                 writer.write_batch(batch, row_group_size=row_group_rows)
+                written += batch.num_rows
         size = tmp.stat().st_size  # what is published: no second look at the store
         if keep is not None:
             keep.unlink(missing_ok=True)
             os.link(tmp, keep)
-    return WriteResult(path=path, rows=rows.num_rows, bytes=size)
+    return WriteResult(path=path, rows=written, bytes=size)
 
 
 def _remove(path: Path) -> WriteResult:
@@ -110,8 +118,25 @@ def _remove(path: Path) -> WriteResult:
     return WriteResult(path=None, rows=0, bytes=0)
 
 
-def _batches(rows: "pa.Table | MonthRows", rows_per_batch: int):
+def _batches(rows: "pa.Table | MonthRows | _Stream", rows_per_batch: int):
+    if isinstance(rows, _Stream):
+        return rows.reader  # as they come: a batch above rows_per_batch rows makes several row groups
     return rows.batches(rows_per_batch) if isinstance(rows, MonthRows) else rows.to_batches(rows_per_batch)
+
+
+class _Stream:
+    """A stream of batches known to hold a row (its row count is not known before the end)."""
+
+    def __init__(self, reader: pa.RecordBatchReader):
+        self.reader, self.schema = reader, reader.schema
+
+
+def _unless_empty(reader: pa.RecordBatchReader) -> "_Stream | None":
+    """``reader`` with its first batch holding a row put back in front; None if it has none."""
+    for batch in reader:
+        if batch.num_rows:
+            return _Stream(pa.RecordBatchReader.from_batches(reader.schema, itertools.chain([batch], reader)))
+    return None
 
 
 # A fan-out run's staged month of one bucket (:mod:`assets_pkg.summary.fanout`) is written
