@@ -118,24 +118,17 @@ def _remove(path: Path) -> WriteResult:
     return WriteResult(path=None, rows=0, bytes=0)
 
 
-def _batches(rows: "pa.Table | MonthRows | _Stream", rows_per_batch: int):
-    if isinstance(rows, _Stream):
-        return rows.reader  # as they come: a batch above rows_per_batch rows makes several row groups
+def _batches(rows: "pa.Table | MonthRows | pa.RecordBatchReader", rows_per_batch: int):
+    if isinstance(rows, pa.RecordBatchReader):
+        return rows  # as they come: a batch above rows_per_batch rows makes several row groups
     return rows.batches(rows_per_batch) if isinstance(rows, MonthRows) else rows.to_batches(rows_per_batch)
 
 
-class _Stream:
-    """A stream of batches known to hold a row (its row count is not known before the end)."""
-
-    def __init__(self, reader: pa.RecordBatchReader):
-        self.reader, self.schema = reader, reader.schema
-
-
-def _unless_empty(reader: pa.RecordBatchReader) -> "_Stream | None":
+def _unless_empty(reader: pa.RecordBatchReader) -> pa.RecordBatchReader | None:
     """``reader`` with its first batch holding a row put back in front; None if it has none."""
     for batch in reader:
         if batch.num_rows:
-            return _Stream(pa.RecordBatchReader.from_batches(reader.schema, itertools.chain([batch], reader)))
+            return pa.RecordBatchReader.from_batches(reader.schema, itertools.chain([batch], reader))
     return None
 
 
