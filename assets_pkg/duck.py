@@ -51,10 +51,11 @@ def memory_limit_bytes(con) -> int:
     return size
 
 
-def _size_bytes(text: str) -> int | None:
-    """A size such as '2GB' or '488.2 MiB' in bytes; None when ``text`` is not one."""
+def _size_bytes(text: str, units=_SIZE_UNITS) -> int | None:
+    """A size such as '2GB' or '488.2 MiB' in bytes; None when ``text`` is not one (or its
+    unit is not among ``units``)."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*", text)
-    if not match or match.group(2).lower() not in _SIZE_UNITS:
+    if not match or match.group(2).lower() not in units:
         return None
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
@@ -89,7 +90,11 @@ def _escape(text: str) -> str:
     return text.replace("'", "''")
 
 
+# the units DUCKDB_MEMORY_LIMIT is accepted in (what DuckDB's SET memory_limit takes)
+_SETTABLE_UNITS = {"b", "kb", "mb", "gb", "tb", "kib", "mib", "gib", "tib"}
+
+
 def _checked_size(size: str) -> str:
-    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", size, re.I):
+    if _size_bytes(size, _SETTABLE_UNITS) is None:
         raise ValueError(f"DuckDB memory limit {size!r} is not a size like '2GB' (DUCKDB_MEMORY_LIMIT)")
     return size.strip()

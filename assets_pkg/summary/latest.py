@@ -38,31 +38,23 @@ def latest_reader(con: duckdb.DuckDBPyConnection, cfg: SummarySettings, month_fi
     """The latest row per account, ordered by key, streamed; None when there are no month
     files. ``rows_per_query``: accounts per key range (default :func:`rows_per_query_for`
     the connection's memory limit)."""
-    files = sorted(str(p) for p in month_files)
-    if not files:
+    paths = sorted((as_path(p) for p in month_files), key=str)
+    if not paths:
         return None
     k, m = quote_ident(cfg.key_column), quote_ident(cfg.month_column)
-    remote = is_remote(as_path(files[0]))
-    if remote:
-        # pyarrow's native S3 reads (key and month columns only) instead of fsspec calls
-        con.register("summary_latest_months", dataset([as_path(f) for f in files]))
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE summary_latest_keys AS "
-        f"SELECT {k} AS key, max({m}) AS month FROM "
-        f"{'summary_latest_months' if remote else 'read_parquet(?)'} GROUP BY 1",
-        [] if remote else [files],
-    )
-    months = {r[0] for r in con.execute("SELECT DISTINCT month FROM summary_latest_keys").fetchall()}
-    accounts = con.execute("SELECT count(*) FROM summary_latest_keys").fetchall()[0][0]
+    months_from, months_params = _parquet_source(con, "summary_latest_months", paths)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE summary_latest_keys AS "
+                f"SELECT {k} AS key, max({m}) AS month FROM {months_from} GROUP BY 1", months_params)
+    accounts, latest_months = con.execute(
+        "SELECT count(*), list(DISTINCT month) FROM summary_latest_keys").fetchall()[0]
     rows_per_query = rows_per_query or rows_per_query_for(memory_limit_bytes(con))
     ranges = _key_ranges(con, math.ceil(accounts / max(1, rows_per_query)))
     # one scan over the files that hold someone's latest month, joined on (key, month): a
     # UNION of one scan per file held pages of every file at once (1M accounts x 60 months:
     # 933 MB and 34.9 CPU-s against 605 MB and 33.2; bench/NOTES.md "latest_summary")
-    needed = [p for p in files if p.rsplit("/", 1)[-1].removesuffix(".parquet") in months]
-    if remote:
-        con.register("summary_latest_rows", dataset([as_path(p) for p in needed]))
-    rows_from, rows_params = ("summary_latest_rows", []) if remote else ("read_parquet(?)", [needed])
+    months = set(latest_months or [])
+    needed = [p for p in paths if p.stem in months]
+    rows_from, rows_params = _parquet_source(con, "summary_latest_rows", needed)
 
     def query(lo, hi) -> duckdb.DuckDBPyRelation:
         where, params = _range_sql("t." + k, lo, hi)
@@ -78,6 +70,16 @@ def latest_reader(con: duckdb.DuckDBPyConnection, cfg: SummarySettings, month_fi
             yield from query(lo, hi).fetch_record_batch(BATCH_ROWS)
 
     return pa.RecordBatchReader.from_batches(first.schema, batches())
+
+
+def _parquet_source(con, name: str, paths: list[Path]) -> tuple[str, list]:
+    """What a query reads ``paths`` from, and its parameters: ``read_parquet`` of local files;
+    for an object store, a pyarrow dataset registered as ``name`` (its native S3 reads
+    instead of fsspec calls)."""
+    if paths and is_remote(paths[0]):
+        con.register(name, dataset(paths))
+        return name, []
+    return "read_parquet(?)", [[str(p) for p in paths]]
 
 
 def rows_per_query_for(memory_limit: int) -> int:
