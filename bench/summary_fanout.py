@@ -11,7 +11,8 @@ doubles the accounts and the buckets) each measurement runs in its own subproces
 reports that process's peak RSS (VmHWM): the one-step build over every month, the plan,
 one bucket step (bucket 0 of the last month chunk, which also reads the history_length-1
 months before it when there are several chunks), and the combine step (merge, publish and
-check) of the last group of months. The claim under test (DESIGN 8): the
+check) of the last group of months; with ``--full`` every step, then ``latest_summary``'s
+write and check over the month files. The claim under test (DESIGN 8): the
 step's peak stays about the same when accounts and buckets double; the one-step build's
 grows with the accounts.
 """
@@ -68,6 +69,17 @@ def _child(kind: str, root: Path, buckets: int, chunk_months: int, combine_month
         elif kind == "finish":
             fanout.finish(cfg, plan, update_state=False)
             out["equal_to_one_step"] = _same_files(one, fan)
+        elif kind == "latest":  # the latest_summary asset's work over the month files
+            from assets_pkg.duck import connect
+            from assets_pkg.summary.latest import latest_reader
+            from assets_pkg.summary.month_file import write_month_file
+            from assets_pkg.summary.validate import check_one_row_per_account
+
+            months = sorted(fan.glob("*.parquet"))
+            con = connect()
+            written = write_month_file(latest_reader(con, cfg, months), root / "latest.parquet")
+            outcome = check_one_row_per_account(con, cfg, written.path, {p.stem: p for p in months})
+            out.update(rows=written.rows, bytes=written.bytes, checks_passed=outcome.passed)
     out["seconds"] = round(time.perf_counter() - started, 2)
     out["cpu_seconds"] = round(cpu_seconds() - cpu0, 2)
     out["peak_rss_mb"] = peak_rss_mb()
@@ -125,6 +137,7 @@ def measure(accounts: int, buckets: int, chunk_months: int, combine_months: int,
         for group in range(plan["groups"]):
             add(f"combine group {group}", f"combine:{group}")
         add("finish", "finish")
+        add("latest_summary (write + check)", "latest")
     else:
         for chunk in range(plan["chunks"]):  # the last group's months (and the month before)
             for bucket in range(plan["buckets"]):
